@@ -1,0 +1,97 @@
+//! `omg bench MODEL`: latency per invoke, arena and model size.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use omg_engine::Interpreter;
+use serde::Serialize;
+
+use crate::files::{MAX_MODEL_BYTES, read_limited};
+
+/// Latency figures of one model.
+#[derive(Serialize)]
+struct Report {
+    model: String,
+    runs: usize,
+    median_us: f64,
+    p99_us: f64,
+    mean_us: f64,
+    min_us: f64,
+    arena_bytes: usize,
+    model_bytes: usize,
+    load_us: f64,
+}
+
+/// Deterministic filler so kernels see varied data (xorshift).
+fn fill(buf: &mut [u8], seed: &mut u64) {
+    for b in buf {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        *b = (*seed >> 24) as u8;
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    let idx = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[idx].as_secs_f64() * 1e6
+}
+
+pub fn run(model: &Path, runs: Option<usize>, json: bool) -> Result<()> {
+    let bytes = read_limited(model, MAX_MODEL_BYTES)?;
+    let start = Instant::now();
+    let mut interp =
+        Interpreter::new(&bytes).with_context(|| format!("cannot load {}", model.display()))?;
+    let load = start.elapsed();
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    for i in 0..interp.input_count() {
+        fill(interp.input_mut(i)?, &mut seed);
+    }
+    // Warm up, and estimate how many runs fit in the time budget.
+    let warm = Instant::now();
+    let mut warm_runs = 0u32;
+    while warm_runs < 10 || (warm.elapsed() < Duration::from_millis(200) && warm_runs < 1000) {
+        interp.invoke()?;
+        warm_runs += 1;
+    }
+    let per = warm.elapsed() / warm_runs;
+    let runs = runs.unwrap_or_else(|| {
+        (Duration::from_secs(2).as_nanos() / per.as_nanos().max(1)).clamp(100, 200_000) as usize
+    });
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t = Instant::now();
+        interp.invoke()?;
+        times.push(t.elapsed());
+    }
+    times.sort_unstable();
+    let total: Duration = times.iter().sum();
+    let report = Report {
+        model: model.display().to_string(),
+        runs,
+        median_us: percentile(&times, 0.5),
+        p99_us: percentile(&times, 0.99),
+        mean_us: total.as_secs_f64() * 1e6 / runs as f64,
+        min_us: times[0].as_secs_f64() * 1e6,
+        arena_bytes: interp.arena_bytes(),
+        model_bytes: bytes.len(),
+        load_us: load.as_secs_f64() * 1e6,
+    };
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!("model        {}", report.model);
+        println!("runs         {}", report.runs);
+        println!("median       {:.2} µs", report.median_us);
+        println!("p99          {:.2} µs", report.p99_us);
+        println!(
+            "mean         {:.2} µs (min {:.2})",
+            report.mean_us, report.min_us
+        );
+        println!("arena        {} bytes", report.arena_bytes);
+        println!("model        {} bytes", report.model_bytes);
+        println!("load+prepare {:.1} µs", report.load_us);
+    }
+    Ok(())
+}
