@@ -1,0 +1,62 @@
+//! A `no_std` consumer of the trusted core, exported to C.
+#![no_std]
+
+extern crate alloc;
+
+use core::alloc::{GlobalAlloc, Layout};
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+/// A bump allocator over a static region: enough for this check, never frees.
+struct Bump {
+    heap: UnsafeCell<[u8; 4 << 20]>,
+    next: AtomicUsize,
+}
+
+// SAFETY: allocation hands out disjoint ranges via an atomic cursor.
+unsafe impl Sync for Bump {}
+
+// SAFETY: every returned pointer is inside `heap`, aligned as requested, and never handed out twice.
+unsafe impl GlobalAlloc for Bump {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let base = self.heap.get() as usize;
+        let mut cur = self.next.load(Ordering::Relaxed);
+        loop {
+            let start = (base + cur).next_multiple_of(layout.align()) - base;
+            let end = start + layout.size();
+            if end > 4 << 20 {
+                return core::ptr::null_mut();
+            }
+            match self.next.compare_exchange(cur, end, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return (base + start) as *mut u8,
+                Err(c) => cur = c,
+            }
+        }
+    }
+    unsafe fn dealloc(&self, _ptr: *mut u8, _layout: Layout) {}
+}
+
+#[global_allocator]
+static ALLOC: Bump = Bump { heap: UnsafeCell::new([0; 4 << 20]), next: AtomicUsize::new(0) };
+
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
+    loop {}
+}
+
+/// Loads a model and invokes it once on zeroed inputs; returns the arena size, or -1 on error.
+///
+/// # Safety
+/// `data` must point to `len` readable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn omg_check_model(data: *const u8, len: usize) -> i64 {
+    // SAFETY: the caller guarantees `data` points to `len` readable bytes.
+    let bytes = unsafe { core::slice::from_raw_parts(data, len) };
+    match omg_engine::Interpreter::new(bytes) {
+        Ok(mut i) => match i.invoke() {
+            Ok(()) => i.arena_bytes() as i64,
+            Err(_) => -1,
+        },
+        Err(_) => -1,
+    }
+}
