@@ -22,6 +22,8 @@ pub enum Error {
     },
     /// The model uses something this engine does not implement.
     Unsupported(String),
+    /// An operator failed while running (its kernel refused the data it was given).
+    Eval(String),
     /// The caller passed data that does not fit the model (e.g. wrong input size).
     Usage(String),
 }
@@ -38,12 +40,19 @@ impl fmt::Display for Error {
                 write!(f, "invalid model: operator {index} ({op}): {reason}")
             }
             Error::Unsupported(what) => write!(f, "unsupported model: {what}"),
+            Error::Eval(what) => write!(f, "evaluation failed: {what}"),
             Error::Usage(what) => f.write_str(what),
         }
     }
 }
 
 impl core::error::Error for Error {}
+
+impl From<omg_kernels::KernelError> for Error {
+    fn from(e: omg_kernels::KernelError) -> Self {
+        Error::Eval(alloc::format!("{e}"))
+    }
+}
 
 /// Builds an [`Error::Model`] from format arguments.
 macro_rules! model_err {

@@ -32,7 +32,7 @@ pub(crate) enum ConstData<'m> {
 impl<'m> ConstData<'m> {
     /// Wraps `data`, copying only if it is not aligned to `align` bytes.
     pub(crate) fn new(data: &'m [u8], align: usize) -> Self {
-        if (data.as_ptr() as usize) % align == 0 {
+        if (data.as_ptr() as usize).is_multiple_of(align) {
             ConstData::Borrowed(data)
         } else {
             let mut words = vec![0u64; data.len().div_ceil(8)];

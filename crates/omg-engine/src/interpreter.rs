@@ -155,8 +155,15 @@ impl<'m> Interpreter<'m> {
             arena,
             consts: &self.consts,
         };
-        for k in &mut self.kernels {
-            k.eval(&mut mem)?;
+        for (index, k) in self.kernels.iter_mut().enumerate() {
+            k.eval(&mut mem).map_err(|e| match e {
+                Error::Eval(reason) => Error::Operator {
+                    index,
+                    op: self.model.operators[index].code.name(),
+                    reason,
+                },
+                e => e,
+            })?;
         }
         Ok(())
     }

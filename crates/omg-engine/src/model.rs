@@ -567,7 +567,7 @@ fn parse_tensor<'m>(
     };
     let quant = match t.table(field::tensor::QUANTIZATION)? {
         None => None,
-        Some(q) => parse_quant(&q, dtype, &shape).map_err(|e| err(e))?,
+        Some(q) => parse_quant(&q, dtype, &shape).map_err(err)?,
     };
     Ok(Tensor {
         name,

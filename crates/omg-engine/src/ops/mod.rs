@@ -13,8 +13,19 @@ use crate::error::{Error, Result};
 use crate::exec::{Memory, Slot};
 use crate::flatbuf::{Scalar, Table};
 use crate::model::{DType, OpCode, Operator, Tensor};
+use omg_kernels::KernelError;
+use omg_kernels::elementwise::BinaryOp;
+use omg_kernels::quant::{Activation, Padding};
 
+mod conv;
+mod convert;
+mod elementwise;
+mod fully_connected;
+mod pooling;
 mod reshape;
+mod signal;
+mod slicing;
+mod softmax;
 
 /// A prepared operator, ready to run.
 pub(crate) trait Kernel {
@@ -53,14 +64,6 @@ impl Options<'_> {
     /// A boolean field by schema field id.
     pub(crate) fn flag(&self, id: usize) -> Result<bool> {
         self.0.as_ref().map_or(Ok(false), |t| t.boolean(id, false))
-    }
-
-    /// A vector of `i32` by schema field id.
-    pub(crate) fn ints(&self, id: usize) -> Result<Option<Vec<i32>>> {
-        match &self.0 {
-            None => Ok(None),
-            Some(t) => Ok(t.vector::<i32>(id)?.map(|v| v.iter().collect())),
-        }
     }
 }
 
@@ -192,21 +195,96 @@ impl<'a, 'm> OpCtx<'a, 'm> {
     }
 }
 
+/// An operator error from a kernel's parameter check.
+pub(crate) fn kernel_err(ctx: &OpCtx<'_, '_>, e: KernelError) -> Error {
+    ctx.err(format!("{e}"))
+}
+
+/// The fused activation of an operator.
+pub(crate) fn activation(ctx: &OpCtx<'_, '_>, code: i8) -> Result<Activation> {
+    Activation::from_tflite(i32::from(code)).map_err(|e| kernel_err(ctx, e))
+}
+
+/// The padding scheme of a window operator.
+pub(crate) fn padding(ctx: &OpCtx<'_, '_>, code: i8) -> Result<Padding> {
+    match code {
+        0 => Ok(Padding::Same),
+        1 => Ok(Padding::Valid),
+        other => Err(ctx.err(format!("unknown padding scheme {other}"))),
+    }
+}
+
+/// The shape of a rank-4 (NHWC) tensor.
+pub(crate) fn shape4(ctx: &OpCtx<'_, '_>, what: &str, t: &Tensor<'_>) -> Result<[usize; 4]> {
+    <[usize; 4]>::try_from(t.shape.as_slice()).map_err(|_| {
+        ctx.err(format!(
+            "{what} has shape {:?}, expected 4 dimensions",
+            t.shape
+        ))
+    })
+}
+
+/// Constant int8 weights of input `k`, read in place from the model bytes.
+pub(crate) fn weights_i8<'m>(ctx: &OpCtx<'_, 'm>, k: usize) -> Result<&'m [i8]> {
+    let t = ctx.input(k)?;
+    match t.data {
+        Some(d) if t.dtype == DType::I8 => Ok(bytemuck::cast_slice(d)),
+        _ => Err(ctx.err(format!("input {k} must be constant int8 weights"))),
+    }
+}
+
+/// Builtin operator codes (schema `BuiltinOperator`).
+mod code {
+    pub const ADD: i32 = 0;
+    pub const AVERAGE_POOL_2D: i32 = 1;
+    pub const CONCATENATION: i32 = 2;
+    pub const CONV_2D: i32 = 3;
+    pub const DEPTHWISE_CONV_2D: i32 = 4;
+    pub const DEQUANTIZE: i32 = 6;
+    pub const FULLY_CONNECTED: i32 = 9;
+    pub const MAX_POOL_2D: i32 = 17;
+    pub const MUL: i32 = 18;
+    pub const RESHAPE: i32 = 22;
+    pub const SOFTMAX: i32 = 25;
+    pub const SUB: i32 = 41;
+    pub const DIV: i32 = 42;
+    pub const STRIDED_SLICE: i32 = 45;
+    pub const CAST: i32 = 53;
+    pub const MAXIMUM: i32 = 55;
+    pub const MINIMUM: i32 = 57;
+    pub const QUANTIZE: i32 = 114;
+}
+
 /// Highest version of each builtin operator the kernels implement.
-fn max_version(code: i32) -> Option<i32> {
-    Some(match code {
-        22 => 1, // RESHAPE
+fn max_version(op: i32) -> Option<i32> {
+    Some(match op {
+        code::ADD => 5,
+        code::SUB => 3,
+        code::MUL => 6,
+        code::DIV => 2,
+        code::MINIMUM | code::MAXIMUM => 4,
+        code::CAST => 6,
+        code::CONCATENATION => 4,
+        code::STRIDED_SLICE => 8,
+        code::QUANTIZE => 3,
+        code::DEQUANTIZE => 5,
+        code::AVERAGE_POOL_2D | code::MAX_POOL_2D => 3,
+        code::CONV_2D => 5,
+        code::DEPTHWISE_CONV_2D => 6,
+        code::FULLY_CONNECTED => 9,
+        code::RESHAPE => 1,
+        code::SOFTMAX => 3,
         _ => return None,
     })
 }
 
 /// Prepares one operator.
 pub(crate) fn prepare<'m>(ctx: &OpCtx<'_, 'm>) -> Result<BoxedKernel<'m>> {
+    let unsupported =
+        || Error::Unsupported(format!("operator {} ({})", ctx.index, ctx.op.code.name()));
     match ctx.op.code {
-        OpCode::Builtin(code) => {
-            let max = max_version(code).ok_or_else(|| {
-                Error::Unsupported(format!("operator {} ({})", ctx.index, ctx.op.code.name()))
-            })?;
+        OpCode::Builtin(op) => {
+            let max = max_version(op).ok_or_else(unsupported)?;
             if ctx.op.version < 1 || ctx.op.version > max {
                 return Err(Error::Unsupported(format!(
                     "operator {} ({}) version {} (versions 1 to {max} are supported)",
@@ -215,19 +293,28 @@ pub(crate) fn prepare<'m>(ctx: &OpCtx<'_, 'm>) -> Result<BoxedKernel<'m>> {
                     ctx.op.version
                 )));
             }
-            match code {
-                22 => reshape::prepare(ctx),
-                _ => unreachable_op(ctx),
+            match op {
+                code::ADD => elementwise::prepare(ctx, BinaryOp::Add),
+                code::SUB => elementwise::prepare(ctx, BinaryOp::Sub),
+                code::MUL => elementwise::prepare(ctx, BinaryOp::Mul),
+                code::DIV => elementwise::prepare(ctx, BinaryOp::Div),
+                code::MINIMUM => elementwise::prepare(ctx, BinaryOp::Minimum),
+                code::MAXIMUM => elementwise::prepare(ctx, BinaryOp::Maximum),
+                code::CAST => convert::prepare_cast(ctx),
+                code::QUANTIZE => convert::prepare_quantize(ctx),
+                code::DEQUANTIZE => convert::prepare_dequantize(ctx),
+                code::CONCATENATION => slicing::prepare_concatenation(ctx),
+                code::STRIDED_SLICE => slicing::prepare_strided_slice(ctx),
+                code::AVERAGE_POOL_2D => pooling::prepare(ctx, pooling::Reduce::Average),
+                code::CONV_2D => conv::prepare_conv(ctx),
+                code::DEPTHWISE_CONV_2D => conv::prepare_depthwise(ctx),
+                code::FULLY_CONNECTED => fully_connected::prepare(ctx),
+                code::MAX_POOL_2D => pooling::prepare(ctx, pooling::Reduce::Max),
+                code::RESHAPE => reshape::prepare(ctx),
+                code::SOFTMAX => softmax::prepare(ctx),
+                _ => Err(unsupported()),
             }
         }
-        OpCode::Custom(_) => unreachable_op(ctx),
+        OpCode::Custom(name) => signal::prepare(ctx, name).unwrap_or_else(|| Err(unsupported())),
     }
-}
-
-fn unreachable_op<'m>(ctx: &OpCtx<'_, 'm>) -> Result<BoxedKernel<'m>> {
-    Err(Error::Unsupported(format!(
-        "operator {} ({})",
-        ctx.index,
-        ctx.op.code.name()
-    )))
 }

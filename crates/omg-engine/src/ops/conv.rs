@@ -1,0 +1,277 @@
+//! CONV_2D and DEPTHWISE_CONV_2D, int8 with per-channel (or per-tensor) filter quantization.
+
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use omg_kernels::QuantizedMultiplier;
+use omg_kernels::conv::{self, ConvParams, ConvShapes, DepthwiseParams};
+use omg_kernels::quant::{WindowGeometry, activation_range_i8, compute_padding_height_width};
+
+use crate::error::Result;
+use crate::exec::{Memory, Slot};
+use crate::model::DType;
+use crate::ops::{BoxedKernel, Kernel, OpCtx, activation, kernel_err, padding, shape4, weights_i8};
+
+/// Schema field ids of `Conv2DOptions`.
+mod conv_opt {
+    pub const PADDING: usize = 0;
+    pub const STRIDE_W: usize = 1;
+    pub const STRIDE_H: usize = 2;
+    pub const ACTIVATION: usize = 3;
+    pub const DILATION_W: usize = 4;
+    pub const DILATION_H: usize = 5;
+}
+
+/// Schema field ids of `DepthwiseConv2DOptions`.
+mod dw_opt {
+    pub const PADDING: usize = 0;
+    pub const STRIDE_W: usize = 1;
+    pub const STRIDE_H: usize = 2;
+    pub const DEPTH_MULTIPLIER: usize = 3;
+    pub const ACTIVATION: usize = 4;
+    pub const DILATION_W: usize = 5;
+    pub const DILATION_H: usize = 6;
+}
+
+/// What both convolutions share after prepare.
+struct Common<'m> {
+    input: Slot,
+    output: Slot,
+    filter: &'m [i8],
+    bias: Option<Vec<i32>>,
+    multipliers: Vec<QuantizedMultiplier>,
+    shapes: ConvShapes,
+    zero_points: (i32, i32),
+    act: (i32, i32),
+    geometry: WindowGeometry,
+}
+
+struct Window {
+    padding: i8,
+    stride: (i32, i32),
+    dilation: (i32, i32),
+    activation: i8,
+}
+
+fn positive(ctx: &OpCtx<'_, '_>, what: &str, v: i32) -> Result<usize> {
+    usize::try_from(v)
+        .ok()
+        .filter(|&v| v >= 1)
+        .ok_or_else(|| ctx.err(format!("{what} is {v}, must be at least 1")))
+}
+
+/// Checks tensors and options common to both convolutions. `channel_axis` is the filter's
+/// output-channel dimension (0 for CONV_2D, 3 for DEPTHWISE_CONV_2D).
+fn prepare_common<'m>(ctx: &OpCtx<'_, 'm>, w: Window, channel_axis: usize) -> Result<Common<'m>> {
+    ctx.expect_arity(2, 3, 1)?;
+    let (input, filter, output) = (ctx.input(0)?, ctx.input(1)?, ctx.output(0)?);
+    ctx.expect_type("input", input, &[DType::I8])?;
+    ctx.expect_type("filter", filter, &[DType::I8])?;
+    ctx.expect_type("output", output, &[DType::I8])?;
+    let (in_shape, f_shape, out_shape) = (
+        shape4(ctx, "input", input)?,
+        shape4(ctx, "filter", filter)?,
+        shape4(ctx, "output", output)?,
+    );
+    let (in_scale, in_zp) = ctx.quant("input", input)?;
+    let (out_scale, out_zp) = ctx.quant("output", output)?;
+    let out_c = f_shape[channel_axis];
+    let fq = filter
+        .quant
+        .as_ref()
+        .ok_or_else(|| ctx.err("filter is not quantized"))?;
+    if fq.zero_point.iter().any(|&z| z != 0) {
+        return Err(ctx.err("filter zero points must be 0 (symmetric int8 weights)"));
+    }
+    if !fq.is_per_tensor() && fq.axis != channel_axis {
+        return Err(ctx.err(format!(
+            "filter is quantized along dimension {}, expected {channel_axis}",
+            fq.axis
+        )));
+    }
+    let mut multipliers = vec![QuantizedMultiplier::default(); out_c];
+    conv::populate_conv_quantization(in_scale, &fq.scale, out_scale, &mut multipliers)
+        .map_err(|e| kernel_err(ctx, e))?;
+    let bias = match ctx.opt_input(2) {
+        None => None,
+        Some(b) => {
+            ctx.expect_type("bias", b, &[DType::I32])?;
+            if b.elements() != out_c {
+                return Err(ctx.err(format!(
+                    "bias has {} elements for {out_c} output channels",
+                    b.elements()
+                )));
+            }
+            Some(ctx.const_values::<i32>("bias", 2)?)
+        }
+    };
+    let geometry = compute_padding_height_width(
+        positive(ctx, "stride height", w.stride.0)?,
+        positive(ctx, "stride width", w.stride.1)?,
+        positive(ctx, "dilation height", w.dilation.0)?,
+        positive(ctx, "dilation width", w.dilation.1)?,
+        in_shape[1],
+        in_shape[2],
+        f_shape[1],
+        f_shape[2],
+        padding(ctx, w.padding)?,
+    )
+    .map_err(|e| kernel_err(ctx, e))?;
+    if out_shape[1] != geometry.out_height || out_shape[2] != geometry.out_width {
+        return Err(ctx.err(format!(
+            "output shape {:?} does not match the computed {}x{}",
+            output.shape, geometry.out_height, geometry.out_width
+        )));
+    }
+    let act = activation_range_i8(activation(ctx, w.activation)?, out_scale, out_zp)
+        .map_err(|e| kernel_err(ctx, e))?;
+    Ok(Common {
+        input: ctx.input_slot(0)?,
+        output: ctx.output_slot(0)?,
+        filter: weights_i8(ctx, 1)?,
+        bias,
+        multipliers,
+        shapes: ConvShapes {
+            input: in_shape,
+            filter: f_shape,
+            output: out_shape,
+        },
+        zero_points: (in_zp, out_zp),
+        act,
+        geometry,
+    })
+}
+
+struct Conv2d<'m> {
+    c: Common<'m>,
+    params: ConvParams,
+}
+
+/// Prepares CONV_2D.
+pub(crate) fn prepare_conv<'m>(ctx: &OpCtx<'_, 'm>) -> Result<BoxedKernel<'m>> {
+    let o = ctx.options(1)?;
+    let w = Window {
+        padding: o.get(conv_opt::PADDING, 0i8)?,
+        stride: (
+            o.get(conv_opt::STRIDE_H, 0i32)?,
+            o.get(conv_opt::STRIDE_W, 0i32)?,
+        ),
+        dilation: (
+            o.get(conv_opt::DILATION_H, 1i32)?,
+            o.get(conv_opt::DILATION_W, 1i32)?,
+        ),
+        activation: o.get(conv_opt::ACTIVATION, 0i8)?,
+    };
+    let (stride, dilation) = (w.stride, w.dilation);
+    let c = prepare_common(ctx, w, 0)?;
+    let params = ConvParams {
+        stride_height: stride.0 as usize,
+        stride_width: stride.1 as usize,
+        dilation_height: dilation.0 as usize,
+        dilation_width: dilation.1 as usize,
+        pad_height: c.geometry.padding.height,
+        pad_width: c.geometry.padding.width,
+        input_zero_point: c.zero_points.0,
+        output_zero_point: c.zero_points.1,
+        act_min: c.act.0,
+        act_max: c.act.1,
+    };
+    params
+        .check(
+            &c.shapes,
+            c.bias.as_ref().map(Vec::len),
+            c.multipliers.len(),
+        )
+        .map_err(|e| kernel_err(ctx, e))?;
+    Ok(Box::new(Conv2d { c, params }))
+}
+
+impl Kernel for Conv2d<'_> {
+    fn eval(&mut self, mem: &mut Memory<'_, '_>) -> Result<()> {
+        let c = &self.c;
+        let mut io = mem.io(core::slice::from_ref(&c.output))?;
+        let input = io.typed::<i8>(&c.input)?;
+        conv::conv2d_i8(
+            &self.params,
+            &c.shapes,
+            input,
+            c.filter,
+            c.bias.as_deref(),
+            &c.multipliers,
+            io.out()?,
+        )?;
+        Ok(())
+    }
+}
+
+struct Depthwise<'m> {
+    c: Common<'m>,
+    params: DepthwiseParams,
+}
+
+/// Prepares DEPTHWISE_CONV_2D (any depth multiplier).
+pub(crate) fn prepare_depthwise<'m>(ctx: &OpCtx<'_, 'm>) -> Result<BoxedKernel<'m>> {
+    let o = ctx.options(2)?;
+    let w = Window {
+        padding: o.get(dw_opt::PADDING, 0i8)?,
+        stride: (
+            o.get(dw_opt::STRIDE_H, 0i32)?,
+            o.get(dw_opt::STRIDE_W, 0i32)?,
+        ),
+        dilation: (
+            o.get(dw_opt::DILATION_H, 1i32)?,
+            o.get(dw_opt::DILATION_W, 1i32)?,
+        ),
+        activation: o.get(dw_opt::ACTIVATION, 0i8)?,
+    };
+    let depth_multiplier = o.get(dw_opt::DEPTH_MULTIPLIER, 0i32)?;
+    let (stride, dilation) = (w.stride, w.dilation);
+    let c = prepare_common(ctx, w, 3)?;
+    let (in_c, out_c) = (c.shapes.input[3], c.shapes.filter[3]);
+    if in_c == 0 || out_c % in_c != 0 || usize::try_from(depth_multiplier) != Ok(out_c / in_c) {
+        return Err(ctx.err(format!(
+            "depth multiplier {depth_multiplier} does not turn {in_c} input channels into {out_c} output channels"
+        )));
+    }
+    let params = DepthwiseParams {
+        stride_height: stride.0 as usize,
+        stride_width: stride.1 as usize,
+        dilation_height: dilation.0 as usize,
+        dilation_width: dilation.1 as usize,
+        pad_height: c.geometry.padding.height,
+        pad_width: c.geometry.padding.width,
+        depth_multiplier: out_c / in_c,
+        input_zero_point: c.zero_points.0,
+        output_zero_point: c.zero_points.1,
+        act_min: c.act.0,
+        act_max: c.act.1,
+    };
+    params
+        .check(
+            &c.shapes,
+            c.bias.as_ref().map(Vec::len),
+            c.multipliers.len(),
+        )
+        .map_err(|e| kernel_err(ctx, e))?;
+    Ok(Box::new(Depthwise { c, params }))
+}
+
+impl Kernel for Depthwise<'_> {
+    fn eval(&mut self, mem: &mut Memory<'_, '_>) -> Result<()> {
+        let c = &self.c;
+        let mut io = mem.io(core::slice::from_ref(&c.output))?;
+        let input = io.typed::<i8>(&c.input)?;
+        conv::depthwise_conv2d_i8(
+            &self.params,
+            &c.shapes,
+            input,
+            c.filter,
+            c.bias.as_deref(),
+            &c.multipliers,
+            io.out()?,
+        )?;
+        Ok(())
+    }
+}

@@ -1,0 +1,123 @@
+//! AVERAGE_POOL_2D and MAX_POOL_2D, int8.
+
+use alloc::boxed::Box;
+use alloc::format;
+
+use omg_kernels::pooling::{self, PoolParams};
+use omg_kernels::quant::{activation_range_i8, compute_padding_height_width};
+
+use crate::error::Result;
+use crate::exec::{Memory, Slot};
+use crate::model::DType;
+use crate::ops::{BoxedKernel, Kernel, OpCtx, activation, kernel_err, padding, shape4};
+
+/// Schema field ids of `Pool2DOptions`.
+mod opt {
+    pub const PADDING: usize = 0;
+    pub const STRIDE_W: usize = 1;
+    pub const STRIDE_H: usize = 2;
+    pub const FILTER_W: usize = 3;
+    pub const FILTER_H: usize = 4;
+    pub const ACTIVATION: usize = 5;
+}
+
+/// Which reduction a pooling operator applies.
+#[derive(Clone, Copy)]
+pub(crate) enum Reduce {
+    Average,
+    Max,
+}
+
+struct Pool {
+    input: Slot,
+    output: Slot,
+    shapes: ([usize; 4], [usize; 4]),
+    params: PoolParams,
+    reduce: Reduce,
+}
+
+/// Prepares AVERAGE_POOL_2D or MAX_POOL_2D.
+pub(crate) fn prepare<'m>(ctx: &OpCtx<'_, 'm>, reduce: Reduce) -> Result<BoxedKernel<'m>> {
+    ctx.expect_arity(1, 1, 1)?;
+    let o = ctx.options(5)?;
+    let (input, output) = (ctx.input(0)?, ctx.output(0)?);
+    ctx.expect_type("input", input, &[DType::I8])?;
+    ctx.expect_type("output", output, &[DType::I8])?;
+    let (in_shape, out_shape) = (shape4(ctx, "input", input)?, shape4(ctx, "output", output)?);
+    let (in_scale, in_zp) = ctx.quant("input", input)?;
+    let (out_scale, out_zp) = ctx.quant("output", output)?;
+    pooling::check_pool_quantization(in_scale, in_zp, out_scale, out_zp)
+        .map_err(|e| kernel_err(ctx, e))?;
+    let dim = |id: usize, what: &str| -> Result<usize> {
+        let v = o.get(id, 0i32)?;
+        usize::try_from(v)
+            .ok()
+            .filter(|&v| v >= 1)
+            .ok_or_else(|| ctx.err(format!("{what} is {v}, must be at least 1")))
+    };
+    let (sh, sw) = (
+        dim(opt::STRIDE_H, "stride height")?,
+        dim(opt::STRIDE_W, "stride width")?,
+    );
+    let (fh, fw) = (
+        dim(opt::FILTER_H, "filter height")?,
+        dim(opt::FILTER_W, "filter width")?,
+    );
+    let g = compute_padding_height_width(
+        sh,
+        sw,
+        1,
+        1,
+        in_shape[1],
+        in_shape[2],
+        fh,
+        fw,
+        padding(ctx, o.get(opt::PADDING, 0i8)?)?,
+    )
+    .map_err(|e| kernel_err(ctx, e))?;
+    if out_shape != [in_shape[0], g.out_height, g.out_width, in_shape[3]] {
+        return Err(ctx.err(format!(
+            "output shape {:?} does not match the computed pooling output",
+            output.shape
+        )));
+    }
+    let (act_min, act_max) = activation_range_i8(
+        activation(ctx, o.get(opt::ACTIVATION, 0i8)?)?,
+        out_scale,
+        out_zp,
+    )
+    .map_err(|e| kernel_err(ctx, e))?;
+    let params = PoolParams {
+        stride_height: sh,
+        stride_width: sw,
+        filter_height: fh,
+        filter_width: fw,
+        pad_height: g.padding.height,
+        pad_width: g.padding.width,
+        act_min,
+        act_max,
+    };
+    params
+        .check(in_shape, out_shape)
+        .map_err(|e| kernel_err(ctx, e))?;
+    Ok(Box::new(Pool {
+        input: ctx.input_slot(0)?,
+        output: ctx.output_slot(0)?,
+        shapes: (in_shape, out_shape),
+        params,
+        reduce,
+    }))
+}
+
+impl Kernel for Pool {
+    fn eval(&mut self, mem: &mut Memory<'_, '_>) -> Result<()> {
+        let mut io = mem.io(core::slice::from_ref(&self.output))?;
+        let input = io.typed::<i8>(&self.input)?;
+        let (i, o) = self.shapes;
+        match self.reduce {
+            Reduce::Average => pooling::average_pool(&self.params, i, o, input, io.out()?)?,
+            Reduce::Max => pooling::max_pool(&self.params, i, o, input, io.out()?)?,
+        }
+        Ok(())
+    }
+}
