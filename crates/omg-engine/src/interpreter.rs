@@ -10,6 +10,9 @@ use crate::model::{Model, Tensor};
 use crate::ops::{self, BoxedKernel, OpCtx};
 use crate::planner;
 
+/// Largest tensor arena the interpreter will allocate.
+pub const MAX_ARENA_BYTES: usize = 1 << 28;
+
 /// Runs one TFLite model.
 ///
 /// Building it parses and validates the model, plans the arena and prepares every operator; after
@@ -28,6 +31,12 @@ impl<'m> Interpreter<'m> {
     pub fn new(bytes: &'m [u8]) -> Result<Self> {
         let model = Model::parse(bytes)?;
         let plan = planner::plan(&model);
+        if plan.size > MAX_ARENA_BYTES {
+            return Err(Error::Unsupported(format!(
+                "the model needs a {} byte arena, more than the limit of {MAX_ARENA_BYTES}",
+                plan.size
+            )));
+        }
         let mut consts = Vec::new();
         let slots: Vec<Option<Slot>> = model
             .tensors

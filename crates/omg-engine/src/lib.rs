@@ -28,5 +28,5 @@ mod ops;
 pub mod planner;
 
 pub use error::{Error, Result};
-pub use interpreter::Interpreter;
+pub use interpreter::{Interpreter, MAX_ARENA_BYTES};
 pub use model::{DType, Model, Quantization, Tensor};

@@ -78,19 +78,19 @@ pub fn plan(model: &Model<'_>) -> Plan {
         let mut live: Vec<(usize, usize)> = placed
             .iter()
             .filter(|p| p.2 <= b.last && b.first <= p.3 && p.1 > 0)
-            .map(|p| (p.0, p.0 + p.1))
+            .map(|p| (p.0, p.0.saturating_add(p.1)))
             .collect();
         live.sort_unstable();
-        let mut offset = 0;
+        let mut offset = 0usize;
         for (start, stop) in live {
-            if offset + b.size <= start {
+            if offset.saturating_add(b.size) <= start {
                 break;
             }
             offset = offset.max(stop);
         }
         placed.push((offset, b.size, b.first, b.last));
         offsets[b.tensor] = Some(offset);
-        size = size.max(offset + b.size);
+        size = size.max(offset.saturating_add(b.size));
     }
     Plan { offsets, size }
 }
