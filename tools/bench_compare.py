@@ -42,32 +42,14 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from omgtools import REPO_ROOT, ensure_deps
+
 DEFAULT_OMG = Path("target/release/omg")
 DEFAULT_MODEL_GLOB = "../shared/data/*/models/*.tflite"
 MAX_RUNS = 100_000
 
 
-def _ensure_deps() -> None:
-    """Import the pinned packages, or re-exec under the project venv."""
-    try:
-        import numpy  # noqa: F401
-        from tflite_micro import runtime  # noqa: F401
-        return
-    except ImportError as exc:
-        err = exc
-    venv = Path(os.environ.get("OMG_VENV") or REPO_ROOT / ".venv")
-    py = venv / "bin" / "python"
-    if py.exists() and not os.environ.get("OMG_TOOLS_REEXEC"):
-        os.environ["OMG_TOOLS_REEXEC"] = "1"
-        os.execv(str(py), [str(py), str(Path(__file__).resolve()), *sys.argv[1:]])
-    sys.stderr.write(
-        f"{Path(sys.argv[0]).name}: missing Python packages ({err}); "
-        "run tools/setup-venv.sh and use .venv/bin/python\n")
-    sys.exit(2)
-
-
-_ensure_deps()
+ensure_deps(__file__)
 
 import numpy as np  # noqa: E402
 from tflite_micro import runtime as tflm  # noqa: E402

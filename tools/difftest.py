@@ -49,7 +49,8 @@ import wave
 import zlib
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from omgtools import REPO_ROOT, ensure_deps
+
 DEFAULT_OMG = Path("target/release/omg")
 DEFAULT_WAV_DIR = Path("../shared/data/micro_speech/testdata")
 AUDIO_FRAME = 480  # samples per preprocessor input frame (30 ms @ 16 kHz)
@@ -57,26 +58,7 @@ AUDIO_STRIDE = 320  # 20 ms
 FLOAT_LARGE = 1.0e6
 
 
-def _ensure_deps() -> None:
-    """Import the pinned packages, or re-exec under the project venv."""
-    try:
-        import numpy  # noqa: F401
-        from tflite_micro import runtime  # noqa: F401
-        return
-    except ImportError as exc:
-        err = exc
-    venv = Path(os.environ.get("OMG_VENV") or REPO_ROOT / ".venv")
-    py = venv / "bin" / "python"
-    if py.exists() and not os.environ.get("OMG_TOOLS_REEXEC"):
-        os.environ["OMG_TOOLS_REEXEC"] = "1"
-        os.execv(str(py), [str(py), str(Path(__file__).resolve()), *sys.argv[1:]])
-    sys.stderr.write(
-        f"{Path(sys.argv[0]).name}: missing Python packages ({err}); "
-        "run tools/setup-venv.sh and use .venv/bin/python\n")
-    sys.exit(2)
-
-
-_ensure_deps()
+ensure_deps(__file__)
 
 import numpy as np  # noqa: E402
 from tflite_micro import runtime as tflm  # noqa: E402

@@ -17,4 +17,4 @@ if [ "$target" = model ] && [ -d "$shared" ]; then
 fi
 cd "$root"
 RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" "$corpus" -- \
-  -max_total_time="$seconds" -max_len=600000 -rss_limit_mb=2048 -timeout=10 -print_final_stats=1
+  -max_total_time="$seconds" -max_len="${FUZZ_MAX_LEN:-100000}" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1

@@ -12,7 +12,7 @@ use crate::error::{Error, Result, model_err};
 use crate::flatbuf::{Table, Tables};
 
 /// Largest number of tensors or operators a model may declare.
-pub const MAX_ENTRIES: usize = 1 << 16;
+pub const MAX_ENTRIES: usize = 8192;
 /// Largest tensor rank the engine accepts.
 pub const MAX_RANK: usize = 6;
 /// Largest size of any single tensor in bytes.

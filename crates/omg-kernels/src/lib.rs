@@ -23,6 +23,7 @@
 pub mod cast;
 pub mod conv;
 pub mod elementwise;
+pub mod fast;
 pub mod fixedpoint;
 pub mod fully_connected;
 pub mod pooling;

@@ -28,60 +28,19 @@ fn shared_data() -> PathBuf {
         })
 }
 
-/// Just enough of the TFLite flatbuffer schema to fetch constant tensors by name.
-struct Model {
-    bytes: Vec<u8>,
-}
+/// The model's constant tensors, looked up by name through omg's own model parser.
+struct Model<'m>(omg_engine::Model<'m>);
 
-impl Model {
-    fn u32_at(&self, pos: usize) -> usize {
-        u32::from_le_bytes(self.bytes[pos..pos + 4].try_into().unwrap()) as usize
-    }
-
-    /// Position of field `field` of the table at `table`, if present.
-    fn field(&self, table: usize, field: usize) -> Option<usize> {
-        let soff = i32::from_le_bytes(self.bytes[table..table + 4].try_into().unwrap());
-        let vtable = (table as i64 - i64::from(soff)) as usize;
-        let vsize = u16::from_le_bytes([self.bytes[vtable], self.bytes[vtable + 1]]) as usize;
-        let slot = 4 + 2 * field;
-        if slot + 2 > vsize {
-            return None;
-        }
-        let off =
-            u16::from_le_bytes([self.bytes[vtable + slot], self.bytes[vtable + slot + 1]]) as usize;
-        (off != 0).then_some(table + off)
-    }
-
-    /// (position of first element, length) of the vector referenced at `pos`.
-    fn vector(&self, pos: usize) -> (usize, usize) {
-        let v = pos + self.u32_at(pos);
-        (v + 4, self.u32_at(v))
-    }
-
-    fn table_in(&self, elems: usize, i: usize) -> usize {
-        let p = elems + 4 * i;
-        p + self.u32_at(p)
-    }
-
-    /// Raw bytes of the constant tensor named `name` in subgraph 0.
+impl Model<'_> {
+    /// Raw bytes of the constant tensor named `name`.
     fn constant(&self, name: &str) -> &[u8] {
-        let root = self.u32_at(0);
-        let (graphs, _) = self.vector(self.field(root, 2).unwrap());
-        let graph = self.table_in(graphs, 0);
-        let (tensors, count) = self.vector(self.field(graph, 0).unwrap());
-        let (buffers, _) = self.vector(self.field(root, 4).unwrap());
-        for i in 0..count {
-            let t = self.table_in(tensors, i);
-            let (s, len) = self.vector(self.field(t, 3).unwrap());
-            if &self.bytes[s..s + len] != name.as_bytes() {
-                continue;
-            }
-            let buffer_index = self.u32_at(self.field(t, 2).unwrap());
-            let buffer = self.table_in(buffers, buffer_index);
-            let (d, dlen) = self.vector(self.field(buffer, 0).expect("constant has data"));
-            return &self.bytes[d..d + dlen];
-        }
-        panic!("no tensor named {name}");
+        let t = self
+            .0
+            .tensors
+            .iter()
+            .find(|t| t.name == name)
+            .unwrap_or_else(|| panic!("no tensor named {name}"));
+        t.data.unwrap_or_else(|| panic!("{name} is not a constant"))
     }
 
     fn i16s(&self, name: &str) -> Vec<i16> {
@@ -108,31 +67,15 @@ fn hann_q(n: usize, shift: u32) -> Vec<i16> {
 }
 
 fn read_wav_mono16(path: &std::path::Path) -> Vec<i16> {
-    let b = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert_eq!(&b[0..4], b"RIFF");
-    assert_eq!(&b[8..12], b"WAVE");
-    let mut pos = 12;
-    let mut format_ok = false;
-    while pos + 8 <= b.len() {
-        let id = &b[pos..pos + 4];
-        let len = u32::from_le_bytes(b[pos + 4..pos + 8].try_into().unwrap()) as usize;
-        let body = &b[pos + 8..pos + 8 + len];
-        if id == b"fmt " {
-            let channels = u16::from_le_bytes([body[2], body[3]]);
-            let rate = u32::from_le_bytes(body[4..8].try_into().unwrap());
-            let bits = u16::from_le_bytes([body[14], body[15]]);
-            assert_eq!((channels, rate, bits), (1, 16000, 16), "{}", path.display());
-            format_ok = true;
-        } else if id == b"data" {
-            assert!(format_ok);
-            return body
-                .chunks_exact(2)
-                .map(|s| i16::from_le_bytes([s[0], s[1]]))
-                .collect();
-        }
-        pos += 8 + len + (len & 1);
-    }
-    panic!("{}: no data chunk", path.display());
+    let mut r = hound::WavReader::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let spec = r.spec();
+    assert_eq!(
+        (spec.channels, spec.sample_rate, spec.bits_per_sample),
+        (1, 16000, 16),
+        "{}",
+        path.display()
+    );
+    r.samples::<i16>().map(|s| s.unwrap()).collect()
 }
 
 /// The preprocessor graph, stage by stage, with its state.
@@ -148,7 +91,7 @@ struct Preprocessor {
 }
 
 impl Preprocessor {
-    fn new(model: &Model) -> Self {
+    fn new(model: &Model<'_>) -> Self {
         let window_weights = model.i16s("Const");
         assert_eq!(
             window_weights,
@@ -241,7 +184,9 @@ fn micro_speech_features_match_reference() {
     let data = shared_data().join("micro_speech");
     let bytes = std::fs::read(data.join("models/audio_preprocessor_int8.tflite"))
         .expect("model in shared data");
-    let mut pre = Preprocessor::new(&Model { bytes });
+    let mut pre = Preprocessor::new(&Model(
+        omg_engine::Model::parse(&bytes).expect("model parses"),
+    ));
     let clips = [
         ("yes_1000ms", "yes_1000ms_features.bin", 49),
         ("no_1000ms", "no_1000ms_features.bin", 49),
