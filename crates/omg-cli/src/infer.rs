@@ -48,7 +48,7 @@ pub fn run(model: &Path, inputs: &[PathBuf], outputs: &[PathBuf], sequence: bool
         } else {
             if d.len() != size {
                 bail!(
-                    "{} holds {} bytes, but {} needs exactly that many",
+                    "{} holds {} bytes; {} must match exactly",
                     path.display(),
                     d.len(),
                     describe()
