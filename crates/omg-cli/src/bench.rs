@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use omg_engine::Interpreter;
+use omg_engine::{Interpreter, KernelSet};
 use serde::Serialize;
 
 use crate::files::{MAX_MODEL_BYTES, read_limited};
@@ -38,11 +38,11 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[idx].as_secs_f64() * 1e6
 }
 
-pub fn run(model: &Path, runs: Option<usize>, json: bool) -> Result<()> {
+pub fn run(model: &Path, runs: Option<usize>, json: bool, kernels: KernelSet) -> Result<()> {
     let bytes = read_limited(model, MAX_MODEL_BYTES)?;
     let start = Instant::now();
-    let mut interp =
-        Interpreter::new(&bytes).with_context(|| format!("cannot load {}", model.display()))?;
+    let mut interp = Interpreter::with_kernels(&bytes, kernels)
+        .with_context(|| format!("cannot load {}", model.display()))?;
     let load = start.elapsed();
     let mut seed = 0x9E37_79B9_7F4A_7C15u64;
     for i in 0..interp.input_count() {

@@ -3,17 +3,23 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use omg_engine::Interpreter;
+use omg_engine::{Interpreter, KernelSet};
 
 use crate::files::{MAX_MODEL_BYTES, read_limited, write_atomic};
 
 /// Largest input file accepted.
 const MAX_INPUT_BYTES: u64 = 256 << 20;
 
-pub fn run(model: &Path, inputs: &[PathBuf], outputs: &[PathBuf], sequence: bool) -> Result<()> {
+pub fn run(
+    model: &Path,
+    inputs: &[PathBuf],
+    outputs: &[PathBuf],
+    sequence: bool,
+    kernels: KernelSet,
+) -> Result<()> {
     let bytes = read_limited(model, MAX_MODEL_BYTES)?;
-    let mut interp =
-        Interpreter::new(&bytes).with_context(|| format!("cannot load {}", model.display()))?;
+    let mut interp = Interpreter::with_kernels(&bytes, kernels)
+        .with_context(|| format!("cannot load {}", model.display()))?;
     if inputs.len() != interp.input_count() {
         bail!(
             "the model has {} inputs, {} --input files given",

@@ -33,6 +33,9 @@ enum Command {
         /// Inputs hold K consecutive tensors: reset once, invoke K times, concatenate the outputs.
         #[arg(long)]
         sequence: bool,
+        /// Run TFLM's reference kernels instead of the optimized ones (same bytes, slower).
+        #[arg(long)]
+        reference: bool,
     },
     /// Measure a model's latency per invoke, arena and model size.
     Bench {
@@ -44,7 +47,18 @@ enum Command {
         /// Print one JSON object instead of a table.
         #[arg(long)]
         json: bool,
+        /// Run TFLM's reference kernels instead of the optimized ones.
+        #[arg(long)]
+        reference: bool,
     },
+}
+
+fn kernel_set(reference: bool) -> omg_engine::KernelSet {
+    if reference {
+        omg_engine::KernelSet::Reference
+    } else {
+        omg_engine::KernelSet::Optimized
+    }
 }
 
 fn main() -> ExitCode {
@@ -55,8 +69,14 @@ fn main() -> ExitCode {
             inputs,
             outputs,
             sequence,
-        } => infer::run(&model, &inputs, &outputs, sequence),
-        Command::Bench { model, runs, json } => bench::run(&model, runs, json),
+            reference,
+        } => infer::run(&model, &inputs, &outputs, sequence, kernel_set(reference)),
+        Command::Bench {
+            model,
+            runs,
+            json,
+            reference,
+        } => bench::run(&model, runs, json, kernel_set(reference)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,7 +7,7 @@ use alloc::vec::Vec;
 use crate::error::{Error, Result};
 use crate::exec::{ConstData, Memory, Slot};
 use crate::model::{Model, Tensor};
-use crate::ops::{self, BoxedKernel, OpCtx};
+use crate::ops::{self, BoxedKernel, KernelSet, OpCtx};
 use crate::planner;
 
 /// Largest tensor arena the interpreter will allocate.
@@ -27,8 +27,13 @@ pub struct Interpreter<'m> {
 }
 
 impl<'m> Interpreter<'m> {
-    /// Loads `bytes` as a `.tflite` model and prepares it to run.
+    /// Loads `bytes` as a `.tflite` model and prepares it to run with the optimized kernels.
     pub fn new(bytes: &'m [u8]) -> Result<Self> {
+        Self::with_kernels(bytes, KernelSet::Optimized)
+    }
+
+    /// Loads `bytes` as a `.tflite` model and prepares it to run with the chosen kernels.
+    pub fn with_kernels(bytes: &'m [u8], kernel_set: KernelSet) -> Result<Self> {
         let model = Model::parse(bytes)?;
         let plan = planner::plan(&model);
         if plan.size > MAX_ARENA_BYTES {
@@ -54,6 +59,7 @@ impl<'m> Interpreter<'m> {
         let mut kernels = Vec::with_capacity(model.operators.len());
         for (index, op) in model.operators.iter().enumerate() {
             let ctx = OpCtx {
+                kernels: kernel_set,
                 index,
                 op,
                 tensors: &model.tensors,

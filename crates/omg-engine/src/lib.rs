@@ -30,3 +30,4 @@ pub mod planner;
 pub use error::{Error, Result};
 pub use interpreter::{Interpreter, MAX_ARENA_BYTES};
 pub use model::{DType, Model, Quantization, Tensor};
+pub use ops::KernelSet;

@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use omg_engine::Interpreter;
+use omg_engine::{Interpreter, KernelSet};
 use serde_json::Value;
 
 fn data_dir() -> PathBuf {
@@ -81,13 +81,23 @@ fn preprocess(interp: &mut Interpreter<'_>, samples: &[i16]) -> Vec<u8> {
     out
 }
 
+/// Every reference is checked with both kernel sets: the reference kernels are the oracle, the
+/// optimized ones must give the same bytes.
+const KERNEL_SETS: [KernelSet; 2] = [KernelSet::Reference, KernelSet::Optimized];
+
 const CLIPS: [&str; 4] = ["yes_1000ms", "no_1000ms", "silence_1000ms", "noise_1000ms"];
 
 #[test]
 #[ignore = "needs ../shared/data (run by .ci/run)"]
 fn micro_speech_classifier_matches_tflm() {
+    for k in KERNEL_SETS {
+        micro_speech_classifier_matches_tflm_with(k);
+    }
+}
+
+fn micro_speech_classifier_matches_tflm_with(k: KernelSet) {
     let model = read("micro_speech/models/micro_speech_quantized.tflite");
-    let mut interp = Interpreter::new(&model).unwrap();
+    let mut interp = Interpreter::with_kernels(&model, k).unwrap();
     let out = run_once(
         &mut interp,
         &read("micro_speech/reference/micro_speech_random_input.bin"),
@@ -111,8 +121,14 @@ fn micro_speech_classifier_matches_tflm() {
 #[test]
 #[ignore = "needs ../shared/data (run by .ci/run)"]
 fn int8_preprocessor_matches_tflm_frame_by_frame() {
+    for k in KERNEL_SETS {
+        int8_preprocessor_matches_tflm_frame_by_frame_with(k);
+    }
+}
+
+fn int8_preprocessor_matches_tflm_frame_by_frame_with(k: KernelSet) {
     let model = read("micro_speech/models/audio_preprocessor_int8.tflite");
-    let mut interp = Interpreter::new(&model).unwrap();
+    let mut interp = Interpreter::with_kernels(&model, k).unwrap();
     for clip in CLIPS {
         let features = preprocess(
             &mut interp,
@@ -140,11 +156,17 @@ fn int8_preprocessor_matches_tflm_frame_by_frame() {
 #[test]
 #[ignore = "needs ../shared/data (run by .ci/run)"]
 fn float_preprocessor_path_gives_tflm_scores() {
+    for k in KERNEL_SETS {
+        float_preprocessor_path_gives_tflm_scores_with(k);
+    }
+}
+
+fn float_preprocessor_path_gives_tflm_scores_with(k: KernelSet) {
     let reference = json("micro_speech/reference/micro_speech_reference.json");
     let pre = read("micro_speech/models/audio_preprocessor_float.tflite");
     let kws = read("micro_speech/models/micro_speech_quantized.tflite");
-    let mut pre = Interpreter::new(&pre).unwrap();
-    let mut kws = Interpreter::new(&kws).unwrap();
+    let mut pre = Interpreter::with_kernels(&pre, k).unwrap();
+    let mut kws = Interpreter::with_kernels(&kws, k).unwrap();
     for clip in CLIPS {
         let raw = preprocess(
             &mut pre,
@@ -176,12 +198,19 @@ fn float_preprocessor_path_gives_tflm_scores() {
 #[test]
 #[ignore = "needs ../shared/data (run by .ci/run)"]
 fn mlperf_tiny_random_inputs_match_tflm() {
+    for k in KERNEL_SETS {
+        mlperf_tiny_random_inputs_match_tflm_with(k);
+    }
+}
+
+fn mlperf_tiny_random_inputs_match_tflm_with(k: KernelSet) {
     let reference = json("mlperf_tiny/reference/mlperf_tiny_reference.json");
     let models = reference["models"].as_object().unwrap();
     assert_eq!(models.len(), 6);
     for (name, m) in models {
         let model = read(m["model_file"].as_str().unwrap());
-        let mut interp = Interpreter::new(&model).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let mut interp =
+            Interpreter::with_kernels(&model, k).unwrap_or_else(|e| panic!("{name}: {e}"));
         let t = &m["random_test"];
         let out = run_once(&mut interp, &read(t["input_file"].as_str().unwrap()));
         assert_same(name, &out, &read(t["output_file_tflm"].as_str().unwrap()));
@@ -191,10 +220,16 @@ fn mlperf_tiny_random_inputs_match_tflm() {
 #[test]
 #[ignore = "needs ../shared/data (run by .ci/run)"]
 fn kws_real_audio_features_match_tflm() {
+    for k in KERNEL_SETS {
+        kws_real_audio_features_match_tflm_with(k);
+    }
+}
+
+fn kws_real_audio_features_match_tflm_with(k: KernelSet) {
     let reference = json("mlperf_tiny/reference/mlperf_tiny_reference.json");
     let m = &reference["models"]["kws_ref_model"];
     let model = read(m["model_file"].as_str().unwrap());
-    let mut interp = Interpreter::new(&model).unwrap();
+    let mut interp = Interpreter::with_kernels(&model, k).unwrap();
     let clips = m["real_audio_test"]["clips"].as_object().unwrap();
     assert_eq!(clips.len(), 5);
     for (clip, c) in clips {
@@ -206,8 +241,14 @@ fn kws_real_audio_features_match_tflm() {
 #[test]
 #[ignore = "needs ../shared/data (run by .ci/run)"]
 fn anomaly_detection_196_real_windows_match_tflm() {
+    for k in KERNEL_SETS {
+        anomaly_detection_196_real_windows_match_tflm_with(k);
+    }
+}
+
+fn anomaly_detection_196_real_windows_match_tflm_with(k: KernelSet) {
     let model = read("mlperf_tiny/models/ad01_int8.tflite");
-    let mut interp = Interpreter::new(&model).unwrap();
+    let mut interp = Interpreter::with_kernels(&model, k).unwrap();
     let inputs = read("mlperf_tiny/reference/ad01_real_inputs_q.bin");
     let outputs = read("mlperf_tiny/reference/ad01_real_outputs_tflm.bin");
     assert_eq!(inputs.len(), 196 * 640);

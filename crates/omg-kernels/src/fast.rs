@@ -97,20 +97,63 @@ fn requantize(acc: i32, qm: QuantizedMultiplier, out_zp: i32, act_min: i32, act_
         .clamp(act_min, act_max) as i8
 }
 
-/// `sum a[i] * b[i]` over the common prefix, wrapping `i32` accumulation.
+/// `sum a[i] * w[i]` over the common prefix, wrapping `i32` accumulation (LLVM vectorises
+/// this reduction; the integer adds may be reassociated freely).
 #[inline]
-fn dot_i16_i8(a: &[i16], b: &[i8]) -> i32 {
-    a.iter()
-        .zip(b)
-        .fold(0i32, |acc, (&x, &w)| acc.wrapping_add(i32::from(x) * i32::from(w)))
+fn dot<T: Copy + Into<i32>>(a: &[T], w: &[i8]) -> i32 {
+    a.iter().zip(w).fold(0i32, |acc, (&x, &w)| {
+        acc.wrapping_add(x.into() * i32::from(w))
+    })
 }
 
-/// `sum a[i] * b[i]` over the common prefix, wrapping `i32` accumulation.
+/// Four dot products of `a` with `w[0..4]` (each at least as long as `a`), sharing the loads
+/// of `a`.
 #[inline]
-fn dot_i8_i8(a: &[i8], b: &[i8]) -> i32 {
-    a.iter()
-        .zip(b)
-        .fold(0i32, |acc, (&x, &w)| acc.wrapping_add(i32::from(x) * i32::from(w)))
+fn dot4<T: Copy + Into<i32>>(a: &[T], w: [&[i8]; 4]) -> [i32; 4] {
+    let n = a.len();
+    let (Some(w0), Some(w1), Some(w2), Some(w3)) =
+        (w[0].get(..n), w[1].get(..n), w[2].get(..n), w[3].get(..n))
+    else {
+        return [0; 4];
+    };
+    let mut acc = [0i32; 4];
+    for i in 0..n {
+        let x: i32 = a[i].into();
+        acc[0] = acc[0].wrapping_add(x * i32::from(w0[i]));
+        acc[1] = acc[1].wrapping_add(x * i32::from(w1[i]));
+        acc[2] = acc[2].wrapping_add(x * i32::from(w2[i]));
+        acc[3] = acc[3].wrapping_add(x * i32::from(w3[i]));
+    }
+    acc
+}
+
+/// Calls `store(i, dot(a, rows[i]))` for every `k`-long row of `rows` (blocks of four rows
+/// share the loads of `a`). Errors if `rows` is shorter than `count * k`.
+#[inline]
+fn dot_rows<T: Copy + Into<i32>>(
+    a: &[T],
+    rows: &[i8],
+    k: usize,
+    count: usize,
+    mut store: impl FnMut(usize, i32),
+    oob: KernelError,
+) -> Result<()> {
+    let mut i = 0;
+    while i + 4 <= count {
+        let w = rows.get(i * k..(i + 4) * k).ok_or(oob)?;
+        let (w01, w23) = w.split_at(2 * k);
+        let (w0, w1) = w01.split_at(k);
+        let (w2, w3) = w23.split_at(k);
+        for (j, acc) in dot4(a, [w0, w1, w2, w3]).into_iter().enumerate() {
+            store(i + j, acc);
+        }
+        i += 4;
+    }
+    while i < count {
+        store(i, dot(a, rows.get(i * k..(i + 1) * k).ok_or(oob)?));
+        i += 1;
+    }
+    Ok(())
 }
 
 /// Scratch elements (`i16`) needed by [`conv2d_i8`]: one input patch of
@@ -183,8 +226,10 @@ pub fn conv2d_i8(
                             continue;
                         }
                         let in_y = (oy0 + (p.dilation_height * fy) as i128) as usize;
-                        let (head, rest) = row.split_at_mut(fx_lo * f_c);
-                        let (mid, tail) = rest.split_at_mut((fx_hi - fx_lo) * f_c);
+                        let (head, rest) = row.split_at_mut_checked(fx_lo * f_c).ok_or(oob)?;
+                        let (mid, tail) = rest
+                            .split_at_mut_checked((fx_hi - fx_lo) * f_c)
+                            .ok_or(oob)?;
                         head.fill(0);
                         tail.fill(0);
                         let row_base = (b * in_h + in_y) * in_w;
@@ -211,19 +256,19 @@ pub fn conv2d_i8(
                     let rows = filter
                         .get(oc0 * k..(oc0 + filters_per_group) * k)
                         .ok_or(oob)?;
-                    let outs = out_px
-                        .get_mut(oc0..oc0 + filters_per_group)
-                        .ok_or(oob)?;
-                    for (i, o) in outs.iter_mut().enumerate() {
+                    let outs = out_px.get_mut(oc0..oc0 + filters_per_group).ok_or(oob)?;
+                    let store = |i: usize, acc: i32| {
                         let oc = oc0 + i;
-                        let w_row = rows.get(i * k..(i + 1) * k).ok_or(oob)?;
-                        let mut acc = dot_i16_i8(patch, w_row);
+                        let mut acc = acc;
                         if let Some(bias) = bias {
                             acc = acc.wrapping_add(bias.get(oc).copied().unwrap_or(0));
                         }
                         let qm = multipliers.get(oc).copied().unwrap_or_default();
-                        *o = requantize(acc, qm, p.output_zero_point, p.act_min, p.act_max);
-                    }
+                        if let Some(o) = outs.get_mut(i) {
+                            *o = requantize(acc, qm, p.output_zero_point, p.act_min, p.act_max);
+                        }
+                    };
+                    dot_rows(patch, rows, k, filters_per_group, store, oob)?;
                 }
             }
         }
@@ -286,20 +331,42 @@ pub fn depthwise_conv2d_i8(
                 let ox0 = origin(ox, p.stride_width, p.pad_width);
                 let (fx_lo, fx_hi) = valid_taps(ox0, p.dilation_width, f_w, in_w);
                 let out_px = out_chunks.next().ok_or(oob)?;
+                let taps = Taps {
+                    y0: (oy0 + (p.dilation_height * fy_lo) as i128).max(0) as usize,
+                    ny: fy_hi - fy_lo,
+                    x0: (ox0 + (p.dilation_width * fx_lo) as i128).max(0) as usize,
+                    nx: fx_hi - fx_lo,
+                    fy_lo,
+                    fx_lo,
+                    dil_h: p.dilation_height,
+                    dil_w: p.dilation_width,
+                    img_row: b * in_h,
+                    in_w,
+                    f_w,
+                    in_c,
+                    out_c,
+                };
+                // Channel blocks with a compile-time depth multiplier, then the rest.
+                let done = match dm {
+                    1 => dw_blocks::<1, 16>(acc, &taps, input, filter, bias, zp)?,
+                    2 => dw_blocks::<2, 16>(acc, &taps, input, filter, bias, zp)?,
+                    4 => dw_blocks::<4, 16>(acc, &taps, input, filter, bias, zp)?,
+                    8 => dw_blocks::<8, 8>(acc, &taps, input, filter, bias, zp)?,
+                    _ => 0,
+                };
+                let rest = acc.get_mut(done..).ok_or(oob)?;
                 match bias {
-                    Some(bias) => acc.copy_from_slice(bias.get(..out_c).ok_or(oob)?),
-                    None => acc.fill(0),
+                    Some(bias) => rest.copy_from_slice(bias.get(done..out_c).ok_or(oob)?),
+                    None => rest.fill(0),
                 }
-                for fy in fy_lo..fy_hi {
-                    let in_y = (oy0 + (p.dilation_height * fy) as i128) as usize;
-                    let row_base = (b * in_h + in_y) * in_w;
-                    for fx in fx_lo..fx_hi {
-                        let in_x = (ox0 + (p.dilation_width * fx) as i128) as usize;
-                        let xs_start = (row_base + in_x) * in_c;
-                        let ws_start = (fy * f_w + fx) * out_c;
-                        let xs = input.get(xs_start..xs_start + in_c).ok_or(oob)?;
-                        let ws = filter.get(ws_start..ws_start + out_c).ok_or(oob)?;
-                        accumulate_tap(acc, xs, ws, dm, zp);
+                let ic_done = done / dm;
+                let rest_taps = if done < out_c { taps.ny } else { 0 };
+                for ty in 0..rest_taps {
+                    for tx in 0..taps.nx {
+                        let (x_off, w_off) = taps.offsets(ty, tx);
+                        let xs = input.get(x_off + ic_done..x_off + in_c).ok_or(oob)?;
+                        let ws = filter.get(w_off + done..w_off + out_c).ok_or(oob)?;
+                        accumulate_tap(rest, xs, ws, dm, zp);
                     }
                 }
                 for (oc, (o, &a)) in out_px.iter_mut().zip(acc.iter()).enumerate() {
@@ -310,6 +377,81 @@ pub fn depthwise_conv2d_i8(
         }
     }
     Ok(())
+}
+
+/// The valid taps of one output pixel of a depthwise convolution.
+struct Taps {
+    /// First valid input row / column.
+    y0: usize,
+    x0: usize,
+    /// Number of valid taps vertically / horizontally.
+    ny: usize,
+    nx: usize,
+    /// Filter coordinates of the first valid tap.
+    fy_lo: usize,
+    fx_lo: usize,
+    dil_h: usize,
+    dil_w: usize,
+    /// `batch * in_h`.
+    img_row: usize,
+    in_w: usize,
+    f_w: usize,
+    in_c: usize,
+    out_c: usize,
+}
+
+impl Taps {
+    /// Input and filter offsets (channel 0) of valid tap `(ty, tx)`.
+    #[inline(always)]
+    fn offsets(&self, ty: usize, tx: usize) -> (usize, usize) {
+        let in_y = self.y0 + ty * self.dil_h;
+        let in_x = self.x0 + tx * self.dil_w;
+        let x_off = ((self.img_row + in_y) * self.in_w + in_x) * self.in_c;
+        let w_off = ((self.fy_lo + ty) * self.f_w + self.fx_lo + tx) * self.out_c;
+        (x_off, w_off)
+    }
+}
+
+/// Accumulates the output channels `0..out_c / B * B` of one pixel in blocks of `B` register
+/// accumulators (depth multiplier `DM`, `B` a multiple of `DM`) and stores them (bias
+/// included) in `acc`. Returns the number of channels done.
+#[inline(always)]
+fn dw_blocks<const DM: usize, const B: usize>(
+    acc: &mut [i32],
+    t: &Taps,
+    input: &[i8],
+    filter: &[i8],
+    bias: Option<&[i32]>,
+    zp: i16,
+) -> Result<usize> {
+    let oob = KernelError::Shape("depthwise index out of range");
+    let done = t.out_c / B * B;
+    for c0 in (0..done).step_by(B) {
+        let mut a = [0i32; B];
+        if let Some(bias) = bias {
+            a.copy_from_slice(bias.get(c0..c0 + B).ok_or(oob)?);
+        }
+        let ic0 = c0 / DM;
+        for ty in 0..t.ny {
+            for tx in 0..t.nx {
+                let (x_off, w_off) = t.offsets(ty, tx);
+                let xs = input.get(x_off + ic0..x_off + ic0 + B / DM).ok_or(oob)?;
+                let ws: &[i8; B] = filter
+                    .get(w_off + c0..w_off + c0 + B)
+                    .and_then(|w| w.try_into().ok())
+                    .ok_or(oob)?;
+                let mut prod = [0i16; B];
+                for (j, pr) in prod.iter_mut().enumerate() {
+                    *pr = (i16::from(xs[j / DM]) - zp).wrapping_mul(i16::from(ws[j]));
+                }
+                for (a, &pr) in a.iter_mut().zip(&prod) {
+                    *a = a.wrapping_add(i32::from(pr));
+                }
+            }
+        }
+        acc.get_mut(c0..c0 + B).ok_or(oob)?.copy_from_slice(&a);
+    }
+    Ok(done)
 }
 
 /// `acc[ic * dm + m] += (xs[ic] - zp) * ws[ic * dm + m]` (products exact in `i16`).
@@ -376,6 +518,7 @@ pub fn fully_connected_i8(
         ));
     }
     let depth = p.accum_depth;
+    let oob = KernelError::Shape("fully connected index out of range");
     if depth == 0 || p.output_depth == 0 {
         // The reference writes nothing in these degenerate cases.
         return Ok(());
@@ -402,13 +545,9 @@ pub fn fully_connected_i8(
                 .fold(0i32, |acc, &x| acc.wrapping_add(i32::from(x)));
             row_constant = row_constant.wrapping_add(filter_offset.wrapping_mul(sum_x));
         }
-        for (oc, ((w_row, o), &w_sum)) in filter
-            .chunks_exact(depth)
-            .zip(out_row.iter_mut())
-            .zip(row_sums)
-            .enumerate()
-        {
-            let mut acc = dot_i8_i8(in_row, w_row)
+        let store = |oc: usize, dot: i32| {
+            let w_sum = row_sums.get(oc).copied().unwrap_or(0);
+            let mut acc = dot
                 .wrapping_add(input_offset.wrapping_mul(w_sum))
                 .wrapping_add(row_constant);
             if let Some(b) = bias.and_then(|b| b.get(oc)) {
@@ -418,8 +557,11 @@ pub fn fully_connected_i8(
                 FcQuantization::PerTensor { multiplier, .. } => multiplier,
                 FcQuantization::PerChannel(m) => m.get(oc).copied().unwrap_or_default(),
             };
-            *o = requantize(acc, qm, p.output_zero_point, p.act_min, p.act_max);
-        }
+            if let Some(o) = out_row.get_mut(oc) {
+                *o = requantize(acc, qm, p.output_zero_point, p.act_min, p.act_max);
+            }
+        };
+        dot_rows(in_row, filter, depth, p.output_depth, store, oob)?;
     }
     Ok(())
 }

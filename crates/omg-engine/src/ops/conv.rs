@@ -7,33 +7,18 @@ use alloc::vec::Vec;
 
 use omg_kernels::QuantizedMultiplier;
 use omg_kernels::conv::{self, ConvParams, ConvShapes, DepthwiseParams};
+use omg_kernels::fast;
 use omg_kernels::quant::{WindowGeometry, activation_range_i8, compute_padding_height_width};
 
 use crate::error::Result;
 use crate::exec::{Memory, Slot};
 use crate::model::DType;
-use crate::ops::{BoxedKernel, Kernel, OpCtx, activation, kernel_err, padding, shape4, weights_i8};
+use crate::ops::{
+    BoxedKernel, Kernel, KernelSet, OpCtx, activation, kernel_err, padding, shape4, weights_i8,
+};
 
-/// Schema field ids of `Conv2DOptions`.
-mod conv_opt {
-    pub const PADDING: usize = 0;
-    pub const STRIDE_W: usize = 1;
-    pub const STRIDE_H: usize = 2;
-    pub const ACTIVATION: usize = 3;
-    pub const DILATION_W: usize = 4;
-    pub const DILATION_H: usize = 5;
-}
-
-/// Schema field ids of `DepthwiseConv2DOptions`.
-mod dw_opt {
-    pub const PADDING: usize = 0;
-    pub const STRIDE_W: usize = 1;
-    pub const STRIDE_H: usize = 2;
-    pub const DEPTH_MULTIPLIER: usize = 3;
-    pub const ACTIVATION: usize = 4;
-    pub const DILATION_W: usize = 5;
-    pub const DILATION_H: usize = 6;
-}
+/// Schema field id of `DepthwiseConv2DOptions.depth_multiplier`.
+const DEPTH_MULTIPLIER: usize = 3;
 
 /// What both convolutions share after prepare.
 struct Common<'m> {
@@ -144,48 +129,78 @@ fn prepare_common<'m>(ctx: &OpCtx<'_, 'm>, w: Window, channel_axis: usize) -> Re
     })
 }
 
+/// The builtin-options field ids a convolution reads (they differ between the two operators).
+struct WindowFields {
+    options_type: u8,
+    padding: usize,
+    stride_w: usize,
+    stride_h: usize,
+    activation: usize,
+    dilation_w: usize,
+    dilation_h: usize,
+}
+
+fn read_window(ctx: &OpCtx<'_, '_>, f: &WindowFields) -> Result<Window> {
+    let o = ctx.options(f.options_type)?;
+    Ok(Window {
+        padding: o.get(f.padding, 0i8)?,
+        stride: (o.get(f.stride_h, 0i32)?, o.get(f.stride_w, 0i32)?),
+        dilation: (o.get(f.dilation_h, 1i32)?, o.get(f.dilation_w, 1i32)?),
+        activation: o.get(f.activation, 0i8)?,
+    })
+}
+
+impl Common<'_> {
+    /// The kernel parameters shared by both convolutions.
+    fn conv_params(&self, stride: (i32, i32), dilation: (i32, i32)) -> ConvParams {
+        // Strides and dilations were checked to be positive in `prepare_common`.
+        ConvParams {
+            stride_height: stride.0 as usize,
+            stride_width: stride.1 as usize,
+            dilation_height: dilation.0 as usize,
+            dilation_width: dilation.1 as usize,
+            pad_height: self.geometry.padding.height,
+            pad_width: self.geometry.padding.width,
+            input_zero_point: self.zero_points.0,
+            output_zero_point: self.zero_points.1,
+            act_min: self.act.0,
+            act_max: self.act.1,
+        }
+    }
+
+    fn bias_len(&self) -> Option<usize> {
+        self.bias.as_ref().map(Vec::len)
+    }
+}
+
 struct Conv2d<'m> {
     c: Common<'m>,
     params: ConvParams,
+    /// Patch buffer of the optimized kernel; `None` runs the reference kernel.
+    scratch: Option<Vec<i16>>,
 }
 
 /// Prepares CONV_2D.
 pub(crate) fn prepare_conv<'m>(ctx: &OpCtx<'_, 'm>) -> Result<BoxedKernel<'m>> {
-    let o = ctx.options(1)?;
-    let w = Window {
-        padding: o.get(conv_opt::PADDING, 0i8)?,
-        stride: (
-            o.get(conv_opt::STRIDE_H, 0i32)?,
-            o.get(conv_opt::STRIDE_W, 0i32)?,
-        ),
-        dilation: (
-            o.get(conv_opt::DILATION_H, 1i32)?,
-            o.get(conv_opt::DILATION_W, 1i32)?,
-        ),
-        activation: o.get(conv_opt::ACTIVATION, 0i8)?,
+    let fields = WindowFields {
+        options_type: 1,
+        padding: 0,
+        stride_w: 1,
+        stride_h: 2,
+        activation: 3,
+        dilation_w: 4,
+        dilation_h: 5,
     };
+    let w = read_window(ctx, &fields)?;
     let (stride, dilation) = (w.stride, w.dilation);
     let c = prepare_common(ctx, w, 0)?;
-    let params = ConvParams {
-        stride_height: stride.0 as usize,
-        stride_width: stride.1 as usize,
-        dilation_height: dilation.0 as usize,
-        dilation_width: dilation.1 as usize,
-        pad_height: c.geometry.padding.height,
-        pad_width: c.geometry.padding.width,
-        input_zero_point: c.zero_points.0,
-        output_zero_point: c.zero_points.1,
-        act_min: c.act.0,
-        act_max: c.act.1,
-    };
+    let params = c.conv_params(stride, dilation);
     params
-        .check(
-            &c.shapes,
-            c.bias.as_ref().map(Vec::len),
-            c.multipliers.len(),
-        )
+        .check(&c.shapes, c.bias_len(), c.multipliers.len())
         .map_err(|e| kernel_err(ctx, e))?;
-    Ok(Box::new(Conv2d { c, params }))
+    let scratch = (ctx.kernels == KernelSet::Optimized)
+        .then(|| vec![0i16; fast::conv_scratch_len(&c.shapes)]);
+    Ok(Box::new(Conv2d { c, params, scratch }))
 }
 
 impl Kernel for Conv2d<'_> {
@@ -193,15 +208,28 @@ impl Kernel for Conv2d<'_> {
         let c = &self.c;
         let mut io = mem.io(core::slice::from_ref(&c.output))?;
         let input = io.typed::<i8>(&c.input)?;
-        conv::conv2d_i8(
-            &self.params,
-            &c.shapes,
-            input,
-            c.filter,
-            c.bias.as_deref(),
-            &c.multipliers,
-            io.out()?,
-        )?;
+        let (bias, out) = (c.bias.as_deref(), io.out()?);
+        match &mut self.scratch {
+            Some(s) => fast::conv2d_i8(
+                &self.params,
+                &c.shapes,
+                input,
+                c.filter,
+                bias,
+                &c.multipliers,
+                out,
+                s,
+            )?,
+            None => conv::conv2d_i8(
+                &self.params,
+                &c.shapes,
+                input,
+                c.filter,
+                bias,
+                &c.multipliers,
+                out,
+            )?,
+        }
         Ok(())
     }
 }
@@ -209,24 +237,23 @@ impl Kernel for Conv2d<'_> {
 struct Depthwise<'m> {
     c: Common<'m>,
     params: DepthwiseParams,
+    /// Accumulator row of the optimized kernel; `None` runs the reference kernel.
+    scratch: Option<Vec<i32>>,
 }
 
 /// Prepares DEPTHWISE_CONV_2D (any depth multiplier).
 pub(crate) fn prepare_depthwise<'m>(ctx: &OpCtx<'_, 'm>) -> Result<BoxedKernel<'m>> {
-    let o = ctx.options(2)?;
-    let w = Window {
-        padding: o.get(dw_opt::PADDING, 0i8)?,
-        stride: (
-            o.get(dw_opt::STRIDE_H, 0i32)?,
-            o.get(dw_opt::STRIDE_W, 0i32)?,
-        ),
-        dilation: (
-            o.get(dw_opt::DILATION_H, 1i32)?,
-            o.get(dw_opt::DILATION_W, 1i32)?,
-        ),
-        activation: o.get(dw_opt::ACTIVATION, 0i8)?,
+    let fields = WindowFields {
+        options_type: 2,
+        padding: 0,
+        stride_w: 1,
+        stride_h: 2,
+        activation: 4,
+        dilation_w: 5,
+        dilation_h: 6,
     };
-    let depth_multiplier = o.get(dw_opt::DEPTH_MULTIPLIER, 0i32)?;
+    let w = read_window(ctx, &fields)?;
+    let depth_multiplier = ctx.options(2)?.get(DEPTH_MULTIPLIER, 0i32)?;
     let (stride, dilation) = (w.stride, w.dilation);
     let c = prepare_common(ctx, w, 3)?;
     let (in_c, out_c) = (c.shapes.input[3], c.shapes.filter[3]);
@@ -235,27 +262,26 @@ pub(crate) fn prepare_depthwise<'m>(ctx: &OpCtx<'_, 'm>) -> Result<BoxedKernel<'
             "depth multiplier {depth_multiplier} does not turn {in_c} input channels into {out_c} output channels"
         )));
     }
+    let base = c.conv_params(stride, dilation);
     let params = DepthwiseParams {
-        stride_height: stride.0 as usize,
-        stride_width: stride.1 as usize,
-        dilation_height: dilation.0 as usize,
-        dilation_width: dilation.1 as usize,
-        pad_height: c.geometry.padding.height,
-        pad_width: c.geometry.padding.width,
+        stride_height: base.stride_height,
+        stride_width: base.stride_width,
+        dilation_height: base.dilation_height,
+        dilation_width: base.dilation_width,
+        pad_height: base.pad_height,
+        pad_width: base.pad_width,
         depth_multiplier: out_c / in_c,
-        input_zero_point: c.zero_points.0,
-        output_zero_point: c.zero_points.1,
-        act_min: c.act.0,
-        act_max: c.act.1,
+        input_zero_point: base.input_zero_point,
+        output_zero_point: base.output_zero_point,
+        act_min: base.act_min,
+        act_max: base.act_max,
     };
     params
-        .check(
-            &c.shapes,
-            c.bias.as_ref().map(Vec::len),
-            c.multipliers.len(),
-        )
+        .check(&c.shapes, c.bias_len(), c.multipliers.len())
         .map_err(|e| kernel_err(ctx, e))?;
-    Ok(Box::new(Depthwise { c, params }))
+    let scratch = (ctx.kernels == KernelSet::Optimized)
+        .then(|| vec![0i32; fast::depthwise_scratch_len(&c.shapes)]);
+    Ok(Box::new(Depthwise { c, params, scratch }))
 }
 
 impl Kernel for Depthwise<'_> {
@@ -263,15 +289,28 @@ impl Kernel for Depthwise<'_> {
         let c = &self.c;
         let mut io = mem.io(core::slice::from_ref(&c.output))?;
         let input = io.typed::<i8>(&c.input)?;
-        conv::depthwise_conv2d_i8(
-            &self.params,
-            &c.shapes,
-            input,
-            c.filter,
-            c.bias.as_deref(),
-            &c.multipliers,
-            io.out()?,
-        )?;
+        let (bias, out) = (c.bias.as_deref(), io.out()?);
+        match &mut self.scratch {
+            Some(s) => fast::depthwise_conv2d_i8(
+                &self.params,
+                &c.shapes,
+                input,
+                c.filter,
+                bias,
+                &c.multipliers,
+                out,
+                s,
+            )?,
+            None => conv::depthwise_conv2d_i8(
+                &self.params,
+                &c.shapes,
+                input,
+                c.filter,
+                bias,
+                &c.multipliers,
+                out,
+            )?,
+        }
         Ok(())
     }
 }

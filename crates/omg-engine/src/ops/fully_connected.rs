@@ -6,13 +6,14 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use omg_kernels::QuantizedMultiplier;
+use omg_kernels::fast;
 use omg_kernels::fully_connected::{self as fc, FcQuantization, FullyConnectedParams};
 use omg_kernels::quant::activation_range_i8;
 
 use crate::error::Result;
 use crate::exec::{Memory, Slot};
 use crate::model::DType;
-use crate::ops::{BoxedKernel, Kernel, OpCtx, activation, kernel_err, weights_i8};
+use crate::ops::{BoxedKernel, Kernel, KernelSet, OpCtx, activation, kernel_err, weights_i8};
 
 /// Schema field ids of `FullyConnectedOptions`.
 mod opt {
@@ -35,6 +36,8 @@ struct FullyConnected<'m> {
     bias: Option<Vec<i32>>,
     quant: Quant,
     params: FullyConnectedParams,
+    /// Per-row filter sums of the optimized kernel; `None` runs the reference kernel.
+    row_sums: Option<Vec<i32>>,
 }
 
 /// Prepares FULLY_CONNECTED.
@@ -132,10 +135,17 @@ pub(crate) fn prepare<'m>(ctx: &OpCtx<'_, 'm>) -> Result<BoxedKernel<'m>> {
             output.elements(),
         )
         .map_err(|e| kernel_err(ctx, e))?;
+    let filter_data = weights_i8(ctx, 1)?;
+    let row_sums = (ctx.kernels == KernelSet::Optimized).then(|| {
+        let mut sums = vec![0i32; out_depth];
+        fast::fc_row_sums(filter_data, accum_depth, &mut sums);
+        sums
+    });
     Ok(Box::new(FullyConnected {
         input: ctx.input_slot(0)?,
         output: ctx.output_slot(0)?,
-        filter: weights_i8(ctx, 1)?,
+        filter: filter_data,
+        row_sums,
         bias,
         quant,
         params,
@@ -156,14 +166,13 @@ impl Kernel for FullyConnected<'_> {
             },
             Quant::PerChannel(m) => FcQuantization::PerChannel(m),
         };
-        fc::fully_connected_i8(
-            &self.params,
-            quant,
-            input,
-            self.filter,
-            self.bias.as_deref(),
-            io.out()?,
-        )?;
+        let (bias, out) = (self.bias.as_deref(), io.out()?);
+        match &self.row_sums {
+            Some(sums) => {
+                fast::fully_connected_i8(&self.params, quant, input, self.filter, bias, out, sums)?
+            }
+            None => fc::fully_connected_i8(&self.params, quant, input, self.filter, bias, out)?,
+        }
         Ok(())
     }
 }

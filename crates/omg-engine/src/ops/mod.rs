@@ -38,8 +38,20 @@ pub(crate) trait Kernel {
 /// A boxed prepared operator borrowing constants from the model bytes.
 pub(crate) type BoxedKernel<'m> = Box<dyn Kernel + 'm>;
 
+/// Which implementation of the kernels an interpreter runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KernelSet {
+    /// TFLM's reference loops, kept simple as the oracle for the optimized ones.
+    Reference,
+    /// Faster kernels computing the same bytes (the default).
+    #[default]
+    Optimized,
+}
+
 /// Everything prepare may look at for one operator.
 pub(crate) struct OpCtx<'a, 'm> {
+    /// Which kernels to prepare.
+    pub kernels: KernelSet,
     /// Position of the operator in execution order.
     pub index: usize,
     /// The operator.
