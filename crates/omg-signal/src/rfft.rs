@@ -95,11 +95,14 @@ fn twiddle(phase: f64) -> Cpx {
 }
 
 /// One decimation stage: `blocks` butterflies of radix `radix` over `m` points each.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Stage {
     radix: usize,
     m: usize,
     stride: usize,
+    /// For radix 2 and 4, the twiddles each butterfly `k` uses (`tw[q * k * stride]` for
+    /// `q = 1..radix`), gathered contiguously so the hot loop walks them in order.
+    gathered: Vec<Cpx>,
 }
 
 /// Real FFT of int16 frames, bit-exact with TFLM's `SignalRfft` for int16.
@@ -190,7 +193,7 @@ impl Rfft {
             .ok_or_else(|| err("fft_length / 2 must have only the prime factors 2, 3 and 5"))?;
 
         let pi = core::f64::consts::PI;
-        let twiddles = (0..ncfft)
+        let twiddles: Vec<Cpx> = (0..ncfft)
             .map(|i| twiddle(-2.0 * pi * i as f64 / ncfft as f64))
             .collect();
         let split_twiddles = (0..ncfft / 2)
@@ -203,7 +206,19 @@ impl Rfft {
         let mut stages = Vec::with_capacity(factors.len());
         let mut stride = 1;
         for &(radix, m) in &factors {
-            stages.push(Stage { radix, m, stride });
+            let gathered = match radix {
+                2 | 4 => (0..m)
+                    .flat_map(|k| (1..radix).map(move |q| q * k * stride))
+                    .map(|i| twiddles_at(&twiddles, i))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            stages.push(Stage {
+                radix,
+                m,
+                stride,
+                gathered,
+            });
             stride *= radix;
         }
         stages.reverse();
@@ -264,9 +279,9 @@ impl Rfft {
             let span = stage.radix * stage.m;
             for block in self.work.chunks_exact_mut(span) {
                 match stage.radix {
-                    2 => butterfly2(block, &self.twiddles, stage.m, stage.stride),
+                    2 => butterfly2(block, &stage.gathered, stage.m),
                     3 => butterfly3(block, &self.twiddles, stage.m, stage.stride),
-                    4 => butterfly4(block, &self.twiddles, stage.m, stage.stride),
+                    4 => butterfly4(block, &stage.gathered, stage.m),
                     _ => butterfly5(block, &self.twiddles, stage.m, stage.stride),
                 }
             }
@@ -327,12 +342,19 @@ impl Rfft {
     }
 }
 
-fn butterfly2(f: &mut [Cpx], tw: &[Cpx], m: usize, stride: usize) {
-    for k in 0..m {
-        let a = f[k].div(2);
-        let t = f[k + m].div(2).mul(tw[k * stride]);
-        f[k + m] = a.sub(t);
-        f[k] = a.add(t);
+/// Twiddle `i` of the table (every index used is below its length by construction).
+fn twiddles_at(tw: &[Cpx], i: usize) -> Cpx {
+    tw.get(i).copied().unwrap_or_default()
+}
+
+/// Radix-2 butterflies; `tw` holds one twiddle per `k`.
+fn butterfly2(f: &mut [Cpx], tw: &[Cpx], m: usize) {
+    let (f0, f1) = f.split_at_mut(m);
+    for ((a, b), &t) in f0.iter_mut().zip(f1.iter_mut()).zip(tw) {
+        let x = a.div(2);
+        let t = b.div(2).mul(t);
+        *b = x.sub(t);
+        *a = x.add(t);
     }
 }
 
@@ -360,23 +382,32 @@ fn butterfly3(f: &mut [Cpx], tw: &[Cpx], m: usize, stride: usize) {
     }
 }
 
-fn butterfly4(f: &mut [Cpx], tw: &[Cpx], m: usize, stride: usize) {
-    for k in 0..m {
-        let a = f[k].div(4);
-        let s0 = f[k + m].div(4).mul(tw[k * stride]);
-        let s1 = f[k + 2 * m].div(4).mul(tw[2 * k * stride]);
-        let s2 = f[k + 3 * m].div(4).mul(tw[3 * k * stride]);
+/// Radix-4 butterflies; `tw` holds three twiddles per `k`.
+fn butterfly4(f: &mut [Cpx], tw: &[Cpx], m: usize) {
+    let (f0, rest) = f.split_at_mut(m);
+    let (f1, rest) = rest.split_at_mut(m);
+    let (f2, f3) = rest.split_at_mut(m);
+    let quarters = f0
+        .iter_mut()
+        .zip(f1.iter_mut())
+        .zip(f2.iter_mut())
+        .zip(f3.iter_mut());
+    for ((((x0, x1), x2), x3), t) in quarters.zip(tw.chunks_exact(3)) {
+        let a = x0.div(4);
+        let s0 = x1.div(4).mul(t[0]);
+        let s1 = x2.div(4).mul(t[1]);
+        let s2 = x3.div(4).mul(t[2]);
         let s5 = a.sub(s1);
         let a = a.add(s1);
         let s3 = s0.add(s2);
         let s4 = s0.sub(s2);
-        f[k + 2 * m] = a.sub(s3);
-        f[k] = a.add(s3);
-        f[k + m] = Cpx {
+        *x2 = a.sub(s3);
+        *x0 = a.add(s3);
+        *x1 = Cpx {
             r: s5.r.wrapping_add(s4.i),
             i: s5.i.wrapping_sub(s4.r),
         };
-        f[k + 3 * m] = Cpx {
+        *x3 = Cpx {
             r: s5.r.wrapping_sub(s4.i),
             i: s5.i.wrapping_add(s4.r),
         };
