@@ -21,6 +21,17 @@ struct Report {
     arena_bytes: usize,
     model_bytes: usize,
     load_us: f64,
+    /// Invokes per second at the mean latency.
+    throughput_per_s: f64,
+    /// Peak resident memory of the whole process (Linux `VmHWM`), if known.
+    peak_rss_kib: Option<u64>,
+}
+
+/// The process's peak resident set size from `/proc/self/status`.
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Deterministic filler so kernels see varied data (xorshift).
@@ -77,6 +88,8 @@ pub fn run(model: &Path, runs: Option<usize>, json: bool, kernels: KernelSet) ->
         arena_bytes: interp.arena_bytes(),
         model_bytes: bytes.len(),
         load_us: load.as_secs_f64() * 1e6,
+        throughput_per_s: runs as f64 / total.as_secs_f64(),
+        peak_rss_kib: peak_rss_kib(),
     };
     if json {
         println!("{}", serde_json::to_string(&report)?);
@@ -92,6 +105,10 @@ pub fn run(model: &Path, runs: Option<usize>, json: bool, kernels: KernelSet) ->
         println!("arena        {} bytes", report.arena_bytes);
         println!("model        {} bytes", report.model_bytes);
         println!("load+prepare {:.1} µs", report.load_us);
+        println!("throughput   {:.0} invokes/s", report.throughput_per_s);
+        if let Some(kib) = report.peak_rss_kib {
+            println!("peak RSS     {kib} KiB (whole process)");
+        }
     }
     Ok(())
 }
