@@ -42,35 +42,17 @@ pub(crate) fn prepare_cast<'m>(ctx: &OpCtx<'_, 'm>) -> Result<BoxedKernel<'m>> {
     }))
 }
 
-/// Expands `$body` once per CAST element type, with `$t` bound to the Rust type of `$dtype`.
+/// `with_type!` over the element types CAST converts between.
 macro_rules! with_cast_type {
     ($dtype:expr, $t:ident => $body:expr) => {
-        match $dtype {
-            DType::I8 => {
-                type $t = i8;
-                $body
-            }
-            DType::I16 => {
-                type $t = i16;
-                $body
-            }
-            DType::I32 => {
-                type $t = i32;
-                $body
-            }
-            DType::U32 => {
-                type $t = u32;
-                $body
-            }
-            DType::U64 => {
-                type $t = u64;
-                $body
-            }
-            _ => {
-                type $t = f32;
-                $body
-            }
-        }
+        with_type!($dtype, $t => $body; DType::I8 => i8, DType::I16 => i16, DType::I32 => i32, DType::U32 => u32, DType::U64 => u64, _ => f32)
+    };
+}
+
+/// `with_type!` over the quantized integer types.
+macro_rules! with_quant_type {
+    ($dtype:expr, $t:ident => $body:expr) => {
+        with_type!($dtype, $t => $body; DType::I8 => i8, DType::I16 => i16, _ => u8)
     };
 }
 
@@ -164,26 +146,6 @@ fn convert<'m>(
         input: ctx.input_slot(0)?,
         output: ctx.output_slot(0)?,
     }))
-}
-
-/// Expands `$body` once per quantized integer type.
-macro_rules! with_quant_type {
-    ($dtype:expr, $t:ident => $body:expr) => {
-        match $dtype {
-            DType::I8 => {
-                type $t = i8;
-                $body
-            }
-            DType::I16 => {
-                type $t = i16;
-                $body
-            }
-            _ => {
-                type $t = u8;
-                $body
-            }
-        }
-    };
 }
 
 impl Kernel for Convert {

@@ -17,6 +17,19 @@ use omg_kernels::KernelError;
 use omg_kernels::elementwise::BinaryOp;
 use omg_kernels::quant::{Activation, Padding};
 
+/// Runs `$body` with the type alias `$t` bound by the first arm whose pattern matches `$value`;
+/// the arms map a [`DType`] (or an element width) to the Rust type a generic kernel runs on.
+macro_rules! with_type {
+    ($value:expr, $t:ident => $body:expr; $($pat:pat => $ty:ty),+ $(,)?) => {
+        match $value {
+            $($pat => {
+                type $t = $ty;
+                $body
+            })+
+        }
+    };
+}
+
 mod conv;
 mod convert;
 mod elementwise;

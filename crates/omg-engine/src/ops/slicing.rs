@@ -28,28 +28,11 @@ mod concat_opt {
     pub const ACTIVATION: usize = 1;
 }
 
-/// Runs `$body` with `$t` bound to an unsigned type as wide as `$size` bytes: data movement
-/// does not care what the bits mean.
+/// `with_type!` over unsigned types by element width: data movement does not care what the
+/// bits mean.
 macro_rules! with_width {
     ($size:expr, $t:ident => $body:expr) => {
-        match $size {
-            1 => {
-                type $t = u8;
-                $body
-            }
-            2 => {
-                type $t = u16;
-                $body
-            }
-            4 => {
-                type $t = u32;
-                $body
-            }
-            _ => {
-                type $t = u64;
-                $body
-            }
-        }
+        with_type!($size, $t => $body; 1 => u8, 2 => u16, 4 => u32, _ => u64)
     };
 }
 
