@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use omg_kernels::conv::{self, ConvParams, ConvShapes, DepthwiseParams};
 use omg_kernels::fast;
 use omg_kernels::fully_connected::{self, FcQuantization, FullyConnectedParams};
-use omg_kernels::quant::{Padding, QuantizedMultiplier, compute_padding_height_width};
+use omg_kernels::quant::{
+    Padding, QuantizedMultiplier, WindowGeometry, compute_padding_height_width,
+};
 
 struct Rng(u64);
 impl Rng {
@@ -65,14 +67,54 @@ fn selected(name: &str) -> bool {
         .is_none_or(|f| name.contains(f.as_str()))
 }
 
-fn report(name: &str, reference: f64, fast: f64) {
+/// Times the reference and the fast kernel (each writing its own `n_out`-byte output),
+/// checks that they agree and prints the timings.
+fn compare(
+    name: &str,
+    n_out: usize,
+    mut reference: impl FnMut(&mut [i8]),
+    mut fast: impl FnMut(&mut [i8]),
+) {
+    let (mut a, mut b) = (vec![0i8; n_out], vec![0i8; n_out]);
+    let t_ref = time(|| reference(&mut a));
+    let t_fast = time(|| fast(&mut b));
+    assert_eq!(a, b, "{name}: outputs differ");
     println!(
-        "{name:<44} ref {reference:>9.1} us   fast {fast:>8.1} us   x{:.2}",
-        reference / fast
+        "{name:<44} ref {t_ref:>9.1} us   fast {t_fast:>8.1} us   x{:.2}",
+        t_ref / t_fast
     );
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Output size and padding of a dilation-1 window with the same stride in both directions.
+fn geometry(
+    input: [usize; 4],
+    kernel: [usize; 2],
+    stride: usize,
+    padding: Padding,
+) -> WindowGeometry {
+    compute_padding_height_width(
+        stride, stride, 1, 1, input[1], input[2], kernel[0], kernel[1], padding,
+    )
+    .unwrap()
+}
+
+/// Random input, filter, bias and per-channel multipliers of a convolution.
+struct Operands {
+    x: Vec<i8>,
+    w: Vec<i8>,
+    bias: Vec<i32>,
+    qm: Vec<QuantizedMultiplier>,
+}
+
+fn operands(rng: &mut Rng, shapes: &ConvShapes, out_c: usize) -> Operands {
+    Operands {
+        x: rng.i8s(shapes.input.iter().product()),
+        w: rng.i8s(shapes.filter.iter().product()),
+        bias: rng.i32s(out_c),
+        qm: rng.multipliers(out_c),
+    }
+}
+
 fn bench_conv(
     rng: &mut Rng,
     name: &str,
@@ -84,10 +126,7 @@ fn bench_conv(
     if !selected(name) {
         return;
     }
-    let g = compute_padding_height_width(
-        stride, stride, 1, 1, input[1], input[2], filter[1], filter[2], padding,
-    )
-    .unwrap();
+    let g = geometry(input, [filter[1], filter[2]], stride, padding);
     let shapes = ConvShapes {
         input,
         filter,
@@ -105,31 +144,28 @@ fn bench_conv(
         act_min: -128,
         act_max: 127,
     };
-    let x = rng.i8s(input.iter().product());
-    let w = rng.i8s(filter.iter().product());
-    let bias = rng.i32s(filter[0]);
-    let qm = rng.multipliers(filter[0]);
-    let n_out = shapes.output.iter().product();
-    let (mut a, mut b) = (vec![0i8; n_out], vec![0i8; n_out]);
+    let Operands { x, w, bias, qm } = operands(rng, &shapes, filter[0]);
     let mut scratch = vec![0i16; fast::conv_scratch_len(&shapes)];
-    let t_ref = time(|| {
-        conv::conv2d_i8(&p, &shapes, black_box(&x), &w, Some(&bias), &qm, &mut a).unwrap();
-    });
-    let t_fast = time(|| {
-        fast::conv2d_i8(
-            &p,
-            &shapes,
-            black_box(&x),
-            &w,
-            Some(&bias),
-            &qm,
-            &mut b,
-            &mut scratch,
-        )
-        .unwrap();
-    });
-    assert_eq!(a, b, "{name}: outputs differ");
-    report(name, t_ref, t_fast);
+    compare(
+        name,
+        shapes.output.iter().product(),
+        |out| {
+            conv::conv2d_i8(&p, &shapes, black_box(&x), &w, Some(&bias), &qm, out).unwrap();
+        },
+        |out| {
+            fast::conv2d_i8(
+                &p,
+                &shapes,
+                black_box(&x),
+                &w,
+                Some(&bias),
+                &qm,
+                out,
+                &mut scratch,
+            )
+            .unwrap();
+        },
+    );
 }
 
 fn bench_depthwise(
@@ -143,18 +179,7 @@ fn bench_depthwise(
     if !selected(name) {
         return;
     }
-    let g = compute_padding_height_width(
-        stride,
-        stride,
-        1,
-        1,
-        input[1],
-        input[2],
-        k[0],
-        k[1],
-        Padding::Same,
-    )
-    .unwrap();
+    let g = geometry(input, k, stride, Padding::Same);
     let out_c = input[3] * dm;
     let shapes = ConvShapes {
         input,
@@ -174,32 +199,29 @@ fn bench_depthwise(
         act_min: -128,
         act_max: 127,
     };
-    let x = rng.i8s(input.iter().product());
-    let w = rng.i8s(shapes.filter.iter().product());
-    let bias = rng.i32s(out_c);
-    let qm = rng.multipliers(out_c);
-    let n_out = shapes.output.iter().product();
-    let (mut a, mut b) = (vec![0i8; n_out], vec![0i8; n_out]);
+    let Operands { x, w, bias, qm } = operands(rng, &shapes, out_c);
     let mut scratch = vec![0i32; fast::depthwise_scratch_len(&shapes)];
-    let t_ref = time(|| {
-        conv::depthwise_conv2d_i8(&p, &shapes, black_box(&x), &w, Some(&bias), &qm, &mut a)
+    compare(
+        name,
+        shapes.output.iter().product(),
+        |out| {
+            conv::depthwise_conv2d_i8(&p, &shapes, black_box(&x), &w, Some(&bias), &qm, out)
+                .unwrap();
+        },
+        |out| {
+            fast::depthwise_conv2d_i8(
+                &p,
+                &shapes,
+                black_box(&x),
+                &w,
+                Some(&bias),
+                &qm,
+                out,
+                &mut scratch,
+            )
             .unwrap();
-    });
-    let t_fast = time(|| {
-        fast::depthwise_conv2d_i8(
-            &p,
-            &shapes,
-            black_box(&x),
-            &w,
-            Some(&bias),
-            &qm,
-            &mut b,
-            &mut scratch,
-        )
-        .unwrap();
-    });
-    assert_eq!(a, b, "{name}: outputs differ");
-    report(name, t_ref, t_fast);
+        },
+    );
 }
 
 fn bench_fc(rng: &mut Rng, name: &str, accum_depth: usize, output_depth: usize) {
@@ -224,76 +246,57 @@ fn bench_fc(rng: &mut Rng, name: &str, accum_depth: usize, output_depth: usize) 
     };
     let mut sums = vec![0i32; output_depth];
     fast::fc_row_sums(&w, accum_depth, &mut sums);
-    let (mut a, mut b) = (vec![0i8; output_depth], vec![0i8; output_depth]);
-    let t_ref = time(|| {
-        fully_connected::fully_connected_i8(&p, quant, black_box(&x), &w, Some(&bias), &mut a)
-            .unwrap();
-    });
-    let t_fast = time(|| {
-        fast::fully_connected_i8(&p, quant, black_box(&x), &w, Some(&bias), &mut b, &sums).unwrap();
-    });
-    assert_eq!(a, b, "{name}: outputs differ");
-    report(name, t_ref, t_fast);
+    compare(
+        name,
+        output_depth,
+        |out| {
+            fully_connected::fully_connected_i8(&p, quant, black_box(&x), &w, Some(&bias), out)
+                .unwrap();
+        },
+        |out| {
+            fast::fully_connected_i8(&p, quant, black_box(&x), &w, Some(&bias), out, &sums)
+                .unwrap();
+        },
+    );
+}
+
+/// One benchmark: name and shape.
+enum Bench {
+    /// CONV_2D: input, filter `[out_c, kh, kw, in_c]`, stride, padding.
+    Conv(&'static str, [usize; 4], [usize; 4], usize, Padding),
+    /// DEPTHWISE_CONV_2D (SAME): input, kernel `[kh, kw]`, depth multiplier, stride.
+    Depthwise(&'static str, [usize; 4], [usize; 2], usize, usize),
+    /// FULLY_CONNECTED: accum depth, output depth.
+    Fc(&'static str, usize, usize),
 }
 
 fn main() {
+    use Bench::{Conv, Depthwise, Fc};
+    use Padding::{Same, Valid};
+    #[rustfmt::skip]
+    let benches = [
+        Depthwise("micro_speech DW 49x40x1 10x8 dm8 s2", [1, 49, 40, 1], [10, 8], 8, 2),
+        Conv("KWS conv 49x10x1 10x4 ->64 s2", [1, 49, 10, 1], [64, 10, 4, 1], 2, Same),
+        Conv("KWS conv 25x5x64 3x3 ->64", [1, 25, 5, 64], [64, 3, 3, 64], 1, Same),
+        Conv("KWS pointwise 25x5x64 1x1 ->64", [1, 25, 5, 64], [64, 1, 1, 64], 1, Valid),
+        Depthwise("KWS DW 25x5x64 3x3 dm1", [1, 25, 5, 64], [3, 3], 1, 1),
+        Conv("ResNet8 conv 32x32x16 3x3 ->16", [1, 32, 32, 16], [16, 3, 3, 16], 1, Same),
+        Conv("ResNet8 conv 32x32x3 3x3 ->16", [1, 32, 32, 3], [16, 3, 3, 3], 1, Same),
+        Fc("FC 4000->4", 4000, 4),
+        Fc("FC 640->128", 640, 128),
+    ];
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    bench_depthwise(
-        &mut rng,
-        "micro_speech DW 49x40x1 10x8 dm8 s2",
-        [1, 49, 40, 1],
-        [10, 8],
-        8,
-        2,
-    );
-    bench_conv(
-        &mut rng,
-        "KWS conv 49x10x1 10x4 ->64 s2",
-        [1, 49, 10, 1],
-        [64, 10, 4, 1],
-        2,
-        Padding::Same,
-    );
-    bench_conv(
-        &mut rng,
-        "KWS conv 25x5x64 3x3 ->64",
-        [1, 25, 5, 64],
-        [64, 3, 3, 64],
-        1,
-        Padding::Same,
-    );
-    bench_conv(
-        &mut rng,
-        "KWS pointwise 25x5x64 1x1 ->64",
-        [1, 25, 5, 64],
-        [64, 1, 1, 64],
-        1,
-        Padding::Valid,
-    );
-    bench_depthwise(
-        &mut rng,
-        "KWS DW 25x5x64 3x3 dm1",
-        [1, 25, 5, 64],
-        [3, 3],
-        1,
-        1,
-    );
-    bench_conv(
-        &mut rng,
-        "ResNet8 conv 32x32x16 3x3 ->16",
-        [1, 32, 32, 16],
-        [16, 3, 3, 16],
-        1,
-        Padding::Same,
-    );
-    bench_conv(
-        &mut rng,
-        "ResNet8 conv 32x32x3 3x3 ->16",
-        [1, 32, 32, 3],
-        [16, 3, 3, 3],
-        1,
-        Padding::Same,
-    );
-    bench_fc(&mut rng, "FC 4000->4", 4000, 4);
-    bench_fc(&mut rng, "FC 640->128", 640, 128);
+    for bench in benches {
+        match bench {
+            Conv(name, input, filter, stride, padding) => {
+                bench_conv(&mut rng, name, input, filter, stride, padding)
+            }
+            Depthwise(name, input, k, dm, stride) => {
+                bench_depthwise(&mut rng, name, input, k, dm, stride)
+            }
+            Fc(name, accum_depth, output_depth) => {
+                bench_fc(&mut rng, name, accum_depth, output_depth)
+            }
+        }
+    }
 }

@@ -2,7 +2,7 @@
 //! and `DepthwiseConvPerChannel`), plus the prepare-time multiplier computation of
 //! `PopulateConvolutionQuantizationParams`.
 
-use crate::quant::{QuantizedMultiplier, multiply_by_quantized_multiplier, quantize_multiplier};
+use crate::quant::{OutputStage, QuantizedMultiplier, quantize_multiplier};
 use crate::shape::count4;
 use crate::{KernelError, Result};
 
@@ -33,6 +33,14 @@ pub fn populate_conv_quantization(
         *slot = quantize_multiplier(effective)?;
     }
     Ok(())
+}
+
+/// Input coordinate `origin + dilation * f` of filter tap `f` if it lies inside `0..len`
+/// (TFLM's `is_point_inside_image`); `None` for a padded tap.
+#[inline]
+fn input_coord(origin: isize, dilation: usize, f: usize, len: usize) -> Option<usize> {
+    let c = origin + (dilation * f) as isize;
+    (c >= 0 && c < len as isize).then_some(c as usize)
 }
 
 /// Parameters of an int8 CONV_2D (TFLM `ConvParams` + per-channel data).
@@ -72,49 +80,53 @@ pub struct ConvShapes {
     pub output: [usize; 4],
 }
 
-fn check_common(
-    p_stride: [usize; 4],
-    act_min: i32,
-    act_max: i32,
-    in_zp: i32,
-    out_zp: i32,
-) -> Result<()> {
-    if p_stride.contains(&0) {
+/// Checks shared by [`ConvParams::check`] and [`DepthwiseParams::check`]: strides and
+/// dilations `[h, w, dh, dw]`, activation range `[min, max]`, zero points `[input, output]`.
+fn check_common(strides: [usize; 4], act: [i32; 2], zero_points: [i32; 2]) -> Result<()> {
+    if strides.contains(&0) {
         return Err(KernelError::Param("stride and dilation must be >= 1"));
     }
-    if act_min > act_max {
+    if act[0] > act[1] {
         return Err(KernelError::Param("activation min > max"));
     }
-    if !(-128..=127).contains(&in_zp) || !(-128..=127).contains(&out_zp) {
+    if !zero_points.iter().all(|zp| (-128..=127).contains(zp)) {
         return Err(KernelError::Param("int8 zero point out of range"));
     }
     Ok(())
 }
 
-fn check_lengths(
-    shapes: &ConvShapes,
-    input: usize,
-    filter: usize,
-    bias: Option<usize>,
-    quant: usize,
-    output: usize,
-    out_c: usize,
-) -> Result<()> {
-    if input != count4(shapes.input)
-        || filter != count4(shapes.filter)
-        || output != count4(shapes.output)
-    {
-        return Err(KernelError::Shape("slice length does not match its shape"));
-    }
-    if bias.is_some_and(|b| b != out_c) {
+/// `bias_len` (if any) and `multipliers_len` must equal the output channels (CONV_2D's
+/// messages).
+fn check_per_channel(bias_len: Option<usize>, multipliers_len: usize, out_c: usize) -> Result<()> {
+    if bias_len.is_some_and(|b| b != out_c) {
         return Err(KernelError::Shape("bias length must equal output channels"));
     }
-    if quant != out_c {
+    if multipliers_len != out_c {
         return Err(KernelError::Shape(
             "one quantized multiplier per output channel is required",
         ));
     }
     Ok(())
+}
+
+/// Eval-time length checks of a convolution call (after the parameter `check`), shared with
+/// [`crate::fast`].
+pub(crate) fn check_lengths(
+    shapes: &ConvShapes,
+    input: &[i8],
+    filter: &[i8],
+    bias: Option<&[i32]>,
+    multipliers: &[QuantizedMultiplier],
+    output: &[i8],
+    out_c: usize,
+) -> Result<()> {
+    if input.len() != count4(shapes.input)
+        || filter.len() != count4(shapes.filter)
+        || output.len() != count4(shapes.output)
+    {
+        return Err(KernelError::Shape("slice length does not match its shape"));
+    }
+    check_per_channel(bias.map(<[i32]>::len), multipliers.len(), out_c)
 }
 
 impl ConvParams {
@@ -133,10 +145,8 @@ impl ConvParams {
                 self.dilation_height,
                 self.dilation_width,
             ],
-            self.act_min,
-            self.act_max,
-            self.input_zero_point,
-            self.output_zero_point,
+            [self.act_min, self.act_max],
+            [self.input_zero_point, self.output_zero_point],
         )?;
         let [n, _, _, in_c] = shapes.input;
         let [out_c, _, _, f_c] = shapes.filter;
@@ -155,15 +165,7 @@ impl ConvParams {
                 "output channels must be a multiple of the group count",
             ));
         }
-        if bias_len.is_some_and(|b| b != out_c) {
-            return Err(KernelError::Shape("bias length must equal output channels"));
-        }
-        if multipliers_len != out_c {
-            return Err(KernelError::Shape(
-                "one quantized multiplier per output channel is required",
-            ));
-        }
-        Ok(())
+        check_per_channel(bias_len, multipliers_len, out_c)
     }
 }
 
@@ -182,15 +184,8 @@ pub fn conv2d_i8(
     let [batches, in_h, in_w, in_c] = shapes.input;
     let [out_c, f_h, f_w, f_c] = shapes.filter;
     let [_, out_h, out_w, _] = shapes.output;
-    check_lengths(
-        shapes,
-        input.len(),
-        filter.len(),
-        bias.map(<[i32]>::len),
-        multipliers.len(),
-        output.len(),
-        out_c,
-    )?;
+    check_lengths(shapes, input, filter, bias, multipliers, output, out_c)?;
+    let out = OutputStage::new(p.output_zero_point, p.act_min, p.act_max);
     let groups = in_c / f_c;
     let filters_per_group = out_c / groups;
     let input_offset = -p.input_zero_point;
@@ -205,18 +200,16 @@ pub fn conv2d_i8(
                     let group = oc / filters_per_group;
                     let mut acc: i32 = 0;
                     for fy in 0..f_h {
-                        let in_y = in_y_origin + (p.dilation_height * fy) as isize;
-                        if in_y < 0 || in_y >= in_h as isize {
+                        let Some(in_y) = input_coord(in_y_origin, p.dilation_height, fy, in_h)
+                        else {
                             continue;
-                        }
+                        };
                         for fx in 0..f_w {
-                            let in_x = in_x_origin + (p.dilation_width * fx) as isize;
-                            if in_x < 0 || in_x >= in_w as isize {
+                            let Some(in_x) = input_coord(in_x_origin, p.dilation_width, fx, in_w)
+                            else {
                                 continue;
-                            }
-                            let in_base = ((b * in_h + in_y as usize) * in_w + in_x as usize)
-                                * in_c
-                                + group * f_c;
+                            };
+                            let in_base = ((b * in_h + in_y) * in_w + in_x) * in_c + group * f_c;
                             let f_base = ((oc * f_h + fy) * f_w + fx) * f_c;
                             let (Some(xs), Some(ws)) = (
                                 input.get(in_base..in_base + f_c),
@@ -230,16 +223,9 @@ pub fn conv2d_i8(
                             }
                         }
                     }
-                    if let Some(bias) = bias {
-                        acc = acc.wrapping_add(bias.get(oc).copied().unwrap_or(0));
-                    }
                     let qm = multipliers.get(oc).copied().unwrap_or_default();
-                    acc = multiply_by_quantized_multiplier(acc, qm.multiplier, qm.shift);
-                    acc = acc
-                        .wrapping_add(p.output_zero_point)
-                        .clamp(p.act_min, p.act_max);
                     if let Some(o) = out_iter.next() {
-                        *o = acc as i8;
+                        *o = out.with_bias(acc, bias, oc, qm);
                     }
                 }
             }
@@ -291,10 +277,8 @@ impl DepthwiseParams {
                 self.dilation_height,
                 self.dilation_width,
             ],
-            self.act_min,
-            self.act_max,
-            self.input_zero_point,
-            self.output_zero_point,
+            [self.act_min, self.act_max],
+            [self.input_zero_point, self.output_zero_point],
         )?;
         if self.depth_multiplier == 0 {
             return Err(KernelError::Param("depth multiplier must be >= 1"));
@@ -335,15 +319,8 @@ pub fn depthwise_conv2d_i8(
     let [batches, in_h, in_w, in_c] = shapes.input;
     let [_, f_h, f_w, out_c] = shapes.filter;
     let [_, out_h, out_w, _] = shapes.output;
-    check_lengths(
-        shapes,
-        input.len(),
-        filter.len(),
-        bias.map(<[i32]>::len),
-        multipliers.len(),
-        output.len(),
-        out_c,
-    )?;
+    check_lengths(shapes, input, filter, bias, multipliers, output, out_c)?;
+    let out = OutputStage::new(p.output_zero_point, p.act_min, p.act_max);
     let dm = p.depth_multiplier;
     let input_offset = -p.input_zero_point;
     let (pad_h, pad_w) = (p.pad_height as isize, p.pad_width as isize);
@@ -358,17 +335,17 @@ pub fn depthwise_conv2d_i8(
                         let oc = m + ic * dm;
                         let mut acc: i32 = 0;
                         for fy in 0..f_h {
-                            let in_y = in_y_origin + (p.dilation_height * fy) as isize;
-                            if in_y < 0 || in_y >= in_h as isize {
+                            let Some(in_y) = input_coord(in_y_origin, p.dilation_height, fy, in_h)
+                            else {
                                 continue;
-                            }
+                            };
                             for fx in 0..f_w {
-                                let in_x = in_x_origin + (p.dilation_width * fx) as isize;
-                                if in_x < 0 || in_x >= in_w as isize {
+                                let Some(in_x) =
+                                    input_coord(in_x_origin, p.dilation_width, fx, in_w)
+                                else {
                                     continue;
-                                }
-                                let xi =
-                                    ((b * in_h + in_y as usize) * in_w + in_x as usize) * in_c + ic;
+                                };
+                                let xi = ((b * in_h + in_y) * in_w + in_x) * in_c + ic;
                                 let wi = (fy * f_w + fx) * out_c + oc;
                                 let (Some(&x), Some(&w)) = (input.get(xi), filter.get(wi)) else {
                                     return Err(KernelError::Shape("depthwise index out of range"));
@@ -377,16 +354,9 @@ pub fn depthwise_conv2d_i8(
                                     acc.wrapping_add(i32::from(w) * (i32::from(x) + input_offset));
                             }
                         }
-                        if let Some(bias) = bias {
-                            acc = acc.wrapping_add(bias.get(oc).copied().unwrap_or(0));
-                        }
                         let qm = multipliers.get(oc).copied().unwrap_or_default();
-                        acc = multiply_by_quantized_multiplier(acc, qm.multiplier, qm.shift);
-                        acc = acc
-                            .wrapping_add(p.output_zero_point)
-                            .clamp(p.act_min, p.act_max);
                         if let Some(o) = out_iter.next() {
-                            *o = acc as i8;
+                            *o = out.with_bias(acc, bias, oc, qm);
                         }
                     }
                 }

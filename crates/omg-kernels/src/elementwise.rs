@@ -143,8 +143,20 @@ pub fn add_quantized<T: QuantElement>(
     input2: &[T],
     output: &mut [T],
 ) -> Result<()> {
+    quantized(bc, input1, input2, output, |a, b| p.apply(a, b))
+}
+
+/// Applies `f` to the widened values of each broadcast pair and narrows its (clamped) result.
+#[inline]
+fn quantized<T: QuantElement>(
+    bc: &Broadcast,
+    input1: &[T],
+    input2: &[T],
+    output: &mut [T],
+    f: impl Fn(i32, i32) -> i32,
+) -> Result<()> {
     bc.apply(input1, input2, output, |a, b| {
-        T::from_i32(p.apply(a.to_i32(), b.to_i32()))
+        T::from_i32(f(a.to_i32(), b.to_i32()))
     })
 }
 
@@ -208,9 +220,7 @@ pub fn mul_quantized<T: QuantElement>(
     input2: &[T],
     output: &mut [T],
 ) -> Result<()> {
-    bc.apply(input1, input2, output, |a, b| {
-        T::from_i32(p.apply(a.to_i32(), b.to_i32()))
-    })
+    quantized(bc, input1, input2, output, |a, b| p.apply(a, b))
 }
 
 /// Unquantized binary operator.
@@ -381,52 +391,20 @@ mod tests {
         .unwrap();
         assert_eq!(out[0], 2.0);
         assert_eq!(out[1], 2.0); // NaN > 2 is false -> b
-        let mut o32 = [0i32; 3];
-        binary_i32(
-            BinaryOp::Div,
-            i32::MIN,
-            i32::MAX,
-            &bc,
-            &[7, -7, i32::MIN],
-            &[-2],
-            &mut o32,
-        )
-        .unwrap();
-        assert_eq!(o32, [-3, 3, 1 << 30]);
-        binary_i32(
-            BinaryOp::Div,
-            i32::MIN,
-            i32::MAX,
-            &bc,
-            &[7, -7, i32::MIN],
-            &[0],
-            &mut o32,
-        )
-        .unwrap();
-        assert_eq!(o32, [0, 0, 0]);
-        binary_i32(
-            BinaryOp::Div,
-            i32::MIN,
-            i32::MAX,
-            &bc,
-            &[7, -7, i32::MIN],
-            &[-1],
-            &mut o32,
-        )
-        .unwrap();
-        assert_eq!(o32, [-7, 7, i32::MIN]);
-        binary_i32(
-            BinaryOp::Add,
-            i32::MIN,
-            i32::MAX,
-            &bc,
-            &[i32::MAX, 1, 2],
-            &[1],
-            &mut o32,
-        )
-        .unwrap();
-        assert_eq!(o32, [i32::MIN, 2, 3]);
-        binary_i32(BinaryOp::Mul, 0, 6, &bc, &[-1, 2, 5], &[2], &mut o32).unwrap();
-        assert_eq!(o32, [0, 4, 6]);
+        let i32s = |op, act: (i32, i32), a: [i32; 3], b: i32| {
+            let mut o = [0i32; 3];
+            binary_i32(op, act.0, act.1, &bc, &a, &[b], &mut o).unwrap();
+            o
+        };
+        let full = (i32::MIN, i32::MAX);
+        let div = |b| i32s(BinaryOp::Div, full, [7, -7, i32::MIN], b);
+        assert_eq!(div(-2), [-3, 3, 1 << 30]);
+        assert_eq!(div(0), [0, 0, 0]);
+        assert_eq!(div(-1), [-7, 7, i32::MIN]);
+        assert_eq!(
+            i32s(BinaryOp::Add, full, [i32::MAX, 1, 2], 1),
+            [i32::MIN, 2, 3]
+        );
+        assert_eq!(i32s(BinaryOp::Mul, (0, 6), [-1, 2, 5], 2), [0, 4, 6]);
     }
 }

@@ -26,38 +26,10 @@
 //! time). Validation follows the reference kernels (same checks, same errors, in the same
 //! order); a too-short scratch or a wrong number of row sums is a [`KernelError::Shape`].
 
-use crate::conv::{ConvParams, ConvShapes, DepthwiseParams};
+use crate::conv::{ConvParams, ConvShapes, DepthwiseParams, check_lengths};
 use crate::fully_connected::{FcQuantization, FullyConnectedParams};
-use crate::quant::{QuantizedMultiplier, multiply_by_quantized_multiplier};
-use crate::shape::count4;
+use crate::quant::{OutputStage, QuantizedMultiplier};
 use crate::{KernelError, Result};
-
-/// Same length checks (and messages) as the private helper of [`crate::conv`].
-fn check_lengths(
-    shapes: &ConvShapes,
-    input: usize,
-    filter: usize,
-    bias: Option<usize>,
-    quant: usize,
-    output: usize,
-    out_c: usize,
-) -> Result<()> {
-    if input != count4(shapes.input)
-        || filter != count4(shapes.filter)
-        || output != count4(shapes.output)
-    {
-        return Err(KernelError::Shape("slice length does not match its shape"));
-    }
-    if bias.is_some_and(|b| b != out_c) {
-        return Err(KernelError::Shape("bias length must equal output channels"));
-    }
-    if quant != out_c {
-        return Err(KernelError::Shape(
-            "one quantized multiplier per output channel is required",
-        ));
-    }
-    Ok(())
-}
 
 /// Range `lo..hi` of filter taps `f` in `0..f_len` whose input coordinate
 /// `origin + dilation * f` lies in `0..in_len` (the valid taps form one interval).
@@ -87,14 +59,6 @@ fn valid_taps(origin: i128, dilation: usize, f_len: usize, in_len: usize) -> (us
 #[inline]
 fn origin(o: usize, stride: usize, pad: usize) -> i128 {
     o as i128 * stride as i128 - pad as isize as i128
-}
-
-/// Reference requantization of one accumulator.
-#[inline]
-fn requantize(acc: i32, qm: QuantizedMultiplier, out_zp: i32, act_min: i32, act_max: i32) -> i8 {
-    multiply_by_quantized_multiplier(acc, qm.multiplier, qm.shift)
-        .wrapping_add(out_zp)
-        .clamp(act_min, act_max) as i8
 }
 
 /// `sum a[i] * w[i]` over the common prefix, wrapping `i32` accumulation (LLVM vectorises
@@ -185,15 +149,7 @@ pub fn conv2d_i8(
     let [batches, in_h, in_w, in_c] = shapes.input;
     let [out_c, f_h, f_w, f_c] = shapes.filter;
     let [_, out_h, out_w, _] = shapes.output;
-    check_lengths(
-        shapes,
-        input.len(),
-        filter.len(),
-        bias.map(<[i32]>::len),
-        multipliers.len(),
-        output.len(),
-        out_c,
-    )?;
+    check_lengths(shapes, input, filter, bias, multipliers, output, out_c)?;
     let k = conv_scratch_len(shapes);
     let patch = scratch
         .get_mut(..k)
@@ -201,6 +157,7 @@ pub fn conv2d_i8(
     if output.is_empty() {
         return Ok(());
     }
+    let out = OutputStage::new(p.output_zero_point, p.act_min, p.act_max);
     let groups = in_c / f_c;
     let filters_per_group = out_c / groups;
     // Validated to be in -128..=127 by `check`.
@@ -259,13 +216,9 @@ pub fn conv2d_i8(
                     let outs = out_px.get_mut(oc0..oc0 + filters_per_group).ok_or(oob)?;
                     let store = |i: usize, acc: i32| {
                         let oc = oc0 + i;
-                        let mut acc = acc;
-                        if let Some(bias) = bias {
-                            acc = acc.wrapping_add(bias.get(oc).copied().unwrap_or(0));
-                        }
                         let qm = multipliers.get(oc).copied().unwrap_or_default();
                         if let Some(o) = outs.get_mut(i) {
-                            *o = requantize(acc, qm, p.output_zero_point, p.act_min, p.act_max);
+                            *o = out.with_bias(acc, bias, oc, qm);
                         }
                     };
                     dot_rows(patch, rows, k, filters_per_group, store, oob)?;
@@ -304,21 +257,14 @@ pub fn depthwise_conv2d_i8(
     let [batches, in_h, in_w, in_c] = shapes.input;
     let [_, f_h, f_w, out_c] = shapes.filter;
     let [_, out_h, out_w, _] = shapes.output;
-    check_lengths(
-        shapes,
-        input.len(),
-        filter.len(),
-        bias.map(<[i32]>::len),
-        multipliers.len(),
-        output.len(),
-        out_c,
-    )?;
+    check_lengths(shapes, input, filter, bias, multipliers, output, out_c)?;
     let acc = scratch
         .get_mut(..depthwise_scratch_len(shapes))
         .ok_or(KernelError::Shape("depthwise scratch too short"))?;
     if output.is_empty() {
         return Ok(());
     }
+    let out = OutputStage::new(p.output_zero_point, p.act_min, p.act_max);
     let dm = p.depth_multiplier;
     let zp = p.input_zero_point as i16;
     let oob = KernelError::Shape("depthwise index out of range");
@@ -371,7 +317,7 @@ pub fn depthwise_conv2d_i8(
                 }
                 for (oc, (o, &a)) in out_px.iter_mut().zip(acc.iter()).enumerate() {
                     let qm = multipliers.get(oc).copied().unwrap_or_default();
-                    *o = requantize(a, qm, p.output_zero_point, p.act_min, p.act_max);
+                    *o = out.requantize(a, qm);
                 }
             }
         }
@@ -501,17 +447,7 @@ pub fn fully_connected_i8(
     output: &mut [i8],
     row_sums: &[i32],
 ) -> Result<()> {
-    let per_channel_len = match quant {
-        FcQuantization::PerChannel(m) => Some(m.len()),
-        FcQuantization::PerTensor { .. } => None,
-    };
-    p.check(
-        input.len(),
-        filter.len(),
-        bias.map(<[i32]>::len),
-        per_channel_len,
-        output.len(),
-    )?;
+    p.check_eval(quant, input, filter, bias, output)?;
     if row_sums.len() != p.output_depth {
         return Err(KernelError::Shape(
             "one filter row sum per output channel is required",
@@ -524,12 +460,8 @@ pub fn fully_connected_i8(
         return Ok(());
     }
     let input_offset = p.input_zero_point.wrapping_neg();
-    let filter_offset = match quant {
-        FcQuantization::PerTensor {
-            filter_zero_point, ..
-        } => filter_zero_point.wrapping_neg(),
-        FcQuantization::PerChannel(_) => 0,
-    };
+    let filter_offset = quant.filter_zero_point().wrapping_neg();
+    let out = OutputStage::new(p.output_zero_point, p.act_min, p.act_max);
     // n * io * fo, with n taken modulo 2^32 (the ring makes that exact).
     let constant = (depth as u32 as i32)
         .wrapping_mul(input_offset)
@@ -547,18 +479,11 @@ pub fn fully_connected_i8(
         }
         let store = |oc: usize, dot: i32| {
             let w_sum = row_sums.get(oc).copied().unwrap_or(0);
-            let mut acc = dot
+            let acc = dot
                 .wrapping_add(input_offset.wrapping_mul(w_sum))
                 .wrapping_add(row_constant);
-            if let Some(b) = bias.and_then(|b| b.get(oc)) {
-                acc = acc.wrapping_add(*b);
-            }
-            let qm = match quant {
-                FcQuantization::PerTensor { multiplier, .. } => multiplier,
-                FcQuantization::PerChannel(m) => m.get(oc).copied().unwrap_or_default(),
-            };
             if let Some(o) = out_row.get_mut(oc) {
-                *o = requantize(acc, qm, p.output_zero_point, p.act_min, p.act_max);
+                *o = out.with_bias(acc, bias, oc, quant.multiplier(oc));
             }
         };
         dot_rows(in_row, filter, depth, p.output_depth, store, oob)?;

@@ -2,7 +2,7 @@
 //! `FullyConnectedPerChannel`) with the multiplier computation of TFLM's
 //! `CalculateOpDataFullyConnected`.
 
-use crate::quant::{QuantizedMultiplier, multiply_by_quantized_multiplier, quantize_multiplier};
+use crate::quant::{OutputStage, QuantizedMultiplier, quantize_multiplier};
 use crate::{KernelError, Result};
 
 /// Per-tensor FC multiplier as TFLM's `GetQuantizedConvolutionMultipler` computes it: the
@@ -68,6 +68,27 @@ pub enum FcQuantization<'a> {
     PerChannel(&'a [QuantizedMultiplier]),
 }
 
+impl FcQuantization<'_> {
+    /// Filter zero point (0 for per-channel quantization, which ignores it).
+    pub(crate) fn filter_zero_point(self) -> i32 {
+        match self {
+            FcQuantization::PerTensor {
+                filter_zero_point, ..
+            } => filter_zero_point,
+            FcQuantization::PerChannel(_) => 0,
+        }
+    }
+
+    /// Multiplier of output channel `oc` (the default for a missing per-channel entry).
+    #[inline]
+    pub(crate) fn multiplier(self, oc: usize) -> QuantizedMultiplier {
+        match self {
+            FcQuantization::PerTensor { multiplier, .. } => multiplier,
+            FcQuantization::PerChannel(m) => m.get(oc).copied().unwrap_or_default(),
+        }
+    }
+}
+
 /// Parameters of an int8 FULLY_CONNECTED.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FullyConnectedParams {
@@ -127,6 +148,28 @@ impl FullyConnectedParams {
         }
         Ok(())
     }
+
+    /// [`Self::check`] on the operands of one eval call (reference and fast kernels).
+    pub(crate) fn check_eval(
+        &self,
+        quant: FcQuantization<'_>,
+        input: &[i8],
+        filter: &[i8],
+        bias: Option<&[i32]>,
+        output: &[i8],
+    ) -> Result<()> {
+        let per_channel_len = match quant {
+            FcQuantization::PerChannel(m) => Some(m.len()),
+            FcQuantization::PerTensor { .. } => None,
+        };
+        self.check(
+            input.len(),
+            filter.len(),
+            bias.map(<[i32]>::len),
+            per_channel_len,
+            output.len(),
+        )
+    }
 }
 
 /// FULLY_CONNECTED int8 eval: `filter` is `[output_depth, accum_depth]`, `output` is
@@ -139,24 +182,10 @@ pub fn fully_connected_i8(
     bias: Option<&[i32]>,
     output: &mut [i8],
 ) -> Result<()> {
-    let per_channel_len = match quant {
-        FcQuantization::PerChannel(m) => Some(m.len()),
-        FcQuantization::PerTensor { .. } => None,
-    };
-    p.check(
-        input.len(),
-        filter.len(),
-        bias.map(<[i32]>::len),
-        per_channel_len,
-        output.len(),
-    )?;
+    p.check_eval(quant, input, filter, bias, output)?;
     let input_offset = -p.input_zero_point;
-    let filter_offset = match quant {
-        FcQuantization::PerTensor {
-            filter_zero_point, ..
-        } => -filter_zero_point,
-        FcQuantization::PerChannel(_) => 0,
-    };
+    let filter_offset = -quant.filter_zero_point();
+    let out = OutputStage::new(p.output_zero_point, p.act_min, p.act_max);
     let depth = p.accum_depth;
     for (in_row, out_row) in input
         .chunks_exact(depth.max(1))
@@ -172,17 +201,7 @@ pub fn fully_connected_i8(
                 acc = acc
                     .wrapping_add((i32::from(w) + filter_offset) * (i32::from(x) + input_offset));
             }
-            if let Some(b) = bias.and_then(|b| b.get(oc)) {
-                acc = acc.wrapping_add(*b);
-            }
-            let qm = match quant {
-                FcQuantization::PerTensor { multiplier, .. } => multiplier,
-                FcQuantization::PerChannel(m) => m.get(oc).copied().unwrap_or_default(),
-            };
-            acc = multiply_by_quantized_multiplier(acc, qm.multiplier, qm.shift);
-            *o = acc
-                .wrapping_add(p.output_zero_point)
-                .clamp(p.act_min, p.act_max) as i8;
+            *o = out.with_bias(acc, bias, oc, quant.multiplier(oc));
         }
     }
     Ok(())

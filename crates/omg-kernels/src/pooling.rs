@@ -218,79 +218,32 @@ mod tests {
         }
     }
 
+    type Pool = fn(&PoolParams, [usize; 4], [usize; 4], &[i8], &mut [i8]) -> Result<()>;
+
+    /// `pool` over one 2x2 single-channel image, with a square output of `N` (1 or 4) pixels.
+    fn on_2x2<const N: usize>(pool: Pool, p: &PoolParams, input: [i8; 4]) -> [i8; N] {
+        let side = if N == 1 { 1 } else { 2 };
+        let mut out = [0i8; N];
+        pool(p, [1, 2, 2, 1], [1, side, side, 1], &input, &mut out).unwrap();
+        out
+    }
+
     #[test]
     fn average_rounds_half_away_from_zero() {
-        let mut out = [0i8; 1];
-        average_pool(
-            &params(2, 2, 0),
-            [1, 2, 2, 1],
-            [1, 1, 1, 1],
-            &[1i8, 2, 2, 2],
-            &mut out,
-        )
-        .unwrap();
-        assert_eq!(out, [2]); // 7/4 = 1.75 -> 2
-        average_pool(
-            &params(2, 2, 0),
-            [1, 2, 2, 1],
-            [1, 1, 1, 1],
-            &[1i8, 1, 1, 3],
-            &mut out,
-        )
-        .unwrap();
-        assert_eq!(out, [2]); // 6/4 = 1.5 -> 2
-        average_pool(
-            &params(2, 2, 0),
-            [1, 2, 2, 1],
-            [1, 1, 1, 1],
-            &[-1i8, -1, -1, -3],
-            &mut out,
-        )
-        .unwrap();
-        assert_eq!(out, [-2]); // -1.5 -> -2
-        average_pool(
-            &params(2, 2, 0),
-            [1, 2, 2, 1],
-            [1, 1, 1, 1],
-            &[-1i8, -1, -1, -2],
-            &mut out,
-        )
-        .unwrap();
-        assert_eq!(out, [-1]); // -1.25 -> -1
-        average_pool(
-            &params(2, 2, 0),
-            [1, 2, 2, 1],
-            [1, 1, 1, 1],
-            &[-128i8; 4],
-            &mut out,
-        )
-        .unwrap();
-        assert_eq!(out, [-128]);
+        let avg = |input| on_2x2::<1>(average_pool, &params(2, 2, 0), input)[0];
+        assert_eq!(avg([1, 2, 2, 2]), 2); // 7/4 = 1.75 -> 2
+        assert_eq!(avg([1, 1, 1, 3]), 2); // 6/4 = 1.5 -> 2
+        assert_eq!(avg([-1, -1, -1, -3]), -2); // -1.5 -> -2
+        assert_eq!(avg([-1, -1, -1, -2]), -1); // -1.25 -> -1
+        assert_eq!(avg([-128; 4]), -128);
     }
 
     #[test]
     fn padded_windows_count_valid_taps_only() {
         // 3x3 SAME pool on 2x2 image, stride 1, pad 1 (total pad 2? out 2 -> total (1)*1+3-2 = 2 -> pad 1)
         let input = [10i8, 20, 30, 40];
-        let mut out = [0i8; 4];
-        average_pool(
-            &params(3, 1, 1),
-            [1, 2, 2, 1],
-            [1, 2, 2, 1],
-            &input,
-            &mut out,
-        )
-        .unwrap();
-        assert_eq!(out, [25; 4]);
-        max_pool(
-            &params(3, 1, 1),
-            [1, 2, 2, 1],
-            [1, 2, 2, 1],
-            &input,
-            &mut out,
-        )
-        .unwrap();
-        assert_eq!(out, [40; 4]);
+        assert_eq!(on_2x2(average_pool, &params(3, 1, 1), input), [25; 4]);
+        assert_eq!(on_2x2(max_pool, &params(3, 1, 1), input), [40; 4]);
     }
 
     #[test]

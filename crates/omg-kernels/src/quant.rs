@@ -204,6 +204,48 @@ pub fn multiply_by_quantized_multiplier_greater_than_one(
     )
 }
 
+/// Output stage of the int8 CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED kernels (reference
+/// and fast): `MultiplyByQuantizedMultiplier`, plus the output zero point (wrapping), clamped
+/// to the activation range. `act_min <= act_max` is checked by the kernels' `check`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OutputStage {
+    zero_point: i32,
+    act_min: i32,
+    act_max: i32,
+}
+
+impl OutputStage {
+    /// The stage of a kernel's parameters.
+    pub(crate) const fn new(zero_point: i32, act_min: i32, act_max: i32) -> Self {
+        OutputStage {
+            zero_point,
+            act_min,
+            act_max,
+        }
+    }
+
+    /// Requantizes one accumulator.
+    #[inline]
+    pub(crate) fn requantize(self, acc: i32, qm: QuantizedMultiplier) -> i8 {
+        multiply_by_quantized_multiplier(acc, qm.multiplier, qm.shift)
+            .wrapping_add(self.zero_point)
+            .clamp(self.act_min, self.act_max) as i8
+    }
+
+    /// Adds `bias[oc]` (nothing without a bias or entry) to `acc`, then requantizes.
+    #[inline]
+    pub(crate) fn with_bias(
+        self,
+        acc: i32,
+        bias: Option<&[i32]>,
+        oc: usize,
+        qm: QuantizedMultiplier,
+    ) -> i8 {
+        let b = bias.and_then(|b| b.get(oc)).copied().unwrap_or(0);
+        self.requantize(acc.wrapping_add(b), qm)
+    }
+}
+
 /// Quantizes one real value like TFLM's activation-range helper:
 /// `zero_point + (int)TfLiteRound(f / scale)` in `float`, failing if it leaves the int32 range.
 fn quantize_for_activation(scale: f32, zero_point: i32, f: f32) -> Result<i32> {
@@ -240,13 +282,8 @@ pub fn activation_range_i8(
     output_scale: f32,
     output_zero_point: i32,
 ) -> Result<(i32, i32)> {
-    activation_range_quantized(
-        activation,
-        output_scale,
-        output_zero_point,
-        i32::from(i8::MIN),
-        i32::from(i8::MAX),
-    )
+    let (lo, hi) = (i32::from(i8::MIN), i32::from(i8::MAX));
+    activation_range_quantized(activation, output_scale, output_zero_point, lo, hi)
 }
 
 /// [`activation_range_quantized`] for an int16 output.
@@ -255,13 +292,8 @@ pub fn activation_range_i16(
     output_scale: f32,
     output_zero_point: i32,
 ) -> Result<(i32, i32)> {
-    activation_range_quantized(
-        activation,
-        output_scale,
-        output_zero_point,
-        i32::from(i16::MIN),
-        i32::from(i16::MAX),
-    )
+    let (lo, hi) = (i32::from(i16::MIN), i32::from(i16::MAX));
+    activation_range_quantized(activation, output_scale, output_zero_point, lo, hi)
 }
 
 /// TFLM `CalculateActivationRange<float>`.

@@ -58,6 +58,18 @@ fn clamp(v: i64, lo: i64, hi: i64) -> i64 {
     }
 }
 
+/// An index counted from the end when negative, clamped to the positions a walk in the
+/// direction of `stride` can start or stop at: `0..=size` forwards, `-1..=size - 1` backwards.
+fn wrap_and_clamp(v: i64, size: i64, stride: i64) -> i64 {
+    let v = if v < 0 { v + size } else { v };
+    if stride > 0 {
+        clamp(v, 0, size)
+    } else {
+        clamp(v, -1, size - 1)
+    }
+}
+
+/// Number of indices `start, start + stride, ...` before `stop` (0 if none).
 fn axis_count(start: i64, stop: i64, stride: i64) -> i64 {
     if stride > 0 {
         if stop > start {
@@ -121,53 +133,27 @@ impl StridedSlicePlan {
             let (ps, pe) = if size == 0 {
                 (0, 0)
             } else {
-                let mut s = i64::from(p.begin[axis]);
-                if begin_bit {
-                    s = if stride > 0 {
-                        i64::from(i32::MIN)
-                    } else {
-                        i64::from(i32::MAX)
-                    };
-                }
-                if s < 0 {
-                    s += size;
-                }
-                s = if stride > 0 {
-                    clamp(s, 0, size)
-                } else {
-                    clamp(s, -1, size - 1)
+                let begin = match (begin_bit, stride > 0) {
+                    (false, _) => p.begin[axis],
+                    (true, true) => i32::MIN,
+                    (true, false) => i32::MAX,
                 };
+                let s = wrap_and_clamp(i64::from(begin), size, stride);
                 let e = if shrink {
                     s + 1
                 } else {
-                    let mut e = i64::from(p.end[axis]);
-                    if end_bit {
-                        e = if stride > 0 {
-                            i64::from(i32::MAX)
-                        } else {
-                            i64::from(i32::MIN)
-                        };
-                    }
-                    if e < 0 {
-                        e += size;
-                    }
-                    if stride > 0 {
-                        clamp(e, 0, size)
-                    } else {
-                        clamp(e, -1, size - 1)
-                    }
+                    let end = match (end_bit, stride > 0) {
+                        (false, _) => p.end[axis],
+                        (true, true) => i32::MAX,
+                        (true, false) => i32::MIN,
+                    };
+                    wrap_and_clamp(i64::from(end), size, stride)
                 };
                 (s, e)
             };
             let pe = if shrink { ps + 1 } else { pe };
             // ceil((end - begin) / (float)stride), clamped at 0
-            let diff = pe - ps;
-            let dim = if stride > 0 {
-                (diff + stride - 1).div_euclid(stride)
-            } else {
-                (-diff + (-stride) - 1).div_euclid(-stride)
-            };
-            let dim = dim.max(0);
+            let dim = axis_count(ps, pe, stride);
             if !shrink {
                 out.output_shape[out.output_rank] = dim as usize;
                 out.output_rank += 1;
@@ -175,30 +161,14 @@ impl StridedSlicePlan {
             prepare_len *= dim;
 
             // --- eval (StridedSliceStartForAxis / StridedSliceEndForAxis)
-            let mut s = i64::from(p.begin[axis]);
-            if s < 0 {
-                s += size;
-            }
-            s = if stride > 0 {
-                clamp(s, 0, size)
-            } else {
-                clamp(s, -1, size - 1)
-            };
+            let mut s = wrap_and_clamp(i64::from(p.begin[axis]), size, stride);
             if begin_bit {
                 s = if stride > 0 { 0 } else { size - 1 };
             }
             let e = if shrink {
                 if s >= size { s } else { s + 1 }
             } else {
-                let mut e = i64::from(p.end[axis]);
-                if e < 0 {
-                    e += size;
-                }
-                e = if stride > 0 {
-                    clamp(e, 0, size)
-                } else {
-                    clamp(e, -1, size - 1)
-                };
+                let mut e = wrap_and_clamp(i64::from(p.end[axis]), size, stride);
                 if end_bit {
                     e = if stride > 0 { size } else { -1 };
                 }

@@ -167,13 +167,88 @@ fn spatial(rng: &mut Rng) -> ([usize; 2], [usize; 2]) {
     (in_hw, f_hw)
 }
 
+/// Random input and filter sizes, window and batch count of a convolution case.
+fn geometry(rng: &mut Rng) -> ([usize; 2], [usize; 2], Window, usize) {
+    let (in_hw, f_hw) = spatial(rng);
+    let w = window(rng, in_hw, f_hw);
+    (in_hw, f_hw, w, rng.usize(1, 2))
+}
+
+/// The window of `w` with random zero points and activation range, as CONV_2D parameters.
+fn conv_params(rng: &mut Rng, w: &Window) -> ConvParams {
+    let (act_min, act_max) = rng.act_range();
+    ConvParams {
+        stride_height: w.stride[0],
+        stride_width: w.stride[1],
+        dilation_height: w.dilation[0],
+        dilation_width: w.dilation[1],
+        pad_height: w.pad[0],
+        pad_width: w.pad[1],
+        input_zero_point: rng.zero_point(),
+        output_zero_point: rng.zero_point(),
+        act_min,
+        act_max,
+    }
+}
+
+/// The DEPTHWISE_CONV_2D parameters with the window, zero points and clamp of `c`.
+fn depthwise_params(c: ConvParams, depth_multiplier: usize) -> DepthwiseParams {
+    DepthwiseParams {
+        stride_height: c.stride_height,
+        stride_width: c.stride_width,
+        dilation_height: c.dilation_height,
+        dilation_width: c.dilation_width,
+        pad_height: c.pad_height,
+        pad_width: c.pad_width,
+        depth_multiplier,
+        input_zero_point: c.input_zero_point,
+        output_zero_point: c.output_zero_point,
+        act_min: c.act_min,
+        act_max: c.act_max,
+    }
+}
+
+/// Random operands of a convolution with `shapes` (output channels `out_c`), and the initial
+/// content of its output buffer.
+struct Operands {
+    input: Vec<i8>,
+    filter: Vec<i8>,
+    bias: Option<Vec<i32>>,
+    multipliers: Vec<QuantizedMultiplier>,
+    output: Vec<i8>,
+}
+
+fn operands(rng: &mut Rng, shapes: &ConvShapes, out_c: usize) -> Operands {
+    Operands {
+        input: rng.data(shapes.input.iter().product()),
+        filter: rng.data(shapes.filter.iter().product()),
+        bias: rng.bias(out_c),
+        multipliers: rng.multipliers(out_c),
+        output: rng.data(shapes.output.iter().product()),
+    }
+}
+
+/// Runs the reference and the fast kernel, each on its own copy of `output`, asserts that
+/// they return the same result and leave the same bytes, and returns the result.
+fn assert_same(
+    context: &dyn Fn() -> String,
+    output: &[i8],
+    reference: impl FnOnce(&mut [i8]) -> Result<()>,
+    fast: impl FnOnce(&mut [i8]) -> Result<()>,
+) -> Result<()> {
+    let (mut want, mut got) = (output.to_vec(), output.to_vec());
+    let r = reference(&mut want);
+    let f = fast(&mut got);
+    assert_eq!(r, f, "{}", context());
+    assert_eq!(want, got, "{}", context());
+    r
+}
+
 #[test]
 fn conv2d_matches_reference() {
     let mut rng = Rng(0x0123_4567_89ab_cdef);
     for case in 0..3000 {
-        let (in_hw, f_hw) = spatial(&mut rng);
-        let w = window(&mut rng, in_hw, f_hw);
-        let batches = rng.usize(1, 2);
+        let (in_hw, f_hw, w, batches) = geometry(&mut rng);
         let f_c = rng.pick(&[1, 2, 3, 4, 8, 9, 17]);
         let groups = if rng.chance(25) { rng.usize(2, 3) } else { 1 };
         let out_c = groups * rng.usize(1, 9);
@@ -182,48 +257,16 @@ fn conv2d_matches_reference() {
             filter: [out_c, f_hw[0], f_hw[1], f_c],
             output: [batches, w.out[0], w.out[1], out_c],
         };
-        let (act_min, act_max) = rng.act_range();
-        let p = ConvParams {
-            stride_height: w.stride[0],
-            stride_width: w.stride[1],
-            dilation_height: w.dilation[0],
-            dilation_width: w.dilation[1],
-            pad_height: w.pad[0],
-            pad_width: w.pad[1],
-            input_zero_point: rng.zero_point(),
-            output_zero_point: rng.zero_point(),
-            act_min,
-            act_max,
-        };
-        let input = rng.data(shapes.input.iter().product());
-        let filter = rng.data(shapes.filter.iter().product());
-        let bias = rng.bias(out_c);
-        let qm = rng.multipliers(out_c);
-        let n_out: usize = shapes.output.iter().product();
-        let init = rng.data(n_out);
-        let (mut want, mut got) = (init.clone(), init);
+        let p = conv_params(&mut rng, &w);
+        let o = operands(&mut rng, &shapes, out_c);
         let mut scratch = vec![0i16; fast::conv_scratch_len(&shapes) + rng.usize(0, 3)];
-        let r = conv::conv2d_i8(
-            &p,
-            &shapes,
-            &input,
-            &filter,
-            bias.as_deref(),
-            &qm,
-            &mut want,
+        let (x, f, b, m) = (&o.input, &o.filter, o.bias.as_deref(), &o.multipliers);
+        let _ = assert_same(
+            &|| format!("case {case}: {p:?} {shapes:?}"),
+            &o.output,
+            |out| conv::conv2d_i8(&p, &shapes, x, f, b, m, out),
+            |out| fast::conv2d_i8(&p, &shapes, x, f, b, m, out, &mut scratch),
         );
-        let f = fast::conv2d_i8(
-            &p,
-            &shapes,
-            &input,
-            &filter,
-            bias.as_deref(),
-            &qm,
-            &mut got,
-            &mut scratch,
-        );
-        assert_eq!(r, f, "case {case}: {p:?} {shapes:?}");
-        assert_eq!(want, got, "case {case}: {p:?} {shapes:?}");
     }
 }
 
@@ -231,9 +274,7 @@ fn conv2d_matches_reference() {
 fn depthwise_matches_reference() {
     let mut rng = Rng(0xfeed_face_dead_beef);
     for case in 0..3000 {
-        let (in_hw, f_hw) = spatial(&mut rng);
-        let w = window(&mut rng, in_hw, f_hw);
-        let batches = rng.usize(1, 2);
+        let (in_hw, f_hw, w, batches) = geometry(&mut rng);
         let in_c = rng.pick(&[1, 2, 3, 4, 5, 8, 16, 17, 33]);
         let dm = if rng.chance(10) { 16 } else { rng.usize(1, 8) };
         let out_c = in_c * dm;
@@ -242,49 +283,16 @@ fn depthwise_matches_reference() {
             filter: [1, f_hw[0], f_hw[1], out_c],
             output: [batches, w.out[0], w.out[1], out_c],
         };
-        let (act_min, act_max) = rng.act_range();
-        let p = DepthwiseParams {
-            stride_height: w.stride[0],
-            stride_width: w.stride[1],
-            dilation_height: w.dilation[0],
-            dilation_width: w.dilation[1],
-            pad_height: w.pad[0],
-            pad_width: w.pad[1],
-            depth_multiplier: dm,
-            input_zero_point: rng.zero_point(),
-            output_zero_point: rng.zero_point(),
-            act_min,
-            act_max,
-        };
-        let input = rng.data(shapes.input.iter().product());
-        let filter = rng.data(shapes.filter.iter().product());
-        let bias = rng.bias(out_c);
-        let qm = rng.multipliers(out_c);
-        let n_out: usize = shapes.output.iter().product();
-        let init = rng.data(n_out);
-        let (mut want, mut got) = (init.clone(), init);
+        let p = depthwise_params(conv_params(&mut rng, &w), dm);
+        let o = operands(&mut rng, &shapes, out_c);
         let mut scratch = vec![0i32; fast::depthwise_scratch_len(&shapes) + rng.usize(0, 3)];
-        let r = conv::depthwise_conv2d_i8(
-            &p,
-            &shapes,
-            &input,
-            &filter,
-            bias.as_deref(),
-            &qm,
-            &mut want,
+        let (x, f, b, m) = (&o.input, &o.filter, o.bias.as_deref(), &o.multipliers);
+        let _ = assert_same(
+            &|| format!("case {case}: {p:?} {shapes:?}"),
+            &o.output,
+            |out| conv::depthwise_conv2d_i8(&p, &shapes, x, f, b, m, out),
+            |out| fast::depthwise_conv2d_i8(&p, &shapes, x, f, b, m, out, &mut scratch),
         );
-        let f = fast::depthwise_conv2d_i8(
-            &p,
-            &shapes,
-            &input,
-            &filter,
-            bias.as_deref(),
-            &qm,
-            &mut got,
-            &mut scratch,
-        );
-        assert_eq!(r, f, "case {case}: {p:?} {shapes:?}");
-        assert_eq!(want, got, "case {case}: {p:?} {shapes:?}");
     }
 }
 
@@ -320,19 +328,13 @@ fn fully_connected_matches_reference() {
         let mut sums = vec![0i32; output_depth];
         fast::fc_row_sums(&filter, accum_depth, &mut sums);
         let init = rng.data(batches * output_depth);
-        let (mut want, mut got) = (init.clone(), init);
-        let r = fully_connected::fully_connected_i8(
-            &p,
-            quant,
-            &input,
-            &filter,
-            bias.as_deref(),
-            &mut want,
+        let (x, f, b) = (&input, &filter, bias.as_deref());
+        let _ = assert_same(
+            &|| format!("case {case}: {p:?} {quant:?}"),
+            &init,
+            |out| fully_connected::fully_connected_i8(&p, quant, x, f, b, out),
+            |out| fast::fully_connected_i8(&p, quant, x, f, b, out, &sums),
         );
-        let f =
-            fast::fully_connected_i8(&p, quant, &input, &filter, bias.as_deref(), &mut got, &sums);
-        assert_eq!(r, f, "case {case}: {p:?}");
-        assert_eq!(want, got, "case {case}: {p:?} {quant:?}");
     }
 }
 
@@ -346,6 +348,7 @@ fn short_scratch_and_bad_lengths_are_errors() {
         multiplier: 1 << 30,
         shift: 1,
     };
+    let no_error = || String::from("the same error");
     let shapes = ConvShapes {
         input: [1, 3, 3, 2],
         filter: [2, 2, 2, 2],
@@ -363,6 +366,7 @@ fn short_scratch_and_bad_lengths_are_errors() {
         act_min: -128,
         act_max: 127,
     };
+    let (x, f) = ([0i8; 18], [0i8; 16]);
     let mut out = [0i8; 8];
     let len = fast::conv_scratch_len(&shapes);
     assert_eq!(len, 8);
@@ -370,8 +374,8 @@ fn short_scratch_and_bad_lengths_are_errors() {
     let r = fast::conv2d_i8(
         &cp,
         &shapes,
-        &[0; 18],
-        &[0; 16],
+        &x,
+        &f,
         None,
         &[unit; 2],
         &mut out,
@@ -380,75 +384,44 @@ fn short_scratch_and_bad_lengths_are_errors() {
     assert!(is_shape_err(r));
     let mut scratch = vec![0i16; len];
     // Wrong output length: the same error as the reference.
-    let mut short = [0i8; 7];
-    let want = conv::conv2d_i8(
-        &cp, &shapes, &[0; 18], &[0; 16], None, &[unit; 2], &mut short,
+    let r = assert_same(
+        &no_error,
+        &[0; 7],
+        |out| conv::conv2d_i8(&cp, &shapes, &x, &f, None, &[unit; 2], out),
+        |out| fast::conv2d_i8(&cp, &shapes, &x, &f, None, &[unit; 2], out, &mut scratch),
     );
-    let got = fast::conv2d_i8(
-        &cp,
-        &shapes,
-        &[0; 18],
-        &[0; 16],
-        None,
-        &[unit; 2],
-        &mut short,
-        &mut scratch,
-    );
-    assert!(want.is_err());
-    assert_eq!(want, got);
+    assert!(r.is_err());
 
     let dshapes = ConvShapes {
         input: [1, 3, 3, 2],
         filter: [1, 2, 2, 4],
         output: [1, 2, 2, 4],
     };
-    let dp = DepthwiseParams {
-        stride_height: 1,
-        stride_width: 1,
-        dilation_height: 1,
-        dilation_width: 1,
-        pad_height: 0,
-        pad_width: 0,
-        depth_multiplier: 2,
-        input_zero_point: 0,
-        output_zero_point: 0,
-        act_min: -128,
-        act_max: 127,
-    };
+    let dp = depthwise_params(cp, 2);
     assert_eq!(fast::depthwise_scratch_len(&dshapes), 4);
     let mut out = [0i8; 16];
     let r = fast::depthwise_conv2d_i8(
         &dp,
         &dshapes,
-        &[0; 18],
-        &[0; 16],
+        &x,
+        &f,
         None,
         &[unit; 4],
         &mut out,
         &mut [0i32; 3],
     );
     assert!(is_shape_err(r));
-    let want = conv::depthwise_conv2d_i8(
-        &dp,
-        &dshapes,
-        &[0; 18],
-        &[0; 16],
-        Some(&[0; 3]),
-        &[unit; 4],
-        &mut out,
+    let bias = Some(&[0; 3][..]);
+    let r = assert_same(
+        &no_error,
+        &out,
+        |out| conv::depthwise_conv2d_i8(&dp, &dshapes, &x, &f, bias, &[unit; 4], out),
+        |out| {
+            let mut scratch = [0i32; 4];
+            fast::depthwise_conv2d_i8(&dp, &dshapes, &x, &f, bias, &[unit; 4], out, &mut scratch)
+        },
     );
-    let got = fast::depthwise_conv2d_i8(
-        &dp,
-        &dshapes,
-        &[0; 18],
-        &[0; 16],
-        Some(&[0; 3]),
-        &[unit; 4],
-        &mut out,
-        &mut [0i32; 4],
-    );
-    assert!(want.is_err());
-    assert_eq!(want, got);
+    assert!(r.is_err());
 
     let fp = FullyConnectedParams {
         input_zero_point: 0,
@@ -466,8 +439,11 @@ fn short_scratch_and_bad_lengths_are_errors() {
     let mut out = [0i8; 2];
     let r = fast::fully_connected_i8(&fp, quant, &[0; 3], &[0; 6], None, &mut out, &[0; 1]);
     assert!(is_shape_err(r));
-    let want = fully_connected::fully_connected_i8(&fp, quant, &[0; 2], &[0; 6], None, &mut out);
-    let got = fast::fully_connected_i8(&fp, quant, &[0; 2], &[0; 6], None, &mut out, &[0; 2]);
-    assert!(want.is_err());
-    assert_eq!(want, got);
+    let r = assert_same(
+        &no_error,
+        &out,
+        |out| fully_connected::fully_connected_i8(&fp, quant, &[0; 2], &[0; 6], None, out),
+        |out| fast::fully_connected_i8(&fp, quant, &[0; 2], &[0; 6], None, out, &[0; 2]),
+    );
+    assert!(r.is_err());
 }

@@ -1,6 +1,31 @@
 //! Integer square roots with TFLM's rounding (`Sqrt32`, `Sqrt64`).
 
-use crate::msb::{msb32, msb64};
+use crate::msb::msb64;
+
+/// Digit-by-digit square root of a non-zero `num < 2^bits` (`bits` 32 or 64), starting at
+/// the highest even bit position at or below the leading bit, rounded up when the remainder
+/// exceeds the root except when that would overflow `bits / 2` bits (TFLM's `Sqrt32` /
+/// `Sqrt64` loop, whose intermediate values fit their type: computing in `u64` is exact).
+fn rounded_sqrt(num: u64, bits: u32) -> u64 {
+    let mut rem = num;
+    let mut root: u64 = 0;
+    let top = (bits - msb64(num)) | 1;
+    let mut bit: u64 = 1 << (bits - 1 - top);
+    for _ in 0..=((bits - 1 - top) / 2) {
+        let trial = root + bit;
+        if rem >= trial {
+            rem -= trial;
+            root = (root >> 1) + bit;
+        } else {
+            root >>= 1;
+        }
+        bit >>= 2;
+    }
+    if rem > root && root != (1 << (bits / 2)) - 1 {
+        root += 1;
+    }
+    root
+}
 
 /// Rounded integer square root of a 32-bit value (TFLM `Sqrt32`).
 ///
@@ -11,26 +36,8 @@ pub fn sqrt32(num: u32) -> u16 {
     if num == 0 {
         return 0;
     }
-    let mut rem = num;
-    let mut root: u32 = 0;
-    // Start at the highest even bit position at or below the leading bit.
-    let top = (32 - msb32(num)) | 1;
-    let mut bit: u32 = 1 << (31 - top);
-    for _ in 0..=((31 - top) / 2) {
-        let trial = root + bit;
-        if rem >= trial {
-            rem -= trial;
-            root = (root >> 1) + bit;
-        } else {
-            root >>= 1;
-        }
-        bit >>= 2;
-    }
-    if rem > root && root != 0xFFFF {
-        root += 1;
-    }
-    // `root` never exceeds 0xFFFF here.
-    root as u16
+    // The root never exceeds 0xFFFF.
+    rounded_sqrt(u64::from(num), 32) as u16
 }
 
 /// Rounded integer square root of a 64-bit value (TFLM `Sqrt64`).
@@ -42,24 +49,8 @@ pub fn sqrt64(num: u64) -> u32 {
     if let Ok(small) = u32::try_from(num) {
         return u32::from(sqrt32(small));
     }
-    let mut rem = num;
-    let mut root: u64 = 0;
-    let top = (64 - msb64(num)) | 1;
-    let mut bit: u64 = 1 << (63 - top);
-    for _ in 0..=((63 - top) / 2) {
-        let trial = root + bit;
-        if rem >= trial {
-            rem -= trial;
-            root = (root >> 1) + bit;
-        } else {
-            root >>= 1;
-        }
-        bit >>= 2;
-    }
-    if rem > root && root != 0xFFFF_FFFF {
-        root += 1;
-    }
-    root as u32
+    // The root never exceeds 0xFFFF_FFFF.
+    rounded_sqrt(num, 64) as u32
 }
 
 #[cfg(test)]

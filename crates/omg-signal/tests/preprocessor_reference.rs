@@ -16,9 +16,11 @@
 use std::path::PathBuf;
 
 use omg_signal::{
-    Energy, FilterBank, FilterBankConfig, FilterBankLog, Pcan, Rfft, SpectralSubtraction,
-    SpectralSubtractionConfig, Window, fft_auto_scale, filter_bank_square_root,
+    Energy, FilterBank, FilterBankLog, Pcan, Rfft, SpectralSubtraction, Window, fft_auto_scale,
+    filter_bank_square_root,
 };
+
+mod common;
 
 fn shared_data() -> PathBuf {
     std::env::var_os("OMG_SHARED_DATA")
@@ -105,16 +107,7 @@ impl Preprocessor {
         let starts = model.i16s("signal_filter_bank/Const_2");
         let weight_starts = model.i16s("signal_filter_bank/Const_3");
         let widths = model.i16s("signal_filter_bank/Const_4");
-        let bank = FilterBank::new(&FilterBankConfig {
-            num_channels: 40,
-            weights: &w,
-            unweights: &u,
-            channel_frequency_starts: &starts,
-            channel_weight_starts: &weight_starts,
-            channel_widths: &widths,
-            input_len: 257,
-        })
-        .unwrap();
+        let bank = common::micro_speech_bank(&w, &u, &starts, &weight_starts, &widths);
         let quant = [
             model.i32_scalar("Const1"),
             model.i32_scalar("Cast_3"),
@@ -132,18 +125,7 @@ impl Preprocessor {
             fft: Rfft::new(512).unwrap(),
             energy: Energy::new(5, 241).unwrap(),
             bank,
-            subtraction: SpectralSubtraction::new(&SpectralSubtractionConfig {
-                num_channels: 40,
-                smoothing: 409,
-                one_minus_smoothing: 15975,
-                alternate_smoothing: 983,
-                alternate_one_minus_smoothing: 15401,
-                smoothing_bits: 10,
-                spectral_subtraction_bits: 14,
-                min_signal_remaining: 819,
-                clamping: false,
-            })
-            .unwrap(),
+            subtraction: SpectralSubtraction::new(&common::micro_speech_subtraction(40)).unwrap(),
             pcan: Pcan::new(&model.i16s("signal_pcan/Const"), 6).unwrap(),
             log: FilterBankLog::new(64, 3).unwrap(),
             quant,

@@ -16,9 +16,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use omg_signal::{
-    Energy, FilterBank, FilterBankConfig, FilterBankLog, Pcan, Rfft, SpectralSubtraction,
-    SpectralSubtractionConfig, Window, fft_auto_scale, filter_bank_square_root,
+    Energy, FilterBankLog, Pcan, Rfft, SpectralSubtraction, Window, fft_auto_scale,
+    filter_bank_square_root,
 };
+
+mod common;
 
 fn read<T: Copy>(dir: &Path, frame: usize, tensor: usize, conv: fn(&[u8]) -> T) -> Vec<T> {
     let path = dir.join(format!("frame_{frame:04}/t{tensor:03}.bin"));
@@ -82,28 +84,8 @@ fn check_dump(dir: &Path) -> usize {
     let energy = Energy::new(5, 241).unwrap();
     let (w, u) = (i16s(dir, 0, 13), i16s(dir, 0, 12));
     let (fs_, ws, widths) = (i16s(dir, 0, 11), i16s(dir, 0, 10), i16s(dir, 0, 9));
-    let bank = FilterBank::new(&FilterBankConfig {
-        num_channels: 40,
-        weights: &w,
-        unweights: &u,
-        channel_frequency_starts: &fs_,
-        channel_weight_starts: &ws,
-        channel_widths: &widths,
-        input_len: 257,
-    })
-    .unwrap();
-    let mut sub = SpectralSubtraction::new(&SpectralSubtractionConfig {
-        num_channels: 40,
-        smoothing: 409,
-        one_minus_smoothing: 15975,
-        alternate_smoothing: 983,
-        alternate_one_minus_smoothing: 15401,
-        smoothing_bits: 10,
-        spectral_subtraction_bits: 14,
-        min_signal_remaining: 819,
-        clamping: false,
-    })
-    .unwrap();
+    let bank = common::micro_speech_bank(&w, &u, &fs_, &ws, &widths);
+    let mut sub = SpectralSubtraction::new(&common::micro_speech_subtraction(40)).unwrap();
     let pcan = Pcan::new(&i16s(dir, 0, 8), 6).unwrap();
     let log = FilterBankLog::new(64, 3).unwrap();
     let ctx = |f: usize, stage: &str| format!("{} frame {f}: {stage}", dir.display());
