@@ -4,6 +4,8 @@
 #include <stdlib.h>
 
 int64_t omg_check_model(const uint8_t *data, size_t len);
+int32_t omg_check_frontend(void);
+int32_t omg_check_protocol(void);
 
 /* The prebuilt `alloc` crate refers to the unwinding personality routine even though the library
  * is built with panic = abort and never unwinds; this stub satisfies the linker. */
@@ -13,6 +15,14 @@ int main(int argc, char **argv) {
     static const uint8_t garbage[16] = {1, 2, 3};
     if (omg_check_model(garbage, sizeof garbage) != -1) {
         fprintf(stderr, "garbage was accepted\n");
+        return 1;
+    }
+    if (omg_check_frontend() != 0) {
+        fprintf(stderr, "the front end failed\n");
+        return 1;
+    }
+    if (omg_check_protocol() != 0) {
+        fprintf(stderr, "a malformed token was accepted\n");
         return 1;
     }
     for (int i = 1; i < argc; i++) {

@@ -1,11 +1,16 @@
 //! `omg`: the Offline Model Guard command-line tool.
 #![forbid(unsafe_code)]
 
+mod audio;
 mod bench;
 mod files;
 mod infer;
+mod kws;
+mod manifest;
+#[cfg(feature = "mic")]
+mod mic;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -37,10 +42,10 @@ enum Command {
         #[arg(long)]
         reference: bool,
     },
-    /// Measure a model's latency per invoke, arena and model size.
+    /// Measure a model (latency per invoke, arena, model size) or a pipeline (cost per hop).
     Bench {
-        /// The .tflite model.
-        model: PathBuf,
+        /// A .tflite model, or a PIPELINE (bundled name, directory or manifest).
+        target: String,
         /// Number of timed invokes (default: as many as fit in about two seconds, at least 100).
         #[arg(long)]
         runs: Option<usize>,
@@ -50,6 +55,44 @@ enum Command {
         /// Run TFLM's reference kernels instead of the optimized ones.
         #[arg(long)]
         reference: bool,
+    },
+    /// Write the front end's features of a clip: int8 [frames][channels].
+    Features {
+        /// Bundled pipeline name (e.g. micro_speech), directory, or manifest file.
+        pipeline: String,
+        /// The audio clip (WAV, any common format).
+        wav: PathBuf,
+        /// Output file (written atomically).
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+    },
+    /// One keyword decision per clip (the first frames of each clip).
+    Classify {
+        /// Bundled pipeline name (e.g. micro_speech), directory, or manifest file.
+        pipeline: String,
+        /// Audio clips (WAV, any common format).
+        #[arg(required = true)]
+        wavs: Vec<PathBuf>,
+        /// One JSON object per clip (file, label, scores).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stream audio through the pipeline and report keyword events.
+    Listen {
+        /// Bundled pipeline name (e.g. micro_speech), directory, or manifest file.
+        pipeline: String,
+        /// Read a WAV file.
+        #[arg(long, group = "source")]
+        wav: Option<PathBuf>,
+        /// Read raw signed 16-bit little-endian 16 kHz mono samples from standard input.
+        #[arg(long, group = "source")]
+        stdin: bool,
+        /// Capture from the default microphone (ALSA).
+        #[arg(long, group = "source")]
+        mic: bool,
+        /// One JSON object per event (label, time_ms, score).
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -72,11 +115,47 @@ fn main() -> ExitCode {
             reference,
         } => infer::run(&model, &inputs, &outputs, sequence, kernel_set(reference)),
         Command::Bench {
-            model,
+            target,
             runs,
             json,
             reference,
-        } => bench::run(&model, runs, json, kernel_set(reference)),
+        } => {
+            if target.ends_with(".tflite")
+                || Path::new(&target).is_file() && !target.ends_with(".toml")
+            {
+                bench::run(Path::new(&target), runs, json, kernel_set(reference))
+            } else {
+                kws::bench(&target, runs, json)
+            }
+        }
+        Command::Features {
+            pipeline,
+            wav,
+            output,
+        } => kws::features(&pipeline, &wav, &output),
+        Command::Classify {
+            pipeline,
+            wavs,
+            json,
+        } => kws::classify(&pipeline, &wavs, json),
+        Command::Listen {
+            pipeline,
+            wav,
+            stdin,
+            mic,
+            json,
+        } => {
+            let source = match (wav, stdin, mic) {
+                (Some(w), _, _) => kws::Source::Wav(w),
+                (None, true, _) => kws::Source::Stdin,
+                (None, false, true) => kws::Source::Mic,
+                _ => {
+                    eprintln!("omg: listen needs one of --wav FILE, --stdin or --mic");
+                    return ExitCode::from(2);
+                }
+            };
+            kws::listen(&pipeline, source, json)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

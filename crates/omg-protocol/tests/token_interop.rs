@@ -26,7 +26,8 @@ fn hex(b: &[u8]) -> String {
 #[test]
 #[ignore = "interop with pycose: run by .ci/run (see tests/pycose_interop.py)"]
 fn write_token_sample() {
-    let dir = std::env::var("OMG_WRITE_TOKEN_SAMPLE").expect("set OMG_WRITE_TOKEN_SAMPLE to a directory");
+    let dir =
+        std::env::var("OMG_WRITE_TOKEN_SAMPLE").expect("set OMG_WRITE_TOKEN_SAMPLE to a directory");
     let dir = std::path::PathBuf::from(dir);
     std::fs::create_dir_all(&dir).unwrap();
     let mut rng = TestRng::new(4242);
@@ -63,7 +64,8 @@ fn write_token_sample() {
 #[test]
 #[ignore = "interop with pycose: run by .ci/run (see tests/pycose_interop.py)"]
 fn verify_foreign_token_from_env() {
-    let dir = std::env::var("OMG_VERIFY_FOREIGN_TOKEN").expect("set OMG_VERIFY_FOREIGN_TOKEN to a directory");
+    let dir = std::env::var("OMG_VERIFY_FOREIGN_TOKEN")
+        .expect("set OMG_VERIFY_FOREIGN_TOKEN to a directory");
     let dir = std::path::PathBuf::from(dir);
     let token = std::fs::read(dir.join("foreign_token.cbor")).unwrap();
     let key =

@@ -44,6 +44,27 @@ fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
     loop {}
 }
 
+/// Runs the native micro_speech front end on one window of silence; returns 0 on success.
+#[unsafe(no_mangle)]
+pub extern "C" fn omg_check_frontend() -> i32 {
+    let Ok(mut fe) = omg_kws::MicroFrontend::new(&omg_kws::FrontendConfig::default()) else { return -1 };
+    let mut out = [0i8; 40];
+    match fe.process(&[0i16; 480], &mut out) {
+        Ok(()) => 0,
+        Err(_) => -1,
+    }
+}
+
+/// Rejects a malformed attestation token; returns 0 when the parser refuses it.
+#[unsafe(no_mangle)]
+pub extern "C" fn omg_check_protocol() -> i32 {
+    let key = omg_protocol::keys::verifying_key_from_sec1(&[4u8; 65]);
+    match key {
+        Ok(k) => i32::from(omg_protocol::token::Token::verify(&[0xd2, 0x84], &k).is_ok()),
+        Err(_) => 0,
+    }
+}
+
 /// Loads a model and invokes it once on zeroed inputs; returns the arena size, or -1 on error.
 ///
 /// # Safety
