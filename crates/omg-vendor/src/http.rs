@@ -1,0 +1,443 @@
+//! The HTTP API (axum 0.8). Described in OpenAPI 3 by [`OPENAPI_YAML`], served at
+//! `GET /v1/openapi.yaml`.
+//!
+//! | method and path | body | answer |
+//! |---|---|---|
+//! | `POST /v1/challenge` | none | `{nonce, expires_at, challenge}` |
+//! | `POST /v1/activate` | `{token, device_public_key, model_id, version, enclave_public_key}` | `{key_release, licence}` |
+//! | `POST /v1/revoke/device` (admin) | `{ueid}` | `{revoked: true}` |
+//! | `POST /v1/revoke/model` (admin) | `{model_id, version}` | `{revocation_epoch}` |
+//! | `GET /v1/devices` (admin) | | `[DeviceRecord]` |
+//! | `GET /v1/activations` (admin) | | `[ActivationRecord]` |
+//! | `GET /v1/openapi.yaml` | | the OpenAPI description |
+//!
+//! Bodies are JSON; byte strings are standard base64 with padding, UEIDs lowercase hex.
+//! Request bodies are limited to [`ApiConfig::body_limit`] (64 KiB by default; 413 beyond).
+//! Every error is `{"error": CATEGORY, "reason": CODE, "message": TEXT}` with a matching
+//! status: 400 malformed, 401/403 admin authentication, 403 refused, 404 unknown model,
+//! 413 too large, 500 internal (never with internal details).
+//!
+//! Admin endpoints need `Authorization: Bearer <admin token>`; with no admin token configured
+//! they are disabled (403 `admin_api_disabled`). Database work runs on the blocking thread pool.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::rng::OsRng;
+use crate::service::{ActivateError, ActivationRequest, Refusal, Service};
+use crate::store::StoreError;
+use crate::{hex, store};
+
+/// The OpenAPI 3 description of this API.
+pub const OPENAPI_YAML: &str = include_str!("../openapi.yaml");
+
+/// Default request body limit: 64 KiB.
+pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
+
+/// A source of the current time, seconds since the Unix epoch.
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// HTTP API settings.
+#[derive(Clone)]
+pub struct ApiConfig {
+    /// Bearer token of the admin endpoints; `None` disables them.
+    pub admin_token: Option<String>,
+    /// Maximum request body size in bytes.
+    pub body_limit: usize,
+    /// The clock (the system clock by default).
+    pub clock: Clock,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            admin_token: None,
+            body_limit: DEFAULT_BODY_LIMIT,
+            clock: Arc::new(system_now),
+        }
+    }
+}
+
+impl std::fmt::Debug for ApiConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiConfig")
+            .field("admin_token", &self.admin_token.as_ref().map(|_| "<set>"))
+            .field("body_limit", &self.body_limit)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Seconds since the Unix epoch from the system clock.
+pub fn system_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[derive(Clone)]
+struct AppState {
+    service: Service,
+    config: ApiConfig,
+}
+
+/// An API error: status, category, reason code and a human message.
+#[derive(Debug)]
+struct ApiError {
+    status: StatusCode,
+    error: &'static str,
+    reason: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, error: &'static str, reason: &'static str, message: &str) -> Self {
+        ApiError {
+            status,
+            error,
+            reason,
+            message: message.to_owned(),
+        }
+    }
+
+    fn bad_request(reason: &'static str, message: &str) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", reason, message)
+    }
+
+    fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal_error",
+            "internal server error",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": self.error, "reason": self.reason, "message": self.message});
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(what) => Self::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "not_found",
+                &format!("{what} not found"),
+            ),
+            StoreError::Invalid(_) => Self::bad_request("invalid_argument", "invalid argument"),
+            _ => Self::internal(),
+        }
+    }
+}
+
+fn refusal_error(r: &Refusal) -> ApiError {
+    let (status, error) = match r {
+        Refusal::MalformedRequest(_) | Refusal::MalformedToken => {
+            (StatusCode::BAD_REQUEST, "bad_request")
+        }
+        Refusal::UnknownModel => (StatusCode::NOT_FOUND, "refused"),
+        _ => (StatusCode::FORBIDDEN, "refused"),
+    };
+    ApiError::new(status, error, r.code(), &r.to_string())
+}
+
+/// Reads the (size-limited) body and parses it as JSON.
+fn json_body<T: for<'de> Deserialize<'de>>(
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            too_large()
+        } else {
+            ApiError::bad_request("unreadable_body", "request body could not be read")
+        }
+    })?;
+    serde_json::from_slice(&body)
+        .map_err(|_| ApiError::bad_request("invalid_json", "request body is not the expected JSON"))
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        "body_too_large",
+        "request body too large",
+    )
+}
+
+/// Refuses a request whose declared `Content-Length` exceeds the limit before reading it (the
+/// body extractor also stops reading an undeclared / chunked body at the limit).
+async fn limit_declared_length(
+    State(limit): State<usize>,
+    request: axum::extract::Request,
+    next: Next,
+) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return too_large().into_response();
+    }
+    next.run(request).await
+}
+
+fn b64(field: &'static str, s: &str) -> Result<Vec<u8>, ApiError> {
+    B64.decode(s).map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "invalid_base64",
+            &format!("field {field} is not standard base64"),
+        )
+    })
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| ApiError::internal())?
+}
+
+fn check_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(expected) = &state.config.admin_token else {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "admin_api_disabled",
+            "the admin API is disabled",
+        ));
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    // Compare hashes so neither length nor content leaks through timing.
+    let ok = omg_protocol::ct_eq(
+        &omg_protocol::sha256(presented.as_bytes()),
+        &omg_protocol::sha256(expected.as_bytes()),
+    );
+    if !ok {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "bad_admin_token",
+            "missing or wrong admin token",
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct ChallengeResponse {
+    nonce: String,
+    expires_at: u64,
+    challenge: String,
+}
+
+async fn challenge(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let now = (state.config.clock)();
+    let service = state.service.clone();
+    let challenge = blocking(move || Ok(service.issue_nonce(now, &mut OsRng)?)).await?;
+    let encoded = challenge.to_bytes().map_err(|_| ApiError::internal())?;
+    Ok(axum::Json(ChallengeResponse {
+        nonce: B64.encode(challenge.nonce),
+        expires_at: challenge.expires_at,
+        challenge: B64.encode(encoded),
+    })
+    .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActivateBody {
+    token: String,
+    device_public_key: String,
+    model_id: String,
+    version: u32,
+    enclave_public_key: String,
+}
+
+#[derive(Serialize)]
+struct ActivateResponse {
+    key_release: String,
+    licence: String,
+}
+
+async fn activate(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body: ActivateBody = json_body(body)?;
+    let request = ActivationRequest {
+        token: b64("token", &body.token)?,
+        device_public_key: b64("device_public_key", &body.device_public_key)?,
+        model_id: body.model_id,
+        version: body.version,
+        enclave_public_key: b64("enclave_public_key", &body.enclave_public_key)?,
+    };
+    let now = (state.config.clock)();
+    let service = state.service.clone();
+    let activation = blocking(move || {
+        service
+            .activate(&request, now, &mut OsRng)
+            .map_err(|e| match e {
+                ActivateError::Refused(r) => refusal_error(&r),
+                ActivateError::Internal(_) => ApiError::internal(),
+            })
+    })
+    .await?;
+    Ok(axum::Json(ActivateResponse {
+        key_release: B64.encode(&activation.key_release),
+        licence: B64.encode(&activation.licence),
+    })
+    .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeDeviceBody {
+    ueid: String,
+}
+
+async fn revoke_device(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    check_admin(&state, &headers)?;
+    let body: RevokeDeviceBody = json_body(body)?;
+    let ueid = hex::decode_n::<{ omg_protocol::keys::UEID_LEN }>(&body.ueid)
+        .ok_or_else(|| ApiError::bad_request("invalid_ueid", "ueid must be 66 hex digits"))?;
+    let now = (state.config.clock)();
+    let service = state.service.clone();
+    blocking(move || Ok(service.revoke_device(&ueid, now)?)).await?;
+    Ok(axum::Json(json!({"revoked": true})).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeModelBody {
+    model_id: String,
+    version: u32,
+}
+
+async fn revoke_model(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    check_admin(&state, &headers)?;
+    let body: RevokeModelBody = json_body(body)?;
+    store::check_model_id(&body.model_id)
+        .map_err(|_| ApiError::bad_request("invalid_model_id", "model_id must be 1..=128 bytes"))?;
+    let now = (state.config.clock)();
+    let service = state.service.clone();
+    let epoch =
+        blocking(move || Ok(service.revoke_model_version(&body.model_id, body.version, now)?))
+            .await?;
+    Ok(axum::Json(json!({"revocation_epoch": epoch})).into_response())
+}
+
+async fn devices(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    check_admin(&state, &headers)?;
+    let service = state.service.clone();
+    let list = blocking(move || Ok(service.list_devices()?)).await?;
+    Ok(axum::Json(list).into_response())
+}
+
+#[derive(Serialize)]
+struct ActivationEntry {
+    #[serde(flatten)]
+    record: crate::store::ActivationRecord,
+    licence: String,
+}
+
+async fn activations(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    check_admin(&state, &headers)?;
+    let service = state.service.clone();
+    let list = blocking(move || Ok(service.list_activations()?)).await?;
+    let list: Vec<ActivationEntry> = list
+        .into_iter()
+        .map(|record| ActivationEntry {
+            licence: B64.encode(&record.licence),
+            record,
+        })
+        .collect();
+    Ok(axum::Json(list).into_response())
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/yaml")], OPENAPI_YAML).into_response()
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no_such_route",
+        "no such route",
+    )
+}
+
+/// The API router with default settings (admin endpoints disabled, 64 KiB body limit, system
+/// clock).
+pub fn router(service: Service) -> Router {
+    router_with(service, ApiConfig::default())
+}
+
+/// The API router with explicit settings.
+pub fn router_with(service: Service, config: ApiConfig) -> Router {
+    let limit = config.body_limit;
+    Router::new()
+        .route("/v1/challenge", post(challenge))
+        .route("/v1/activate", post(activate))
+        .route("/v1/revoke/device", post(revoke_device))
+        .route("/v1/revoke/model", post(revoke_model))
+        .route("/v1/devices", get(devices))
+        .route("/v1/activations", get(activations))
+        .route("/v1/openapi.yaml", get(openapi))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(limit, limit_declared_length))
+        .with_state(AppState { service, config })
+}
+
+/// Serves the API with default settings on `listener` until the task is dropped or fails.
+pub async fn serve(listener: tokio::net::TcpListener, service: Service) -> std::io::Result<()> {
+    serve_router(listener, router(service)).await
+}
+
+/// Serves a router (e.g. from [`router_with`]) on `listener`.
+pub async fn serve_router(
+    listener: tokio::net::TcpListener,
+    router: Router,
+) -> std::io::Result<()> {
+    axum::serve(listener, router).await
+}

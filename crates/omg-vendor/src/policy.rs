@@ -1,0 +1,181 @@
+//! The vendor's licensing policy for one model, as written in a TOML file.
+//!
+//! ```toml
+//! allowed_measurements = ["<64 hex digits: SHA-256 of the enclave image>"]
+//! max_devices = 100
+//! not_after = 1893456000          # licence expiry, seconds since the Unix epoch (inclusive)
+//! revocation_epoch = 0            # optional, default 0
+//! output_policy = "label"         # "label" | "label_and_score" | "all_scores"; default "label"
+//! input_sources = ["mic", "file"] # any of "mic", "file", "stdin"; default all three
+//! inference_quota = 100000        # optional; absent = unlimited
+//! allow_insecure_lifecycle = false  # optional; true accepts tokens not in the "secured" state
+//! ```
+//!
+//! Unknown keys are rejected, so a misspelt option cannot silently loosen the policy.
+
+use std::fmt;
+
+use omg_protocol::licence::{InputSource, InputSources, OutputPolicy};
+use serde::{Deserialize, Serialize};
+
+use crate::hex;
+
+/// What the enclave may reveal about a decision (TOML / JSON names of
+/// [`omg_protocol::licence::OutputPolicy`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputPolicyName {
+    /// Only the label.
+    #[default]
+    Label,
+    /// The label and its score.
+    LabelAndScore,
+    /// The label and every class score.
+    AllScores,
+}
+
+impl From<OutputPolicyName> for OutputPolicy {
+    fn from(p: OutputPolicyName) -> Self {
+        match p {
+            OutputPolicyName::Label => OutputPolicy::LabelOnly,
+            OutputPolicyName::LabelAndScore => OutputPolicy::LabelAndScore,
+            OutputPolicyName::AllScores => OutputPolicy::AllScores,
+        }
+    }
+}
+
+/// An audio input source (TOML / JSON names of [`omg_protocol::licence::InputSource`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputSourceName {
+    /// A microphone.
+    Mic,
+    /// A file.
+    File,
+    /// Standard input.
+    Stdin,
+}
+
+impl From<InputSourceName> for InputSource {
+    fn from(s: InputSourceName) -> Self {
+        match s {
+            InputSourceName::Mic => InputSource::Mic,
+            InputSourceName::File => InputSource::File,
+            InputSourceName::Stdin => InputSource::Stdin,
+        }
+    }
+}
+
+fn all_sources() -> Vec<InputSourceName> {
+    vec![
+        InputSourceName::Mic,
+        InputSourceName::File,
+        InputSourceName::Stdin,
+    ]
+}
+
+/// The licensing policy of one model (all its versions).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// Enclave measurements allowed to receive the key: hex SHA-256 (64 hex digits) each.
+    /// Every software component of a token must carry one of them.
+    pub allowed_measurements: Vec<String>,
+    /// Maximum number of distinct devices that may activate the model (all versions).
+    pub max_devices: u32,
+    /// Licence expiry (inclusive), seconds since the Unix epoch. No activation after it.
+    pub not_after: u64,
+    /// Minimum revocation epoch written into licences (the store may hold a higher one).
+    #[serde(default)]
+    pub revocation_epoch: u32,
+    /// Output policy written into licences.
+    #[serde(default)]
+    pub output_policy: OutputPolicyName,
+    /// Allowed input sources written into licences.
+    #[serde(default = "all_sources")]
+    pub input_sources: Vec<InputSourceName>,
+    /// Optional inference quota written into licences; `None` = unlimited.
+    #[serde(default)]
+    pub inference_quota: Option<u64>,
+    /// Accept tokens whose PSA security lifecycle is not "secured" (development only).
+    #[serde(default)]
+    pub allow_insecure_lifecycle: bool,
+}
+
+/// Why a policy is invalid.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PolicyError {
+    /// The TOML (or JSON) text does not parse into a policy.
+    Parse(String),
+    /// A field has an invalid value.
+    Invalid(&'static str),
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PolicyError::Parse(e) => write!(f, "policy does not parse: {e}"),
+            PolicyError::Invalid(e) => write!(f, "invalid policy: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for PolicyError {}
+
+impl Policy {
+    /// Parses and validates a policy from TOML.
+    pub fn from_toml(text: &str) -> Result<Self, PolicyError> {
+        let policy: Policy = toml::from_str(text).map_err(|e| PolicyError::Parse(e.to_string()))?;
+        policy.validate()?;
+        Ok(policy)
+    }
+
+    /// Checks the values: at least one measurement, each 64 hex digits; at least one device;
+    /// at least one input source.
+    pub fn validate(&self) -> Result<(), PolicyError> {
+        if self.allowed_measurements.is_empty() {
+            return Err(PolicyError::Invalid(
+                "allowed_measurements must not be empty",
+            ));
+        }
+        if self
+            .allowed_measurements
+            .iter()
+            .any(|m| hex::decode_n::<32>(m).is_none())
+        {
+            return Err(PolicyError::Invalid(
+                "allowed_measurements: each must be 64 hex digits (SHA-256)",
+            ));
+        }
+        if self.max_devices == 0 {
+            return Err(PolicyError::Invalid("max_devices must be at least 1"));
+        }
+        if self.input_sources.is_empty() {
+            return Err(PolicyError::Invalid("input_sources must not be empty"));
+        }
+        Ok(())
+    }
+
+    /// The allowed measurements as bytes (invalid entries are skipped; see [`Policy::validate`]).
+    pub fn measurements(&self) -> Vec<[u8; 32]> {
+        self.allowed_measurements
+            .iter()
+            .filter_map(|m| hex::decode_n::<32>(m))
+            .collect()
+    }
+
+    /// The input sources as the licence's bit set.
+    pub fn input_source_set(&self) -> InputSources {
+        let sources: Vec<InputSource> = self.input_sources.iter().map(|&s| s.into()).collect();
+        InputSources::of(&sources)
+    }
+
+    pub(crate) fn to_json(&self) -> String {
+        // A Policy always serializes (plain fields, string enums).
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    pub(crate) fn from_json(text: &str) -> Result<Self, PolicyError> {
+        serde_json::from_str(text).map_err(|e| PolicyError::Parse(e.to_string()))
+    }
+}

@@ -1,0 +1,620 @@
+//! The provisioning / licensing logic: nonces, activation, revocation, listings.
+//!
+//! # Activation
+//!
+//! [`Service::activate`] checks, in this order:
+//!
+//! 1. the request fields parse (device SEC1 key, HPKE key, model id) — [`Refusal::MalformedRequest`];
+//! 2. the token verifies with the device key (strict omg encoding) — [`Refusal::MalformedToken`],
+//!    [`Refusal::BadSignature`], [`Refusal::InstanceIdMismatch`];
+//!
+//! then, inside one `BEGIN IMMEDIATE` write transaction:
+//!
+//! 3. the token's nonce was issued by this service ([`Refusal::UnknownNonce`]), is unused
+//!    ([`Refusal::ReusedNonce`]) and unexpired ([`Refusal::ExpiredNonce`]); it is consumed
+//!    now, so any later refusal burns it too;
+//! 4. the model and version exist ([`Refusal::UnknownModel`]) and the version is not revoked
+//!    ([`Refusal::ModelVersionRevoked`]);
+//! 5. every software component's measurement is allowed by the policy
+//!    ([`Refusal::WrongMeasurement`]);
+//! 6. the token's enclave key hash is the SHA-256 of the enclave HPKE key sent
+//!    ([`Refusal::EnclaveKeyMismatch`]);
+//! 7. the security lifecycle is "secured" unless the policy allows otherwise
+//!    ([`Refusal::InsecureLifecycle`]);
+//! 8. the device is not revoked ([`Refusal::DeviceRevoked`]);
+//! 9. the policy's not-after has not passed ([`Refusal::LicenceExpired`]);
+//! 10. the device is already activated for this model, or fewer than `max_devices` distinct
+//!     devices are ([`Refusal::DeviceLimitReached`]); revoked devices keep counting.
+//!
+//! On success it signs the licence, HPKE-seals the content key to the enclave key (AAD = hash
+//! of the token), records the device, the activation and an audit row, commits, and only then
+//! returns. Every attempt, refused or not, leaves exactly one audit row.
+
+use std::fmt;
+use std::sync::Arc;
+
+use omg_protocol::challenge::{Challenge, NONCE_LEN};
+use omg_protocol::key_release::{HpkePublicKey, KeyRelease};
+use omg_protocol::licence::Licence;
+use omg_protocol::rand_core::CryptoRng;
+use omg_protocol::token::{Claims, Token};
+use omg_protocol::{ProtocolError, SigningKey, VerifyingKey, ct_eq, ueid, verifying_key_from_sec1};
+use rusqlite::{OptionalExtension, Transaction, params};
+
+use crate::hex;
+use crate::store::{
+    self, ActivationRecord, AuditRecord, DeviceRecord, Store, StoreError, sql_time,
+};
+
+/// Service settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServiceConfig {
+    /// How long a challenge nonce stays valid, in seconds.
+    pub nonce_ttl_secs: u64,
+    /// Nonces expired longer than this are purged when new ones are issued, in seconds.
+    /// (After the purge a late token is refused as [`Refusal::UnknownNonce`].)
+    pub nonce_retention_secs: u64,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            nonce_ttl_secs: 60,
+            nonce_retention_secs: 3600,
+        }
+    }
+}
+
+/// An activation request, as the device's platform sends it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ActivationRequest {
+    /// The attestation token (COSE_Sign1, omg profile).
+    pub token: Vec<u8>,
+    /// The device attestation public key, SEC1 uncompressed (65 bytes).
+    pub device_public_key: Vec<u8>,
+    /// The model asked for.
+    pub model_id: String,
+    /// The model version asked for.
+    pub version: u32,
+    /// The enclave's ephemeral HPKE (X25519) public key, 32 bytes.
+    pub enclave_public_key: Vec<u8>,
+}
+
+/// What a successful activation returns to the device.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Activation {
+    /// The key release (HPKE to the enclave key, bound to the token).
+    pub key_release: Vec<u8>,
+    /// The licence signed with the vendor key.
+    pub licence: Vec<u8>,
+}
+
+/// Why an activation was refused. Each reason is its own variant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// A request field is malformed (names the field).
+    MalformedRequest(&'static str),
+    /// The token does not parse as an omg attestation token.
+    MalformedToken,
+    /// The token's signature does not verify with the device key.
+    BadSignature,
+    /// The token is signed by the device key but names another device.
+    InstanceIdMismatch,
+    /// The token's nonce was never issued here (or was purged long after expiry).
+    UnknownNonce,
+    /// The token's nonce has expired.
+    ExpiredNonce,
+    /// The token's nonce was already used.
+    ReusedNonce,
+    /// The model or model version is unknown.
+    UnknownModel,
+    /// The model version is revoked.
+    ModelVersionRevoked,
+    /// The enclave measurement is not allowed by the policy.
+    WrongMeasurement,
+    /// The token's enclave key hash does not match the enclave public key sent.
+    EnclaveKeyMismatch,
+    /// The device's security lifecycle is not "secured".
+    InsecureLifecycle,
+    /// The device is revoked.
+    DeviceRevoked,
+    /// The licence period (the policy's not-after) is over.
+    LicenceExpired,
+    /// The model's device limit is reached.
+    DeviceLimitReached,
+}
+
+impl Refusal {
+    /// A stable machine-readable code (snake case), used in the audit table and the HTTP API.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refusal::MalformedRequest(_) => "malformed_request",
+            Refusal::MalformedToken => "malformed_token",
+            Refusal::BadSignature => "bad_signature",
+            Refusal::InstanceIdMismatch => "instance_id_mismatch",
+            Refusal::UnknownNonce => "unknown_nonce",
+            Refusal::ExpiredNonce => "expired_nonce",
+            Refusal::ReusedNonce => "reused_nonce",
+            Refusal::UnknownModel => "unknown_model",
+            Refusal::ModelVersionRevoked => "model_version_revoked",
+            Refusal::WrongMeasurement => "wrong_measurement",
+            Refusal::EnclaveKeyMismatch => "enclave_key_mismatch",
+            Refusal::InsecureLifecycle => "insecure_lifecycle",
+            Refusal::DeviceRevoked => "device_revoked",
+            Refusal::LicenceExpired => "licence_expired",
+            Refusal::DeviceLimitReached => "device_limit_reached",
+        }
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::MalformedRequest(field) => write!(f, "malformed request field: {field}"),
+            Refusal::MalformedToken => f.write_str("the attestation token is malformed"),
+            Refusal::BadSignature => {
+                f.write_str("the attestation token's signature does not verify")
+            }
+            Refusal::InstanceIdMismatch => {
+                f.write_str("the attestation token names another device")
+            }
+            Refusal::UnknownNonce => f.write_str("the nonce was not issued by this service"),
+            Refusal::ExpiredNonce => f.write_str("the nonce has expired"),
+            Refusal::ReusedNonce => f.write_str("the nonce was already used"),
+            Refusal::UnknownModel => f.write_str("unknown model or model version"),
+            Refusal::ModelVersionRevoked => f.write_str("the model version is revoked"),
+            Refusal::WrongMeasurement => {
+                f.write_str("the enclave measurement is not allowed by the policy")
+            }
+            Refusal::EnclaveKeyMismatch => {
+                f.write_str("the token does not name this enclave public key")
+            }
+            Refusal::InsecureLifecycle => {
+                f.write_str("the device is not in the secured lifecycle state")
+            }
+            Refusal::DeviceRevoked => f.write_str("the device is revoked"),
+            Refusal::LicenceExpired => f.write_str("the licence period is over"),
+            Refusal::DeviceLimitReached => f.write_str("the model's device limit is reached"),
+        }
+    }
+}
+
+impl std::error::Error for Refusal {}
+
+/// Why [`Service::activate`] failed: a policy refusal, or an internal failure.
+#[derive(Debug)]
+pub enum ActivateError {
+    /// The request was refused (recorded in the audit table).
+    Refused(Refusal),
+    /// The service failed (database, signing); nothing was committed.
+    Internal(StoreError),
+}
+
+impl fmt::Display for ActivateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ActivateError::Refused(r) => write!(f, "activation refused: {r}"),
+            ActivateError::Internal(e) => write!(f, "activation failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ActivateError {}
+
+impl From<StoreError> for ActivateError {
+    fn from(e: StoreError) -> Self {
+        ActivateError::Internal(e)
+    }
+}
+
+impl From<rusqlite::Error> for ActivateError {
+    fn from(e: rusqlite::Error) -> Self {
+        ActivateError::Internal(StoreError::Sqlite(e))
+    }
+}
+
+impl ActivateError {
+    /// The refusal, if this is one.
+    pub fn refusal(&self) -> Option<&Refusal> {
+        match self {
+            ActivateError::Refused(r) => Some(r),
+            ActivateError::Internal(_) => None,
+        }
+    }
+}
+
+struct Inner {
+    store: Store,
+    vendor_key: SigningKey,
+    config: ServiceConfig,
+}
+
+/// The provisioning / licensing service. Cheap to clone (shared state); safe to use from many
+/// threads at once.
+#[derive(Clone)]
+pub struct Service {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Service {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Service")
+            .field("store", &self.inner.store)
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the audit row records about the request.
+struct AuditSubject {
+    ueid: Option<String>,
+    model_id: String,
+    version: u32,
+}
+
+fn write_audit(
+    tx: &Transaction<'_>,
+    now: u64,
+    subject: &AuditSubject,
+    refusal: Option<&Refusal>,
+) -> Result<(), StoreError> {
+    let seq = store::next_seq(tx, "audit")?;
+    let model_id = truncate(&subject.model_id, omg_protocol::licence::MAX_MODEL_ID_LEN);
+    tx.execute(
+        "INSERT INTO audit (seq, at, ueid, model_id, version, outcome, reason)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            seq,
+            sql_time(now),
+            subject.ueid,
+            model_id,
+            i64::from(subject.version),
+            if refusal.is_some() {
+                "refused"
+            } else {
+                "activated"
+            },
+            refusal.map(Refusal::code),
+        ],
+    )?;
+    Ok(())
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Maps a token verification error to a refusal.
+fn token_refusal(e: &ProtocolError) -> Refusal {
+    match e {
+        ProtocolError::BadSignature { .. } | ProtocolError::WrongKey { .. } => {
+            Refusal::BadSignature
+        }
+        ProtocolError::Mismatch { .. } => Refusal::InstanceIdMismatch,
+        _ => Refusal::MalformedToken,
+    }
+}
+
+/// Whether every software component carries an allowed measurement (constant time per
+/// comparison).
+fn measurements_allowed(claims: &Claims, allowed: &[[u8; 32]]) -> bool {
+    !claims.software_components.is_empty()
+        && claims.software_components.iter().all(|c| {
+            allowed
+                .iter()
+                .fold(false, |ok, m| ok | ct_eq(m, &c.measurement_value))
+        })
+}
+
+impl Service {
+    /// A service over `store`, signing licences with `vendor_key`, default settings.
+    pub fn new(store: Store, vendor_key: SigningKey) -> Self {
+        Self::with_config(store, vendor_key, ServiceConfig::default())
+    }
+
+    /// A service with explicit settings.
+    pub fn with_config(store: Store, vendor_key: SigningKey, config: ServiceConfig) -> Self {
+        Service {
+            inner: Arc::new(Inner {
+                store,
+                vendor_key,
+                config,
+            }),
+        }
+    }
+
+    /// The store (for model administration: [`Store::put_model`], [`Store::add_model_version`]).
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The vendor's public key, which verifies the licences.
+    pub fn vendor_public_key(&self) -> VerifyingKey {
+        *self.inner.vendor_key.verifying_key()
+    }
+
+    /// Issues a fresh single-use challenge valid for [`ServiceConfig::nonce_ttl_secs`], and
+    /// purges nonces expired longer than [`ServiceConfig::nonce_retention_secs`].
+    pub fn issue_nonce<R: CryptoRng + ?Sized>(
+        &self,
+        now: u64,
+        rng: &mut R,
+    ) -> Result<Challenge, StoreError> {
+        let cfg = self.inner.config;
+        let challenge = Challenge::generate(rng, now, cfg.nonce_ttl_secs);
+        let purge_before = now.saturating_sub(cfg.nonce_retention_secs);
+        self.inner.store.write(|tx| {
+            tx.execute(
+                "DELETE FROM nonces WHERE expires_at < ?1",
+                params![sql_time(purge_before)],
+            )?;
+            tx.execute(
+                "INSERT INTO nonces (nonce, issued_at, expires_at, used) VALUES (?1, ?2, ?3, 0)",
+                params![
+                    hex::encode(&challenge.nonce),
+                    sql_time(now),
+                    sql_time(challenge.expires_at)
+                ],
+            )?;
+            Ok::<_, StoreError>(())
+        })?;
+        Ok(challenge)
+    }
+
+    /// Activates a model on a device (see the module doc for the checks and their order).
+    /// Returns only after the activation and its audit row are committed.
+    pub fn activate<R: CryptoRng + ?Sized>(
+        &self,
+        request: &ActivationRequest,
+        now: u64,
+        rng: &mut R,
+    ) -> Result<Activation, ActivateError> {
+        let device_key = verifying_key_from_sec1(&request.device_public_key);
+        let mut subject = AuditSubject {
+            ueid: device_key.as_ref().ok().map(|k| hex::encode(&ueid(k))),
+            model_id: request.model_id.clone(),
+            version: request.version,
+        };
+        // Stateless checks first; their refusals get an audit row of their own.
+        let pre = (|| {
+            let device_key =
+                device_key.map_err(|_| Refusal::MalformedRequest("device_public_key"))?;
+            let enclave_key = HpkePublicKey::from_bytes(&request.enclave_public_key)
+                .map_err(|_| Refusal::MalformedRequest("enclave_public_key"))?;
+            store::check_model_id(&request.model_id)
+                .map_err(|_| Refusal::MalformedRequest("model_id"))?;
+            let claims =
+                Token::verify(&request.token, &device_key).map_err(|e| token_refusal(&e))?;
+            Ok((device_key, enclave_key, claims))
+        })();
+        let (device_key, enclave_key, claims) = match pre {
+            Ok(v) => v,
+            Err(refusal) => {
+                self.inner.store.write(|tx| {
+                    write_audit(tx, now, &subject, Some(&refusal))?;
+                    Ok::<_, StoreError>(())
+                })?;
+                return Err(ActivateError::Refused(refusal));
+            }
+        };
+        let device_ueid = ueid(&device_key);
+        subject.ueid = Some(hex::encode(&device_ueid));
+
+        let outcome = self.inner.store.write(|tx| {
+            let result =
+                self.activate_in(tx, request, now, rng, &device_key, &enclave_key, &claims);
+            match result {
+                Ok(activation) => {
+                    write_audit(tx, now, &subject, None)?;
+                    Ok(Ok(activation))
+                }
+                Err(ActivateError::Refused(refusal)) => {
+                    // Commit the refusal's audit row (and the consumed nonce).
+                    write_audit(tx, now, &subject, Some(&refusal))?;
+                    Ok(Err(refusal))
+                }
+                Err(internal) => Err(internal),
+            }
+        })?;
+        outcome.map_err(ActivateError::Refused)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn activate_in<R: CryptoRng + ?Sized>(
+        &self,
+        tx: &Transaction<'_>,
+        request: &ActivationRequest,
+        now: u64,
+        rng: &mut R,
+        device_key: &VerifyingKey,
+        enclave_key: &HpkePublicKey,
+        claims: &Claims,
+    ) -> Result<Activation, ActivateError> {
+        let refuse = |r| Err(ActivateError::Refused(r));
+
+        // 3. Nonce: issued here, unused, unexpired; consume it.
+        if claims.nonce.len() != NONCE_LEN {
+            return refuse(Refusal::UnknownNonce);
+        }
+        let nonce_hex = hex::encode(&claims.nonce);
+        let nonce: Option<(i64, i64)> = tx
+            .query_row(
+                "SELECT expires_at, used FROM nonces WHERE nonce = ?1",
+                params![nonce_hex],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let Some((expires_at, used)) = nonce else {
+            return refuse(Refusal::UnknownNonce);
+        };
+        if used != 0 {
+            return refuse(Refusal::ReusedNonce);
+        }
+        tx.execute(
+            "UPDATE nonces SET used = 1, used_at = ?2 WHERE nonce = ?1 AND used = 0",
+            params![nonce_hex, sql_time(now)],
+        )?;
+        if sql_time(now) > expires_at {
+            return refuse(Refusal::ExpiredNonce);
+        }
+
+        // 4. Model and version.
+        let Some(model) = store::load_model(tx, &request.model_id)? else {
+            return refuse(Refusal::UnknownModel);
+        };
+        let Some((content_key, revoked)) =
+            store::load_version(tx, &request.model_id, request.version)?
+        else {
+            return refuse(Refusal::UnknownModel);
+        };
+        if revoked {
+            return refuse(Refusal::ModelVersionRevoked);
+        }
+        let policy = &model.policy;
+
+        // 5.-7. Attestation against the policy.
+        if !measurements_allowed(claims, &policy.measurements()) {
+            return refuse(Refusal::WrongMeasurement);
+        }
+        if claims
+            .check_enclave_key(&request.enclave_public_key)
+            .is_err()
+        {
+            return refuse(Refusal::EnclaveKeyMismatch);
+        }
+        if !policy.allow_insecure_lifecycle && !claims.security_lifecycle.is_secured() {
+            return refuse(Refusal::InsecureLifecycle);
+        }
+
+        // 8. Device revocation.
+        let device_ueid = ueid(device_key);
+        let ueid_hex = hex::encode(&device_ueid);
+        let device_revoked: Option<i64> = tx
+            .query_row(
+                "SELECT revoked FROM devices WHERE ueid = ?1",
+                params![ueid_hex],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if device_revoked == Some(1) {
+            return refuse(Refusal::DeviceRevoked);
+        }
+
+        // 9. Licence period.
+        if now > policy.not_after {
+            return refuse(Refusal::LicenceExpired);
+        }
+
+        // 10. Device limit: distinct devices with an activation of this model.
+        let already: Option<i64> = tx
+            .query_row(
+                "SELECT 1 FROM activations WHERE model_id = ?1 AND ueid = ?2 LIMIT 1",
+                params![request.model_id, ueid_hex],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if already.is_none() {
+            let count: i64 = tx.query_row(
+                "SELECT COUNT(DISTINCT ueid) FROM activations WHERE model_id = ?1",
+                params![request.model_id],
+                |r| r.get(0),
+            )?;
+            if count >= i64::from(policy.max_devices) {
+                return refuse(Refusal::DeviceLimitReached);
+            }
+        }
+
+        // Build the answer.
+        let licence = Licence {
+            device_ueid,
+            model_id: request.model_id.clone(),
+            model_version: request.version,
+            not_after: policy.not_after,
+            epoch: model.revocation_epoch,
+            quota: policy.inference_quota,
+            output_policy: policy.output_policy.into(),
+            input_sources: policy.input_source_set(),
+        }
+        .sign(&self.inner.vendor_key)
+        .map_err(StoreError::from)?;
+        let key_release = KeyRelease::seal(
+            enclave_key,
+            &request.token,
+            &content_key,
+            &request.model_id,
+            request.version,
+            rng,
+        )
+        .map_err(StoreError::from)?;
+
+        // Record device and activation.
+        tx.execute(
+            "INSERT INTO devices (ueid, public_key, first_seen, revoked) VALUES (?1, ?2, ?3, 0)
+             ON CONFLICT (ueid) DO UPDATE SET
+                 public_key = COALESCE(devices.public_key, excluded.public_key),
+                 first_seen = COALESCE(devices.first_seen, excluded.first_seen)",
+            params![
+                ueid_hex,
+                hex::encode(&omg_protocol::public_key_sec1(device_key)),
+                sql_time(now)
+            ],
+        )?;
+        let id = store::next_seq(tx, "activations")?;
+        tx.execute(
+            "INSERT INTO activations (id, ueid, model_id, version, activated_at, licence)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                id,
+                ueid_hex,
+                request.model_id,
+                i64::from(request.version),
+                sql_time(now),
+                hex::encode(&licence)
+            ],
+        )?;
+        Ok(Activation {
+            key_release,
+            licence,
+        })
+    }
+
+    /// Revokes a device by UEID (33 bytes): it gets no further activation of any model.
+    pub fn revoke_device(&self, device_ueid: &[u8], now: u64) -> Result<(), StoreError> {
+        self.inner.store.revoke_device(device_ueid, now)
+    }
+
+    /// Revokes a model version and raises the model's revocation epoch; returns the new epoch.
+    pub fn revoke_model_version(
+        &self,
+        model_id: &str,
+        version: u32,
+        now: u64,
+    ) -> Result<u32, StoreError> {
+        self.inner
+            .store
+            .revoke_model_version(model_id, version, now)
+    }
+
+    /// Every known device.
+    pub fn list_devices(&self) -> Result<Vec<DeviceRecord>, StoreError> {
+        self.inner.store.list_devices()
+    }
+
+    /// Every successful activation.
+    pub fn list_activations(&self) -> Result<Vec<ActivationRecord>, StoreError> {
+        self.inner.store.list_activations()
+    }
+
+    /// The audit log.
+    pub fn audit_log(&self) -> Result<Vec<AuditRecord>, StoreError> {
+        self.inner.store.audit_log()
+    }
+}

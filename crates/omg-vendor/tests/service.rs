@@ -1,0 +1,393 @@
+//! Service logic: a successful activation, each refusal with its own reason, the device limit
+//! under concurrency, migrations and the append-only audit table.
+
+mod common;
+
+use std::sync::{Arc, Barrier};
+
+use common::*;
+use omg_protocol::key_release::{HpkeKeyPair, KeyRelease};
+use omg_protocol::licence::{InputSource, Licence, OutputPolicy};
+use omg_vendor::{ActivateError, Policy, Refusal, Service, Store};
+
+fn refusal(r: Result<omg_vendor::Activation, ActivateError>) -> Refusal {
+    match r {
+        Err(ActivateError::Refused(r)) => r,
+        Err(e) => panic!("internal error instead of a refusal: {e}"),
+        Ok(_) => panic!("activation succeeded, a refusal was expected"),
+    }
+}
+
+fn audit_reasons(f: &Fixture) -> Vec<Option<String>> {
+    f.service
+        .audit_log()
+        .unwrap()
+        .into_iter()
+        .map(|a| a.reason)
+        .collect()
+}
+
+#[test]
+fn successful_activation_releases_key_and_licence() {
+    let mut f = fixture("ok", 1, &policy(5));
+    let device = Device::new(&mut f.rng);
+    let challenge = f.service.issue_nonce(NOW, &mut f.rng).unwrap();
+    assert_eq!(challenge.expires_at, NOW + 60);
+    let request = device.request(&challenge.nonce, 1);
+    let activation = f.service.activate(&request, NOW + 5, &mut f.rng).unwrap();
+
+    // The key release opens with the enclave's private key (bound to the token).
+    let released = KeyRelease::open(
+        &activation.key_release,
+        &device.enclave.private_key,
+        &request.token,
+    )
+    .unwrap();
+    assert_eq!(released.content_key, f.content_key);
+    released.check_model(MODEL, 1).unwrap();
+    // ...and only with that token.
+    assert!(
+        KeyRelease::open(
+            &activation.key_release,
+            &device.enclave.private_key,
+            b"other"
+        )
+        .is_err()
+    );
+    let other = HpkeKeyPair::generate(&mut f.rng);
+    assert!(KeyRelease::open(&activation.key_release, &other.private_key, &request.token).is_err());
+
+    // The licence verifies with the vendor key and names the device and the policy terms.
+    assert_eq!(f.service.vendor_public_key(), *f.vendor.verifying_key());
+    let licence = Licence::verify(&activation.licence, f.vendor.verifying_key()).unwrap();
+    assert_eq!(licence.device_ueid, device.ueid());
+    assert_eq!(licence.model_id, MODEL);
+    assert_eq!(licence.model_version, 1);
+    assert_eq!(licence.not_after, NOW + 86_400);
+    assert_eq!(licence.epoch, 0);
+    assert_eq!(licence.quota, Some(1000));
+    assert_eq!(licence.output_policy, OutputPolicy::LabelAndScore);
+    assert!(licence.input_sources.contains(InputSource::Mic));
+    assert!(!licence.input_sources.contains(InputSource::Stdin));
+    licence
+        .check(NOW, &device.ueid(), MODEL, 1, 0, InputSource::File)
+        .unwrap();
+
+    // Recorded: device, activation, audit row.
+    let devices = f.service.list_devices().unwrap();
+    assert_eq!(devices.len(), 1);
+    assert_eq!(devices[0].ueid, hex(&device.ueid()));
+    assert_eq!(devices[0].first_seen, Some(NOW + 5));
+    assert!(!devices[0].revoked);
+    let activations = f.service.list_activations().unwrap();
+    assert_eq!(activations.len(), 1);
+    assert_eq!(activations[0].licence, activation.licence);
+    assert_eq!(activations[0].ueid, hex(&device.ueid()));
+    let audit = f.service.audit_log().unwrap();
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].outcome, "activated");
+    assert_eq!(audit[0].reason, None);
+}
+
+#[test]
+fn nonce_refusals() {
+    let mut f = fixture("nonce", 2, &policy(5));
+    let device = Device::new(&mut f.rng);
+
+    // Reused.
+    let c = f.service.issue_nonce(NOW, &mut f.rng).unwrap();
+    let request = device.request(&c.nonce, 1);
+    f.service.activate(&request, NOW, &mut f.rng).unwrap();
+    let r = refusal(f.service.activate(&request, NOW, &mut f.rng));
+    assert_eq!(r, Refusal::ReusedNonce);
+
+    // Expired (valid while now <= expires_at).
+    let c = f.service.issue_nonce(NOW, &mut f.rng).unwrap();
+    let request = device.request(&c.nonce, 1);
+    let r = refusal(f.service.activate(&request, NOW + 61, &mut f.rng));
+    assert_eq!(r, Refusal::ExpiredNonce);
+    // The failed attempt consumed it.
+    let r = refusal(f.service.activate(&request, NOW, &mut f.rng));
+    assert_eq!(r, Refusal::ReusedNonce);
+
+    // Never issued.
+    let request = device.request(&[0x5a; 32], 1);
+    assert_eq!(
+        refusal(f.service.activate(&request, NOW, &mut f.rng)),
+        Refusal::UnknownNonce
+    );
+
+    assert_eq!(
+        audit_reasons(&f),
+        vec![
+            None,
+            Some("reused_nonce".into()),
+            Some("expired_nonce".into()),
+            Some("reused_nonce".into()),
+            Some("unknown_nonce".into()),
+        ]
+    );
+}
+
+#[test]
+fn attestation_refusals() {
+    let mut f = fixture("attest", 3, &policy(5));
+    let device = Device::new(&mut f.rng);
+    let other = Device::new(&mut f.rng);
+
+    // Wrong measurement.
+    let c = f.service.issue_nonce(NOW, &mut f.rng).unwrap();
+    let request = device.request_with(device.token_with(&c.nonce, OTHER_MEASUREMENT), 1);
+    let r = refusal(f.service.activate(&request, NOW, &mut f.rng));
+    assert_eq!(r, Refusal::WrongMeasurement);
+    assert_eq!(
+        r.to_string(),
+        "the enclave measurement is not allowed by the policy"
+    );
+
+    // Token signed by another device key than the one presented.
+    let c = f.service.issue_nonce(NOW, &mut f.rng).unwrap();
+    let request = device.request_with(other.token_with(&c.nonce, MEASUREMENT), 1);
+    assert_eq!(
+        refusal(f.service.activate(&request, NOW, &mut f.rng)),
+        Refusal::BadSignature
+    );
+    // Tampered signature.
+    let mut request = device.request(&c.nonce, 1);
+    let last = request.token.len() - 1;
+    request.token[last] ^= 1;
+    assert_eq!(
+        refusal(f.service.activate(&request, NOW, &mut f.rng)),
+        Refusal::BadSignature
+    );
+    // Garbage token.
+    let request = device.request_with(vec![0xd2, 0x84], 1);
+    assert_eq!(
+        refusal(f.service.activate(&request, NOW, &mut f.rng)),
+        Refusal::MalformedToken
+    );
+    // Enclave key other than the one the token names.
+    let mut request = device.request(&c.nonce, 1);
+    request.enclave_public_key = other.enclave.public_key.to_bytes().to_vec();
+    assert_eq!(
+        refusal(f.service.activate(&request, NOW, &mut f.rng)),
+        Refusal::EnclaveKeyMismatch
+    );
+    // Malformed device key.
+    let mut request = device.request(&c.nonce, 1);
+    request.device_public_key.truncate(33);
+    assert_eq!(
+        refusal(f.service.activate(&request, NOW, &mut f.rng)),
+        Refusal::MalformedRequest("device_public_key")
+    );
+    // Unknown model / version.
+    let c = f.service.issue_nonce(NOW, &mut f.rng).unwrap();
+    let request = device.request(&c.nonce, 9);
+    assert_eq!(
+        refusal(f.service.activate(&request, NOW, &mut f.rng)),
+        Refusal::UnknownModel
+    );
+    assert_eq!(f.service.audit_log().unwrap().len(), 7);
+    assert!(f.service.list_activations().unwrap().is_empty());
+}
+
+#[test]
+fn revoked_device_is_refused() {
+    let mut f = fixture("revdev", 4, &policy(5));
+    let device = Device::new(&mut f.rng);
+    let c = f.service.issue_nonce(NOW, &mut f.rng).unwrap();
+    f.service
+        .activate(&device.request(&c.nonce, 1), NOW, &mut f.rng)
+        .unwrap();
+    f.service.revoke_device(&device.ueid(), NOW + 1).unwrap();
+    let c = f.service.issue_nonce(NOW + 2, &mut f.rng).unwrap();
+    let r = refusal(
+        f.service
+            .activate(&device.request(&c.nonce, 1), NOW + 2, &mut f.rng),
+    );
+    assert_eq!(r, Refusal::DeviceRevoked);
+    assert!(f.service.list_devices().unwrap()[0].revoked);
+
+    // A device revoked before it was ever seen.
+    let fresh = Device::new(&mut f.rng);
+    f.service.revoke_device(&fresh.ueid(), NOW).unwrap();
+    let c = f.service.issue_nonce(NOW, &mut f.rng).unwrap();
+    let r = refusal(
+        f.service
+            .activate(&fresh.request(&c.nonce, 1), NOW, &mut f.rng),
+    );
+    assert_eq!(r, Refusal::DeviceRevoked);
+    assert!(f.service.revoke_device(&[0x01; 5], NOW).is_err());
+}
+
+#[test]
+fn expired_licence_is_refused() {
+    let mut p = policy(5);
+    p.not_after = NOW - 1;
+    let mut f = fixture("expired", 5, &p);
+    let device = Device::new(&mut f.rng);
+    let c = f.service.issue_nonce(NOW, &mut f.rng).unwrap();
+    let r = refusal(
+        f.service
+            .activate(&device.request(&c.nonce, 1), NOW, &mut f.rng),
+    );
+    assert_eq!(r, Refusal::LicenceExpired);
+    assert_eq!(audit_reasons(&f), vec![Some("licence_expired".into())]);
+}
+
+#[test]
+fn revoked_model_version_is_refused_and_epoch_rises() {
+    let mut f = fixture("revmodel", 6, &policy(5));
+    let device = Device::new(&mut f.rng);
+    assert_eq!(f.service.revoke_model_version(MODEL, 1, NOW).unwrap(), 1);
+    // Idempotent.
+    assert_eq!(f.service.revoke_model_version(MODEL, 1, NOW).unwrap(), 1);
+    assert!(f.service.revoke_model_version(MODEL, 7, NOW).is_err());
+    assert!(f.service.revoke_model_version("nope", 1, NOW).is_err());
+
+    let c = f.service.issue_nonce(NOW, &mut f.rng).unwrap();
+    let r = refusal(
+        f.service
+            .activate(&device.request(&c.nonce, 1), NOW, &mut f.rng),
+    );
+    assert_eq!(r, Refusal::ModelVersionRevoked);
+
+    // Version 2 still activates, with the new epoch in its licence.
+    let c = f.service.issue_nonce(NOW, &mut f.rng).unwrap();
+    let a = f
+        .service
+        .activate(&device.request(&c.nonce, 2), NOW, &mut f.rng)
+        .unwrap();
+    let licence = Licence::verify(&a.licence, f.vendor.verifying_key()).unwrap();
+    assert_eq!((licence.model_version, licence.epoch), (2, 1));
+}
+
+#[test]
+fn device_limit_counts_distinct_devices() {
+    let mut f = fixture("limit", 7, &policy(2));
+    let devices: Vec<Device> = (0..3).map(|_| Device::new(&mut f.rng)).collect();
+    for (i, d) in devices.iter().enumerate() {
+        let c = f.service.issue_nonce(NOW, &mut f.rng).unwrap();
+        let r = f.service.activate(&d.request(&c.nonce, 1), NOW, &mut f.rng);
+        if i < 2 {
+            r.unwrap();
+        } else {
+            assert_eq!(refusal(r), Refusal::DeviceLimitReached);
+        }
+    }
+    // Re-activation of an activated device (any version) does not count twice.
+    for version in [1, 2] {
+        let c = f.service.issue_nonce(NOW, &mut f.rng).unwrap();
+        f.service
+            .activate(&devices[0].request(&c.nonce, version), NOW, &mut f.rng)
+            .unwrap();
+    }
+    assert_eq!(f.service.list_activations().unwrap().len(), 4);
+    assert_eq!(f.service.list_devices().unwrap().len(), 2);
+}
+
+#[test]
+fn parallel_activations_respect_the_device_limit() {
+    const N: usize = 16;
+    let mut f = fixture("parallel", 8, &policy(5));
+    let jobs: Vec<_> = (0..N)
+        .map(|_| {
+            let d = Device::new(&mut f.rng);
+            let c = f.service.issue_nonce(NOW, &mut f.rng).unwrap();
+            d.request(&c.nonce, 1)
+        })
+        .collect();
+    let barrier = Arc::new(Barrier::new(N));
+    let handles: Vec<_> = jobs
+        .into_iter()
+        .enumerate()
+        .map(|(i, request)| {
+            let service: Service = f.service.clone();
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                let mut rng = TestRng::new(1000 + i as u64);
+                barrier.wait();
+                service.activate(&request, NOW, &mut rng)
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    let mut limited = 0;
+    for h in handles {
+        match h.join().unwrap() {
+            Ok(_) => ok += 1,
+            Err(ActivateError::Refused(Refusal::DeviceLimitReached)) => limited += 1,
+            Err(e) => panic!("unexpected outcome: {e}"),
+        }
+    }
+    assert_eq!((ok, limited), (5, 11));
+    let audit = f.service.audit_log().unwrap();
+    assert_eq!(audit.len(), N);
+    assert_eq!(audit.iter().filter(|a| a.outcome == "activated").count(), 5);
+    assert_eq!(f.service.list_activations().unwrap().len(), 5);
+}
+
+#[test]
+fn store_reopens_and_audit_is_append_only() {
+    let mut f = fixture("reopen", 9, &policy(5));
+    let device = Device::new(&mut f.rng);
+    let c = f.service.issue_nonce(NOW, &mut f.rng).unwrap();
+    f.service
+        .activate(&device.request(&c.nonce, 1), NOW, &mut f.rng)
+        .unwrap();
+    let path = f.service.store().path().to_path_buf();
+
+    // Reopen: migrations are not re-applied, data is there.
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.schema_version().unwrap(), 2);
+    assert_eq!(store.list_activations().unwrap().len(), 1);
+    assert_eq!(store.model(MODEL).unwrap().unwrap().policy, policy(5));
+    assert!(store.model("other").unwrap().is_none());
+    // A content key never changes.
+    assert!(
+        store
+            .add_model_version(
+                MODEL,
+                1,
+                &omg_protocol::ContentKey::from_bytes([0; 32]),
+                NOW
+            )
+            .is_err()
+    );
+
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    assert!(conn.execute("UPDATE audit SET reason = 'x'", []).is_err());
+    assert!(conn.execute("DELETE FROM audit", []).is_err());
+    assert_eq!(store.audit_log().unwrap().len(), 1);
+}
+
+#[test]
+fn policy_toml() {
+    let p = policy(3);
+    assert_eq!(p.max_devices, 3);
+    assert_eq!(p.measurements()[1], MEASUREMENT);
+    let minimal = Policy::from_toml(&format!(
+        "allowed_measurements = [\"{}\"]\nmax_devices = 1\nnot_after = 5\n",
+        hex(&MEASUREMENT)
+    ))
+    .unwrap();
+    assert_eq!(minimal.input_sources.len(), 3);
+    assert_eq!(minimal.inference_quota, None);
+    assert!(!minimal.allow_insecure_lifecycle);
+    for bad in [
+        "allowed_measurements = [\"abcd\"]\nmax_devices = 1\nnot_after = 5\n",
+        "allowed_measurements = []\nmax_devices = 1\nnot_after = 5\n",
+        "max_devices = 1\nnot_after = 5\n",
+    ] {
+        assert!(Policy::from_toml(bad).is_err(), "{bad}");
+    }
+    let unknown = format!(
+        "allowed_measurements = [\"{}\"]\nmax_devices = 1\nnot_after = 5\nmax_device = 9\n",
+        hex(&MEASUREMENT)
+    );
+    assert!(Policy::from_toml(&unknown).is_err());
+}
