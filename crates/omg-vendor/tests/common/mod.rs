@@ -1,14 +1,12 @@
 //! Shared fixtures: deterministic RNG, temporary database, keys, tokens.
 #![allow(dead_code)]
 
-use std::convert::Infallible;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use omg_protocol::key_release::HpkeKeyPair;
-use omg_protocol::rand_core::{TryCryptoRng, TryRng};
 use omg_protocol::token::{Claims, SoftwareComponent, Token};
-use omg_protocol::{ContentKey, SigningKey, public_key_sec1, sha256};
+use omg_protocol::{ContentKey, SigningKey, public_key_sec1};
 use omg_vendor::{ActivationRequest, Policy, Service, Store};
 
 /// "Now" of the tests.
@@ -19,55 +17,8 @@ pub const SIGNER_ID: [u8; 32] = [0x22; 32];
 pub const IMPLEMENTATION_ID: [u8; 32] = [0x33; 32];
 pub const MODEL: &str = "micro_speech";
 
-/// Deterministic test RNG: SHA-256(seed || counter) blocks. Tests only.
-pub struct TestRng {
-    seed: [u8; 32],
-    counter: u64,
-    buf: [u8; 32],
-    pos: usize,
-}
-
-impl TestRng {
-    pub fn new(seed: u64) -> Self {
-        TestRng {
-            seed: sha256(&seed.to_le_bytes()),
-            counter: 0,
-            buf: [0; 32],
-            pos: 32,
-        }
-    }
-}
-
-impl TryRng for TestRng {
-    type Error = Infallible;
-    fn try_next_u32(&mut self) -> Result<u32, Infallible> {
-        let mut b = [0u8; 4];
-        self.try_fill_bytes(&mut b)?;
-        Ok(u32::from_le_bytes(b))
-    }
-    fn try_next_u64(&mut self) -> Result<u64, Infallible> {
-        let mut b = [0u8; 8];
-        self.try_fill_bytes(&mut b)?;
-        Ok(u64::from_le_bytes(b))
-    }
-    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
-        for d in dst {
-            if self.pos == 32 {
-                let mut input = [0u8; 40];
-                input[..32].copy_from_slice(&self.seed);
-                input[32..].copy_from_slice(&self.counter.to_le_bytes());
-                self.buf = sha256(&input);
-                self.counter += 1;
-                self.pos = 0;
-            }
-            *d = self.buf[self.pos];
-            self.pos += 1;
-        }
-        Ok(())
-    }
-}
-
-impl TryCryptoRng for TestRng {}
+/// The shared deterministic test RNG.
+pub use omg_testkit::DeterministicRng as TestRng;
 
 /// A temporary directory removed on drop.
 pub struct TempDir(pub PathBuf);
