@@ -4,6 +4,7 @@
 mod audio;
 mod bench;
 mod files;
+mod identity;
 mod infer;
 mod kws;
 mod manifest;
@@ -56,6 +57,16 @@ enum Command {
         #[arg(long)]
         reference: bool,
     },
+    /// Vendor tools.
+    Vendor {
+        #[command(subcommand)]
+        command: VendorCommand,
+    },
+    /// Device (platform) tools for the Linux backend.
+    Device {
+        #[command(subcommand)]
+        command: DeviceCommand,
+    },
     /// Write the front end's features of a clip: int8 [frames][channels].
     Features {
         /// Bundled pipeline name (e.g. micro_speech), directory, or manifest file.
@@ -96,6 +107,38 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum VendorCommand {
+    /// Create the vendor's signing key (vendor.key, owner-only) and its public key (vendor.pub).
+    Keygen {
+        /// Directory for the key files (default: $OMG_HOME/vendor or ~/.local/share/omg/vendor).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Replace existing key files.
+        #[arg(long)]
+        force: bool,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeviceCommand {
+    /// Create the platform identity: attestation key and hardware-unique key (owner-only files).
+    Init {
+        /// Directory for the identity (default: $OMG_HOME/device or ~/.local/share/omg/device).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Replace an existing identity (sealed data of the old one becomes unreadable).
+        #[arg(long)]
+        force: bool,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 fn kernel_set(reference: bool) -> omg_engine::KernelSet {
     if reference {
         omg_engine::KernelSet::Reference
@@ -128,6 +171,12 @@ fn main() -> ExitCode {
                 kws::bench(&target, runs, json)
             }
         }
+        Command::Vendor {
+            command: VendorCommand::Keygen { dir, force, json },
+        } => identity::vendor_keygen(dir, force, json),
+        Command::Device {
+            command: DeviceCommand::Init { dir, force, json },
+        } => identity::device_init(dir, force, json),
         Command::Features {
             pipeline,
             wav,
