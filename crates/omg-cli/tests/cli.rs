@@ -1,7 +1,7 @@
 //! The `omg` binary end to end on a small model from the fuzzing seeds (made by the engine's tests).
 
-use std::path::PathBuf;
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 fn omg() -> Command {
     Command::new(env!("CARGO_BIN_EXE_omg"))
@@ -18,19 +18,25 @@ fn tmp(name: &str) -> PathBuf {
     dir.join(name)
 }
 
+/// Runs `omg infer MODEL [EXTRA...] --input INPUT --output OUTPUT`.
+fn infer(model: &Path, extra: &[&str], input: &Path, output: &Path) -> Output {
+    omg()
+        .arg("infer")
+        .arg(model)
+        .args(extra)
+        .arg("--input")
+        .arg(input)
+        .arg("--output")
+        .arg(output)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn infer_writes_the_output_tensor() {
     let (input, output) = (tmp("in.bin"), tmp("out.bin"));
     std::fs::write(&input, [1u8, 1]).unwrap();
-    let r = omg()
-        .arg("infer")
-        .arg(fc_model())
-        .arg("--input")
-        .arg(&input)
-        .arg("--output")
-        .arg(&output)
-        .output()
-        .unwrap();
+    let r = infer(&fc_model(), &[], &input, &output);
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     assert_eq!(std::fs::read(&output).unwrap(), [3, 8]);
 }
@@ -39,15 +45,7 @@ fn infer_writes_the_output_tensor() {
 fn infer_sequence_concatenates_outputs() {
     let (input, output) = (tmp("seq-in.bin"), tmp("seq-out.bin"));
     std::fs::write(&input, [1u8, 1, 2, 0]).unwrap();
-    let r = omg()
-        .arg("infer")
-        .arg(fc_model())
-        .args(["--sequence", "--input"])
-        .arg(&input)
-        .arg("--output")
-        .arg(&output)
-        .output()
-        .unwrap();
+    let r = infer(&fc_model(), &["--sequence"], &input, &output);
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     assert_eq!(std::fs::read(&output).unwrap(), [3, 8, 2, 7]);
 }
@@ -56,15 +54,7 @@ fn infer_sequence_concatenates_outputs() {
 fn wrong_input_size_is_a_clear_error_and_writes_nothing() {
     let (input, output) = (tmp("bad-in.bin"), tmp("bad-out.bin"));
     std::fs::write(&input, [1u8, 2, 3]).unwrap();
-    let r = omg()
-        .arg("infer")
-        .arg(fc_model())
-        .arg("--input")
-        .arg(&input)
-        .arg("--output")
-        .arg(&output)
-        .output()
-        .unwrap();
+    let r = infer(&fc_model(), &[], &input, &output);
     assert_eq!(r.status.code(), Some(1));
     let err = String::from_utf8_lossy(&r.stderr);
     assert!(
@@ -82,15 +72,7 @@ fn a_corrupt_model_is_refused() {
     bytes.truncate(bytes.len() / 2);
     std::fs::write(&model, bytes).unwrap();
     std::fs::write(&input, [0u8, 0]).unwrap();
-    let r = omg()
-        .arg("infer")
-        .arg(&model)
-        .arg("--input")
-        .arg(&input)
-        .arg("--output")
-        .arg(&output)
-        .output()
-        .unwrap();
+    let r = infer(&model, &[], &input, &output);
     assert_eq!(r.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&r.stderr).contains("cannot load"));
 }
