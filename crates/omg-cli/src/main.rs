@@ -10,6 +10,7 @@ mod kws;
 mod manifest;
 #[cfg(feature = "mic")]
 mod mic;
+mod vendor;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -109,6 +110,21 @@ enum Command {
 
 #[derive(Subcommand)]
 enum VendorCommand {
+    /// Run the provisioning and licensing service (HTTP, loopback by default).
+    Serve {
+        /// SQLite database file (created and migrated if needed).
+        #[arg(long)]
+        db: PathBuf,
+        /// Directory holding vendor.key (from `omg vendor keygen`).
+        #[arg(long)]
+        key_dir: PathBuf,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8650")]
+        listen: std::net::SocketAddr,
+        /// File holding the bearer token that enables the admin endpoints (off without it).
+        #[arg(long)]
+        admin_token_file: Option<PathBuf>,
+    },
     /// Create the vendor's signing key (vendor.key, owner-only) and its public key (vendor.pub).
     Keygen {
         /// Directory for the key files (default: $OMG_HOME/vendor or ~/.local/share/omg/vendor).
@@ -174,6 +190,15 @@ fn main() -> ExitCode {
         Command::Vendor {
             command: VendorCommand::Keygen { dir, force, json },
         } => identity::vendor_keygen(dir, force, json),
+        Command::Vendor {
+            command:
+                VendorCommand::Serve {
+                    db,
+                    key_dir,
+                    listen,
+                    admin_token_file,
+                },
+        } => vendor::serve(&db, &key_dir, listen, admin_token_file),
         Command::Device {
             command: DeviceCommand::Init { dir, force, json },
         } => identity::device_init(dir, force, json),
