@@ -150,6 +150,12 @@ pub(crate) fn verify_strict(
             reason: "must be empty",
         });
     }
+    verified_payload(sign1, key, format)
+}
+
+/// The payload of `sign1` once its ES256 signature verifies with `key` (shared by the strict
+/// and the lenient verifier).
+fn verified_payload(sign1: CoseSign1, key: &VerifyingKey, format: Format) -> Result<Vec<u8>> {
     if sign1.payload.is_none() {
         return Err(ProtocolError::MissingField {
             format,
@@ -197,12 +203,5 @@ pub fn verify_sign1_es256(
             reason: "critical header parameters are not supported",
         });
     }
-    if sign1.payload.is_none() {
-        return Err(ProtocolError::MissingField {
-            format,
-            field: "payload",
-        });
-    }
-    check_signature(&sign1, key, format)?;
-    Ok(sign1.payload.unwrap_or_default())
+    verified_payload(sign1, key, format)
 }
