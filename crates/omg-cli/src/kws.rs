@@ -4,72 +4,25 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use omg_engine::Interpreter;
-use omg_kws::{
-    Event, FeatureExtractor, FrontendConfig, MicroFrontend, ModelFrontend, Pipeline,
-    PipelineConfig, Recognizer, RecognizerConfig,
-};
+use omg_kws::{FeatureExtractor, Pipeline, Recognizer};
 use serde::Serialize;
 
-use crate::audio::{self, RATE};
+use crate::audio;
+use crate::bundle;
 use crate::files::write_atomic;
-use crate::manifest::{self, FrontendKind, OutputPolicy};
+use crate::manifest::{self, OutputPolicy};
+use crate::stream::{EventLine, EventPrinter, Source, feed_source};
 
-/// Where `omg listen` reads audio from.
-pub enum Source {
-    /// A WAV file (any common format; converted).
-    Wav(PathBuf),
-    /// Raw s16le 16 kHz mono on standard input.
-    Stdin,
-    /// The default ALSA capture device.
-    Mic,
-}
-
-/// Builds the front end a manifest asks for.
+/// The front end a manifest asks for (as the enclave builds it from the same bundle).
 fn frontend<'m>(p: &'m manifest::Pipeline) -> Result<FeatureExtractor<'m>> {
-    Ok(match (p.manifest.frontend.kind, &p.preprocessor) {
-        (FrontendKind::Native, _) => {
-            FeatureExtractor::Native(MicroFrontend::new(&FrontendConfig::default())?)
-        }
-        (FrontendKind::Model, Some(model)) => FeatureExtractor::Model(ModelFrontend::new(
-            model,
-            p.hop_samples(),
-            p.manifest.sample_rate,
-        )?),
-        (FrontendKind::Model, None) => bail!("{}: no preprocessor model", p.origin),
-    })
+    Ok(omg_enclave::pipeline::frontend(&bundle::of(p)?)?)
 }
 
-fn recognizer_config(p: &manifest::Pipeline) -> RecognizerConfig {
-    let r = &p.manifest.recognizer;
-    RecognizerConfig {
-        average_window_ms: r.average_window_ms,
-        // The manifest parser bounds the threshold to 0..=255.
-        detection_threshold: r.detection_threshold.min(255) as u8,
-        suppression_ms: r.suppression_ms,
-        minimum_count: r.minimum_count as usize,
-        ..RecognizerConfig::default()
-    }
-}
-
-fn is_keyword(p: &manifest::Pipeline) -> Vec<bool> {
-    let c = &p.manifest.classifier;
-    c.labels.iter().map(|l| c.keywords.contains(l)).collect()
-}
-
-/// The whole streaming pipeline of a manifest.
+/// The whole streaming pipeline of a manifest (as the enclave builds it from the same bundle).
 fn pipeline<'m>(p: &'m manifest::Pipeline) -> Result<Pipeline<'m>> {
-    let config = PipelineConfig {
-        classify_every_hops: p.manifest.classifier.every_hops,
-        recognizer: recognizer_config(p),
-    };
-    Ok(Pipeline::new(
-        frontend(p)?,
-        &p.classifier,
-        &is_keyword(p),
-        &config,
-    )?)
+    Ok(omg_enclave::pipeline::build(&bundle::of(p)?)?)
 }
 
 /// `omg features PIPELINE WAV -o OUT`: int8 [frames][channels], frame i from samples
@@ -146,97 +99,30 @@ pub fn classify(spec: &str, wavs: &[PathBuf], json: bool) -> Result<()> {
     Ok(())
 }
 
-#[derive(Serialize)]
-struct EventLine<'a> {
-    label: &'a str,
-    time_ms: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    score: Option<u8>,
-}
-
-/// `omg listen PIPELINE SOURCE`: streaming keyword events.
+/// `omg listen PIPELINE SOURCE`: streaming keyword events, in the open (no enclave).
 pub fn listen(spec: &str, source: Source, json: bool) -> Result<()> {
     let p = manifest::Pipeline::load(spec)?;
     let mut pipe = pipeline(&p)?;
     let labels = &p.manifest.classifier.labels;
     let show_score = p.manifest.output.policy != OutputPolicy::Label;
-    let mut counts = vec![0usize; labels.len()];
-    let mut samples_seen = 0u64;
-    let stdout = std::io::stdout();
-    let mut emit = |e: Event| -> Result<()> {
-        counts[e.label_index] += 1;
-        let line = EventLine {
-            label: &labels[e.label_index],
-            time_ms: e.time_ms,
-            score: show_score.then_some(e.score),
-        };
-        let mut out = stdout.lock();
-        if json {
-            writeln!(out, "{}", serde_json::to_string(&line)?)?;
-        } else {
-            let score = line
-                .score
-                .map(|s| format!("  (score {s})"))
-                .unwrap_or_default();
-            writeln!(
-                out,
-                "{:>9.2} s  {}{score}",
-                e.time_ms as f64 / 1000.0,
-                line.label
-            )?;
-        }
-        out.flush()?;
-        Ok(())
-    };
-    let mut feed = |block: &[i16]| -> Result<()> {
-        samples_seen += block.len() as u64;
+    let mut printer = EventPrinter::new(json);
+    let mut busy = Duration::ZERO;
+    let samples = feed_source(&source, |block| {
         let mut events = Vec::new();
+        let t = Instant::now();
         pipe.push_samples(block, |e| events.push(e))?;
-        events.into_iter().try_for_each(&mut emit)
-    };
-    match source {
-        Source::Wav(path) => {
-            let clip = audio::read_wav(&path)?;
-            for block in clip.samples.chunks(RATE as usize / 10) {
-                feed(block)?;
-            }
-        }
-        Source::Stdin => audio::read_s16le(std::io::stdin().lock(), &mut feed)?,
-        Source::Mic => mic(&mut feed)?,
-    }
-    // At the end of the input, a second of silence lets a keyword at the very end reach the
-    // classifier's window and the recognizer's average.
-    feed(&vec![0i16; RATE as usize])?;
-    samples_seen -= u64::from(RATE);
-    if !json {
-        let seconds = samples_seen as f64 / f64::from(RATE);
-        let found: Vec<String> = labels
-            .iter()
-            .zip(&counts)
-            .filter(|(_, n)| **n > 0)
-            .map(|(l, n)| format!("{l}: {n}"))
-            .collect();
-        let total: usize = counts.iter().sum();
-        eprintln!(
-            "omg: {total} keyword(s) in {seconds:.1} s of audio{}",
-            if found.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", found.join(", "))
-            }
-        );
-    }
+        busy += t.elapsed();
+        events.iter().try_for_each(|e| {
+            printer.event(&EventLine {
+                label: &labels[e.label_index],
+                time_ms: e.time_ms,
+                score: show_score.then_some(e.score),
+                scores: None,
+            })
+        })
+    })?;
+    printer.summary(samples, Some(busy));
     Ok(())
-}
-
-#[cfg(feature = "mic")]
-fn mic(feed: &mut impl FnMut(&[i16]) -> Result<()>) -> Result<()> {
-    crate::mic::capture(|block| feed(block).map(|()| true))
-}
-
-#[cfg(not(feature = "mic"))]
-fn mic(_feed: &mut impl FnMut(&[i16]) -> Result<()>) -> Result<()> {
-    bail!("this omg was built without microphone support (build with --features mic)")
 }
 
 #[derive(Serialize)]
@@ -298,7 +184,11 @@ pub fn bench(spec: &str, hops: Option<usize>, json: bool) -> Result<()> {
         })
         .collect::<Result<_, omg_engine::Error>>()?;
 
-    let mut recognizer = Recognizer::new(&recognizer_config(&p), &is_keyword(&p))?;
+    let bundle = bundle::of(&p)?;
+    let mut recognizer = Recognizer::new(
+        &omg_enclave::pipeline::config(&bundle).recognizer,
+        &bundle.is_keyword,
+    )?;
     let mut scores = vec![0i8; p.manifest.classifier.labels.len()];
     let recognizer_times: Vec<Duration> = (0..hops)
         .map(|i| {

@@ -3,6 +3,10 @@
 
 mod audio;
 mod bench;
+mod bundle;
+mod demo;
+mod device;
+mod enclave;
 mod files;
 mod identity;
 mod infer;
@@ -10,6 +14,9 @@ mod kws;
 mod manifest;
 #[cfg(feature = "mic")]
 mod mic;
+mod package;
+mod run;
+mod stream;
 mod vendor;
 
 use std::path::{Path, PathBuf};
@@ -89,6 +96,84 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The whole story on the bundled defaults: vendor, device, provisioning, offline runs.
+    Demo {
+        /// Keep the demo's files in this (new) directory instead of a temporary one.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Preparation phase: attest to the vendor service, receive the model key, seal it here.
+    Provision {
+        /// The model package (.omgpkg).
+        package: PathBuf,
+        /// The vendor service (http:// or https:// URL).
+        #[arg(long)]
+        server: String,
+        /// The vendor's public key (vendor.pub) the package must be signed with.
+        #[arg(long)]
+        vendor_key: PathBuf,
+        /// Device directory (default: $OMG_HOME/device or ~/.local/share/omg/device).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Trust this PEM certificate (e.g. the service's self-signed one) for https://.
+        #[arg(long)]
+        ca_cert: Option<PathBuf>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Initialization and operation, offline: run a provisioned package on audio.
+    Run {
+        /// The model package (.omgpkg), provisioned on this device.
+        package: PathBuf,
+        /// Read a WAV file.
+        #[arg(long, group = "source")]
+        wav: Option<PathBuf>,
+        /// Read raw signed 16-bit little-endian 16 kHz mono samples from standard input.
+        #[arg(long, group = "source")]
+        stdin: bool,
+        /// Capture from the default microphone (ALSA).
+        #[arg(long, group = "source")]
+        mic: bool,
+        /// Device directory (default: $OMG_HOME/device or ~/.local/share/omg/device).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// One JSON object per event (label, time_ms, and score / scores if the policy allows).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print an attestation token over NONCE (hex) for a fresh enclave key.
+    Attest {
+        /// The verifier's nonce, hex (32, 48 or 64 bytes).
+        #[arg(long)]
+        nonce: String,
+        /// Device directory (default: $OMG_HOME/device or ~/.local/share/omg/device).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Write the raw token here (atomically) instead of printing it as hex.
+        #[arg(short = 'o', long = "output")]
+        output: Option<PathBuf>,
+        /// Print one JSON object (token and enclave public key, hex).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check an attestation token's signature, and optionally its measurements and nonce.
+    VerifyToken {
+        /// The token: raw bytes or hex.
+        token: PathBuf,
+        /// The device's public attestation key (attestation.pub, SEC1).
+        #[arg(long)]
+        device_key: PathBuf,
+        /// An allowed enclave measurement (hex SHA-256); repeat for several.
+        #[arg(long = "measurement")]
+        measurements: Vec<String>,
+        /// The expected nonce (hex).
+        #[arg(long)]
+        nonce: Option<String>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Stream audio through the pipeline and report keyword events.
     Listen {
         /// Bundled pipeline name (e.g. micro_speech), directory, or manifest file.
@@ -124,6 +209,39 @@ enum VendorCommand {
         /// File holding the bearer token that enables the admin endpoints (off without it).
         #[arg(long)]
         admin_token_file: Option<PathBuf>,
+        /// Serve HTTPS with this PEM certificate chain (server certificate first).
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1).
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+    },
+    /// Encrypt and sign a pipeline as a model package, and register it (policy, content key)
+    /// in the service database.
+    Package {
+        /// Bundled pipeline name (e.g. micro_speech), directory, or manifest file.
+        pipeline: String,
+        /// The licensing policy (TOML).
+        #[arg(long)]
+        policy: PathBuf,
+        /// The service database: a SQLite file or a postgres:// URL.
+        #[arg(long)]
+        db: String,
+        /// Directory holding vendor.key (default: $OMG_HOME/vendor or ~/.local/share/omg/vendor).
+        #[arg(long)]
+        key_dir: Option<PathBuf>,
+        /// Model id (default: the pipeline's name).
+        #[arg(long)]
+        model_id: Option<String>,
+        /// Model version.
+        #[arg(long, default_value_t = 1)]
+        model_version: u32,
+        /// The package file to write (atomically).
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
     },
     /// Create the vendor's signing key (vendor.key, owner-only) and its public key (vendor.pub).
     Keygen {
@@ -153,6 +271,15 @@ enum DeviceCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Print the identity's public parts and the enclave measurement (for vendor policies).
+    Info {
+        /// Device directory (default: $OMG_HOME/device or ~/.local/share/omg/device).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn kernel_set(reference: bool) -> omg_engine::KernelSet {
@@ -160,6 +287,24 @@ fn kernel_set(reference: bool) -> omg_engine::KernelSet {
         omg_engine::KernelSet::Reference
     } else {
         omg_engine::KernelSet::Optimized
+    }
+}
+
+/// The audio source of `listen` / `run`, or the usage error's exit code.
+fn source(
+    wav: Option<PathBuf>,
+    stdin: bool,
+    mic: bool,
+    command: &str,
+) -> Result<stream::Source, ExitCode> {
+    match (wav, stdin, mic) {
+        (Some(w), _, _) => Ok(stream::Source::Wav(w)),
+        (None, true, _) => Ok(stream::Source::Stdin),
+        (None, false, true) => Ok(stream::Source::Mic),
+        _ => {
+            eprintln!("omg: {command} needs one of --wav FILE, --stdin or --mic");
+            Err(ExitCode::from(2))
+        }
     }
 }
 
@@ -197,11 +342,82 @@ fn main() -> ExitCode {
                     key_dir,
                     listen,
                     admin_token_file,
+                    tls_cert,
+                    tls_key,
                 },
-        } => vendor::serve(&db, &key_dir, listen, admin_token_file),
+        } => vendor::serve(&db, &key_dir, listen, admin_token_file, tls_cert, tls_key),
         Command::Device {
             command: DeviceCommand::Init { dir, force, json },
-        } => identity::device_init(dir, force, json),
+        } => device::init(dir, force, json),
+        Command::Device {
+            command: DeviceCommand::Info { dir, json },
+        } => device::info(dir, json),
+        Command::Vendor {
+            command:
+                VendorCommand::Package {
+                    pipeline,
+                    policy,
+                    db,
+                    key_dir,
+                    model_id,
+                    model_version,
+                    output,
+                    json,
+                },
+        } => identity::key_dir(key_dir, "vendor").and_then(|key_dir| {
+            package::run(
+                &package::Options {
+                    pipeline: &pipeline,
+                    policy: &policy,
+                    key_dir: &key_dir,
+                    db: &db,
+                    model_id,
+                    version: model_version,
+                    output: &output,
+                },
+                json,
+            )
+        }),
+        Command::Demo { dir } => demo::run(dir),
+        Command::Provision {
+            package,
+            server,
+            vendor_key,
+            dir,
+            ca_cert,
+            json,
+        } => device::provision(
+            &package,
+            &server,
+            &vendor_key,
+            dir,
+            ca_cert.as_deref(),
+            json,
+        ),
+        Command::Run {
+            package,
+            wav,
+            stdin,
+            mic,
+            dir,
+            json,
+        } => match source(wav, stdin, mic, "run") {
+            Ok(source) => run::run(&package, source, dir, json),
+            Err(code) => return code,
+        },
+        Command::Attest {
+            nonce,
+            dir,
+            output,
+            json,
+        } => device::attest(dir, &nonce, output.as_deref(), json),
+        Command::VerifyToken {
+            token,
+            device_key,
+            measurements,
+            nonce,
+            json,
+        } => device::verify_token(&token, &device_key, &measurements, nonce.as_deref(), json),
         Command::Features {
             pipeline,
             wav,
@@ -218,18 +434,10 @@ fn main() -> ExitCode {
             stdin,
             mic,
             json,
-        } => {
-            let source = match (wav, stdin, mic) {
-                (Some(w), _, _) => kws::Source::Wav(w),
-                (None, true, _) => kws::Source::Stdin,
-                (None, false, true) => kws::Source::Mic,
-                _ => {
-                    eprintln!("omg: listen needs one of --wav FILE, --stdin or --mic");
-                    return ExitCode::from(2);
-                }
-            };
-            kws::listen(&pipeline, source, json)
-        }
+        } => match source(wav, stdin, mic, "listen") {
+            Ok(source) => kws::listen(&pipeline, source, json),
+            Err(code) => return code,
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -237,5 +445,15 @@ fn main() -> ExitCode {
             eprintln!("omg: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        super::Cli::command().debug_assert();
     }
 }

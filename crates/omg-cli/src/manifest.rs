@@ -126,6 +126,9 @@ pub struct Recognizer {
     pub suppression_ms: u32,
     /// Fewest results in the averaging window before a decision is made.
     pub minimum_count: u32,
+    /// Quietest audio (mean |sample| of the loudest frame the classifier sees) that can
+    /// hold a keyword; quieter audio also ends the suppression. 0 turns this off.
+    pub minimum_level: u32,
 }
 
 impl Default for Recognizer {
@@ -137,6 +140,7 @@ impl Default for Recognizer {
             detection_threshold: u32::from(d.detection_threshold),
             suppression_ms: d.suppression_ms,
             minimum_count: d.minimum_count as u32,
+            minimum_level: u32::from(d.minimum_level),
         }
     }
 }
@@ -358,6 +362,10 @@ pub fn parse(text: &str) -> Result<Manifest> {
         m.recognizer.average_window_ms > 0,
         "recognizer.average_window_ms must be positive"
     );
+    ensure!(
+        m.recognizer.minimum_level <= 32768,
+        "recognizer.minimum_level is a mean sample magnitude, 0..=32768"
+    );
     Ok(m)
 }
 
@@ -396,6 +404,11 @@ mod tests {
                 "every_hops = 1",
                 "every_hops = 1\nbogus = 3",
                 "unknown field",
+            ),
+            (
+                "minimum_level = 100",
+                "minimum_level = 40000",
+                "recognizer.minimum_level",
             ),
         ] {
             assert!(good.contains(from), "{from}");

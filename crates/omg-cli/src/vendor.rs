@@ -5,26 +5,53 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use omg_protocol::SigningKey;
-use omg_vendor::http::{ApiConfig, router_with, serve_router};
+use omg_vendor::http::{ApiConfig, TlsConfig, router_with, serve_router, serve_router_tls};
 use omg_vendor::{Service, Store};
 
 use crate::files::read_limited;
 
 /// Loads the vendor signing key written by `omg vendor keygen`.
-fn load_vendor_key(dir: &Path) -> Result<SigningKey> {
+pub(crate) fn load_vendor_key(dir: &Path) -> Result<SigningKey> {
     let path = dir.join("vendor.key");
     let bytes = zeroize::Zeroizing::new(read_limited(&path, 64)?);
     SigningKey::from_slice(&bytes)
         .map_err(|_| anyhow::anyhow!("{} is not a P-256 private key", path.display()))
 }
 
-/// Runs the service until the process is stopped.
+/// Largest certificate chain or key file read for TLS.
+const MAX_PEM_BYTES: u64 = 1 << 20;
+
+/// Loads the TLS certificate chain and key given with `--tls-cert` and `--tls-key` (both or
+/// neither).
+fn load_tls(cert: Option<PathBuf>, key: Option<PathBuf>) -> Result<Option<TlsConfig>> {
+    let (cert, key) = match (cert, key) {
+        (None, None) => return Ok(None),
+        (Some(cert), Some(key)) => (cert, key),
+        _ => anyhow::bail!("--tls-cert and --tls-key go together: give both or neither"),
+    };
+    let cert_pem = read_limited(&cert, MAX_PEM_BYTES)?;
+    let key_pem = zeroize::Zeroizing::new(read_limited(&key, MAX_PEM_BYTES)?);
+    let config = TlsConfig::from_pem(&cert_pem, &key_pem).with_context(|| {
+        format!(
+            "cannot use {} and {} for TLS",
+            cert.display(),
+            key.display()
+        )
+    })?;
+    Ok(Some(config))
+}
+
+/// Runs the service until the process is stopped: HTTPS when given a certificate and key,
+/// plain HTTP otherwise.
 pub fn serve(
     db: &Path,
     key_dir: &Path,
     listen: SocketAddr,
     admin_token_file: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
 ) -> Result<()> {
+    let tls = load_tls(tls_cert, tls_key)?;
     let key = load_vendor_key(key_dir)?;
     let store = Store::open(db)
         .with_context(|| format!("cannot open the service database {}", db.display()))?;
@@ -53,16 +80,22 @@ pub fn serve(
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
         let addr = listener.local_addr()?;
-        if !addr.ip().is_loopback() {
-            eprintln!("omg: warning: listening on {addr}, reachable from other hosts (no TLS yet)");
+        if tls.is_none() && !addr.ip().is_loopback() {
+            eprintln!(
+                "omg: warning: listening on {addr} without TLS, reachable from other hosts \
+                 (give --tls-cert and --tls-key)"
+            );
         }
         eprintln!(
-            "omg: vendor service listening on http://{addr} (database {}, admin API {})",
+            "omg: vendor service listening on {}://{addr} (database {}, admin API {})",
+            if tls.is_some() { "https" } else { "http" },
             db.display(),
             if admin { "on" } else { "off" }
         );
-        serve_router(listener, router)
-            .await
-            .context("the service stopped")
+        let served = match tls {
+            Some(tls) => serve_router_tls(listener, router, tls).await,
+            None => serve_router(listener, router).await,
+        };
+        served.context("the service stopped")
     })
 }

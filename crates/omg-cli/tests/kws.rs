@@ -106,26 +106,21 @@ fn onset(samples: &[i16]) -> usize {
         .unwrap_or(0)
 }
 
-/// The stream check: each spoken keyword should give exactly one event of its label within a
-/// second of its onset, and nothing else. micro_speech does not get there on this stream yet
-/// (see the README's limits), so this test pins the measured figures as a floor: at least 24 of
-/// the 26 keywords found, at most 3 events that match no keyword.
-#[test]
-#[ignore = "needs ../shared/data (run by .ci/run)"]
-fn listen_finds_the_keywords_of_a_long_stream() {
-    // 28 clips, each after a 1.5 s gap of silence or low noise, then a final gap.
+/// A long stream: each of the 28 reference clips after a gap of `gap_ms`, the gaps alternately
+/// digital silence and uniform noise of about +-(32768 >> noise_shift) (`None`: silence only),
+/// then a final 2 s of silence. Returns the samples and each keyword's label and onset in ms.
+fn stream(gap_ms: usize, noise_shift: Option<u32>) -> (Vec<i16>, Vec<(String, u64)>) {
     let mut stream: Vec<i16> = Vec::new();
     let mut expected = Vec::new();
     let mut seed = 0x1234_5678u32;
     for (k, (file, label, _)) in references().into_iter().enumerate() {
-        for _ in 0..24_000 {
+        for _ in 0..gap_ms * 16 {
             seed ^= seed << 13;
             seed ^= seed >> 17;
             seed ^= seed << 5;
-            stream.push(if k % 2 == 0 {
-                0
-            } else {
-                ((seed >> 16) as i16) >> 8
+            stream.push(match noise_shift {
+                Some(shift) if k % 2 == 1 => ((seed >> 16) as i16) >> shift,
+                _ => 0,
             });
         }
         let clip = read_wav(&file);
@@ -135,19 +130,32 @@ fn listen_finds_the_keywords_of_a_long_stream() {
         stream.extend_from_slice(&clip);
     }
     stream.extend(std::iter::repeat_n(0, 32_000));
-    let dir = std::env::temp_dir().join(format!("omg-listen-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let wav = dir.join("stream.wav");
+    assert_eq!(expected.len(), 26);
+    (stream, expected)
+}
+
+/// How `omg listen` did on a stream.
+struct Outcome {
+    /// Keywords reported exactly once within a second of their onset.
+    found: usize,
+    /// Event time minus onset (ms) of each of those.
+    latencies: Vec<u64>,
+    /// Events that match no keyword (wrong label, too late, or a second event).
+    others: Vec<(String, u64)>,
+}
+
+/// Runs `omg listen --wav` on `samples` (written to `wav`) and matches the events against
+/// `expected`; returns the outcome and the raw JSON output.
+fn listen(samples: &[i16], expected: &[(String, u64)], wav: &Path) -> (Outcome, String) {
     let spec = hound::WavSpec {
         channels: 1,
         sample_rate: 16_000,
         bits_per_sample: 16,
         sample_format: hound::SampleFormat::Int,
     };
-    let mut w = hound::WavWriter::create(&wav, spec).unwrap();
-    stream.iter().for_each(|&s| w.write_sample(s).unwrap());
+    let mut w = hound::WavWriter::create(wav, spec).unwrap();
+    samples.iter().for_each(|&s| w.write_sample(s).unwrap());
     w.finalize().unwrap();
-
     let out = omg(&[
         "listen",
         "micro_speech",
@@ -155,7 +163,7 @@ fn listen_finds_the_keywords_of_a_long_stream() {
         wav.to_str().unwrap(),
         "--json",
     ]);
-    let events: Vec<(String, u64)> = out
+    let mut others: Vec<(String, u64)> = out
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
         .map(|e| {
@@ -165,10 +173,10 @@ fn listen_finds_the_keywords_of_a_long_stream() {
             )
         })
         .collect();
-    let mut unmatched = events.clone();
     let mut found = 0;
-    for (label, at) in &expected {
-        let hits: Vec<usize> = unmatched
+    let mut latencies = Vec::new();
+    for (label, at) in expected {
+        let hits: Vec<usize> = others
             .iter()
             .enumerate()
             .filter(|(_, (l, t))| l == label && *t >= *at && *t <= at + 1000)
@@ -176,7 +184,7 @@ fn listen_finds_the_keywords_of_a_long_stream() {
             .collect();
         if hits.len() == 1 {
             found += 1;
-            unmatched.remove(hits[0]);
+            latencies.push(others.remove(hits[0]).1 - at);
         } else {
             eprintln!(
                 "{label} spoken at {at} ms: {} events within a second",
@@ -184,19 +192,50 @@ fn listen_finds_the_keywords_of_a_long_stream() {
             );
         }
     }
+    latencies.sort_unstable();
     eprintln!(
-        "{found} of {} keywords found exactly once; {} other events: {unmatched:?}",
+        "{}: {found} of {} keywords found exactly once (latency median {} ms, max {} ms); \
+         {} other events: {others:?}",
+        wav.display(),
         expected.len(),
-        unmatched.len()
+        latencies.get(latencies.len() / 2).unwrap_or(&0),
+        latencies.last().unwrap_or(&0),
+        others.len()
     );
-    assert_eq!(expected.len(), 26);
+    (
+        Outcome {
+            found,
+            latencies,
+            others,
+        },
+        out,
+    )
+}
+
+fn scratch_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("omg-listen-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The stream check of the keyword-spotting issue: 1.5 s gaps alternately of silence and low
+/// noise; each spoken keyword gives exactly one event of its label within a second of its onset,
+/// and there is no other event.
+#[test]
+#[ignore = "needs ../shared/data (run by .ci/run)"]
+fn listen_finds_the_keywords_of_a_long_stream() {
+    let (samples, expected) = stream(1500, Some(8));
+    let wav = scratch_dir().join("stream.wav");
+    let (outcome, out) = listen(&samples, &expected, &wav);
     assert!(
-        found >= 24 && unmatched.len() <= 3,
-        "stream accuracy fell: {found}/26 found, {} spurious; events: {events:?}",
-        unmatched.len()
+        outcome.found == 26 && outcome.others.is_empty(),
+        "{}/26 found, other events: {:?}",
+        outcome.found,
+        outcome.others
     );
+    assert!(outcome.latencies.iter().all(|&l| l <= 1000));
     // The same stream through stdin gives the same events.
-    let raw: Vec<u8> = stream.iter().flat_map(|s| s.to_le_bytes()).collect();
+    let raw: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
     let mut child = Command::new(env!("CARGO_BIN_EXE_omg"))
         .args(["listen", "micro_speech", "--stdin", "--json"])
         .stdin(std::process::Stdio::piped())
@@ -205,17 +244,36 @@ fn listen_finds_the_keywords_of_a_long_stream() {
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
     let writer = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, &raw).unwrap());
-    let out = child.wait_with_output().unwrap();
+    let stdin_out = child.wait_with_output().unwrap();
     writer.join().unwrap();
-    assert!(out.status.success());
-    assert_eq!(
-        String::from_utf8(out.stdout).unwrap(),
-        omg(&[
-            "listen",
-            "micro_speech",
-            "--wav",
-            wav.to_str().unwrap(),
-            "--json"
-        ])
+    assert!(stdin_out.status.success());
+    assert_eq!(String::from_utf8(stdin_out.stdout).unwrap(), out);
+}
+
+/// Other gaps. With digital silence between the clips the check holds as strictly. With 1.0 s
+/// or 2.0 s gaps it does not quite: the model reads a few of the synthesized words (in the
+/// context of the stream's front-end state) as "unknown" or late, so these pin the measured
+/// figures as floors.
+#[test]
+#[ignore = "needs ../shared/data (run by .ci/run)"]
+fn listen_on_streams_with_other_gaps() {
+    let dir = scratch_dir();
+    let (samples, expected) = stream(1500, None);
+    let (silent, _) = listen(&samples, &expected, &dir.join("silent-gaps.wav"));
+    assert!(
+        silent.found == 26 && silent.others.is_empty(),
+        "silent gaps: {}/26 found, other events: {:?}",
+        silent.found,
+        silent.others
     );
+    for (gap_ms, min_found, max_others) in [(1000, 25, 1), (2000, 24, 1)] {
+        let (samples, expected) = stream(gap_ms, Some(8));
+        let (o, _) = listen(&samples, &expected, &dir.join(format!("gaps-{gap_ms}.wav")));
+        assert!(
+            o.found >= min_found && o.others.len() <= max_others,
+            "{gap_ms} ms gaps: {}/26 found, other events: {:?}",
+            o.found,
+            o.others
+        );
+    }
 }

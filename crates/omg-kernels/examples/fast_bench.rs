@@ -1,17 +1,21 @@
-//! Micro benchmark: reference vs fast int8 CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED on the
-//! shapes of micro_speech, the MLPerf KWS DS-CNN and ResNet8.
+//! Micro benchmark: the reference int8 CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED / ADD /
+//! AVERAGE_POOL_2D kernels against the optimized ones at every instruction-set level this CPU
+//! supports, on layer shapes of micro_speech, the MLPerf Tiny models and ResNet8.
 //!
-//! Run with `cargo run --release -p omg-kernels --example fast_bench`.
+//! Run with `cargo run --release -p omg-kernels --example fast_bench [FILTER]`.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use omg_kernels::conv::{self, ConvParams, ConvShapes, DepthwiseParams};
-use omg_kernels::fast;
+use omg_kernels::elementwise::{self, AddParams, TensorQuant};
+use omg_kernels::fast::{self, Isa, Scratch, WeightPlan};
 use omg_kernels::fully_connected::{self, FcQuantization, FullyConnectedParams};
+use omg_kernels::pooling::{self, PoolParams};
 use omg_kernels::quant::{
     Padding, QuantizedMultiplier, WindowGeometry, compute_padding_height_width,
 };
+use omg_kernels::shape::Broadcast;
 
 struct Rng(u64);
 impl Rng {
@@ -67,22 +71,74 @@ fn selected(name: &str) -> bool {
         .is_none_or(|f| name.contains(f.as_str()))
 }
 
-/// Times the reference and the fast kernel (each writing its own `n_out`-byte output),
-/// checks that they agree and prints the timings.
+/// Times the reference kernel and the optimized one at every supported level (each writing
+/// its own `n_out`-byte output), checks that they agree and prints the timings.
 fn compare(
     name: &str,
     n_out: usize,
     mut reference: impl FnMut(&mut [i8]),
-    mut fast: impl FnMut(&mut [i8]),
+    mut optimized: impl FnMut(Isa, &mut [i8]),
 ) {
-    let (mut a, mut b) = (vec![0i8; n_out], vec![0i8; n_out]);
-    let t_ref = time(|| reference(&mut a));
-    let t_fast = time(|| fast(&mut b));
-    assert_eq!(a, b, "{name}: outputs differ");
-    println!(
-        "{name:<44} ref {t_ref:>9.1} us   fast {t_fast:>8.1} us   x{:.2}",
-        t_ref / t_fast
-    );
+    let mut want = vec![0i8; n_out];
+    let t_ref = time(|| reference(&mut want));
+    print!("{name:<40} ref {t_ref:>9.1} us");
+    for isa in Isa::supported() {
+        let mut got = vec![0i8; n_out];
+        let t = time(|| optimized(isa, &mut got));
+        assert_eq!(want, got, "{name} {isa:?}: outputs differ");
+        print!("   {isa:?} {t:>7.2} us x{:<5.1}", t_ref / t);
+    }
+    println!();
+}
+
+/// Prepared operands of an optimized weight kernel.
+struct Prepared {
+    weights: Vec<i8>,
+    channels: Vec<i32>,
+    scratch: (Vec<i8>, Vec<i16>, Vec<i32>, Vec<usize>),
+}
+
+impl Prepared {
+    fn new(
+        plan: &impl WeightPlan,
+        filter: &[i8],
+        bias: &[i32],
+        multipliers: &[QuantizedMultiplier],
+    ) -> Self {
+        let weights = match plan.packed_len() {
+            0 => filter.to_vec(),
+            n => {
+                let mut w = vec![0; n];
+                plan.pack(filter, &mut w).unwrap();
+                w
+            }
+        };
+        let mut channels = vec![0; plan.channels_len()];
+        plan.prepare_channels(filter, Some(bias), multipliers, &mut channels)
+            .unwrap();
+        let len = plan.scratch_len();
+        Prepared {
+            weights,
+            channels,
+            scratch: (
+                vec![0; len.i8],
+                vec![0; len.i16],
+                vec![0; len.i32],
+                vec![0; len.usize],
+            ),
+        }
+    }
+
+    fn eval(&mut self, plan: &impl WeightPlan, isa: Isa, input: &[i8], out: &mut [i8]) {
+        let scratch = Scratch {
+            i8: &mut self.scratch.0,
+            i16: &mut self.scratch.1,
+            i32: &mut self.scratch.2,
+            usize: &mut self.scratch.3,
+        };
+        plan.eval(isa, input, &self.weights, &self.channels, out, scratch)
+            .unwrap();
+    }
 }
 
 /// Output size and padding of a dilation-1 window with the same stride in both directions.
@@ -98,23 +154,6 @@ fn geometry(
     .unwrap()
 }
 
-/// Random input, filter, bias and per-channel multipliers of a convolution.
-struct Operands {
-    x: Vec<i8>,
-    w: Vec<i8>,
-    bias: Vec<i32>,
-    qm: Vec<QuantizedMultiplier>,
-}
-
-fn operands(rng: &mut Rng, shapes: &ConvShapes, out_c: usize) -> Operands {
-    Operands {
-        x: rng.i8s(shapes.input.iter().product()),
-        w: rng.i8s(shapes.filter.iter().product()),
-        bias: rng.i32s(out_c),
-        qm: rng.multipliers(out_c),
-    }
-}
-
 fn bench_conv(
     rng: &mut Rng,
     name: &str,
@@ -123,9 +162,6 @@ fn bench_conv(
     stride: usize,
     padding: Padding,
 ) {
-    if !selected(name) {
-        return;
-    }
     let g = geometry(input, [filter[1], filter[2]], stride, padding);
     let shapes = ConvShapes {
         input,
@@ -144,27 +180,18 @@ fn bench_conv(
         act_min: -128,
         act_max: 127,
     };
-    let Operands { x, w, bias, qm } = operands(rng, &shapes, filter[0]);
-    let mut scratch = vec![0i16; fast::conv_scratch_len(&shapes)];
+    let (x, w) = (
+        rng.i8s(input.iter().product()),
+        rng.i8s(filter.iter().product()),
+    );
+    let (bias, qm) = (rng.i32s(filter[0]), rng.multipliers(filter[0]));
+    let plan = fast::ConvPlan::new(&p, &shapes, Some(bias.len()), qm.len()).unwrap();
+    let mut prepared = Prepared::new(&plan, &w, &bias, &qm);
     compare(
         name,
         shapes.output.iter().product(),
-        |out| {
-            conv::conv2d_i8(&p, &shapes, black_box(&x), &w, Some(&bias), &qm, out).unwrap();
-        },
-        |out| {
-            fast::conv2d_i8(
-                &p,
-                &shapes,
-                black_box(&x),
-                &w,
-                Some(&bias),
-                &qm,
-                out,
-                &mut scratch,
-            )
-            .unwrap();
-        },
+        |out| conv::conv2d_i8(&p, &shapes, black_box(&x), &w, Some(&bias), &qm, out).unwrap(),
+        |isa, out| prepared.eval(&plan, isa, black_box(&x), out),
     );
 }
 
@@ -175,11 +202,9 @@ fn bench_depthwise(
     k: [usize; 2],
     dm: usize,
     stride: usize,
+    padding: Padding,
 ) {
-    if !selected(name) {
-        return;
-    }
-    let g = geometry(input, k, stride, Padding::Same);
+    let g = geometry(input, k, stride, padding);
     let out_c = input[3] * dm;
     let shapes = ConvShapes {
         input,
@@ -199,35 +224,25 @@ fn bench_depthwise(
         act_min: -128,
         act_max: 127,
     };
-    let Operands { x, w, bias, qm } = operands(rng, &shapes, out_c);
-    let mut scratch = vec![0i32; fast::depthwise_scratch_len(&shapes)];
+    let (x, w) = (
+        rng.i8s(input.iter().product()),
+        rng.i8s(shapes.filter.iter().product()),
+    );
+    let (bias, qm) = (rng.i32s(out_c), rng.multipliers(out_c));
+    let plan = fast::DepthwisePlan::new(&p, &shapes, Some(bias.len()), qm.len()).unwrap();
+    let mut prepared = Prepared::new(&plan, &w, &bias, &qm);
     compare(
         name,
         shapes.output.iter().product(),
         |out| {
             conv::depthwise_conv2d_i8(&p, &shapes, black_box(&x), &w, Some(&bias), &qm, out)
-                .unwrap();
+                .unwrap()
         },
-        |out| {
-            fast::depthwise_conv2d_i8(
-                &p,
-                &shapes,
-                black_box(&x),
-                &w,
-                Some(&bias),
-                &qm,
-                out,
-                &mut scratch,
-            )
-            .unwrap();
-        },
+        |isa, out| prepared.eval(&plan, isa, black_box(&x), out),
     );
 }
 
 fn bench_fc(rng: &mut Rng, name: &str, accum_depth: usize, output_depth: usize) {
-    if !selected(name) {
-        return;
-    }
     let p = FullyConnectedParams {
         input_zero_point: -20,
         output_zero_point: 3,
@@ -237,25 +252,59 @@ fn bench_fc(rng: &mut Rng, name: &str, accum_depth: usize, output_depth: usize) 
         accum_depth,
         batches: 1,
     };
-    let x = rng.i8s(accum_depth);
-    let w = rng.i8s(accum_depth * output_depth);
+    let (x, w) = (rng.i8s(accum_depth), rng.i8s(accum_depth * output_depth));
     let bias = rng.i32s(output_depth);
+    let multiplier = rng.multipliers(1)[0];
     let quant = FcQuantization::PerTensor {
-        multiplier: rng.multipliers(1)[0],
+        multiplier,
         filter_zero_point: 0,
     };
-    let mut sums = vec![0i32; output_depth];
-    fast::fc_row_sums(&w, accum_depth, &mut sums);
+    let plan = fast::FcPlan::new(&p, quant, Some(bias.len())).unwrap();
+    let mut prepared = Prepared::new(&plan, &w, &bias, &[multiplier]);
     compare(
         name,
         output_depth,
         |out| {
             fully_connected::fully_connected_i8(&p, quant, black_box(&x), &w, Some(&bias), out)
-                .unwrap();
+                .unwrap()
         },
-        |out| {
-            fast::fully_connected_i8(&p, quant, black_box(&x), &w, Some(&bias), out, &sums)
-                .unwrap();
+        |isa, out| prepared.eval(&plan, isa, black_box(&x), out),
+    );
+}
+
+fn bench_add(rng: &mut Rng, name: &str, n: usize) {
+    let q = |scale, zero_point| TensorQuant { scale, zero_point };
+    let p = AddParams::prepare(q(0.05, -3), q(0.07, 10), q(0.1, -1), false, -128, 127).unwrap();
+    let (a, b) = (rng.i8s(n), rng.i8s(n));
+    let bc = Broadcast::new(&[n], &[n]).unwrap();
+    compare(
+        name,
+        n,
+        |out| elementwise::add_quantized(&p, &bc, black_box(&a), &b, out).unwrap(),
+        |isa, out| fast::add_i8(isa, &p, black_box(&a), &b, out).unwrap(),
+    );
+}
+
+fn bench_average_pool(rng: &mut Rng, name: &str, input: [usize; 4], k: [usize; 2]) {
+    let p = PoolParams {
+        stride_height: 1,
+        stride_width: 1,
+        filter_height: k[0],
+        filter_width: k[1],
+        pad_height: 0,
+        pad_width: 0,
+        act_min: -128,
+        act_max: 127,
+    };
+    let output = [input[0], input[1] - k[0] + 1, input[2] - k[1] + 1, input[3]];
+    let x = rng.i8s(input.iter().product());
+    let mut scratch = vec![0; fast::pool_scratch_len(input)];
+    compare(
+        name,
+        output.iter().product(),
+        |out| pooling::average_pool(&p, input, output, black_box(&x), out).unwrap(),
+        |isa, out| {
+            fast::average_pool_i8(isa, &p, input, output, black_box(&x), out, &mut scratch).unwrap()
         },
     );
 }
@@ -264,39 +313,61 @@ fn bench_fc(rng: &mut Rng, name: &str, accum_depth: usize, output_depth: usize) 
 enum Bench {
     /// CONV_2D: input, filter `[out_c, kh, kw, in_c]`, stride, padding.
     Conv(&'static str, [usize; 4], [usize; 4], usize, Padding),
-    /// DEPTHWISE_CONV_2D (SAME): input, kernel `[kh, kw]`, depth multiplier, stride.
-    Depthwise(&'static str, [usize; 4], [usize; 2], usize, usize),
+    /// DEPTHWISE_CONV_2D: input, kernel `[kh, kw]`, depth multiplier, stride, padding.
+    Depthwise(&'static str, [usize; 4], [usize; 2], usize, usize, Padding),
     /// FULLY_CONNECTED: accum depth, output depth.
     Fc(&'static str, usize, usize),
+    /// Same-shape ADD of this many elements.
+    Add(&'static str, usize),
+    /// AVERAGE_POOL_2D (VALID, stride 1): input, kernel.
+    AveragePool(&'static str, [usize; 4], [usize; 2]),
 }
 
 fn main() {
-    use Bench::{Conv, Depthwise, Fc};
+    use Bench::{Add, AveragePool, Conv, Depthwise, Fc};
     use Padding::{Same, Valid};
     #[rustfmt::skip]
     let benches = [
-        Depthwise("micro_speech DW 49x40x1 10x8 dm8 s2", [1, 49, 40, 1], [10, 8], 8, 2),
+        Depthwise("micro_speech DW 49x40x1 10x8 dm8 s2", [1, 49, 40, 1], [10, 8], 8, 2, Same),
+        Fc("micro_speech FC 4000->4", 4000, 4),
         Conv("KWS conv 49x10x1 10x4 ->64 s2", [1, 49, 10, 1], [64, 10, 4, 1], 2, Same),
-        Conv("KWS conv 25x5x64 3x3 ->64", [1, 25, 5, 64], [64, 3, 3, 64], 1, Same),
-        Conv("KWS pointwise 25x5x64 1x1 ->64", [1, 25, 5, 64], [64, 1, 1, 64], 1, Valid),
-        Depthwise("KWS DW 25x5x64 3x3 dm1", [1, 25, 5, 64], [3, 3], 1, 1),
-        Conv("ResNet8 conv 32x32x16 3x3 ->16", [1, 32, 32, 16], [16, 3, 3, 16], 1, Same),
+        Depthwise("KWS DW 25x5x64 3x3", [1, 25, 5, 64], [3, 3], 1, 1, Same),
+        Conv("KWS pointwise 25x5x64 ->64", [1, 25, 5, 64], [64, 1, 1, 64], 1, Valid),
+        AveragePool("KWS average pool 25x5x64", [1, 25, 5, 64], [25, 5]),
+        Depthwise("str_ww DW 24x1x128 10x1", [1, 24, 1, 128], [10, 1], 1, 1, Valid),
+        Conv("str_ww pointwise 24x1x128 ->128", [1, 24, 1, 128], [128, 1, 1, 128], 1, Valid),
+        Fc("ad01 FC 640->128", 640, 128),
+        Fc("ad01 FC 128->128", 128, 128),
+        Conv("VWW conv 96x96x3 3x3 ->8 s2", [1, 96, 96, 3], [8, 3, 3, 3], 2, Same),
+        Depthwise("VWW DW 48x48x8 3x3", [1, 48, 48, 8], [3, 3], 1, 1, Same),
+        Conv("VWW pointwise 48x48x8 ->16", [1, 48, 48, 8], [16, 1, 1, 8], 1, Valid),
+        Conv("VWW pointwise 24x24x32 ->32", [1, 24, 24, 32], [32, 1, 1, 32], 1, Valid),
+        Conv("VWW pointwise 6x6x128 ->128", [1, 6, 6, 128], [128, 1, 1, 128], 1, Valid),
+        Depthwise("VWW DW 6x6x128 3x3", [1, 6, 6, 128], [3, 3], 1, 1, Same),
         Conv("ResNet8 conv 32x32x3 3x3 ->16", [1, 32, 32, 3], [16, 3, 3, 3], 1, Same),
-        Fc("FC 4000->4", 4000, 4),
-        Fc("FC 640->128", 640, 128),
+        Conv("ResNet8 conv 32x32x16 3x3 ->16", [1, 32, 32, 16], [16, 3, 3, 16], 1, Same),
+        Conv("ResNet8 conv 8x8x64 3x3 ->64", [1, 8, 8, 64], [64, 3, 3, 64], 1, Same),
+        Add("ResNet8 ADD 32x32x16", 32 * 32 * 16),
+        Conv("ResNet large conv 32x32x40 3x3 ->40", [1, 32, 32, 40], [40, 3, 3, 40], 1, Same),
+        Conv("ResNet large conv 8x8x160 3x3 ->160", [1, 8, 8, 160], [160, 3, 3, 160], 1, Same),
     ];
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     for bench in benches {
         match bench {
-            Conv(name, input, filter, stride, padding) => {
+            Conv(name, input, filter, stride, padding) if selected(name) => {
                 bench_conv(&mut rng, name, input, filter, stride, padding)
             }
-            Depthwise(name, input, k, dm, stride) => {
-                bench_depthwise(&mut rng, name, input, k, dm, stride)
+            Depthwise(name, input, k, dm, stride, padding) if selected(name) => {
+                bench_depthwise(&mut rng, name, input, k, dm, stride, padding)
             }
-            Fc(name, accum_depth, output_depth) => {
+            Fc(name, accum_depth, output_depth) if selected(name) => {
                 bench_fc(&mut rng, name, accum_depth, output_depth)
             }
+            Add(name, n) if selected(name) => bench_add(&mut rng, name, n),
+            AveragePool(name, input, k) if selected(name) => {
+                bench_average_pool(&mut rng, name, input, k)
+            }
+            _ => {}
         }
     }
 }

@@ -1,43 +1,107 @@
-//! Fast scalar int8 CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED kernels.
+//! Optimized int8 kernels, bit-exact with the reference kernels: CONV_2D, DEPTHWISE_CONV_2D and
+//! FULLY_CONNECTED on weights laid out once at prepare time, AVERAGE_POOL_2D / MAX_POOL_2D and
+//! same-shape ADD.
 //!
-//! These functions take the same parameter structs as the reference kernels in
-//! [`crate::conv`] and [`crate::fully_connected`] and produce **exactly the same output bytes**
-//! (the reference kernels are the oracle; property tests in `tests/fast_equivalence.rs` compare
-//! them on thousands of random cases). They use no `unsafe`, no intrinsics and no target
-//! features: the inner loops are written as contiguous element-wise multiply-adds and
-//! dot products that LLVM auto-vectorises for the baseline target. An explicit-SIMD variant can
-//! sit beside this module with the same signatures.
+//! Every kernel runs at a chosen [`Isa`] level ([`Isa::detect`] picks the fastest one the CPU
+//! supports, [`Isa::Portable`] runs everywhere) and every level produces the reference kernels'
+//! bytes: the property tests in `tests/fast_equivalence.rs` compare them on thousands of random
+//! cases at each level the CPU supports.
 //!
-//! Why the results are identical:
+//! How the layers are computed:
 //!
-//! * all accumulation is in `i32` with wrapping adds, which form a ring, so the order of the
-//!   terms (and folding the bias in first, or splitting `w * (x + io)` into
-//!   `w * x + io * w`) does not change the result modulo 2^32 — the reference also wraps;
-//! * padded taps are either skipped (depthwise) or contribute a `0` (conv patches hold
-//!   `x - input_zero_point` and `0` at padded taps), exactly like TFLM's skipped taps;
-//! * every product `(x - zp) * w` with int8 `x`, `zp`, `w` lies in `[-32640, 32640]`, so it is
-//!   exact in `i16`, which lets LLVM use 16-bit multiplies (`pmullw` / `pmaddwd`);
-//! * the requantization is the reference's `multiply_by_quantized_multiplier`, then the output
-//!   zero point and the activation clamp.
+//! * CONV_2D (any groups, strides, dilations, padding) and DEPTHWISE_CONV_2D with a single input
+//!   channel: per output pixel, a patch of the window's raw input values (int16; the input zero
+//!   point at padded taps) times panels of 8 output channels, whose weights are interleaved in
+//!   pairs of patch values at prepare time. The inner kernel takes four pixels times sixteen
+//!   channels and requantizes straight from its accumulators.
+//! * FULLY_CONNECTED: dot products of the widened input row with the int8 weight rows, eight
+//!   rows at a time, on the model's own weights (copied, padded to a multiple of 16 values,
+//!   only when a row is not).
+//! * DEPTHWISE_CONV_2D with more input channels: one output row at a time, channels vectorized,
+//!   taps in pairs whose weights are interleaved at prepare time; the input rows under the
+//!   filter are copied into zero-point-padded rows when the window crosses the border (or the
+//!   depth multiplier repeats inputs), so that each tap is one contiguous run.
+//! * The zero points are folded into a per-channel bias at prepare time, using
+//!   `sum (w + fo)(x + io) = sum w*x + io*sum w + fo*sum x + n*io*fo` with wrapping `i32`
+//!   arithmetic (the integers modulo 2^32 form a ring, and the reference wraps too, so this is
+//!   exact). A padded tap holds `x = zero point`, so it adds nothing, as in the reference. The
+//!   FULLY_CONNECTED filter zero point (per tensor; 0 in valid models) adds `fo * sum x` per
+//!   input row at eval time.
+//! * Requantization is the reference's: TFLM's double-rounding `MultiplyByQuantizedMultiplier`,
+//!   the output zero point, the activation clamp, truncation to int8.
 //!
-//! Eval never allocates: conv and depthwise take caller-provided scratch memory whose size is
-//! given by [`conv_scratch_len`] / [`depthwise_scratch_len`] (computed once at prepare time);
-//! the fully connected kernel takes per-row filter sums from [`fc_row_sums`] (also prepare
-//! time). Validation follows the reference kernels (same checks, same errors, in the same
-//! order); a too-short scratch or a wrong number of row sums is a [`KernelError::Shape`].
+//! Prepare and eval: a plan ([`ConvPlan`], [`DepthwisePlan`], [`FcPlan`]; see [`WeightPlan`])
+//! validates the parameters once. Its `pack` lays the weights out (`packed_len` is 0 when the
+//! filter is used as is), `prepare_channels` computes the per-channel data and `scratch_len`
+//! the scratch memory eval needs. Eval never allocates and never panics: a slice of the wrong
+//! length is a [`KernelError::Shape`].
 
-use crate::conv::{ConvParams, ConvShapes, DepthwiseParams, check_lengths};
+use crate::conv::{ConvParams, ConvShapes, DepthwiseParams};
+use crate::elementwise::AddParams;
 use crate::fully_connected::{FcQuantization, FullyConnectedParams};
-use crate::quant::{OutputStage, QuantizedMultiplier};
+use crate::pooling::PoolParams;
+use crate::quant::QuantizedMultiplier;
+use crate::shape::count4;
+use crate::simd::{Channels, Clamp, Job, Kernels, dispatch};
 use crate::{KernelError, Result};
+
+pub use crate::simd::Isa;
+
+/// FULLY_CONNECTED weight rows (and input rows) are padded to a multiple of this many values.
+const ROW_ALIGN: usize = 16;
+
+/// Scratch memory of one eval call, in elements of each type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ScratchLen {
+    /// `i8` elements.
+    pub i8: usize,
+    /// `i16` elements.
+    pub i16: usize,
+    /// `i32` elements.
+    pub i32: usize,
+    /// `usize` elements.
+    pub usize: usize,
+}
+
+/// Caller-provided scratch memory of an eval call (at least its [`ScratchLen`]).
+#[derive(Debug)]
+pub struct Scratch<'a> {
+    /// `i8` scratch.
+    pub i8: &'a mut [i8],
+    /// `i16` scratch.
+    pub i16: &'a mut [i16],
+    /// `i32` scratch.
+    pub i32: &'a mut [i32],
+    /// `usize` scratch.
+    pub usize: &'a mut [usize],
+}
+
+impl Scratch<'_> {
+    /// Checks that the scratch holds at least `len`.
+    fn check(&self, len: ScratchLen) -> Result<()> {
+        if self.i8.len() < len.i8
+            || self.i16.len() < len.i16
+            || self.i32.len() < len.i32
+            || self.usize.len() < len.usize
+        {
+            return Err(KernelError::Shape("scratch too short"));
+        }
+        Ok(())
+    }
+}
+
+/// `n` rounded up to a multiple of [`ROW_ALIGN`] (saturating).
+fn aligned(n: usize) -> usize {
+    n.saturating_add(ROW_ALIGN - 1) / ROW_ALIGN * ROW_ALIGN
+}
 
 /// Range `lo..hi` of filter taps `f` in `0..f_len` whose input coordinate
 /// `origin + dilation * f` lies in `0..in_len` (the valid taps form one interval).
-#[inline]
-fn valid_taps(origin: i128, dilation: usize, f_len: usize, in_len: usize) -> (usize, usize) {
-    let d = dilation.max(1) as i128;
-    let n = in_len as i128;
-    let f = f_len as i128;
+#[inline(always)]
+fn valid_taps(origin: i64, dilation: usize, f_len: usize, in_len: usize) -> (usize, usize) {
+    let d = dilation.max(1) as i64;
+    let n = in_len as i64;
+    let f = f_len as i64;
     if origin >= n {
         return (0, 0);
     }
@@ -55,438 +119,1389 @@ fn valid_taps(origin: i128, dilation: usize, f_len: usize, in_len: usize) -> (us
     (lo as usize, hi as usize)
 }
 
-/// Top/left input coordinate of an output position: `o * stride - pad` (exact, in i128).
-#[inline]
-fn origin(o: usize, stride: usize, pad: usize) -> i128 {
-    o as i128 * stride as i128 - pad as isize as i128
+/// Top/left input coordinate of an output position: `o * stride - pad` (exact in i64 for
+/// the sizes [`Geometry::check`] accepts).
+#[inline(always)]
+fn origin(o: usize, stride: usize, pad: usize) -> i64 {
+    o as i64 * stride as i64 - pad as i64
 }
 
-/// `sum a[i] * w[i]` over the common prefix, wrapping `i32` accumulation (LLVM vectorises
-/// this reduction; the integer adds may be reassociated freely).
-#[inline]
-fn dot<T: Copy + Into<i32>>(a: &[T], w: &[i8]) -> i32 {
-    a.iter().zip(w).fold(0i32, |acc, (&x, &w)| {
-        acc.wrapping_add(x.into() * i32::from(w))
+/// `sum row` (wrapping).
+fn row_sum(row: &[i8]) -> i32 {
+    row.iter().fold(0i32, |a, &w| a.wrapping_add(i32::from(w)))
+}
+
+/// Values per output channel in the prepared channel data.
+const CHANNEL_VALUES: usize = 6;
+
+/// Views a prepared channel buffer of `n` channels (see [`fill_channels`]), with the output
+/// stage `clamp`.
+fn channels(buf: &[i32], n: usize, clamp: Clamp) -> Result<Channels<'_>> {
+    if Some(buf.len()) != n.checked_mul(CHANNEL_VALUES) {
+        return Err(KernelError::Shape(
+            "prepared channel data must hold 6 values per output channel",
+        ));
+    }
+    let mut parts = buf.chunks_exact(n.max(1));
+    let mut next = || parts.next().unwrap_or(&[]);
+    let (bias, multiplier, left, right, mask, half) =
+        (next(), next(), next(), next(), next(), next());
+    Ok(Channels {
+        bias,
+        multiplier,
+        left,
+        right,
+        mask,
+        half,
+        saturating: multiplier.contains(&i32::MIN),
+        shifts_left: left.iter().any(|&l| l != 0),
+        clamp,
     })
 }
 
-/// Four dot products of `a` with `w[0..4]` (each at least as long as `a`), sharing the loads
-/// of `a`.
-#[inline]
-fn dot4<T: Copy + Into<i32>>(a: &[T], w: [&[i8]; 4]) -> [i32; 4] {
-    let n = a.len();
-    let (Some(w0), Some(w1), Some(w2), Some(w3)) =
-        (w[0].get(..n), w[1].get(..n), w[2].get(..n), w[3].get(..n))
-    else {
-        return [0; 4];
-    };
-    let mut acc = [0i32; 4];
-    for i in 0..n {
-        let x: i32 = a[i].into();
-        acc[0] = acc[0].wrapping_add(x * i32::from(w0[i]));
-        acc[1] = acc[1].wrapping_add(x * i32::from(w1[i]));
-        acc[2] = acc[2].wrapping_add(x * i32::from(w2[i]));
-        acc[3] = acc[3].wrapping_add(x * i32::from(w3[i]));
-    }
-    acc
-}
-
-/// Calls `store(i, dot(a, rows[i]))` for every `k`-long row of `rows` (blocks of four rows
-/// share the loads of `a`). Errors if `rows` is shorter than `count * k`.
-#[inline]
-fn dot_rows<T: Copy + Into<i32>>(
-    a: &[T],
-    rows: &[i8],
-    k: usize,
-    count: usize,
-    mut store: impl FnMut(usize, i32),
-    oob: KernelError,
+/// Fills the channel data of `n` output channels: bias, multiplier, left shift, right shift,
+/// rounding mask and half mask, each `n` long. The bias is
+/// `bias[c] + input_offset * weight_sum(c) + constant`; `multipliers` holds `n` entries, or
+/// one for all.
+fn fill_channels(
+    out: &mut [i32],
+    n: usize,
+    bias: Option<&[i32]>,
+    multipliers: &[QuantizedMultiplier],
+    input_offset: i32,
+    constant: i32,
+    weight_sum: impl Fn(usize) -> i32,
 ) -> Result<()> {
-    let mut i = 0;
-    while i + 4 <= count {
-        let w = rows.get(i * k..(i + 4) * k).ok_or(oob)?;
-        let (w01, w23) = w.split_at(2 * k);
-        let (w0, w1) = w01.split_at(k);
-        let (w2, w3) = w23.split_at(k);
-        for (j, acc) in dot4(a, [w0, w1, w2, w3]).into_iter().enumerate() {
-            store(i + j, acc);
-        }
-        i += 4;
+    if Some(out.len()) != n.checked_mul(CHANNEL_VALUES) {
+        return Err(KernelError::Shape(
+            "prepared channel data must hold 6 values per output channel",
+        ));
     }
-    while i < count {
-        store(i, dot(a, rows.get(i * k..(i + 1) * k).ok_or(oob)?));
-        i += 1;
+    if bias.is_some_and(|b| b.len() != n) {
+        return Err(KernelError::Shape("bias length must equal output channels"));
+    }
+    if multipliers.len() != n && multipliers.len() != 1 {
+        return Err(KernelError::Shape(
+            "one quantized multiplier per output channel is required",
+        ));
+    }
+    for c in 0..n {
+        let bias_c = bias.map_or(0, |b| b[c]);
+        let qm = multipliers[if multipliers.len() == 1 { 0 } else { c }];
+        // The split of `multiply_by_quantized_multiplier`.
+        let right = qm.shift.wrapping_neg().clamp(0, 31);
+        let mask = 1i32.wrapping_shl(right as u32).wrapping_sub(1);
+        let values = [
+            bias_c
+                .wrapping_add(input_offset.wrapping_mul(weight_sum(c)))
+                .wrapping_add(constant),
+            qm.multiplier,
+            qm.shift.clamp(0, 31),
+            right,
+            mask,
+            mask >> 1,
+        ];
+        for (i, v) in values.into_iter().enumerate() {
+            out[i * n + c] = v;
+        }
     }
     Ok(())
 }
 
-/// Scratch elements (`i16`) needed by [`conv2d_i8`]: one input patch of
-/// `filter_height * filter_width * filter_depth` values (saturating on overflow).
-pub fn conv_scratch_len(shapes: &ConvShapes) -> usize {
-    let [_, f_h, f_w, f_c] = shapes.filter;
-    f_h.saturating_mul(f_w).saturating_mul(f_c)
+/// Copies `rows` rows of `depth` values from `filter` into `packed`, each padded with zeros
+/// to [`aligned`]`(depth)`.
+fn pack_rows(filter: &[i8], rows: usize, depth: usize, packed: &mut [i8]) -> Result<()> {
+    let stride = aligned(depth);
+    if Some(filter.len()) != rows.checked_mul(depth)
+        || Some(packed.len()) != rows.checked_mul(stride)
+    {
+        return Err(KernelError::Shape("filter or packed weights length"));
+    }
+    if stride == 0 {
+        return Ok(());
+    }
+    for (dst, src) in packed
+        .chunks_exact_mut(stride)
+        .zip(filter.chunks_exact(depth))
+    {
+        let (head, tail) = dst.split_at_mut(depth);
+        head.copy_from_slice(src);
+        tail.fill(0);
+    }
+    Ok(())
 }
 
-/// CONV_2D int8 per-channel eval, bit-exact with [`crate::conv::conv2d_i8`] (including
-/// grouped convolution).
-///
-/// Per output pixel and group the input patch is gathered once into `scratch` as
-/// `x - input_zero_point` (`0` at padded taps); each output channel is then one contiguous dot
-/// product of the patch with its filter row. `scratch` must hold at least
-/// [`conv_scratch_len`]`(shapes)` elements.
+/// Geometry of a convolution as the patch loops see it.
+#[derive(Debug, Clone, Copy)]
+struct Geometry {
+    batches: usize,
+    in_h: usize,
+    in_w: usize,
+    in_c: usize,
+    out_h: usize,
+    out_w: usize,
+    out_c: usize,
+    f_h: usize,
+    f_w: usize,
+    /// Input channels per group (CONV_2D filter depth).
+    f_c: usize,
+    groups: usize,
+    stride: [usize; 2],
+    dilation: [usize; 2],
+    pad: [usize; 2],
+    input_zero_point: i32,
+}
+
+impl Geometry {
+    /// Values per patch: `f_h * f_w * f_c`.
+    fn depth(&self) -> usize {
+        self.f_h.saturating_mul(self.f_w).saturating_mul(self.f_c)
+    }
+
+    /// Patch length: [`Self::depth`] rounded up to an even number (pairs of values).
+    fn patch_len(&self) -> usize {
+        self.depth().div_ceil(2).saturating_mul(2)
+    }
+
+    /// Output channels per group.
+    fn per_group(&self) -> usize {
+        self.out_c / self.groups.max(1)
+    }
+
+    /// Length of one packed panel (8 output channels, all pairs of patch values).
+    fn panel_len(&self) -> usize {
+        self.patch_len().saturating_mul(8)
+    }
+
+    /// Length of the packed weights: every group's channels in panels of 8.
+    fn panels_len(&self) -> usize {
+        let panels = self.groups.saturating_mul(self.per_group().div_ceil(8));
+        panels.saturating_mul(self.panel_len())
+    }
+
+    /// Packs the weights (`weight(oc, k)` of output channel `oc`, patch value `k`) into
+    /// `packed` ([`Self::panels_len`] values): per group, panels of 8 output channels holding,
+    /// for each pair `j` of patch values, `[channel][pair member]`; zeros for missing channels
+    /// and the odd last value.
+    fn pack_panels(&self, packed: &mut [i8], weight: impl Fn(usize, usize) -> i8) -> Result<()> {
+        if packed.len() != self.panels_len() {
+            return Err(KernelError::Shape("packed weights length"));
+        }
+        packed.fill(0);
+        let (per_group, depth, panel_len) = (self.per_group(), self.depth(), self.panel_len());
+        let panels_per_group = per_group.div_ceil(8);
+        for oc in 0..self.out_c {
+            let (group, c) = (oc / per_group, oc % per_group);
+            let panel = (group * panels_per_group + c / 8) * panel_len;
+            for k in 0..depth {
+                packed[panel + (k / 2) * 16 + 2 * (c % 8) + k % 2] = weight(oc, k);
+            }
+        }
+        Ok(())
+    }
+
+    /// Output pixels (all batches).
+    fn pixels(&self) -> usize {
+        self.batches
+            .saturating_mul(self.out_h)
+            .saturating_mul(self.out_w)
+    }
+
+    /// Rejects sizes above `i32::MAX`, so that the window arithmetic is exact in `i64`.
+    fn check(self) -> Result<Self> {
+        let limit = i32::MAX as usize;
+        let sizes = [
+            self.batches,
+            self.in_h,
+            self.in_w,
+            self.in_c,
+            self.out_h,
+            self.out_w,
+            self.out_c,
+            self.f_h,
+            self.f_w,
+        ];
+        let window = [self.stride, self.dilation, self.pad];
+        if sizes
+            .iter()
+            .chain(window.iter().flatten())
+            .any(|&v| v > limit)
+        {
+            return Err(KernelError::Unsupported("convolution size above 2^31 - 1"));
+        }
+        Ok(self)
+    }
+
+    /// Checks the input and output lengths.
+    fn check_io(&self, input: &[i8], output: &[i8]) -> Result<()> {
+        let [b, h, w, c] = [self.batches, self.in_h, self.in_w, self.in_c];
+        let [oh, ow, oc] = [self.out_h, self.out_w, self.out_c];
+        if input.len() != count4([b, h, w, c]) || output.len() != count4([b, oh, ow, oc]) {
+            return Err(KernelError::Shape("slice length does not match its shape"));
+        }
+        Ok(())
+    }
+
+    /// The output pixel after `(b, oy, ox)` in row-major order.
+    #[inline(always)]
+    fn next(&self, (b, oy, ox): Pixel) -> Pixel {
+        if ox + 1 < self.out_w {
+            (b, oy, ox + 1)
+        } else if oy + 1 < self.out_h {
+            (b, oy + 1, 0)
+        } else {
+            (b + 1, 0, 0)
+        }
+    }
+
+    /// Vertical and horizontal input origins and valid tap ranges of output pixel `px`.
+    #[inline(always)]
+    fn window(&self, (_, oy, ox): Pixel) -> ([i64; 2], [(usize, usize); 2]) {
+        let oy0 = origin(oy, self.stride[0], self.pad[0]);
+        let ox0 = origin(ox, self.stride[1], self.pad[1]);
+        let ty = valid_taps(oy0, self.dilation[0], self.f_h, self.in_h);
+        let tx = valid_taps(ox0, self.dilation[1], self.f_w, self.in_w);
+        ([oy0, ox0], [ty, tx])
+    }
+}
+
+/// An output pixel `(batch, oy, ox)`.
+type Pixel = (usize, usize, usize);
+
+/// Output positions `lo..hi` (of `out`) whose window of `f` taps (dilation `d`, stride
+/// `stride`, leading padding `pad`) lies inside `0..len`.
+fn inner_range(
+    out: usize,
+    stride: usize,
+    pad: usize,
+    f: usize,
+    d: usize,
+    len: usize,
+) -> (usize, usize) {
+    let (stride, pad) = (stride as i64, pad as i64);
+    let lo = (pad + stride - 1) / stride;
+    // The last tap of position o is at o * stride - pad + d * (f - 1) <= len - 1.
+    let last = len as i64 - 1 + pad - d as i64 * (f as i64 - 1);
+    let hi = if last < 0 {
+        0
+    } else {
+        (last / stride + 1).min(out as i64)
+    };
+    (lo.min(hi) as usize, hi as usize)
+}
+
+/// Gathers patches: for an output pixel, the raw input values under its window (the zero point
+/// at padded taps), in filter order.
+struct Patches<'a> {
+    g: &'a Geometry,
+    /// Values per patch.
+    depth: usize,
+    /// Values per row of taps.
+    row_len: usize,
+    /// Input offset between rows of taps.
+    row_step: usize,
+    /// Output rows and columns whose windows lie inside the input, if the rows of taps are
+    /// contiguous in the input (horizontal dilation 1, one group).
+    inner: Option<[(usize, usize); 2]>,
+}
+
+impl<'a> Patches<'a> {
+    fn new(g: &'a Geometry) -> Self {
+        let contiguous = g.dilation[1] == 1 && g.groups == 1;
+        let rows = inner_range(g.out_h, g.stride[0], g.pad[0], g.f_h, g.dilation[0], g.in_h);
+        let cols = inner_range(g.out_w, g.stride[1], g.pad[1], g.f_w, g.dilation[1], g.in_w);
+        Patches {
+            g,
+            depth: g.depth(),
+            row_len: g.f_w * g.f_c,
+            row_step: g.dilation[0] * g.in_w * g.in_c,
+            inner: contiguous.then_some([rows, cols]),
+        }
+    }
+
+    /// The patch of output pixel `px`, group `group`, into the first `depth` values of `dst`.
+    #[inline(always)]
+    fn gather<K: Kernels>(
+        &self,
+        k: K,
+        input: &[i8],
+        px: Pixel,
+        group: usize,
+        dst: &mut [i16],
+    ) -> Result<()> {
+        let oob = KernelError::Shape("conv index out of range");
+        let g = self.g;
+        let patch = dst.get_mut(..self.depth).ok_or(oob)?;
+        let (b, oy, ox) = px;
+        if let Some([(y_lo, y_hi), (x_lo, x_hi)]) = self.inner
+            && (y_lo..y_hi).contains(&oy)
+            && (x_lo..x_hi).contains(&ox)
+            && self.row_len > 0
+        {
+            // Every row of taps is inside the input, contiguous.
+            let y = oy * g.stride[0] - g.pad[0];
+            let x = ox * g.stride[1] - g.pad[1];
+            let mut start = ((b * g.in_h + y) * g.in_w + x) * g.in_c;
+            for row in patch.chunks_exact_mut(self.row_len) {
+                k.widen(row, input.get(start..start + self.row_len).ok_or(oob)?);
+                start = start.wrapping_add(self.row_step);
+            }
+            return Ok(());
+        }
+        self.gather_border(k, input, px, group, patch)
+    }
+
+    /// [`Self::gather`] for a window that may cross the input's border.
+    #[inline(always)]
+    fn gather_border<K: Kernels>(
+        &self,
+        k: K,
+        input: &[i8],
+        px: Pixel,
+        group: usize,
+        patch: &mut [i16],
+    ) -> Result<()> {
+        let oob = KernelError::Shape("conv index out of range");
+        let g = self.g;
+        let zp = g.input_zero_point as i16;
+        let ([oy0, ox0], [(fy_lo, fy_hi), (fx_lo, fx_hi)]) = g.window(px);
+        if patch.is_empty() || fy_lo >= fy_hi || fx_lo >= fx_hi {
+            patch.fill(zp);
+            return Ok(());
+        }
+        let (f_c, in_c, row_len) = (g.f_c, g.in_c, self.row_len);
+        let (top, rest) = patch.split_at_mut(fy_lo * row_len);
+        let (rows, bottom) = rest.split_at_mut((fy_hi - fy_lo) * row_len);
+        top.fill(zp);
+        bottom.fill(zp);
+        // First valid input row and column (not negative by the choice of fy_lo, fx_lo).
+        let y0 = (oy0 + (g.dilation[0] * fy_lo) as i64) as usize;
+        let x0 = (ox0 + (g.dilation[1] * fx_lo) as i64) as usize;
+        let mut start = ((px.0 * g.in_h + y0) * g.in_w + x0) * in_c + group * f_c;
+        for row in rows.chunks_exact_mut(row_len) {
+            let (head, rest) = row.split_at_mut(fx_lo * f_c);
+            let (valid, tail) = rest.split_at_mut((fx_hi - fx_lo) * f_c);
+            head.fill(zp);
+            tail.fill(zp);
+            if self.inner.is_some() {
+                k.widen(valid, input.get(start..start + valid.len()).ok_or(oob)?);
+            } else {
+                for (t, d) in valid.chunks_exact_mut(f_c).enumerate() {
+                    let at = start + t * g.dilation[1] * in_c;
+                    k.widen(d, input.get(at..at + f_c).ok_or(oob)?);
+                }
+            }
+            start = start.wrapping_add(self.row_step);
+        }
+        Ok(())
+    }
+}
+
+/// Stores the `N` sums of each patch at `acc[m][r..r + N]`.
+#[inline(always)]
+fn store<const M: usize, const N: usize>(acc: &mut [&mut [i32]; M], r: usize, sums: [[i32; N]; M]) {
+    for (a, s) in acc.iter_mut().zip(sums) {
+        if let Some(d) = a.get_mut(r..r + N) {
+            d.copy_from_slice(&s);
+        }
+    }
+}
+
+/// The `N` consecutive rows of `stride` values of `block`.
+#[inline(always)]
+fn split_rows<const N: usize>(block: &[i8], stride: usize) -> [&[i8]; N] {
+    let mut rows: [&[i8]; N] = [&[]; N];
+    for (r, chunk) in rows.iter_mut().zip(block.chunks_exact(stride)) {
+        *r = chunk;
+    }
+    rows
+}
+
+/// `acc[m][r] = patches[m] . row r` for the rows of `rows` (stride `stride`, at least as many
+/// as the accumulators): eight at a time for one patch, then four, then the rest.
+#[inline(always)]
+fn dot_rows<K: Kernels, const M: usize>(
+    k: K,
+    patches: [&[i16]; M],
+    rows: &[i8],
+    stride: usize,
+    mut acc: [&mut [i32]; M],
+) {
+    let n = acc.iter().map(|a| a.len()).min().unwrap_or(0);
+    let Some(mut rows) = rows.get(..n * stride).filter(|_| stride > 0) else {
+        // Empty rows: every dot product is 0.
+        acc.iter_mut().for_each(|a| a.fill(0));
+        return;
+    };
+    let mut r = 0;
+    if M == 1 {
+        let mut blocks = rows.chunks_exact(8 * stride);
+        for block in blocks.by_ref() {
+            store(&mut acc, r, k.dot(patches, split_rows::<8>(block, stride)));
+            r += 8;
+        }
+        rows = blocks.remainder();
+    }
+    let mut blocks = rows.chunks_exact(4 * stride);
+    for block in blocks.by_ref() {
+        store(&mut acc, r, k.dot(patches, split_rows::<4>(block, stride)));
+        r += 4;
+    }
+    let rest = blocks.remainder();
+    match rest.len() / stride {
+        3 => store(&mut acc, r, k.dot(patches, split_rows::<3>(rest, stride))),
+        2 => store(&mut acc, r, k.dot(patches, split_rows::<2>(rest, stride))),
+        1 => store(&mut acc, r, k.dot(patches, split_rows::<1>(rest, stride))),
+        _ => {}
+    }
+}
+
+/// Splits `s` into two consecutive pieces of `n` elements.
+fn two<T>(s: &mut [T], n: usize) -> Result<(&mut [T], &mut [T])> {
+    let oob = KernelError::Shape("scratch too short");
+    let (a, rest) = s.split_at_mut_checked(n).ok_or(oob)?;
+    Ok((a, rest.get_mut(..n).ok_or(oob)?))
+}
+
+/// A convolution through patches and packed panels (CONV_2D, or DEPTHWISE_CONV_2D with one
+/// input channel), four output pixels at a time.
+struct ConvJob<'a> {
+    g: &'a Geometry,
+    input: &'a [i8],
+    weights: &'a [i8],
+    ch: Channels<'a>,
+    output: &'a mut [i8],
+    scratch: Scratch<'a>,
+}
+
+/// Output pixels per inner kernel call.
+const MR: usize = 4;
+
+impl Job for ConvJob<'_> {
+    type Output = Result<()>;
+
+    #[inline(always)]
+    fn run<K: Kernels>(self, k: K) -> Result<()> {
+        let ConvJob {
+            g,
+            input,
+            weights,
+            ch,
+            output,
+            scratch,
+        } = self;
+        let oob = KernelError::Shape("conv index out of range");
+        let (len, per_group, pixels) = (g.patch_len(), g.per_group(), g.pixels());
+        let panel_len = g.panel_len();
+        let group_len = per_group.div_ceil(8) * panel_len;
+        let gather = Patches::new(g);
+        let patches = scratch.i16.get_mut(..MR * len).ok_or(oob)?;
+        for p in patches.chunks_exact_mut(len.max(1)) {
+            // The odd last value of a patch stays zero.
+            p[g.depth()..].fill(0);
+        }
+        for group in 0..g.groups {
+            let oc0 = group * per_group;
+            let panels = weights
+                .get(group * group_len..(group + 1) * group_len)
+                .ok_or(oob)?;
+            let ch = ch.get(oc0..oc0 + per_group).ok_or(oob)?;
+            let (mut px, mut at) = (0, (0, 0, 0));
+            while px < pixels {
+                let mr = (pixels - px).min(MR);
+                for p in patches.chunks_exact_mut(len.max(1)).take(mr) {
+                    gather.gather(k, input, at, group, p)?;
+                    at = g.next(at);
+                }
+                let out = output
+                    .get_mut(px * g.out_c + oc0..(px + mr) * g.out_c)
+                    .ok_or(oob)?;
+                // Blocks of 16 output channels (two panels), then 8.
+                let mut c = 0;
+                while c < per_group {
+                    let nb = if per_group - c > 8 { 2 } else { 1 };
+                    let hi = (c + 8 * nb).min(per_group);
+                    let w = panels
+                        .get(c / 8 * panel_len..(c / 8 + nb) * panel_len)
+                        .ok_or(oob)?;
+                    let (ch, out) = (ch.get(c..hi).ok_or(oob)?, out.get_mut(c..).ok_or(oob)?);
+                    let (p, s) = (&*patches, g.out_c);
+                    match (mr, nb) {
+                        (4, 2) => k.gemm::<4, 2>(p, len, w, ch, out, s),
+                        (4, _) => k.gemm::<4, 1>(p, len, w, ch, out, s),
+                        (3, 2) => k.gemm::<3, 2>(p, len, w, ch, out, s),
+                        (3, _) => k.gemm::<3, 1>(p, len, w, ch, out, s),
+                        (2, 2) => k.gemm::<2, 2>(p, len, w, ch, out, s),
+                        (2, _) => k.gemm::<2, 1>(p, len, w, ch, out, s),
+                        (_, 2) => k.gemm::<1, 2>(p, len, w, ch, out, s),
+                        _ => k.gemm::<1, 1>(p, len, w, ch, out, s),
+                    }
+                    c = hi;
+                }
+                px += mr;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks the prepared operands of a patch convolution and runs it.
 #[allow(clippy::too_many_arguments)]
-pub fn conv2d_i8(
-    p: &ConvParams,
-    shapes: &ConvShapes,
+fn run_conv(
+    isa: Isa,
+    g: &Geometry,
+    clamp: Clamp,
     input: &[i8],
-    filter: &[i8],
-    bias: Option<&[i32]>,
-    multipliers: &[QuantizedMultiplier],
+    weights: &[i8],
+    channel_data: &[i32],
     output: &mut [i8],
-    scratch: &mut [i16],
+    scratch: Scratch<'_>,
 ) -> Result<()> {
-    p.check(shapes, bias.map(<[i32]>::len), multipliers.len())?;
-    let [batches, in_h, in_w, in_c] = shapes.input;
-    let [out_c, f_h, f_w, f_c] = shapes.filter;
-    let [_, out_h, out_w, _] = shapes.output;
-    check_lengths(shapes, input, filter, bias, multipliers, output, out_c)?;
-    let k = conv_scratch_len(shapes);
-    let patch = scratch
-        .get_mut(..k)
-        .ok_or(KernelError::Shape("conv scratch too short"))?;
+    g.check_io(input, output)?;
+    if weights.len() != g.panels_len() {
+        return Err(KernelError::Shape("packed weights length"));
+    }
+    let ch = channels(channel_data, g.out_c, clamp)?;
     if output.is_empty() {
         return Ok(());
     }
-    let out = OutputStage::new(p.output_zero_point, p.act_min, p.act_max);
-    let groups = in_c / f_c;
-    let filters_per_group = out_c / groups;
-    // Validated to be in -128..=127 by `check`.
-    let zp = p.input_zero_point as i16;
-    let row_len = f_w * f_c;
-    let oob = KernelError::Shape("conv index out of range");
-    let mut out_chunks = output.chunks_exact_mut(out_c);
-    for b in 0..batches {
-        for oy in 0..out_h {
-            let oy0 = origin(oy, p.stride_height, p.pad_height);
-            let (fy_lo, fy_hi) = valid_taps(oy0, p.dilation_height, f_h, in_h);
-            for ox in 0..out_w {
-                let ox0 = origin(ox, p.stride_width, p.pad_width);
-                let (fx_lo, fx_hi) = valid_taps(ox0, p.dilation_width, f_w, in_w);
-                let out_px = out_chunks.next().ok_or(oob)?;
-                // First valid input column (only used when fx_lo < fx_hi).
-                let x_start = (ox0 + (p.dilation_width * fx_lo) as i128).max(0) as usize;
-                for g in 0..groups {
-                    // Gather the patch of group `g`.
-                    for (fy, row) in patch.chunks_exact_mut(row_len.max(1)).enumerate() {
-                        if fy < fy_lo || fy >= fy_hi || fx_lo >= fx_hi {
-                            row.fill(0);
-                            continue;
-                        }
-                        let in_y = (oy0 + (p.dilation_height * fy) as i128) as usize;
-                        let (head, rest) = row.split_at_mut_checked(fx_lo * f_c).ok_or(oob)?;
-                        let (mid, tail) = rest
-                            .split_at_mut_checked((fx_hi - fx_lo) * f_c)
-                            .ok_or(oob)?;
-                        head.fill(0);
-                        tail.fill(0);
-                        let row_base = (b * in_h + in_y) * in_w;
-                        if p.dilation_width == 1 && groups == 1 {
-                            // The valid taps of this row are contiguous in the input.
-                            let start = (row_base + x_start) * in_c;
-                            let src = input.get(start..start + mid.len()).ok_or(oob)?;
-                            for (d, &s) in mid.iter_mut().zip(src) {
-                                *d = i16::from(s) - zp;
-                            }
-                        } else {
-                            for (t, dst) in mid.chunks_exact_mut(f_c).enumerate() {
-                                let in_x = x_start + t * p.dilation_width;
-                                let start = (row_base + in_x) * in_c + g * f_c;
-                                let src = input.get(start..start + f_c).ok_or(oob)?;
-                                for (d, &s) in dst.iter_mut().zip(src) {
-                                    *d = i16::from(s) - zp;
-                                }
-                            }
-                        }
+    let job = ConvJob {
+        g,
+        input,
+        weights,
+        ch,
+        output,
+        scratch,
+    };
+    dispatch(isa, job)
+}
+
+/// The prepare-time layout and the eval of a layer with weights ([`ConvPlan`],
+/// [`DepthwisePlan`], [`FcPlan`]).
+pub trait WeightPlan {
+    /// Length of the packed weights; 0 when eval uses the filter as it is in the model (its
+    /// rows are already a multiple of 16 values long).
+    fn packed_len(&self) -> usize;
+
+    /// Lays out `filter` (the model's layout) in `packed` ([`Self::packed_len`] values).
+    fn pack(&self, filter: &[i8], packed: &mut [i8]) -> Result<()>;
+
+    /// Length of the per-channel data.
+    fn channels_len(&self) -> usize;
+
+    /// Computes the per-channel data ([`Self::channels_len`] values in `out`) from the
+    /// model's `filter`, `bias` and the output `multipliers` (one per output channel, or one
+    /// for all): the bias with the zero-point terms folded in, and the split multipliers.
+    fn prepare_channels(
+        &self,
+        filter: &[i8],
+        bias: Option<&[i32]>,
+        multipliers: &[QuantizedMultiplier],
+        out: &mut [i32],
+    ) -> Result<()>;
+
+    /// Scratch memory of [`Self::eval`].
+    fn scratch_len(&self) -> ScratchLen;
+
+    /// Eval, bit-exact with the reference kernel. `weights` is the packed copy, or the filter
+    /// itself when [`Self::packed_len`] is 0; `channel_data` comes from
+    /// [`Self::prepare_channels`].
+    fn eval(
+        &self,
+        isa: Isa,
+        input: &[i8],
+        weights: &[i8],
+        channel_data: &[i32],
+        output: &mut [i8],
+        scratch: Scratch<'_>,
+    ) -> Result<()>;
+}
+
+/// A CONV_2D prepared for [`WeightPlan::eval`] (bit-exact with [`crate::conv::conv2d_i8`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ConvPlan {
+    g: Geometry,
+    clamp: Clamp,
+}
+
+impl ConvPlan {
+    /// Validates a CONV_2D (as [`ConvParams::check`]) and plans it.
+    pub fn new(
+        p: &ConvParams,
+        shapes: &ConvShapes,
+        bias_len: Option<usize>,
+        multipliers_len: usize,
+    ) -> Result<Self> {
+        p.check(shapes, bias_len, multipliers_len)?;
+        let [batches, in_h, in_w, in_c] = shapes.input;
+        let [out_c, f_h, f_w, f_c] = shapes.filter;
+        let [_, out_h, out_w, _] = shapes.output;
+        Ok(ConvPlan {
+            g: Geometry {
+                batches,
+                in_h,
+                in_w,
+                in_c,
+                out_h,
+                out_w,
+                out_c,
+                f_h,
+                f_w,
+                f_c,
+                groups: in_c / f_c,
+                stride: [p.stride_height, p.stride_width],
+                dilation: [p.dilation_height, p.dilation_width],
+                pad: [p.pad_height, p.pad_width],
+                input_zero_point: p.input_zero_point,
+            }
+            .check()?,
+            clamp: Clamp {
+                zero_point: p.output_zero_point,
+                min: p.act_min,
+                max: p.act_max,
+            },
+        })
+    }
+}
+
+impl WeightPlan for ConvPlan {
+    fn packed_len(&self) -> usize {
+        self.g.panels_len()
+    }
+
+    fn pack(&self, filter: &[i8], packed: &mut [i8]) -> Result<()> {
+        let k = self.g.depth();
+        if Some(filter.len()) != self.g.out_c.checked_mul(k) {
+            return Err(KernelError::Shape("filter length does not match its shape"));
+        }
+        self.g.pack_panels(packed, |oc, i| filter[oc * k + i])
+    }
+
+    fn channels_len(&self) -> usize {
+        self.g.out_c.saturating_mul(CHANNEL_VALUES)
+    }
+
+    fn prepare_channels(
+        &self,
+        filter: &[i8],
+        bias: Option<&[i32]>,
+        multipliers: &[QuantizedMultiplier],
+        out: &mut [i32],
+    ) -> Result<()> {
+        let (n, k) = (self.g.out_c, self.g.depth());
+        if Some(filter.len()) != n.checked_mul(k) {
+            return Err(KernelError::Shape("filter length does not match its shape"));
+        }
+        let sum = |c: usize| row_sum(&filter[c * k..(c + 1) * k]);
+        fill_channels(out, n, bias, multipliers, -self.g.input_zero_point, 0, sum)
+    }
+
+    fn scratch_len(&self) -> ScratchLen {
+        ScratchLen {
+            i16: 4 * self.g.patch_len(),
+            ..ScratchLen::default()
+        }
+    }
+
+    fn eval(
+        &self,
+        isa: Isa,
+        input: &[i8],
+        weights: &[i8],
+        channel_data: &[i32],
+        output: &mut [i8],
+        scratch: Scratch<'_>,
+    ) -> Result<()> {
+        scratch.check(self.scratch_len())?;
+        run_conv(
+            isa,
+            &self.g,
+            self.clamp,
+            input,
+            weights,
+            channel_data,
+            output,
+            scratch,
+        )
+    }
+}
+
+/// How a depthwise convolution is computed.
+#[derive(Debug, Clone, Copy)]
+enum DepthwiseKind {
+    /// One input channel: a convolution over weight rows (the filter transposed).
+    Rows,
+    /// Channels vectorized, taps in pairs.
+    Channels {
+        /// Depth multiplier.
+        multiplier: usize,
+    },
+}
+
+/// A DEPTHWISE_CONV_2D prepared for [`WeightPlan::eval`] (bit-exact with
+/// [`crate::conv::depthwise_conv2d_i8`]).
+#[derive(Debug, Clone, Copy)]
+pub struct DepthwisePlan {
+    g: Geometry,
+    kind: DepthwiseKind,
+    clamp: Clamp,
+}
+
+impl DepthwisePlan {
+    /// Validates a DEPTHWISE_CONV_2D (as [`DepthwiseParams::check`]) and plans it.
+    pub fn new(
+        p: &DepthwiseParams,
+        shapes: &ConvShapes,
+        bias_len: Option<usize>,
+        multipliers_len: usize,
+    ) -> Result<Self> {
+        p.check(shapes, bias_len, multipliers_len)?;
+        let [batches, in_h, in_w, in_c] = shapes.input;
+        let [_, f_h, f_w, out_c] = shapes.filter;
+        let [_, out_h, out_w, _] = shapes.output;
+        let kind = if in_c == 1 {
+            DepthwiseKind::Rows
+        } else {
+            DepthwiseKind::Channels {
+                multiplier: p.depth_multiplier,
+            }
+        };
+        Ok(DepthwisePlan {
+            g: Geometry {
+                batches,
+                in_h,
+                in_w,
+                in_c,
+                out_h,
+                out_w,
+                out_c,
+                f_h,
+                f_w,
+                f_c: 1,
+                groups: 1,
+                stride: [p.stride_height, p.stride_width],
+                dilation: [p.dilation_height, p.dilation_width],
+                pad: [p.pad_height, p.pad_width],
+                input_zero_point: p.input_zero_point,
+            }
+            .check()?,
+            kind,
+            clamp: Clamp {
+                zero_point: p.output_zero_point,
+                min: p.act_min,
+                max: p.act_max,
+            },
+        })
+    }
+
+    /// Filter taps `kh * kw`.
+    fn taps(&self) -> usize {
+        self.g.f_h.saturating_mul(self.g.f_w)
+    }
+}
+
+impl WeightPlan for DepthwisePlan {
+    fn packed_len(&self) -> usize {
+        match self.kind {
+            DepthwiseKind::Rows => self.g.panels_len(),
+            DepthwiseKind::Channels { .. } => {
+                aligned_pairs(self.taps()).saturating_mul(self.g.out_c)
+            }
+        }
+    }
+
+    fn pack(&self, filter: &[i8], packed: &mut [i8]) -> Result<()> {
+        let (n, taps) = (self.g.out_c, self.taps());
+        if Some(filter.len()) != n.checked_mul(taps) || packed.len() != self.packed_len() {
+            return Err(KernelError::Shape("filter or packed weights length"));
+        }
+        match self.kind {
+            // The transposed filter: output channel c, tap t.
+            DepthwiseKind::Rows => self.g.pack_panels(packed, |c, t| filter[t * n + c]),
+            DepthwiseKind::Channels { .. } => {
+                packed.fill(0);
+                for (t, w) in filter.chunks_exact(n.max(1)).enumerate() {
+                    let pair = &mut packed[(t / 2) * 2 * n..(t / 2 + 1) * 2 * n];
+                    for (c, &w) in w.iter().enumerate() {
+                        pair[2 * c + t % 2] = w;
                     }
-                    // One dot product per output channel of the group.
-                    let oc0 = g * filters_per_group;
-                    let rows = filter
-                        .get(oc0 * k..(oc0 + filters_per_group) * k)
-                        .ok_or(oob)?;
-                    let outs = out_px.get_mut(oc0..oc0 + filters_per_group).ok_or(oob)?;
-                    let store = |i: usize, acc: i32| {
-                        let oc = oc0 + i;
-                        let qm = multipliers.get(oc).copied().unwrap_or_default();
-                        if let Some(o) = outs.get_mut(i) {
-                            *o = out.with_bias(acc, bias, oc, qm);
-                        }
-                    };
-                    dot_rows(patch, rows, k, filters_per_group, store, oob)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn channels_len(&self) -> usize {
+        self.g.out_c.saturating_mul(CHANNEL_VALUES)
+    }
+
+    fn prepare_channels(
+        &self,
+        filter: &[i8],
+        bias: Option<&[i32]>,
+        multipliers: &[QuantizedMultiplier],
+        out: &mut [i32],
+    ) -> Result<()> {
+        let n = self.g.out_c;
+        if Some(filter.len()) != n.checked_mul(self.taps()) {
+            return Err(KernelError::Shape("filter length does not match its shape"));
+        }
+        let sum = |c: usize| {
+            filter
+                .iter()
+                .skip(c)
+                .step_by(n)
+                .fold(0i32, |a, &w| a.wrapping_add(i32::from(w)))
+        };
+        fill_channels(out, n, bias, multipliers, -self.g.input_zero_point, 0, sum)
+    }
+
+    fn scratch_len(&self) -> ScratchLen {
+        match self.kind {
+            DepthwiseKind::Rows => ScratchLen {
+                i16: 4 * self.g.patch_len(),
+                ..ScratchLen::default()
+            },
+            DepthwiseKind::Channels { .. } => {
+                let (i8, usize) = depthwise_scratch(&self.g);
+                ScratchLen {
+                    i8,
+                    usize,
+                    ..ScratchLen::default()
                 }
             }
         }
     }
-    Ok(())
+
+    fn eval(
+        &self,
+        isa: Isa,
+        input: &[i8],
+        weights: &[i8],
+        channel_data: &[i32],
+        output: &mut [i8],
+        scratch: Scratch<'_>,
+    ) -> Result<()> {
+        scratch.check(self.scratch_len())?;
+        let g = &self.g;
+        match self.kind {
+            DepthwiseKind::Rows => run_conv(
+                isa,
+                g,
+                self.clamp,
+                input,
+                weights,
+                channel_data,
+                output,
+                scratch,
+            ),
+            DepthwiseKind::Channels { multiplier } => {
+                g.check_io(input, output)?;
+                if weights.len() != self.packed_len() {
+                    return Err(KernelError::Shape("packed weights length"));
+                }
+                let ch = channels(channel_data, g.out_c, self.clamp)?;
+                if output.is_empty() {
+                    return Ok(());
+                }
+                let job = DepthwiseJob {
+                    g,
+                    multiplier,
+                    input,
+                    weights,
+                    ch,
+                    output,
+                    scratch,
+                };
+                dispatch(isa, job)
+            }
+        }
+    }
 }
 
-/// Scratch elements (`i32`) needed by [`depthwise_conv2d_i8`]: one accumulator per output
-/// channel (`filter[3]`).
-pub fn depthwise_scratch_len(shapes: &ConvShapes) -> usize {
-    shapes.filter[3]
+/// Taps rounded up to an even number (tap pairs times two).
+fn aligned_pairs(taps: usize) -> usize {
+    taps.saturating_add(1) / 2 * 2
 }
 
-/// DEPTHWISE_CONV_2D int8 per-channel eval, bit-exact with
-/// [`crate::conv::depthwise_conv2d_i8`] (any depth multiplier, dilation, padding).
-///
-/// Per output pixel all output channels are accumulated at once in `scratch` (initialised
-/// with the bias), looping over the valid taps only (the window is clipped once per pixel);
-/// the inner loop runs over contiguous channels. `scratch` must hold at least
-/// [`depthwise_scratch_len`]`(shapes)` elements.
-#[allow(clippy::too_many_arguments)]
-pub fn depthwise_conv2d_i8(
-    p: &DepthwiseParams,
-    shapes: &ConvShapes,
+/// A depthwise convolution with vectorized channels, one output row per inner kernel call.
+/// The input rows under the filter are copied into padded rows (zero points around them, each
+/// input value repeated `depth multiplier` times), so that every tap reads one contiguous run
+/// per output row; the input serves directly where no padding or repetition is needed.
+struct DepthwiseJob<'a> {
+    g: &'a Geometry,
+    multiplier: usize,
+    input: &'a [i8],
+    weights: &'a [i8],
+    ch: Channels<'a>,
+    output: &'a mut [i8],
+    scratch: Scratch<'a>,
+}
+
+/// Width in pixels of a padded input row: the left padding, the input and every column a tap
+/// reads.
+fn padded_width(g: &Geometry) -> usize {
+    let last_tap = g.f_w.saturating_sub(1).saturating_mul(g.dilation[1]);
+    let reach = g.out_w.saturating_sub(1).saturating_mul(g.stride[1]);
+    g.in_w
+        .saturating_add(g.pad[1])
+        .max(reach.saturating_add(last_tap).saturating_add(1))
+}
+
+/// Scratch of the depthwise job, `(i8, usize)` elements: the padded rows under the filter,
+/// and the tap offsets in the padded rows and in the input (the taps, plus one to pair an odd
+/// last tap).
+fn depthwise_scratch(g: &Geometry) -> (usize, usize) {
+    let row = padded_width(g).saturating_mul(g.out_c);
+    let taps = g.f_h.saturating_mul(g.f_w).saturating_add(1);
+    (row.saturating_mul(g.f_h), taps.saturating_mul(2))
+}
+
+/// Fills `offsets` with the offset of each tap `(fy, fx)` (row-major, an odd last tap repeated)
+/// in rows `row_stride` apart whose columns are `col_step` apart; returns the filled part.
+fn tap_offsets<'o>(
+    g: &Geometry,
+    row_stride: usize,
+    col_step: usize,
+    offsets: &'o mut [usize],
+) -> &'o [usize] {
+    let taps = g.f_h * g.f_w;
+    let mut n = 0;
+    for fy in 0..g.f_h {
+        for fx in 0..g.f_w {
+            offsets[n] = fy * row_stride + fx * col_step;
+            n += 1;
+        }
+    }
+    if taps % 2 == 1 {
+        offsets[n] = offsets[n - 1];
+        n += 1;
+    }
+    &offsets[..n]
+}
+
+impl Job for DepthwiseJob<'_> {
+    type Output = Result<()>;
+
+    #[inline(always)]
+    fn run<K: Kernels>(self, k: K) -> Result<()> {
+        let oob = KernelError::Shape("depthwise index out of range");
+        let DepthwiseJob {
+            g,
+            multiplier: dm,
+            input,
+            weights,
+            ch,
+            output,
+            scratch,
+        } = self;
+        let (c, in_c, zp) = (g.out_c, g.in_c, g.input_zero_point as i8);
+        let (rows_len, taps_len) = depthwise_scratch(g);
+        let rows = scratch.i8.get_mut(..rows_len).ok_or(oob)?;
+        let (padded_taps, input_taps) = two(scratch.usize, taps_len / 2)?;
+        let width = padded_width(g) * c;
+        let col_step = g.dilation[1] * c;
+        let padded_taps = tap_offsets(g, width, col_step, padded_taps);
+        // The input serves directly when no padding or repetition is needed.
+        let direct = dm == 1 && g.pad[1] == 0 && padded_width(g) <= g.in_w;
+        let input_taps = tap_offsets(g, g.dilation[0] * g.in_w * c, col_step, input_taps);
+        let (step, row_out) = (g.stride[1] * c, g.out_w * c);
+        for (r, out) in output.chunks_exact_mut(row_out.max(1)).enumerate() {
+            let (b, oy) = (r / g.out_h, r % g.out_h);
+            let oy0 = origin(oy, g.stride[0], g.pad[0]);
+            let (fy_lo, fy_hi) = valid_taps(oy0, g.dilation[0], g.f_h, g.in_h);
+            let input_row = |fy: usize| {
+                (b * g.in_h + (oy0 + (g.dilation[0] * fy) as i64) as usize) * g.in_w * in_c
+            };
+            if direct && fy_lo == 0 && fy_hi == g.f_h {
+                let base = input.get(input_row(0)..).ok_or(oob)?;
+                k.depthwise(base, input_taps, step, weights, ch, out);
+                continue;
+            }
+            for (fy, row) in rows.chunks_exact_mut(width.max(1)).enumerate() {
+                if !(fy_lo..fy_hi).contains(&fy) {
+                    row.fill(zp);
+                    continue;
+                }
+                let start = input_row(fy);
+                let x = input.get(start..start + g.in_w * in_c).ok_or(oob)?;
+                let (left, rest) = row.split_at_mut(g.pad[1] * c);
+                let (mid, right) = rest.split_at_mut(g.in_w * c);
+                left.fill(zp);
+                right.fill(zp);
+                if dm == 1 {
+                    mid.copy_from_slice(x);
+                } else {
+                    for (d, &x) in mid.chunks_exact_mut(dm).zip(x) {
+                        d.fill(x);
+                    }
+                }
+            }
+            k.depthwise(rows, padded_taps, step, weights, ch, out);
+        }
+        Ok(())
+    }
+}
+
+/// A FULLY_CONNECTED prepared for [`WeightPlan::eval`] (bit-exact with
+/// [`crate::fully_connected::fully_connected_i8`]).
+#[derive(Debug, Clone, Copy)]
+pub struct FcPlan {
+    p: FullyConnectedParams,
+    filter_offset: i32,
+    clamp: Clamp,
+}
+
+impl FcPlan {
+    /// Validates a FULLY_CONNECTED (as [`FullyConnectedParams::check`], on the lengths its
+    /// parameters imply) and plans it.
+    pub fn new(
+        p: &FullyConnectedParams,
+        quant: FcQuantization<'_>,
+        bias_len: Option<usize>,
+    ) -> Result<Self> {
+        let per_channel_len = match quant {
+            FcQuantization::PerChannel(m) => Some(m.len()),
+            FcQuantization::PerTensor { .. } => None,
+        };
+        let len = |a: usize, b: usize| a.checked_mul(b).ok_or(KernelError::Shape("size overflow"));
+        p.check(
+            len(p.batches, p.accum_depth)?,
+            len(p.output_depth, p.accum_depth)?,
+            bias_len,
+            per_channel_len,
+            len(p.batches, p.output_depth)?,
+        )?;
+        Ok(FcPlan {
+            p: *p,
+            filter_offset: quant.filter_zero_point().wrapping_neg(),
+            clamp: Clamp {
+                zero_point: p.output_zero_point,
+                min: p.act_min,
+                max: p.act_max,
+            },
+        })
+    }
+}
+
+impl WeightPlan for FcPlan {
+    fn packed_len(&self) -> usize {
+        if self.p.accum_depth.is_multiple_of(ROW_ALIGN) {
+            0
+        } else {
+            self.p
+                .output_depth
+                .saturating_mul(aligned(self.p.accum_depth))
+        }
+    }
+
+    fn pack(&self, filter: &[i8], packed: &mut [i8]) -> Result<()> {
+        pack_rows(filter, self.p.output_depth, self.p.accum_depth, packed)
+    }
+
+    fn channels_len(&self) -> usize {
+        self.p.output_depth.saturating_mul(CHANNEL_VALUES)
+    }
+
+    fn prepare_channels(
+        &self,
+        filter: &[i8],
+        bias: Option<&[i32]>,
+        multipliers: &[QuantizedMultiplier],
+        out: &mut [i32],
+    ) -> Result<()> {
+        let (n, k) = (self.p.output_depth, self.p.accum_depth);
+        if Some(filter.len()) != n.checked_mul(k) {
+            return Err(KernelError::Shape("filter length does not match its shape"));
+        }
+        let input_offset = self.p.input_zero_point.wrapping_neg();
+        // n * io * fo, with n taken modulo 2^32 (the ring makes that exact).
+        let constant = (k as u32 as i32)
+            .wrapping_mul(input_offset)
+            .wrapping_mul(self.filter_offset);
+        let sum = |c: usize| row_sum(&filter[c * k..(c + 1) * k]);
+        fill_channels(out, n, bias, multipliers, input_offset, constant, sum)
+    }
+
+    fn scratch_len(&self) -> ScratchLen {
+        ScratchLen {
+            i16: 2 * aligned(self.p.accum_depth),
+            i32: 2 * self.p.output_depth,
+            ..ScratchLen::default()
+        }
+    }
+
+    fn eval(
+        &self,
+        isa: Isa,
+        input: &[i8],
+        weights: &[i8],
+        channel_data: &[i32],
+        output: &mut [i8],
+        scratch: Scratch<'_>,
+    ) -> Result<()> {
+        scratch.check(self.scratch_len())?;
+        let p = &self.p;
+        if input.len() != p.batches * p.accum_depth || output.len() != p.batches * p.output_depth {
+            return Err(KernelError::Shape("input or output length"));
+        }
+        if weights.len() != p.output_depth * aligned(p.accum_depth) {
+            return Err(KernelError::Shape("packed weights length"));
+        }
+        let ch = channels(channel_data, p.output_depth, self.clamp)?;
+        if p.accum_depth == 0 || p.output_depth == 0 {
+            // The reference writes nothing in these degenerate cases.
+            return Ok(());
+        }
+        let job = FcJob {
+            plan: self,
+            input,
+            weights,
+            ch,
+            output,
+            scratch,
+        };
+        dispatch(isa, job)
+    }
+}
+
+/// A fully connected layer, up to two input rows at a time.
+struct FcJob<'a> {
+    plan: &'a FcPlan,
+    input: &'a [i8],
+    weights: &'a [i8],
+    ch: Channels<'a>,
+    output: &'a mut [i8],
+    scratch: Scratch<'a>,
+}
+
+/// Widens input row `b` of `plan` into the start of `dst` and returns its row offset
+/// `filter_offset * sum x`.
+#[inline(always)]
+fn load_row<K: Kernels>(
+    k: K,
+    plan: &FcPlan,
     input: &[i8],
-    filter: &[i8],
-    bias: Option<&[i32]>,
-    multipliers: &[QuantizedMultiplier],
+    b: usize,
+    dst: &mut [i16],
+) -> Result<i32> {
+    let depth = plan.p.accum_depth;
+    let oob = KernelError::Shape("fully connected index out of range");
+    let x = input.get(b * depth..(b + 1) * depth).ok_or(oob)?;
+    k.widen(dst.get_mut(..depth).ok_or(oob)?, x);
+    Ok(if plan.filter_offset == 0 {
+        0
+    } else {
+        plan.filter_offset.wrapping_mul(row_sum(x))
+    })
+}
+
+impl Job for FcJob<'_> {
+    type Output = Result<()>;
+
+    #[inline(always)]
+    fn run<K: Kernels>(self, k: K) -> Result<()> {
+        let FcJob {
+            plan,
+            input,
+            weights,
+            ch,
+            output,
+            scratch,
+        } = self;
+        let oob = KernelError::Shape("fully connected index out of range");
+        let (n, stride) = (plan.p.output_depth, aligned(plan.p.accum_depth));
+        let (p0, p1) = two(scratch.i16, stride)?;
+        let (a0, a1) = two(scratch.i32, n)?;
+        // The rows' padding to the stride stays zero.
+        p0[plan.p.accum_depth..].fill(0);
+        p1[plan.p.accum_depth..].fill(0);
+        let mut b = 0;
+        while b < plan.p.batches {
+            let off0 = load_row(k, plan, input, b, p0)?;
+            if b + 1 < plan.p.batches {
+                let off1 = load_row(k, plan, input, b + 1, p1)?;
+                dot_rows(k, [&*p0, &*p1], weights, stride, [&mut *a0, &mut *a1]);
+                let out = output.get_mut(b * n..(b + 2) * n).ok_or(oob)?;
+                let (o0, o1) = out.split_at_mut(n);
+                k.requantize(a0, off0, ch, o0);
+                k.requantize(a1, off1, ch, o1);
+                b += 2;
+            } else {
+                dot_rows(k, [&*p0], weights, stride, [&mut *a0]);
+                let out = output.get_mut(b * n..(b + 1) * n).ok_or(oob)?;
+                k.requantize(a0, off0, ch, out);
+                b += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Scratch elements (`i32`) of [`average_pool_i8`] and [`max_pool_i8`]: one per channel.
+pub fn pool_scratch_len(input_shape: [usize; 4]) -> usize {
+    input_shape[3]
+}
+
+/// A pooling layer, channels vectorized.
+struct PoolJob<'a> {
+    p: &'a PoolParams,
+    input_shape: [usize; 4],
+    output_shape: [usize; 4],
+    input: &'a [i8],
+    output: &'a mut [i8],
+    acc: &'a mut [i32],
+    average: bool,
+}
+
+impl Job for PoolJob<'_> {
+    type Output = Result<()>;
+
+    #[inline(always)]
+    fn run<K: Kernels>(self, _: K) -> Result<()> {
+        let PoolJob {
+            p,
+            input_shape,
+            output_shape,
+            input,
+            output,
+            acc,
+            average,
+        } = self;
+        let oob = KernelError::Shape("pool index out of range");
+        let [batches, in_h, in_w, depth] = input_shape;
+        let [_, out_h, out_w, _] = output_shape;
+        let acc = acc.get_mut(..depth).ok_or(oob)?;
+        let mut out = output.chunks_exact_mut(depth.max(1));
+        for b in 0..batches {
+            for oy in 0..out_h {
+                for ox in 0..out_w {
+                    let (ys, ye, xs, xe) = p.window(oy, ox, in_h, in_w);
+                    let count = (ye - ys) * (xe - xs);
+                    if average && count == 0 {
+                        return Err(KernelError::Shape(
+                            "pooling window does not overlap the input",
+                        ));
+                    }
+                    acc.fill(if average { 0 } else { i32::from(i8::MIN) });
+                    for y in (ys..ye).filter(|_| count > 0) {
+                        let start = ((b * in_h + y) * in_w + xs) * depth;
+                        let rows = input.get(start..start + (xe - xs) * depth).ok_or(oob)?;
+                        for row in rows.chunks_exact(depth.max(1)) {
+                            for (a, &x) in acc.iter_mut().zip(row) {
+                                *a = if average {
+                                    a.wrapping_add(i32::from(x))
+                                } else {
+                                    (*a).max(i32::from(x))
+                                };
+                            }
+                        }
+                    }
+                    let Some(o) = out.next() else {
+                        return Ok(());
+                    };
+                    let count = count as i32;
+                    for (o, &a) in o.iter_mut().zip(acc.iter()) {
+                        let v = if !average {
+                            a
+                        } else if a > 0 {
+                            a.wrapping_add(count / 2) / count
+                        } else {
+                            a.wrapping_sub(count / 2) / count
+                        };
+                        *o = v.clamp(p.act_min, p.act_max) as i8;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks and runs a pooling layer.
+fn pool(
+    isa: Isa,
+    p: &PoolParams,
+    shapes: ([usize; 4], [usize; 4]),
+    input: &[i8],
+    output: &mut [i8],
+    scratch: &mut [i32],
+    average: bool,
+) -> Result<()> {
+    let (input_shape, output_shape) = shapes;
+    p.check(input_shape, output_shape)?;
+    if input.len() != count4(input_shape) || output.len() != count4(output_shape) {
+        return Err(KernelError::Shape(
+            "pool slice length does not match its shape",
+        ));
+    }
+    let job = PoolJob {
+        p,
+        input_shape,
+        output_shape,
+        input,
+        output,
+        acc: scratch,
+        average,
+    };
+    dispatch(isa, job)
+}
+
+/// AVERAGE_POOL_2D int8 eval, bit-exact with [`crate::pooling::average_pool`] (same errors).
+/// `scratch` holds at least [`pool_scratch_len`] elements.
+pub fn average_pool_i8(
+    isa: Isa,
+    p: &PoolParams,
+    input_shape: [usize; 4],
+    output_shape: [usize; 4],
+    input: &[i8],
     output: &mut [i8],
     scratch: &mut [i32],
 ) -> Result<()> {
-    p.check(shapes, bias.map(<[i32]>::len), multipliers.len())?;
-    let [batches, in_h, in_w, in_c] = shapes.input;
-    let [_, f_h, f_w, out_c] = shapes.filter;
-    let [_, out_h, out_w, _] = shapes.output;
-    check_lengths(shapes, input, filter, bias, multipliers, output, out_c)?;
-    let acc = scratch
-        .get_mut(..depthwise_scratch_len(shapes))
-        .ok_or(KernelError::Shape("depthwise scratch too short"))?;
-    if output.is_empty() {
-        return Ok(());
-    }
-    let out = OutputStage::new(p.output_zero_point, p.act_min, p.act_max);
-    let dm = p.depth_multiplier;
-    let zp = p.input_zero_point as i16;
-    let oob = KernelError::Shape("depthwise index out of range");
-    let mut out_chunks = output.chunks_exact_mut(out_c);
-    for b in 0..batches {
-        for oy in 0..out_h {
-            let oy0 = origin(oy, p.stride_height, p.pad_height);
-            let (fy_lo, fy_hi) = valid_taps(oy0, p.dilation_height, f_h, in_h);
-            for ox in 0..out_w {
-                let ox0 = origin(ox, p.stride_width, p.pad_width);
-                let (fx_lo, fx_hi) = valid_taps(ox0, p.dilation_width, f_w, in_w);
-                let out_px = out_chunks.next().ok_or(oob)?;
-                let taps = Taps {
-                    y0: (oy0 + (p.dilation_height * fy_lo) as i128).max(0) as usize,
-                    ny: fy_hi - fy_lo,
-                    x0: (ox0 + (p.dilation_width * fx_lo) as i128).max(0) as usize,
-                    nx: fx_hi - fx_lo,
-                    fy_lo,
-                    fx_lo,
-                    dil_h: p.dilation_height,
-                    dil_w: p.dilation_width,
-                    img_row: b * in_h,
-                    in_w,
-                    f_w,
-                    in_c,
-                    out_c,
-                };
-                // Channel blocks with a compile-time depth multiplier, then the rest.
-                let done = match dm {
-                    1 => dw_blocks::<1, 16>(acc, &taps, input, filter, bias, zp)?,
-                    2 => dw_blocks::<2, 16>(acc, &taps, input, filter, bias, zp)?,
-                    4 => dw_blocks::<4, 16>(acc, &taps, input, filter, bias, zp)?,
-                    8 => dw_blocks::<8, 8>(acc, &taps, input, filter, bias, zp)?,
-                    _ => 0,
-                };
-                let rest = acc.get_mut(done..).ok_or(oob)?;
-                match bias {
-                    Some(bias) => rest.copy_from_slice(bias.get(done..out_c).ok_or(oob)?),
-                    None => rest.fill(0),
-                }
-                let ic_done = done / dm;
-                let rest_taps = if done < out_c { taps.ny } else { 0 };
-                for ty in 0..rest_taps {
-                    for tx in 0..taps.nx {
-                        let (x_off, w_off) = taps.offsets(ty, tx);
-                        let xs = input.get(x_off + ic_done..x_off + in_c).ok_or(oob)?;
-                        let ws = filter.get(w_off + done..w_off + out_c).ok_or(oob)?;
-                        accumulate_tap(rest, xs, ws, dm, zp);
-                    }
-                }
-                for (oc, (o, &a)) in out_px.iter_mut().zip(acc.iter()).enumerate() {
-                    let qm = multipliers.get(oc).copied().unwrap_or_default();
-                    *o = out.requantize(a, qm);
-                }
-            }
-        }
-    }
-    Ok(())
+    let shapes = (input_shape, output_shape);
+    pool(isa, p, shapes, input, output, scratch, true)
 }
 
-/// The valid taps of one output pixel of a depthwise convolution.
-struct Taps {
-    /// First valid input row / column.
-    y0: usize,
-    x0: usize,
-    /// Number of valid taps vertically / horizontally.
-    ny: usize,
-    nx: usize,
-    /// Filter coordinates of the first valid tap.
-    fy_lo: usize,
-    fx_lo: usize,
-    dil_h: usize,
-    dil_w: usize,
-    /// `batch * in_h`.
-    img_row: usize,
-    in_w: usize,
-    f_w: usize,
-    in_c: usize,
-    out_c: usize,
-}
-
-impl Taps {
-    /// Input and filter offsets (channel 0) of valid tap `(ty, tx)`.
-    #[inline(always)]
-    fn offsets(&self, ty: usize, tx: usize) -> (usize, usize) {
-        let in_y = self.y0 + ty * self.dil_h;
-        let in_x = self.x0 + tx * self.dil_w;
-        let x_off = ((self.img_row + in_y) * self.in_w + in_x) * self.in_c;
-        let w_off = ((self.fy_lo + ty) * self.f_w + self.fx_lo + tx) * self.out_c;
-        (x_off, w_off)
-    }
-}
-
-/// Accumulates the output channels `0..out_c / B * B` of one pixel in blocks of `B` register
-/// accumulators (depth multiplier `DM`, `B` a multiple of `DM`) and stores them (bias
-/// included) in `acc`. Returns the number of channels done.
-#[inline(always)]
-fn dw_blocks<const DM: usize, const B: usize>(
-    acc: &mut [i32],
-    t: &Taps,
+/// MAX_POOL_2D int8 eval, bit-exact with [`crate::pooling::max_pool`]. `scratch` holds at
+/// least [`pool_scratch_len`] elements.
+pub fn max_pool_i8(
+    isa: Isa,
+    p: &PoolParams,
+    input_shape: [usize; 4],
+    output_shape: [usize; 4],
     input: &[i8],
-    filter: &[i8],
-    bias: Option<&[i32]>,
-    zp: i16,
-) -> Result<usize> {
-    let oob = KernelError::Shape("depthwise index out of range");
-    let done = t.out_c / B * B;
-    for c0 in (0..done).step_by(B) {
-        let mut a = [0i32; B];
-        if let Some(bias) = bias {
-            a.copy_from_slice(bias.get(c0..c0 + B).ok_or(oob)?);
-        }
-        let ic0 = c0 / DM;
-        for ty in 0..t.ny {
-            for tx in 0..t.nx {
-                let (x_off, w_off) = t.offsets(ty, tx);
-                let xs = input.get(x_off + ic0..x_off + ic0 + B / DM).ok_or(oob)?;
-                let ws: &[i8; B] = filter
-                    .get(w_off + c0..w_off + c0 + B)
-                    .and_then(|w| w.try_into().ok())
-                    .ok_or(oob)?;
-                let mut prod = [0i16; B];
-                for (j, pr) in prod.iter_mut().enumerate() {
-                    *pr = (i16::from(xs[j / DM]) - zp).wrapping_mul(i16::from(ws[j]));
-                }
-                for (a, &pr) in a.iter_mut().zip(&prod) {
-                    *a = a.wrapping_add(i32::from(pr));
-                }
-            }
-        }
-        acc.get_mut(c0..c0 + B).ok_or(oob)?.copy_from_slice(&a);
-    }
-    Ok(done)
-}
-
-/// `acc[ic * dm + m] += (xs[ic] - zp) * ws[ic * dm + m]` (products exact in `i16`).
-#[inline]
-fn accumulate_tap(acc: &mut [i32], xs: &[i8], ws: &[i8], dm: usize, zp: i16) {
-    if dm == 1 {
-        for ((a, &x), &w) in acc.iter_mut().zip(xs).zip(ws) {
-            *a = a.wrapping_add(i32::from((i16::from(x) - zp).wrapping_mul(i16::from(w))));
-        }
-    } else {
-        for ((ac, &x), wc) in acc.chunks_exact_mut(dm).zip(xs).zip(ws.chunks_exact(dm)) {
-            let xv = i16::from(x) - zp;
-            for (a, &w) in ac.iter_mut().zip(wc) {
-                *a = a.wrapping_add(i32::from(xv.wrapping_mul(i16::from(w))));
-            }
-        }
-    }
-}
-
-/// Prepare-time helper for [`fully_connected_i8`]: `out[r] = sum(filter row r)` (wrapping)
-/// for each `accum_depth`-long row of `filter` (`[output_depth, accum_depth]`). Entries of
-/// `out` without a row (and all of them when `accum_depth == 0`) are set to 0.
-pub fn fc_row_sums(filter: &[i8], accum_depth: usize, out: &mut [i32]) {
-    out.fill(0);
-    if accum_depth == 0 {
-        return;
-    }
-    for (o, row) in out.iter_mut().zip(filter.chunks_exact(accum_depth)) {
-        *o = row
-            .iter()
-            .fold(0i32, |acc, &w| acc.wrapping_add(i32::from(w)));
-    }
-}
-
-/// FULLY_CONNECTED int8 eval, bit-exact with [`crate::fully_connected::fully_connected_i8`].
-///
-/// Uses `sum (w + fo)(x + io) = sum w*x + io*sum w + fo*sum x + n*io*fo` (wrapping), where
-/// `io = -input_zero_point`, `fo = -filter_zero_point` (per-tensor only) and `sum w` is the
-/// prepare-time `row_sums` from [`fc_row_sums`] (one per output channel), so the inner loop is
-/// a pure int8 dot product.
-pub fn fully_connected_i8(
-    p: &FullyConnectedParams,
-    quant: FcQuantization<'_>,
-    input: &[i8],
-    filter: &[i8],
-    bias: Option<&[i32]>,
     output: &mut [i8],
-    row_sums: &[i32],
+    scratch: &mut [i32],
 ) -> Result<()> {
-    p.check_eval(quant, input, filter, bias, output)?;
-    if row_sums.len() != p.output_depth {
+    let shapes = (input_shape, output_shape);
+    pool(isa, p, shapes, input, output, scratch, false)
+}
+
+/// A same-shape quantized ADD.
+struct AddJob<'a> {
+    p: &'a AddParams,
+    a: &'a [i8],
+    b: &'a [i8],
+    output: &'a mut [i8],
+}
+
+impl Job for AddJob<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run<K: Kernels>(self, k: K) {
+        k.add_i8(self.p, self.a, self.b, self.output);
+    }
+}
+
+/// Quantized int8 ADD of two tensors of the same shape, bit-exact with
+/// [`crate::elementwise::add_quantized`]. All three slices must have the same length.
+pub fn add_i8(isa: Isa, p: &AddParams, a: &[i8], b: &[i8], output: &mut [i8]) -> Result<()> {
+    if a.len() != output.len() || b.len() != output.len() {
         return Err(KernelError::Shape(
-            "one filter row sum per output channel is required",
+            "slice lengths do not match the broadcast shapes",
         ));
     }
-    let depth = p.accum_depth;
-    let oob = KernelError::Shape("fully connected index out of range");
-    if depth == 0 || p.output_depth == 0 {
-        // The reference writes nothing in these degenerate cases.
-        return Ok(());
-    }
-    let input_offset = p.input_zero_point.wrapping_neg();
-    let filter_offset = quant.filter_zero_point().wrapping_neg();
-    let out = OutputStage::new(p.output_zero_point, p.act_min, p.act_max);
-    // n * io * fo, with n taken modulo 2^32 (the ring makes that exact).
-    let constant = (depth as u32 as i32)
-        .wrapping_mul(input_offset)
-        .wrapping_mul(filter_offset);
-    for (in_row, out_row) in input
-        .chunks_exact(depth)
-        .zip(output.chunks_exact_mut(p.output_depth))
-    {
-        let mut row_constant = constant;
-        if filter_offset != 0 {
-            let sum_x = in_row
-                .iter()
-                .fold(0i32, |acc, &x| acc.wrapping_add(i32::from(x)));
-            row_constant = row_constant.wrapping_add(filter_offset.wrapping_mul(sum_x));
-        }
-        let store = |oc: usize, dot: i32| {
-            let w_sum = row_sums.get(oc).copied().unwrap_or(0);
-            let acc = dot
-                .wrapping_add(input_offset.wrapping_mul(w_sum))
-                .wrapping_add(row_constant);
-            if let Some(o) = out_row.get_mut(oc) {
-                *o = out.with_bias(acc, bias, oc, quant.multiplier(oc));
-            }
-        };
-        dot_rows(in_row, filter, depth, p.output_depth, store, oob)?;
-    }
+    dispatch(isa, AddJob { p, a, b, output });
     Ok(())
 }

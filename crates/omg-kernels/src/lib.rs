@@ -15,8 +15,13 @@
 //! `MultiplyByQuantizedMultiplier`, i.e. `TFLITE_SINGLE_ROUNDING` not defined). Where the C++ code
 //! has undefined behaviour on overflow, this crate wraps (two's complement), which is what the
 //! compiled C++ does on every target TFLM supports.
+//!
+//! [`fast`] holds the optimized kernels (weights packed at prepare time, explicit SIMD chosen
+//! at run time), which compute the same bytes as the reference kernels. `unsafe` code is denied
+//! except in the per-architecture SIMD modules (intrinsics, target features), where every
+//! `unsafe` block states why it is sound.
 #![no_std]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 // `!(x <= limit)` is used on purpose: it also rejects NaN parameters.
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
 
@@ -30,6 +35,7 @@ pub mod pooling;
 pub mod quant;
 pub mod quantize;
 pub mod shape;
+mod simd;
 pub mod softmax;
 pub mod strided_slice;
 

@@ -92,7 +92,7 @@ impl PoolParams {
         Ok(())
     }
 
-    fn window(
+    pub(crate) fn window(
         &self,
         oy: usize,
         ox: usize,

@@ -1,10 +1,14 @@
-//! Property tests: the fast kernels of `omg_kernels::fast` produce exactly the same bytes (and
-//! the same errors) as the reference kernels, on thousands of random cases.
+//! Property tests: the kernels of `omg_kernels::fast` produce exactly the same bytes (and the
+//! same errors) as the reference kernels, on thousands of random cases, at every instruction-set
+//! level this CPU supports (the portable one included).
 
 use omg_kernels::conv::{self, ConvParams, ConvShapes, DepthwiseParams};
-use omg_kernels::fast;
+use omg_kernels::elementwise::{self, AddParams, TensorQuant};
+use omg_kernels::fast::{self, Isa, Scratch, ScratchLen, WeightPlan};
 use omg_kernels::fully_connected::{self, FcQuantization, FullyConnectedParams};
+use omg_kernels::pooling::{self, PoolParams};
 use omg_kernels::quant::{Padding, QuantizedMultiplier, compute_padding_height_width};
+use omg_kernels::shape::Broadcast;
 use omg_kernels::{KernelError, Result};
 
 /// xorshift64* — small, deterministic, good enough for test data.
@@ -59,17 +63,20 @@ impl Rng {
             _ => Some((0..n).map(|_| self.range(-40_000, 40_000) as i32).collect()),
         }
     }
+    /// A multiplier: usually as `quantize_multiplier` makes them, sometimes a saturation
+    /// corner (`i32::MIN` saturates the doubling high multiply) or an out-of-range shift.
     fn multiplier(&mut self) -> QuantizedMultiplier {
-        let multiplier = match self.next() % 6 {
+        let multiplier = match self.next() % 8 {
             0 => i32::MAX,
             1 => 1 << 30,
             2 => 0,
+            3 if self.chance(30) => self.pick(&[i32::MIN, -(1 << 30), -1, 1]),
             _ => self.range(1 << 30, i64::from(i32::MAX)) as i32,
         };
-        let shift = if self.chance(20) {
-            self.range(-31, 30) as i32
-        } else {
-            self.range(-12, 2) as i32
+        let shift = match self.next() % 10 {
+            0 => self.range(-31, 30) as i32,
+            1 if self.chance(20) => self.pick(&[31, -31, 40, -40, i32::MAX, i32::MIN + 1]),
+            _ => self.range(-12, 2) as i32,
         };
         QuantizedMultiplier { multiplier, shift }
     }
@@ -80,12 +87,19 @@ impl Rng {
             (0..n).map(|_| self.multiplier()).collect()
         }
     }
+    /// An activation range: full int8, a random sub-range, or (rarely) one that exceeds int8
+    /// (the kernels then truncate to int8 like the reference).
     fn act_range(&mut self) -> (i32, i32) {
+        let (lo, hi) = if self.chance(5) {
+            (-400, 400)
+        } else {
+            (-128, 127)
+        };
         if self.chance(50) {
             (-128, 127)
         } else {
-            let a = self.range(-128, 127) as i32;
-            let b = self.range(-128, 127) as i32;
+            let a = self.range(lo, hi) as i32;
+            let b = self.range(lo, hi) as i32;
             (a.min(b), a.max(b))
         }
     }
@@ -154,7 +168,11 @@ fn window(rng: &mut Rng, in_hw: [usize; 2], f_hw: [usize; 2]) -> Window {
 }
 
 fn spatial(rng: &mut Rng) -> ([usize; 2], [usize; 2]) {
-    let in_hw = [rng.usize(1, 9), rng.usize(1, 9)];
+    let in_hw = if rng.chance(10) {
+        [rng.usize(1, 3), rng.usize(10, 24)]
+    } else {
+        [rng.usize(1, 9), rng.usize(1, 9)]
+    };
     let f_hw = if rng.chance(20) {
         // Filter larger than the input (SAME padding).
         [
@@ -228,30 +246,93 @@ fn operands(rng: &mut Rng, shapes: &ConvShapes, out_c: usize) -> Operands {
     }
 }
 
-/// Runs the reference and the fast kernel, each on its own copy of `output`, asserts that
-/// they return the same result and leave the same bytes, and returns the result.
+/// Runs the reference kernel, then `fast` at every supported level, each on its own copy of
+/// `output`; asserts that they all return the same result and leave the same bytes, and returns
+/// the reference result.
 fn assert_same(
     context: &dyn Fn() -> String,
     output: &[i8],
     reference: impl FnOnce(&mut [i8]) -> Result<()>,
-    fast: impl FnOnce(&mut [i8]) -> Result<()>,
+    mut fast: impl FnMut(Isa, &mut [i8]) -> Result<()>,
 ) -> Result<()> {
-    let (mut want, mut got) = (output.to_vec(), output.to_vec());
+    let mut want = output.to_vec();
     let r = reference(&mut want);
-    let f = fast(&mut got);
-    assert_eq!(r, f, "{}", context());
-    assert_eq!(want, got, "{}", context());
+    for isa in Isa::supported() {
+        let mut got = output.to_vec();
+        let f = fast(isa, &mut got);
+        assert_eq!(r, f, "{isa:?} {}", context());
+        assert_eq!(want, got, "{isa:?} {}", context());
+    }
     r
+}
+
+/// Owned scratch memory of a [`ScratchLen`], plus `extra` elements of each type.
+struct Buffers(Vec<i8>, Vec<i16>, Vec<i32>, Vec<usize>);
+
+impl Buffers {
+    fn new(len: ScratchLen, extra: usize) -> Self {
+        Buffers(
+            vec![0; len.i8 + extra],
+            vec![0; len.i16 + extra],
+            vec![0; len.i32 + extra],
+            vec![0; len.usize + extra],
+        )
+    }
+
+    fn scratch(&mut self) -> Scratch<'_> {
+        Scratch {
+            i8: &mut self.0,
+            i16: &mut self.1,
+            i32: &mut self.2,
+            usize: &mut self.3,
+        }
+    }
+}
+
+/// Packed weights (`packed_len` of them, from `pack`), or the filter itself when `packed_len`
+/// is 0.
+fn packed(len: usize, filter: &[i8], pack: impl FnOnce(&mut [i8]) -> Result<()>) -> Vec<i8> {
+    if len == 0 {
+        return filter.to_vec();
+    }
+    let mut p = vec![0; len];
+    pack(&mut p).unwrap();
+    p
+}
+
+/// Counts of the cases whose weights were used as is and repacked.
+#[derive(Default)]
+struct Layouts {
+    as_is: usize,
+    packed: usize,
+}
+
+impl Layouts {
+    fn count(&mut self, packed_len: usize) {
+        if packed_len == 0 {
+            self.as_is += 1;
+        } else {
+            self.packed += 1;
+        }
+    }
+}
+
+#[test]
+fn every_level_is_reported_and_the_detected_one_is_supported() {
+    assert!(Isa::Portable.is_supported());
+    assert!(Isa::detect().is_supported());
+    assert_eq!(Isa::supported().next(), Some(Isa::Portable));
+    assert!(Isa::supported().any(|isa| isa == Isa::detect()));
 }
 
 #[test]
 fn conv2d_matches_reference() {
     let mut rng = Rng(0x0123_4567_89ab_cdef);
-    for case in 0..3000 {
+    for case in 0..4000 {
         let (in_hw, f_hw, w, batches) = geometry(&mut rng);
-        let f_c = rng.pick(&[1, 2, 3, 4, 8, 9, 17]);
-        let groups = if rng.chance(25) { rng.usize(2, 3) } else { 1 };
-        let out_c = groups * rng.usize(1, 9);
+        let f_c = rng.pick(&[1, 2, 3, 4, 8, 9, 16, 17, 32, 40]);
+        let groups = if rng.chance(20) { rng.usize(2, 3) } else { 1 };
+        let out_c = groups * rng.usize(1, 21);
         let shapes = ConvShapes {
             input: [batches, in_hw[0], in_hw[1], f_c * groups],
             filter: [out_c, f_hw[0], f_hw[1], f_c],
@@ -259,13 +340,17 @@ fn conv2d_matches_reference() {
         };
         let p = conv_params(&mut rng, &w);
         let o = operands(&mut rng, &shapes, out_c);
-        let mut scratch = vec![0i16; fast::conv_scratch_len(&shapes) + rng.usize(0, 3)];
         let (x, f, b, m) = (&o.input, &o.filter, o.bias.as_deref(), &o.multipliers);
+        let plan = fast::ConvPlan::new(&p, &shapes, b.map(<[i32]>::len), m.len()).unwrap();
+        let weights = packed(plan.packed_len(), f, |out| plan.pack(f, out));
+        let mut channels = vec![0; plan.channels_len()];
+        plan.prepare_channels(f, b, m, &mut channels).unwrap();
+        let mut buffers = Buffers::new(plan.scratch_len(), rng.usize(0, 3));
         let _ = assert_same(
             &|| format!("case {case}: {p:?} {shapes:?}"),
             &o.output,
             |out| conv::conv2d_i8(&p, &shapes, x, f, b, m, out),
-            |out| fast::conv2d_i8(&p, &shapes, x, f, b, m, out, &mut scratch),
+            |isa, out| plan.eval(isa, x, &weights, &channels, out, buffers.scratch()),
         );
     }
 }
@@ -273,10 +358,15 @@ fn conv2d_matches_reference() {
 #[test]
 fn depthwise_matches_reference() {
     let mut rng = Rng(0xfeed_face_dead_beef);
-    for case in 0..3000 {
+    let mut layouts = Layouts::default();
+    for case in 0..4000 {
         let (in_hw, f_hw, w, batches) = geometry(&mut rng);
-        let in_c = rng.pick(&[1, 2, 3, 4, 5, 8, 16, 17, 33]);
-        let dm = if rng.chance(10) { 16 } else { rng.usize(1, 8) };
+        let in_c = rng.pick(&[1, 2, 3, 4, 5, 8, 16, 17, 24, 33, 40]);
+        let dm = match rng.next() % 10 {
+            0 => 16,
+            1..=5 => 1,
+            _ => rng.usize(2, 8),
+        };
         let out_c = in_c * dm;
         let shapes = ConvShapes {
             input: [batches, in_hw[0], in_hw[1], in_c],
@@ -285,24 +375,40 @@ fn depthwise_matches_reference() {
         };
         let p = depthwise_params(conv_params(&mut rng, &w), dm);
         let o = operands(&mut rng, &shapes, out_c);
-        let mut scratch = vec![0i32; fast::depthwise_scratch_len(&shapes) + rng.usize(0, 3)];
         let (x, f, b, m) = (&o.input, &o.filter, o.bias.as_deref(), &o.multipliers);
+        let plan = fast::DepthwisePlan::new(&p, &shapes, b.map(<[i32]>::len), m.len()).unwrap();
+        // In-channel 1 runs through weight rows, the others through tap pairs.
+        layouts.count(usize::from(in_c != 1));
+        let weights = packed(plan.packed_len(), f, |out| plan.pack(f, out));
+        let mut channels = vec![0; plan.channels_len()];
+        plan.prepare_channels(f, b, m, &mut channels).unwrap();
+        let mut buffers = Buffers::new(plan.scratch_len(), rng.usize(0, 3));
         let _ = assert_same(
             &|| format!("case {case}: {p:?} {shapes:?}"),
             &o.output,
             |out| conv::depthwise_conv2d_i8(&p, &shapes, x, f, b, m, out),
-            |out| fast::depthwise_conv2d_i8(&p, &shapes, x, f, b, m, out, &mut scratch),
+            |isa, out| plan.eval(isa, x, &weights, &channels, out, buffers.scratch()),
         );
     }
+    assert!(layouts.as_is > 100 && layouts.packed > 100);
 }
 
 #[test]
 fn fully_connected_matches_reference() {
     let mut rng = Rng(0x5151_7272_9393_b4b4);
-    for case in 0..3000 {
-        let batches = rng.usize(1, 3);
-        let accum_depth = if rng.chance(5) { 0 } else { rng.usize(1, 80) };
-        let output_depth = if rng.chance(3) { 0 } else { rng.usize(1, 11) };
+    let mut layouts = Layouts::default();
+    for case in 0..4000 {
+        let batches = rng.usize(1, 4);
+        let accum_depth = match rng.next() % 20 {
+            0 => 0,
+            1..=5 => 16 * rng.usize(1, 40),
+            _ => rng.usize(1, 80),
+        };
+        let output_depth = match rng.next() % 30 {
+            0 => 0,
+            1..=6 => rng.usize(12, 70),
+            _ => rng.usize(1, 11),
+        };
         let (act_min, act_max) = rng.act_range();
         let p = FullyConnectedParams {
             input_zero_point: rng.zero_point(),
@@ -325,15 +431,165 @@ fn fully_connected_matches_reference() {
                 filter_zero_point: if rng.chance(50) { 0 } else { rng.zero_point() },
             }
         };
-        let mut sums = vec![0i32; output_depth];
-        fast::fc_row_sums(&filter, accum_depth, &mut sums);
-        let init = rng.data(batches * output_depth);
         let (x, f, b) = (&input, &filter, bias.as_deref());
+        let plan = fast::FcPlan::new(&p, quant, b.map(<[i32]>::len)).unwrap();
+        layouts.count(plan.packed_len());
+        let weights = packed(plan.packed_len(), f, |out| plan.pack(f, out));
+        let mut channels = vec![0; plan.channels_len()];
+        let multipliers = match quant {
+            FcQuantization::PerChannel(m) => m.to_vec(),
+            FcQuantization::PerTensor { multiplier, .. } => vec![multiplier],
+        };
+        plan.prepare_channels(f, b, &multipliers, &mut channels)
+            .unwrap();
+        let mut buffers = Buffers::new(plan.scratch_len(), rng.usize(0, 3));
+        let init = rng.data(batches * output_depth);
         let _ = assert_same(
             &|| format!("case {case}: {p:?} {quant:?}"),
             &init,
             |out| fully_connected::fully_connected_i8(&p, quant, x, f, b, out),
-            |out| fast::fully_connected_i8(&p, quant, x, f, b, out, &sums),
+            |isa, out| plan.eval(isa, x, &weights, &channels, out, buffers.scratch()),
+        );
+    }
+    assert!(layouts.as_is > 100 && layouts.packed > 100);
+}
+
+#[test]
+fn pooling_matches_reference() {
+    let mut rng = Rng(0x0bad_cafe_1234_5678);
+    let mut errors = 0;
+    for case in 0..3000 {
+        let in_hw = [rng.usize(1, 12), rng.usize(1, 12)];
+        let f_hw = [rng.usize(1, 6), rng.usize(1, 6)];
+        let stride = [rng.usize(1, 3), rng.usize(1, 3)];
+        let (pad, out) = if rng.chance(10) {
+            // Arbitrary padding: some windows may not overlap the input.
+            (
+                [rng.usize(0, 7), rng.usize(0, 7)],
+                [rng.usize(1, 5), rng.usize(1, 5)],
+            )
+        } else {
+            let padding = if rng.chance(50) {
+                Padding::Same
+            } else {
+                Padding::Valid
+            };
+            let g = compute_padding_height_width(
+                stride[0], stride[1], 1, 1, in_hw[0], in_hw[1], f_hw[0], f_hw[1], padding,
+            )
+            .or_else(|_| {
+                compute_padding_height_width(
+                    stride[0],
+                    stride[1],
+                    1,
+                    1,
+                    in_hw[0],
+                    in_hw[1],
+                    f_hw[0],
+                    f_hw[1],
+                    Padding::Same,
+                )
+            })
+            .unwrap();
+            (
+                [g.padding.height, g.padding.width],
+                [g.out_height, g.out_width],
+            )
+        };
+        let (act_min, act_max) = rng.act_range();
+        let p = PoolParams {
+            stride_height: stride[0],
+            stride_width: stride[1],
+            filter_height: f_hw[0],
+            filter_width: f_hw[1],
+            pad_height: pad[0],
+            pad_width: pad[1],
+            act_min,
+            act_max,
+        };
+        let batches = rng.usize(1, 2);
+        let depth = rng.pick(&[1, 3, 8, 16, 33, 64]);
+        let input_shape = [batches, in_hw[0], in_hw[1], depth];
+        let output_shape = [batches, out[0], out[1], depth];
+        let input = rng.data(input_shape.iter().product());
+        let init = rng.data(output_shape.iter().product());
+        let mut scratch = vec![0i32; fast::pool_scratch_len(input_shape) + rng.usize(0, 3)];
+        let r = assert_same(
+            &|| format!("case {case} average: {p:?} {input_shape:?} {output_shape:?}"),
+            &init,
+            |out| pooling::average_pool(&p, input_shape, output_shape, &input, out),
+            |isa, out| {
+                fast::average_pool_i8(
+                    isa,
+                    &p,
+                    input_shape,
+                    output_shape,
+                    &input,
+                    out,
+                    &mut scratch,
+                )
+            },
+        );
+        errors += usize::from(r.is_err());
+        let _ = assert_same(
+            &|| format!("case {case} max: {p:?} {input_shape:?} {output_shape:?}"),
+            &init,
+            |out| pooling::max_pool(&p, input_shape, output_shape, &input, out),
+            |isa, out| {
+                fast::max_pool_i8(
+                    isa,
+                    &p,
+                    input_shape,
+                    output_shape,
+                    &input,
+                    out,
+                    &mut scratch,
+                )
+            },
+        );
+    }
+    assert!(errors > 10, "windows outside the input: {errors}");
+}
+
+#[test]
+fn add_matches_reference() {
+    let mut rng = Rng(0x7777_1111_cccc_3333);
+    for case in 0..3000 {
+        let (act_min, act_max) = rng.act_range();
+        let scale = |rng: &mut Rng| rng.range(1, 4000) as f32 / 1000.0;
+        let q = |rng: &mut Rng| TensorQuant {
+            scale: scale(rng),
+            zero_point: rng.zero_point(),
+        };
+        let mut p = AddParams::prepare(
+            q(&mut rng),
+            q(&mut rng),
+            q(&mut rng),
+            false,
+            act_min,
+            act_max,
+        )
+        .unwrap();
+        if rng.chance(20) {
+            // Raw multipliers, saturation corners included (shifts stay <= 0, as prepared).
+            for m in [&mut p.input1, &mut p.input2, &mut p.output] {
+                let r = rng.multiplier();
+                m.multiplier = r.multiplier;
+                m.shift = -(r.shift.clamp(-40, 40).abs());
+            }
+        }
+        let n = if rng.chance(10) {
+            rng.usize(0, 4)
+        } else {
+            rng.usize(1, 100)
+        };
+        let (a, b) = (rng.data(n), rng.data(n));
+        let bc = Broadcast::new(&[n], &[n]).unwrap();
+        let _ = assert_same(
+            &|| format!("case {case}: {p:?} n {n}"),
+            &rng.data(n),
+            |out| elementwise::add_quantized(&p, &bc, &a, &b, out),
+            |isa, out| fast::add_i8(isa, &p, &a, &b, out),
         );
     }
 }
@@ -348,7 +604,6 @@ fn short_scratch_and_bad_lengths_are_errors() {
         multiplier: 1 << 30,
         shift: 1,
     };
-    let no_error = || String::from("the same error");
     let shapes = ConvShapes {
         input: [1, 3, 3, 2],
         filter: [2, 2, 2, 2],
@@ -367,30 +622,56 @@ fn short_scratch_and_bad_lengths_are_errors() {
         act_max: 127,
     };
     let (x, f) = ([0i8; 18], [0i8; 16]);
-    let mut out = [0i8; 8];
-    let len = fast::conv_scratch_len(&shapes);
-    assert_eq!(len, 8);
-    let mut scratch = vec![0i16; len - 1];
-    let r = fast::conv2d_i8(
-        &cp,
-        &shapes,
-        &x,
-        &f,
-        None,
-        &[unit; 2],
-        &mut out,
-        &mut scratch,
+    let plan = fast::ConvPlan::new(&cp, &shapes, None, 2).unwrap();
+    assert!(fast::ConvPlan::new(&cp, &shapes, Some(3), 2).is_err());
+    // One panel of 8 channels, 4 pairs of patch values, 2 bytes each.
+    assert_eq!(plan.packed_len(), 8 * 4 * 2);
+    let mut packed = vec![0i8; plan.packed_len()];
+    assert!(plan.pack(&f[..15], &mut packed).is_err());
+    plan.pack(&f, &mut packed).unwrap();
+    let mut channels = vec![0i32; plan.channels_len()];
+    assert!(
+        plan.prepare_channels(&f, None, &[unit; 3], &mut channels)
+            .is_err()
     );
-    assert!(is_shape_err(r));
-    let mut scratch = vec![0i16; len];
-    // Wrong output length: the same error as the reference.
-    let r = assert_same(
-        &no_error,
-        &[0; 7],
-        |out| conv::conv2d_i8(&cp, &shapes, &x, &f, None, &[unit; 2], out),
-        |out| fast::conv2d_i8(&cp, &shapes, &x, &f, None, &[unit; 2], out, &mut scratch),
-    );
-    assert!(r.is_err());
+    plan.prepare_channels(&f, None, &[unit; 2], &mut channels)
+        .unwrap();
+    let len = plan.scratch_len();
+    for isa in Isa::supported() {
+        let mut out = [0i8; 8];
+        let mut short = Buffers::new(
+            ScratchLen {
+                i16: len.i16 - 1,
+                ..len
+            },
+            0,
+        );
+        let r = plan.eval(isa, &x, &packed, &channels, &mut out, short.scratch());
+        assert!(is_shape_err(r));
+        let mut buffers = Buffers::new(len, 0);
+        let r = plan.eval(isa, &x, &f, &channels, &mut out, buffers.scratch());
+        assert!(is_shape_err(r), "unpacked weights");
+        let r = plan.eval(
+            isa,
+            &x,
+            &packed,
+            &channels[1..],
+            &mut out,
+            buffers.scratch(),
+        );
+        assert!(is_shape_err(r), "channel data");
+        let r = plan.eval(
+            isa,
+            &x,
+            &packed,
+            &channels,
+            &mut out[1..],
+            buffers.scratch(),
+        );
+        assert!(is_shape_err(r), "output");
+        plan.eval(isa, &x, &packed, &channels, &mut out, buffers.scratch())
+            .unwrap();
+    }
 
     let dshapes = ConvShapes {
         input: [1, 3, 3, 2],
@@ -398,30 +679,44 @@ fn short_scratch_and_bad_lengths_are_errors() {
         output: [1, 2, 2, 4],
     };
     let dp = depthwise_params(cp, 2);
-    assert_eq!(fast::depthwise_scratch_len(&dshapes), 4);
-    let mut out = [0i8; 16];
-    let r = fast::depthwise_conv2d_i8(
-        &dp,
-        &dshapes,
-        &x,
-        &f,
-        None,
-        &[unit; 4],
-        &mut out,
-        &mut [0i32; 3],
-    );
-    assert!(is_shape_err(r));
-    let bias = Some(&[0; 3][..]);
-    let r = assert_same(
-        &no_error,
-        &out,
-        |out| conv::depthwise_conv2d_i8(&dp, &dshapes, &x, &f, bias, &[unit; 4], out),
-        |out| {
-            let mut scratch = [0i32; 4];
-            fast::depthwise_conv2d_i8(&dp, &dshapes, &x, &f, bias, &[unit; 4], out, &mut scratch)
-        },
-    );
-    assert!(r.is_err());
+    let plan = fast::DepthwisePlan::new(&dp, &dshapes, None, 4).unwrap();
+    let mut packed = vec![0i8; plan.packed_len()];
+    plan.pack(&f, &mut packed).unwrap();
+    let mut channels = vec![0i32; plan.channels_len()];
+    plan.prepare_channels(&f, None, &[unit; 4], &mut channels)
+        .unwrap();
+    let len = plan.scratch_len();
+    for isa in Isa::supported() {
+        let mut out = [0i8; 16];
+        let mut short = Buffers::new(
+            ScratchLen {
+                i8: len.i8 - 1,
+                ..len
+            },
+            0,
+        );
+        let r = plan.eval(isa, &x, &packed, &channels, &mut out, short.scratch());
+        assert!(is_shape_err(r));
+        let mut short = Buffers::new(
+            ScratchLen {
+                usize: len.usize - 1,
+                ..len
+            },
+            0,
+        );
+        let r = plan.eval(isa, &x, &packed, &channels, &mut out, short.scratch());
+        assert!(is_shape_err(r));
+        let mut buffers = Buffers::new(len, 0);
+        let r = plan.eval(
+            isa,
+            &x[1..],
+            &packed,
+            &channels,
+            &mut out,
+            buffers.scratch(),
+        );
+        assert!(is_shape_err(r));
+    }
 
     let fp = FullyConnectedParams {
         input_zero_point: 0,
@@ -436,14 +731,58 @@ fn short_scratch_and_bad_lengths_are_errors() {
         multiplier: unit,
         filter_zero_point: 0,
     };
-    let mut out = [0i8; 2];
-    let r = fast::fully_connected_i8(&fp, quant, &[0; 3], &[0; 6], None, &mut out, &[0; 1]);
-    assert!(is_shape_err(r));
-    let r = assert_same(
-        &no_error,
-        &out,
-        |out| fully_connected::fully_connected_i8(&fp, quant, &[0; 2], &[0; 6], None, out),
-        |out| fast::fully_connected_i8(&fp, quant, &[0; 2], &[0; 6], None, out, &[0; 2]),
-    );
-    assert!(r.is_err());
+    assert!(fast::FcPlan::new(&fp, FcQuantization::PerChannel(&[unit; 3]), None).is_err());
+    let plan = fast::FcPlan::new(&fp, quant, None).unwrap();
+    let mut packed = vec![0i8; plan.packed_len()];
+    plan.pack(&[0; 6], &mut packed).unwrap();
+    let mut channels = vec![0i32; plan.channels_len()];
+    plan.prepare_channels(&[0; 6], None, &[unit], &mut channels)
+        .unwrap();
+    for isa in Isa::supported() {
+        let mut out = [0i8; 2];
+        let mut buffers = Buffers::new(plan.scratch_len(), 0);
+        let r = plan.eval(
+            isa,
+            &[0; 2],
+            &packed,
+            &channels,
+            &mut out,
+            buffers.scratch(),
+        );
+        assert!(is_shape_err(r));
+        let mut short = Buffers::new(
+            ScratchLen {
+                i32: 1,
+                ..plan.scratch_len()
+            },
+            0,
+        );
+        let r = plan.eval(isa, &[0; 3], &packed, &channels, &mut out, short.scratch());
+        assert!(is_shape_err(r));
+        let r = fast::add_i8(
+            isa,
+            &AddParams::prepare(
+                TensorQuant {
+                    scale: 1.0,
+                    zero_point: 0,
+                },
+                TensorQuant {
+                    scale: 1.0,
+                    zero_point: 0,
+                },
+                TensorQuant {
+                    scale: 1.0,
+                    zero_point: 0,
+                },
+                false,
+                -128,
+                127,
+            )
+            .unwrap(),
+            &[0; 2],
+            &[0; 3],
+            &mut out,
+        );
+        assert!(is_shape_err(r));
+    }
 }

@@ -8,7 +8,12 @@
 //!
 //! Timing: frame `i` (0-based since the last reset) covers samples
 //! `[hop * i, hop * i + window)`; a classification made after frame `i` is
-//! stamped with the end of that window, `(hop * i + window) * 1000 / rate` ms.
+//! stamped with the end of that window, `(hop * i + window) * 1000 / rate` ms:
+//! the stream time of the last sample it has seen.
+//!
+//! Level: each frame's window also gets its mean absolute sample value; the
+//! recognizer receives the loudest of the classifier's frames (see
+//! [`Recognizer::process_with_level`]).
 
 use alloc::format;
 use alloc::vec;
@@ -195,9 +200,14 @@ pub struct Pipeline<'m> {
     skip: usize,
     feature: Vec<i8>,
     scores: Vec<i8>,
+    /// Mean |sample| of the window of each frame in the feature window (a ring
+    /// indexed by frame number).
+    levels: Vec<u16>,
     /// Frames computed since the last reset.
     frames: u64,
     until_classify: usize,
+    /// Classifier runs since construction (never reset: it meters use).
+    classifications: u64,
 }
 
 impl<'m> Pipeline<'m> {
@@ -253,6 +263,19 @@ impl<'m> Pipeline<'m> {
                 "front end window, hop and rate must be positive",
             ));
         }
+        // The averaging window must be able to hold `minimum_count` results,
+        // or nothing is ever recognised.
+        let r = &config.recognizer;
+        let span = (r.minimum_count.saturating_sub(1) as u128)
+            .saturating_mul(config.classify_every_hops as u128)
+            .saturating_mul(frontend.hop_samples() as u128)
+            .saturating_mul(1000);
+        if span > u128::from(r.average_window_ms) * u128::from(frontend.sample_rate()) {
+            return Err(KwsError::Config(
+                "recognizer average_window_ms is too short for minimum_count results \
+                 at this classification rate",
+            ));
+        }
         Ok(Self {
             window: FeatureWindow::new(frames, features)?,
             recognizer: Recognizer::new(&config.recognizer, is_keyword)?,
@@ -262,8 +285,10 @@ impl<'m> Pipeline<'m> {
             skip: 0,
             feature: vec![0; features],
             scores: vec![0; is_keyword.len()],
+            levels: vec![0; frames],
             frames: 0,
             until_classify: 0,
+            classifications: 0,
             frontend,
             classifier,
         })
@@ -286,6 +311,12 @@ impl<'m> Pipeline<'m> {
         self.window.frames()
     }
 
+    /// Classifier runs since the pipeline was built (not cleared by [`Self::reset`]).
+    #[must_use]
+    pub fn classifications(&self) -> u64 {
+        self.classifications
+    }
+
     /// Scores of the latest classification.
     #[must_use]
     pub fn scores(&self) -> &[i8] {
@@ -304,6 +335,7 @@ impl<'m> Pipeline<'m> {
         self.recognizer.reset();
         self.audio.fill(0);
         self.feature.fill(0);
+        self.levels.fill(0);
         self.filled = 0;
         self.skip = 0;
         self.frames = 0;
@@ -312,6 +344,7 @@ impl<'m> Pipeline<'m> {
 
     /// Runs the classifier on the current window into `self.scores`.
     fn classify(&mut self) -> Result<(), KwsError> {
+        self.classifications += 1;
         self.window.write_to_bytes(self.classifier.input_mut(0)?)?;
         self.classifier.invoke()?;
         for (s, &b) in self.scores.iter_mut().zip(self.classifier.output(0)?) {
@@ -332,6 +365,15 @@ impl<'m> Pipeline<'m> {
     fn on_window(&mut self, on_event: &mut impl FnMut(Event)) -> Result<(), KwsError> {
         self.frontend.process(&self.audio, &mut self.feature)?;
         self.window.push(&self.feature)?;
+        let sum: u64 = self
+            .audio
+            .iter()
+            .map(|&s| u64::from(s.unsigned_abs()))
+            .sum();
+        // A mean of values <= 32768 fits in u16.
+        let level = u16::try_from(sum / self.audio.len() as u64).unwrap_or(u16::MAX);
+        let slot = (self.frames % self.levels.len() as u64) as usize;
+        self.levels[slot] = level;
         self.frames += 1;
         if !self.window.is_full() {
             return Ok(());
@@ -342,7 +384,11 @@ impl<'m> Pipeline<'m> {
         }
         self.until_classify = self.classify_every_hops - 1;
         self.classify()?;
-        if let Some(event) = self.recognizer.process(self.frame_end_ms(), &self.scores)? {
+        let level = self.levels.iter().copied().max().unwrap_or(0);
+        if let Some(event) =
+            self.recognizer
+                .process_with_level(self.frame_end_ms(), &self.scores, level)?
+        {
             on_event(event);
         }
         Ok(())

@@ -5,7 +5,8 @@ mod common;
 
 use common::{CLASSIFIER, KEYWORDS, PREPROCESSOR, Rng, i8s, read, shared_data, wav};
 use omg_kws::{
-    Event, FeatureExtractor, FrontendConfig, MicroFrontend, ModelFrontend, Pipeline, PipelineConfig,
+    Event, FeatureExtractor, FrontendConfig, MicroFrontend, ModelFrontend, Pipeline,
+    PipelineConfig, RecognizerConfig,
 };
 
 fn native() -> FeatureExtractor<'static> {
@@ -218,6 +219,7 @@ fn streaming_gives_one_event_per_keyword() {
     let events = listen(&mut p, &audio, |_| 4000);
     let per_part = attribute(&events, &spans);
     let (correct, missed, wrong) = score(&events, &spans);
+    eprintln!("every hop: {correct} correct, {missed} missed, {wrong} wrong");
     // Each part: at most one event; none for silence and noise. The micro_speech
     // model itself misreads a couple of the TTS words in a stream (it was trained
     // on 1 s clips), so a few misses / wrong labels are tolerated.
@@ -234,7 +236,8 @@ fn streaming_gives_one_event_per_keyword() {
     // Events are in time order, carry the recognizer's average score, and
     // the first one is the 'yes' clip.
     assert!(events.windows(2).all(|w| w[0].time_ms < w[1].time_ms));
-    assert!(events.iter().all(|e| e.score > 170));
+    let threshold = RecognizerConfig::default().detection_threshold;
+    assert!(events.iter().all(|e| e.score > threshold));
     assert_eq!(events[0].label_index, 2);
 
     // Chunking does not matter: odd chunk sizes give the same events.
@@ -249,18 +252,54 @@ fn streaming_gives_one_event_per_keyword() {
     let mut m = pipeline(FeatureExtractor::Model(model_frontend), &classifier);
     assert_eq!(listen(&mut m, &audio, |_| 1234), events);
 
-    // Classifying every 3rd hop still finds the keywords.
+    // Classifying every 3rd hop (with an averaging window that holds 3 results) still finds
+    // the keywords.
     let cfg = PipelineConfig {
         classify_every_hops: 3,
-        ..PipelineConfig::default()
+        recognizer: RecognizerConfig {
+            average_window_ms: 120,
+            ..RecognizerConfig::default()
+        },
     };
     let mut p3 = Pipeline::new(native(), &classifier, &KEYWORDS, &cfg).unwrap();
     let events3 = listen(&mut p3, &audio, |_| 4000);
     let (correct, _, wrong) = score(&events3, &spans);
+    eprintln!("every 3 hops: {correct} correct, {wrong} wrong");
     assert!(
         correct >= 25 && wrong <= 2,
         "every 3 hops: {correct} correct, {wrong} wrong"
     );
+}
+
+#[test]
+#[ignore = "needs ../shared/data (run by .ci/run)"]
+fn near_silence_after_digital_silence_is_no_keyword() {
+    // TFLM's silence clip (|sample| <= 7) after 1.5 s of digital zeros: the front end's noise
+    // reduction and gain control amplify it, and the classifier reads a confident "yes".
+    let classifier = read(CLASSIFIER);
+    let mut audio = vec![0i16; 24_000];
+    audio.extend(wav("micro_speech/testdata/silence_1000ms.wav"));
+    audio.extend(std::iter::repeat_n(0, 24_000));
+    // Its 30 ms windows have a mean |sample| of 1: a minimum level up to 1 lets the "yes"
+    // through, 2 and the default keep it out.
+    let default_level = RecognizerConfig::default().minimum_level;
+    for (minimum_level, want) in [(0, 1), (1, 1), (2, 0), (default_level, 0)] {
+        let cfg = PipelineConfig {
+            recognizer: RecognizerConfig {
+                minimum_level,
+                ..RecognizerConfig::default()
+            },
+            ..PipelineConfig::default()
+        };
+        let mut p = Pipeline::new(native(), &classifier, &KEYWORDS, &cfg).unwrap();
+        let events = listen(&mut p, &audio, |_| 4000);
+        assert_eq!(
+            events.len(),
+            want,
+            "minimum level {minimum_level}: {events:?}"
+        );
+        assert!(events.iter().all(|e| e.label_index == 2));
+    }
 }
 
 #[test]
@@ -360,4 +399,20 @@ fn unsuitable_models_are_errors() {
         ..PipelineConfig::default()
     };
     assert!(Pipeline::new(native(), &classifier, &KEYWORDS, &cfg).is_err());
+    // An averaging window that cannot hold `minimum_count` results would never report anything:
+    // 3 results every 3 hops of 20 ms span 120 ms.
+    for (window, ok) in [(119, false), (120, true)] {
+        let cfg = PipelineConfig {
+            classify_every_hops: 3,
+            recognizer: RecognizerConfig {
+                average_window_ms: window,
+                ..RecognizerConfig::default()
+            },
+        };
+        assert_eq!(
+            Pipeline::new(native(), &classifier, &KEYWORDS, &cfg).is_ok(),
+            ok,
+            "{window} ms"
+        );
+    }
 }

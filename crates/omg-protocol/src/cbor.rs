@@ -234,3 +234,151 @@ pub(crate) fn int_map(entries: Vec<(i64, Value)>) -> Value {
 pub(crate) fn u(v: u64) -> Value {
     Value::Integer(v.into())
 }
+
+/// A zero-copy reader of canonical CBOR over a byte slice, for payloads too large or too
+/// secret to copy into a decoded [`Value`] tree (the decrypted pipeline bundle): byte and text
+/// strings come back as slices of the input. Headers are parsed by `ciborium-ll`; the reader
+/// adds the canonical-form rule (shortest length encoding, definite lengths only).
+pub(crate) struct SliceReader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    format: Format,
+}
+
+/// Length of the shortest CBOR header carrying `value`.
+fn minimal_header_len(value: u64) -> usize {
+    match value {
+        0..=23 => 1,
+        24..=0xff => 2,
+        0x100..=0xffff => 3,
+        0x1_0000..=0xffff_ffff => 5,
+        _ => 9,
+    }
+}
+
+impl<'a> SliceReader<'a> {
+    /// A reader at the start of `bytes`.
+    pub(crate) fn new(bytes: &'a [u8], format: Format) -> Self {
+        Self {
+            bytes,
+            pos: 0,
+            format,
+        }
+    }
+
+    fn malformed(&self, what: &'static str) -> ProtocolError {
+        ProtocolError::Malformed {
+            format: self.format,
+            what,
+        }
+    }
+
+    /// Reads one header; returns it with the argument the canonical check applies to.
+    fn header(&mut self) -> Result<ciborium_ll::Header> {
+        use ciborium_ll::Header;
+        let rest = self.bytes.get(self.pos..).unwrap_or_default();
+        let mut decoder = ciborium_ll::Decoder::from(rest);
+        let header = decoder.pull().map_err(|e| match e {
+            ciborium_ll::Error::Io(_) => self.malformed("truncated CBOR"),
+            ciborium_ll::Error::Syntax(_) => self.malformed("invalid CBOR syntax"),
+        })?;
+        let argument = match header {
+            Header::Positive(v) | Header::Negative(v) | Header::Tag(v) => Some(v),
+            Header::Bytes(Some(n)) | Header::Text(Some(n)) | Header::Array(Some(n)) => {
+                Some(n as u64)
+            }
+            Header::Map(Some(n)) => Some(n as u64),
+            Header::Bytes(None) | Header::Text(None) | Header::Array(None) | Header::Map(None) => {
+                return Err(self.malformed("indefinite-length CBOR item"));
+            }
+            Header::Float(_) | Header::Simple(_) | Header::Break => None,
+        };
+        let used = decoder.offset();
+        if let Some(v) = argument
+            && used != minimal_header_len(v)
+        {
+            return Err(self.malformed("non-canonical CBOR encoding"));
+        }
+        self.pos += used;
+        Ok(header)
+    }
+
+    fn take(&mut self, len: usize) -> Result<&'a [u8]> {
+        let end = self
+            .pos
+            .checked_add(len)
+            .filter(|&e| e <= self.bytes.len())
+            .ok_or_else(|| self.malformed("truncated CBOR"))?;
+        let out = &self.bytes[self.pos..end];
+        self.pos = end;
+        Ok(out)
+    }
+
+    /// An unsigned integer.
+    pub(crate) fn uint(&mut self, field: &'static str) -> Result<u64> {
+        match self.header()? {
+            ciborium_ll::Header::Positive(v) => Ok(v),
+            _ => Err(self.invalid(field, "must be an unsigned integer")),
+        }
+    }
+
+    /// An unsigned integer that fits 32 bits.
+    pub(crate) fn uint32(&mut self, field: &'static str) -> Result<u32> {
+        u32::try_from(self.uint(field)?).map_err(|_| self.invalid(field, "larger than 32 bits"))
+    }
+
+    /// A byte string of at most `max` bytes, borrowed from the input.
+    pub(crate) fn bytes(&mut self, field: &'static str, max: usize) -> Result<&'a [u8]> {
+        match self.header()? {
+            ciborium_ll::Header::Bytes(Some(n)) if n <= max => self.take(n),
+            ciborium_ll::Header::Bytes(Some(_)) => Err(self.invalid(field, "too long")),
+            _ => Err(self.invalid(field, "must be a byte string")),
+        }
+    }
+
+    /// A UTF-8 text string of 1..=`max` bytes, borrowed from the input.
+    pub(crate) fn text(&mut self, field: &'static str, max: usize) -> Result<&'a str> {
+        match self.header()? {
+            ciborium_ll::Header::Text(Some(n)) if (1..=max).contains(&n) => {
+                let raw = self.take(n)?;
+                core::str::from_utf8(raw).map_err(|_| self.invalid(field, "not UTF-8"))
+            }
+            ciborium_ll::Header::Text(Some(_)) => Err(self.invalid(field, "wrong length")),
+            _ => Err(self.invalid(field, "must be a text string")),
+        }
+    }
+
+    /// The header of an array of `min..=max` items; returns the item count.
+    pub(crate) fn array(&mut self, field: &'static str, min: usize, max: usize) -> Result<usize> {
+        match self.header()? {
+            ciborium_ll::Header::Array(Some(n)) if (min..=max).contains(&n) => Ok(n),
+            ciborium_ll::Header::Array(Some(_)) => Err(self.invalid(field, "wrong item count")),
+            _ => Err(self.invalid(field, "must be an array")),
+        }
+    }
+
+    /// The header of a map; returns the entry count.
+    pub(crate) fn map(&mut self, what: &'static str) -> Result<usize> {
+        match self.header()? {
+            ciborium_ll::Header::Map(Some(n)) => Ok(n),
+            _ => Err(self.malformed(what)),
+        }
+    }
+
+    /// Fails unless every input byte was read.
+    pub(crate) fn finish(&self) -> Result<()> {
+        if self.pos == self.bytes.len() {
+            Ok(())
+        } else {
+            Err(self.malformed("trailing bytes after the CBOR item"))
+        }
+    }
+
+    fn invalid(&self, field: &'static str, reason: &'static str) -> ProtocolError {
+        ProtocolError::InvalidField {
+            format: self.format,
+            field,
+            reason,
+        }
+    }
+}

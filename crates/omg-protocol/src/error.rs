@@ -17,6 +17,8 @@ pub enum Format {
     Licence,
     /// The sealed blob (content key and licence bound to HUK and measurement).
     SealedBlob,
+    /// The pipeline bundle inside a package.
+    Bundle,
     /// Keys handed in by the caller (SEC1 points, HPKE keys, HUK, measurement).
     Key,
 }
@@ -31,6 +33,7 @@ impl Format {
             Format::KeyRelease => "key release",
             Format::Licence => "licence",
             Format::SealedBlob => "sealed blob",
+            Format::Bundle => "pipeline bundle",
             Format::Key => "key",
         }
     }

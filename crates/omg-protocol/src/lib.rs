@@ -13,6 +13,7 @@
 //! | challenge | [`challenge`] | CBOR map `{1: nonce, 2: expires_at}` | 128 B |
 //! | key release | [`key_release`] | CBOR `[1, enc, ct]`, HPKE base X25519/HKDF-SHA256/AES-256-GCM | 1 KiB |
 //! | licence | [`licence`] | COSE_Sign1 (ES256) over a CBOR map | 4 KiB |
+//! | pipeline bundle (package plaintext) | [`bundle`] | canonical CBOR map, models as byte strings | 64 MiB |
 //! | sealed blob | [`sealed`] | CBOR `[1, nonce, ct]`, AES-256-GCM under HKDF(HUK, measurement) | 64 KiB |
 //!
 //! Protocol (DESIGN.md section 3): the vendor issues a [`challenge::Challenge`]; the enclave
@@ -35,6 +36,7 @@
 
 extern crate alloc;
 
+pub mod bundle;
 mod cbor;
 pub mod challenge;
 pub mod cose;
@@ -42,6 +44,8 @@ pub mod error;
 pub mod key_release;
 pub mod keys;
 pub mod licence;
+#[cfg(feature = "getrandom")]
+mod os_rng;
 pub mod package;
 pub mod sealed;
 pub mod token;
@@ -51,6 +55,8 @@ pub use keys::{
     ContentKey, ct_eq, generate_signing_key, key_id, public_key_sec1, sha256,
     signing_key_from_bytes, ueid, verifying_key_from_sec1,
 };
+#[cfg(feature = "getrandom")]
+pub use os_rng::OsRng;
 
 /// The P-256 ECDSA key types used for every signature of this crate.
 pub use p256::ecdsa::{SigningKey, VerifyingKey};

@@ -60,8 +60,9 @@ const KEYS: &[(i64, &str)] = &[
     (8, "input sources"),
 ];
 
-/// What the enclave may reveal about a decision.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What the enclave may reveal about a decision; ordered from the most to the least
+/// restrictive, so `a.min(b)` is the stricter of two policies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum OutputPolicy {
     /// Only the recognised label (and time).
     LabelOnly = 0,
@@ -72,7 +73,7 @@ pub enum OutputPolicy {
 }
 
 impl OutputPolicy {
-    fn from_u64(v: u64) -> Option<Self> {
+    pub(crate) fn from_u64(v: u64) -> Option<Self> {
         match v {
             0 => Some(Self::LabelOnly),
             1 => Some(Self::LabelAndScore),

@@ -91,15 +91,84 @@ fn check_inputs(huk: &[u8], measurement: &[u8], model_id: &str) -> Result<()> {
     Ok(())
 }
 
-fn derive_cipher(huk: &[u8], measurement: &[u8], model_id: &str) -> Result<Aes256Gcm> {
-    let mut key = Zeroizing::new([0u8; 32]);
-    Hkdf::<Sha256>::new(Some(measurement), huk)
-        .expand_multi_info(
-            &[SEALED_INFO_PREFIX, model_id.as_bytes()],
-            key.as_mut_slice(),
-        )
-        .map_err(|_| ProtocolError::EncryptionFailed { format: F })?;
-    Ok(Aes256Gcm::new((&*key).into()))
+/// The key a sealed blob is encrypted under, for one device, enclave and model:
+/// `HKDF-SHA256(ikm = HUK, salt = measurement, info = "omg sealed v1" || model id)`.
+///
+/// The platform derives it ([`SealingKey::derive`]) and hands only this key to the enclave, so
+/// the enclave never holds the HUK itself (as with a TEE's derived-key service). Zeroized on drop.
+pub struct SealingKey {
+    key: Zeroizing<[u8; 32]>,
+    model_id: String,
+}
+
+impl core::fmt::Debug for SealingKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SealingKey")
+            .field("model_id", &self.model_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SealingKey {
+    /// Derives the sealing key of `model_id` for this device (`huk`) and enclave
+    /// (`measurement`).
+    pub fn derive(huk: &[u8], measurement: &[u8], model_id: &str) -> Result<Self> {
+        check_inputs(huk, measurement, model_id)?;
+        let mut key = Zeroizing::new([0u8; 32]);
+        Hkdf::<Sha256>::new(Some(measurement), huk)
+            .expand_multi_info(
+                &[SEALED_INFO_PREFIX, model_id.as_bytes()],
+                key.as_mut_slice(),
+            )
+            .map_err(|_| ProtocolError::EncryptionFailed { format: F })?;
+        Ok(Self {
+            key,
+            model_id: String::from(model_id),
+        })
+    }
+
+    /// A key derived elsewhere (by the platform, which sends it over its channel).
+    pub fn from_bytes(key: [u8; 32], model_id: &str) -> Result<Self> {
+        if model_id.is_empty() || model_id.len() > MAX_MODEL_ID_LEN {
+            return Err(ProtocolError::InvalidInput {
+                format: F,
+                field: "model id",
+                reason: "must be 1..=128 bytes",
+            });
+        }
+        Ok(Self {
+            key: Zeroizing::new(key),
+            model_id: String::from(model_id),
+        })
+    }
+
+    /// The key bytes, for the platform to hand to the enclave.
+    pub fn to_bytes(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(*self.key)
+    }
+
+    /// The model this key seals for.
+    pub fn model_id(&self) -> &str {
+        &self.model_id
+    }
+
+    fn cipher(&self) -> Aes256Gcm {
+        Aes256Gcm::new((&*self.key).into())
+    }
+
+    /// Seals `content` (see [`seal`]).
+    pub fn seal<R: CryptoRng + ?Sized>(
+        &self,
+        content: &SealedContent,
+        rng: &mut R,
+    ) -> Result<Vec<u8>> {
+        seal_with(self, content, rng)
+    }
+
+    /// Opens a blob sealed under this key (see [`unseal`]).
+    pub fn unseal(&self, blob: &[u8]) -> Result<SealedContent> {
+        unseal_with(self, blob)
+    }
 }
 
 fn aad(model_id: &str) -> Result<Vec<u8>> {
@@ -120,7 +189,14 @@ pub fn seal<R: CryptoRng + ?Sized>(
     content: &SealedContent,
     rng: &mut R,
 ) -> Result<Vec<u8>> {
-    check_inputs(huk, measurement, model_id)?;
+    SealingKey::derive(huk, measurement, model_id)?.seal(content, rng)
+}
+
+fn seal_with<R: CryptoRng + ?Sized>(
+    key: &SealingKey,
+    content: &SealedContent,
+    rng: &mut R,
+) -> Result<Vec<u8>> {
     if content.licence.len() > MAX_LICENCE_LEN {
         return Err(ProtocolError::InvalidInput {
             format: F,
@@ -134,8 +210,13 @@ pub fn seal<R: CryptoRng + ?Sized>(
     buf.extend_from_slice(&cbor::encode(&Value::Bytes(content.licence.clone()), F)?);
     let mut nonce = [0u8; NONCE_LEN];
     rng.fill_bytes(&mut nonce);
-    let tag = derive_cipher(huk, measurement, model_id)?
-        .encrypt_inout_detached(&nonce.into(), &aad(model_id)?, buf.as_mut_slice().into())
+    let tag = key
+        .cipher()
+        .encrypt_inout_detached(
+            &nonce.into(),
+            &aad(&key.model_id)?,
+            buf.as_mut_slice().into(),
+        )
         .map_err(|_| ProtocolError::EncryptionFailed { format: F })?;
     let mut ct = Vec::with_capacity(buf.len() + TAG_LEN);
     ct.extend_from_slice(&buf);
@@ -159,7 +240,10 @@ pub fn unseal(
     measurement: &[u8],
     model_id: &str,
 ) -> Result<SealedContent> {
-    check_inputs(huk, measurement, model_id)?;
+    SealingKey::derive(huk, measurement, model_id)?.unseal(blob)
+}
+
+fn unseal_with(key: &SealingKey, blob: &[u8]) -> Result<SealedContent> {
     cbor::check_size(blob, MAX_SEALED_LEN, F)?;
     let malformed = |what| ProtocolError::Malformed { format: F, what };
     let Value::Array(items) = cbor::decode_canonical(blob, F)? else {
@@ -188,10 +272,10 @@ pub fn unseal(
         reason: "bad tag",
     })?;
     let mut buf = Zeroizing::new(body.to_vec());
-    derive_cipher(huk, measurement, model_id)?
+    key.cipher()
         .decrypt_inout_detached(
             &nonce.into(),
-            &aad(model_id)?,
+            &aad(&key.model_id)?,
             buf.as_mut_slice().into(),
             &tag,
         )

@@ -19,9 +19,16 @@
 //!
 //! Admin endpoints need `Authorization: Bearer <admin token>`; with no admin token configured
 //! they are disabled (403 `admin_api_disabled`). Database work runs on the blocking thread pool.
+//!
+//! [`serve_router`] serves plain HTTP/1.1; [`serve_router_tls`] serves it over TLS 1.2 or 1.3
+//! (rustls with the *ring* provider) with a certificate chain and key from PEM
+//! ([`TlsConfig::from_pem`]). Handshakes run in their own tasks with a time limit
+//! ([`TLS_HANDSHAKE_TIMEOUT`]), so a slow or silent client holds up no one else, and a failed
+//! handshake (a plain-HTTP client on the TLS port, say) only closes that connection.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -31,15 +38,22 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::{Listener, ListenerExt};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
 
-use crate::rng::OsRng;
 use crate::service::{ActivateError, ActivationRequest, Refusal, Service};
 use crate::store::StoreError;
 use crate::{hex, store};
+use omg_protocol::OsRng;
 
 /// The OpenAPI 3 description of this API.
 pub const OPENAPI_YAML: &str = include_str!("../openapi.yaml");
@@ -430,14 +444,177 @@ pub fn router_with(service: Service, config: ApiConfig) -> Router {
 }
 
 /// Serves the API with default settings on `listener` until the task is dropped or fails.
-pub async fn serve(listener: tokio::net::TcpListener, service: Service) -> std::io::Result<()> {
+pub async fn serve(listener: TcpListener, service: Service) -> std::io::Result<()> {
     serve_router(listener, router(service)).await
 }
 
-/// Serves a router (e.g. from [`router_with`]) on `listener`.
-pub async fn serve_router(
-    listener: tokio::net::TcpListener,
+/// Serves a router (e.g. from [`router_with`]) over plain HTTP on `listener`.
+pub async fn serve_router(listener: TcpListener, router: Router) -> std::io::Result<()> {
+    axum::serve(listener.tap_io(set_nodelay), router).await
+}
+
+/// Serves a router over TLS on `listener` (HTTP/1.1 inside TLS 1.2 or 1.3).
+pub async fn serve_router_tls(
+    listener: TcpListener,
     router: Router,
+    tls: TlsConfig,
 ) -> std::io::Result<()> {
+    let listener = TlsListener {
+        tcp: listener,
+        acceptor: TlsAcceptor::from(tls.server),
+        handshakes: JoinSet::new(),
+    };
     axum::serve(listener, router).await
+}
+
+/// Small request and response bodies: send them at once rather than wait for an ACK.
+fn set_nodelay(stream: &mut TcpStream) {
+    // Only a latency optimisation; a socket that refuses it still works.
+    let _ = stream.set_nodelay(true);
+}
+
+/// How long a client may take to complete its TLS handshake.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The service's TLS settings: a certificate chain and its private key, TLS 1.2 and 1.3, ALPN
+/// `http/1.1`, no client certificates. Cheap to clone.
+#[derive(Clone)]
+pub struct TlsConfig {
+    server: Arc<rustls::ServerConfig>,
+}
+
+impl std::fmt::Debug for TlsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsConfig").finish_non_exhaustive()
+    }
+}
+
+/// Why a certificate chain or private key cannot be used for TLS.
+#[derive(Debug)]
+pub enum TlsError {
+    /// The certificate PEM holds no `CERTIFICATE` block, or a malformed one (the reason says
+    /// which).
+    Certificate(String),
+    /// The key PEM holds no private key (`PRIVATE KEY`, `RSA PRIVATE KEY` or `EC PRIVATE KEY`),
+    /// a malformed one, or one of an unsupported type (the reason says which).
+    PrivateKey(String),
+    /// The private key is not the key of the (first) certificate.
+    KeyMismatch,
+    /// The certificate is not a well-formed X.509 certificate, or rustls rejects the pair.
+    Rejected(rustls::Error),
+}
+
+impl std::fmt::Display for TlsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TlsError::Certificate(e) => write!(f, "no usable PEM certificate: {e}"),
+            TlsError::PrivateKey(e) => write!(f, "no usable PEM private key: {e}"),
+            TlsError::KeyMismatch => {
+                f.write_str("the private key does not belong to the certificate")
+            }
+            TlsError::Rejected(e) => write!(f, "the certificate and key are not usable: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for TlsError {}
+
+impl TlsConfig {
+    /// Reads a certificate chain (PEM `CERTIFICATE` blocks, the server's own certificate
+    /// first) and its private key (PEM PKCS#8, PKCS#1 or SEC1), and checks that they match.
+    pub fn from_pem(cert_chain_pem: &[u8], key_pem: &[u8]) -> Result<Self, TlsError> {
+        let chain = CertificateDer::pem_slice_iter(cert_chain_pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| TlsError::Certificate(e.to_string()))?;
+        if chain.is_empty() {
+            return Err(TlsError::Certificate(
+                "no -----BEGIN CERTIFICATE----- block found".into(),
+            ));
+        }
+        let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| match e {
+            rustls::pki_types::pem::Error::NoItemsFound => {
+                TlsError::PrivateKey("no -----BEGIN ... PRIVATE KEY----- block found".into())
+            }
+            e => TlsError::PrivateKey(e.to_string()),
+        })?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(TlsError::Rejected)?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .map_err(|e| match e {
+                rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
+                    TlsError::KeyMismatch
+                }
+                rustls::Error::General(reason) => TlsError::PrivateKey(reason),
+                e => TlsError::Rejected(e),
+            })?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(TlsConfig {
+            server: Arc::new(config),
+        })
+    }
+}
+
+/// A TLS listener for `axum::serve`: accepts TCP connections and runs each handshake in a task
+/// of its own (bounded by [`TLS_HANDSHAKE_TIMEOUT`]); only completed handshakes are handed on.
+struct TlsListener {
+    tcp: TcpListener,
+    acceptor: TlsAcceptor,
+    /// Handshakes in progress; aborted when the listener is dropped.
+    handshakes: JoinSet<Option<(TlsStream<TcpStream>, SocketAddr)>>,
+}
+
+async fn handshake(
+    acceptor: TlsAcceptor,
+    mut tcp: TcpStream,
+    peer: SocketAddr,
+) -> Option<(TlsStream<TcpStream>, SocketAddr)> {
+    set_nodelay(&mut tcp);
+    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+        Ok(Ok(stream)) => Some((stream, peer)),
+        // A failed or timed-out handshake concerns only that client: drop its connection.
+        Ok(Err(_)) | Err(_) => None,
+    }
+}
+
+impl Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            tokio::select! {
+                accepted = self.tcp.accept() => match accepted {
+                    Ok((tcp, peer)) => {
+                        self.handshakes.spawn(handshake(self.acceptor.clone(), tcp, peer));
+                    }
+                    Err(e) => accept_error(e).await,
+                },
+                Some(done) = self.handshakes.join_next(), if !self.handshakes.is_empty() => {
+                    if let Ok(Some(connection)) = done {
+                        return connection;
+                    }
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
+}
+
+/// What axum's own TCP listener does on an accept error: a connection that died before it was
+/// accepted is skipped; anything else (out of file descriptors, say) is waited out for a second
+/// rather than turned into a busy loop.
+async fn accept_error(e: std::io::Error) {
+    use std::io::ErrorKind;
+    if !matches!(
+        e.kind(),
+        ErrorKind::ConnectionRefused | ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset
+    ) {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }

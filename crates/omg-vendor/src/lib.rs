@@ -6,13 +6,16 @@
 //! the [`Service`] checks it against the model's [`Policy`] and answers with an HPKE key
 //! release of the model content key and a signed licence.
 //!
-//! * [`Store`]: SQLite (WAL, versioned migrations applied at open) holding models and their
-//!   policies, devices, nonces, activations and an append-only audit table. The SQL is portable
-//!   (TEXT / INTEGER / BIGINT only) so a PostgreSQL store can reuse it.
+//! * [`Store`]: models and their policies, devices, nonces, activations and an append-only
+//!   audit table, in a SQLite file ([`Store::open`]; WAL) or a PostgreSQL database
+//!   ([`Store::connect`] with a `postgres://` URL), with the same schema, versioned migrations
+//!   (applied at open) and queries on both: the SQL is portable (TEXT / INTEGER / BIGINT only)
+//!   and written once.
 //! * [`Policy`]: the licensing terms of a model, read from TOML.
-//! * [`Service`]: nonce issuance, activation (every check and every write in one
-//!   `BEGIN IMMEDIATE` transaction, so a device limit holds under concurrency), revocation and
-//!   listings. Each refusal has its own [`Refusal`] reason.
+//! * [`Service`]: nonce issuance, activation (every check and every write in one write
+//!   transaction, and write transactions serialized — `BEGIN IMMEDIATE` on SQLite, an advisory
+//!   lock on PostgreSQL — so a device limit holds under concurrency, across processes too),
+//!   revocation and listings. Each refusal has its own [`Refusal`] reason.
 //! * [`http`]: the HTTP API (axum): [`http::router`], [`http::serve`]; OpenAPI description in
 //!   [`http::OPENAPI_YAML`].
 //!
@@ -24,12 +27,16 @@
 
 mod hex;
 pub mod http;
+mod pg;
 mod policy;
-mod rng;
+mod pool;
 mod service;
+mod sql;
+mod sqlite;
 mod store;
 
+/// The operating system's RNG (omg-protocol's, through getrandom).
+pub use omg_protocol::OsRng;
 pub use policy::{InputSourceName, OutputPolicyName, Policy, PolicyError};
-pub use rng::OsRng;
 pub use service::{ActivateError, Activation, ActivationRequest, Refusal, Service, ServiceConfig};
 pub use store::{ActivationRecord, AuditRecord, DeviceRecord, ModelRecord, Store, StoreError};

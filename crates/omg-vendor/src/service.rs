@@ -8,7 +8,8 @@
 //! 2. the token verifies with the device key (strict omg encoding) — [`Refusal::MalformedToken`],
 //!    [`Refusal::BadSignature`], [`Refusal::InstanceIdMismatch`];
 //!
-//! then, inside one `BEGIN IMMEDIATE` write transaction:
+//! then, inside one write transaction (serialized with every other writer: `BEGIN IMMEDIATE`
+//! on SQLite, an advisory lock on PostgreSQL; see [`crate::Store`]):
 //!
 //! 3. the token's nonce was issued by this service ([`Refusal::UnknownNonce`]), is unused
 //!    ([`Refusal::ReusedNonce`]) and unexpired ([`Refusal::ExpiredNonce`]); it is consumed
@@ -39,11 +40,11 @@ use omg_protocol::licence::Licence;
 use omg_protocol::rand_core::CryptoRng;
 use omg_protocol::token::{Claims, Token};
 use omg_protocol::{ProtocolError, SigningKey, VerifyingKey, ct_eq, ueid, verifying_key_from_sec1};
-use rusqlite::{OptionalExtension, Transaction, params};
 
 use crate::hex;
+use crate::sql::{Tx, args};
 use crate::store::{
-    self, ActivationRecord, AuditRecord, DeviceRecord, Store, StoreError, sql_time,
+    self, ActivationRecord, AuditRecord, DeviceRecord, Sequence, Store, StoreError, sql_time,
 };
 
 /// Service settings.
@@ -208,12 +209,6 @@ impl From<StoreError> for ActivateError {
     }
 }
 
-impl From<rusqlite::Error> for ActivateError {
-    fn from(e: rusqlite::Error) -> Self {
-        ActivateError::Internal(StoreError::Sqlite(e))
-    }
-}
-
 impl ActivateError {
     /// The refusal, if this is one.
     pub fn refusal(&self) -> Option<&Refusal> {
@@ -254,20 +249,20 @@ struct AuditSubject {
 }
 
 fn write_audit(
-    tx: &Transaction<'_>,
+    tx: &mut dyn Tx,
     now: u64,
     subject: &AuditSubject,
     refusal: Option<&Refusal>,
 ) -> Result<(), StoreError> {
-    let seq = store::next_seq(tx, "audit")?;
+    let seq = store::next_seq(tx, Sequence::Audit)?;
     let model_id = truncate(&subject.model_id, omg_protocol::licence::MAX_MODEL_ID_LEN);
     tx.execute(
         "INSERT INTO audit (seq, at, ueid, model_id, version, outcome, reason)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![
+        args![
             seq,
             sql_time(now),
-            subject.ueid,
+            subject.ueid.as_deref(),
             model_id,
             i64::from(subject.version),
             if refusal.is_some() {
@@ -351,18 +346,15 @@ impl Service {
         let cfg = self.inner.config;
         let challenge = Challenge::generate(rng, now, cfg.nonce_ttl_secs);
         let purge_before = now.saturating_sub(cfg.nonce_retention_secs);
+        let nonce_hex = hex::encode(&challenge.nonce);
         self.inner.store.write(|tx| {
             tx.execute(
                 "DELETE FROM nonces WHERE expires_at < ?1",
-                params![sql_time(purge_before)],
+                args![sql_time(purge_before)],
             )?;
             tx.execute(
                 "INSERT INTO nonces (nonce, issued_at, expires_at, used) VALUES (?1, ?2, ?3, 0)",
-                params![
-                    hex::encode(&challenge.nonce),
-                    sql_time(now),
-                    sql_time(challenge.expires_at)
-                ],
+                args![&nonce_hex, sql_time(now), sql_time(challenge.expires_at)],
             )?;
             Ok::<_, StoreError>(())
         })?;
@@ -430,7 +422,7 @@ impl Service {
     #[allow(clippy::too_many_arguments)]
     fn activate_in<R: CryptoRng + ?Sized>(
         &self,
-        tx: &Transaction<'_>,
+        tx: &mut dyn Tx,
         request: &ActivationRequest,
         now: u64,
         rng: &mut R,
@@ -445,22 +437,20 @@ impl Service {
             return refuse(Refusal::UnknownNonce);
         }
         let nonce_hex = hex::encode(&claims.nonce);
-        let nonce: Option<(i64, i64)> = tx
-            .query_row(
-                "SELECT expires_at, used FROM nonces WHERE nonce = ?1",
-                params![nonce_hex],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        let Some((expires_at, used)) = nonce else {
+        let Some(mut nonce) = tx.query_opt(
+            "SELECT expires_at, used FROM nonces WHERE nonce = ?1",
+            args![&nonce_hex],
+        )?
+        else {
             return refuse(Refusal::UnknownNonce);
         };
-        if used != 0 {
+        let expires_at = nonce.int(0, "nonce expiry")?;
+        if nonce.int(1, "nonce used flag")? != 0 {
             return refuse(Refusal::ReusedNonce);
         }
         tx.execute(
             "UPDATE nonces SET used = 1, used_at = ?2 WHERE nonce = ?1 AND used = 0",
-            params![nonce_hex, sql_time(now)],
+            args![&nonce_hex, sql_time(now)],
         )?;
         if sql_time(now) > expires_at {
             return refuse(Refusal::ExpiredNonce);
@@ -497,13 +487,13 @@ impl Service {
         // 8. Device revocation.
         let device_ueid = ueid(device_key);
         let ueid_hex = hex::encode(&device_ueid);
-        let device_revoked: Option<i64> = tx
-            .query_row(
+        let device_revoked = tx
+            .query_opt(
                 "SELECT revoked FROM devices WHERE ueid = ?1",
-                params![ueid_hex],
-                |r| r.get(0),
-            )
-            .optional()?;
+                args![&ueid_hex],
+            )?
+            .map(|mut row| row.int(0, "device revoked flag"))
+            .transpose()?;
         if device_revoked == Some(1) {
             return refuse(Refusal::DeviceRevoked);
         }
@@ -514,19 +504,17 @@ impl Service {
         }
 
         // 10. Device limit: distinct devices with an activation of this model.
-        let already: Option<i64> = tx
-            .query_row(
-                "SELECT 1 FROM activations WHERE model_id = ?1 AND ueid = ?2 LIMIT 1",
-                params![request.model_id, ueid_hex],
-                |r| r.get(0),
-            )
-            .optional()?;
+        let already = tx.query_opt(
+            "SELECT 1 FROM activations WHERE model_id = ?1 AND ueid = ?2 LIMIT 1",
+            args![&request.model_id, &ueid_hex],
+        )?;
         if already.is_none() {
-            let count: i64 = tx.query_row(
-                "SELECT COUNT(DISTINCT ueid) FROM activations WHERE model_id = ?1",
-                params![request.model_id],
-                |r| r.get(0),
-            )?;
+            let count = tx
+                .query_one(
+                    "SELECT COUNT(DISTINCT ueid) FROM activations WHERE model_id = ?1",
+                    args![&request.model_id],
+                )?
+                .int(0, "device count")?;
             if count >= i64::from(policy.max_devices) {
                 return refuse(Refusal::DeviceLimitReached);
             }
@@ -561,23 +549,23 @@ impl Service {
              ON CONFLICT (ueid) DO UPDATE SET
                  public_key = COALESCE(devices.public_key, excluded.public_key),
                  first_seen = COALESCE(devices.first_seen, excluded.first_seen)",
-            params![
-                ueid_hex,
-                hex::encode(&omg_protocol::public_key_sec1(device_key)),
+            args![
+                &ueid_hex,
+                &hex::encode(&omg_protocol::public_key_sec1(device_key)),
                 sql_time(now)
             ],
         )?;
-        let id = store::next_seq(tx, "activations")?;
+        let id = store::next_seq(tx, Sequence::Activations)?;
         tx.execute(
             "INSERT INTO activations (id, ueid, model_id, version, activated_at, licence)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
+            args![
                 id,
-                ueid_hex,
-                request.model_id,
+                &ueid_hex,
+                &request.model_id,
                 i64::from(request.version),
                 sql_time(now),
-                hex::encode(&licence)
+                &hex::encode(&licence)
             ],
         )?;
         Ok(Activation {

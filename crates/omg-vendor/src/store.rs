@@ -1,58 +1,84 @@
-//! The SQLite store: one database file in WAL mode, versioned migrations applied at open.
+//! The store: SQLite by default, PostgreSQL when given a `postgres://` URL; the same schema,
+//! migrations and queries on both.
 //!
 //! Schema (see `migrations/*.sql`): `models` (policy as JSON, revocation epoch),
 //! `model_versions` (content key, revoked flag), `devices` (UEID, public key, first seen,
 //! revoked flag), `nonces` (value, expiry, used flag), `activations` (device, model, version,
 //! time, licence) and the append-only `audit` table (every activation attempt with its outcome
 //! and refusal reason). Binary values are lowercase hex TEXT, times BIGINT seconds, flags
-//! INTEGER 0/1, so the same SQL runs on PostgreSQL.
+//! INTEGER 0/1, sequence numbers assigned as `MAX + 1` inside the write transaction: portable
+//! SQL, so one set of statements ([`crate::sql`]) serves both backends. Only the migration that
+//! makes `audit` append-only has a dialect of its own per backend (triggers); the
+//! `schema_migrations` bookkeeping is the same.
 //!
-//! Connections come from a small pool; each has a busy timeout so concurrent
-//! `BEGIN IMMEDIATE` writers queue instead of failing. `synchronous = FULL`: a committed
-//! activation survives a power cut.
+//! Write transactions are serialized on both backends (SQLite: `BEGIN IMMEDIATE`; PostgreSQL:
+//! a transaction-level advisory lock, see [`crate::pg`]), so a check made inside one (a device
+//! limit, the next sequence number) still holds when it commits.
 
+use std::ffi::OsStr;
 use std::fmt;
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::Duration;
+use std::path::Path;
 
 use omg_protocol::ContentKey;
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use serde::Serialize;
 
 use crate::hex;
+use crate::pg::{self, Postgres};
 use crate::policy::{Policy, PolicyError};
+use crate::sql::{Tx, args};
+use crate::sqlite::Sqlite;
 
-/// The migrations, in order: (version, description, SQL).
-const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (
-        1,
-        "initial schema",
-        include_str!("../migrations/0001_init.sql"),
-    ),
-    (
-        2,
-        "audit append-only (SQLite triggers)",
-        include_str!("../migrations/0002_audit_append_only.sqlite.sql"),
-    ),
+/// One schema migration: the same version and description on both backends, and its SQL for
+/// each (the same text where the SQL is portable).
+struct Migration {
+    version: i64,
+    description: &'static str,
+    sqlite: &'static str,
+    postgres: &'static str,
+}
+
+/// The migrations, in order.
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "initial schema",
+        sqlite: include_str!("../migrations/0001_init.sql"),
+        postgres: include_str!("../migrations/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        description: "audit append-only",
+        sqlite: include_str!("../migrations/0002_audit_append_only.sqlite.sql"),
+        postgres: include_str!("../migrations/0002_audit_append_only.postgres.sql"),
+    },
 ];
 
 /// The schema version this crate writes.
 pub const SCHEMA_VERSION: i64 = 2;
-
-const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
-const MAX_IDLE_CONNECTIONS: usize = 8;
 
 /// A store failure (never a policy refusal).
 #[derive(Debug)]
 pub enum StoreError {
     /// SQLite failed.
     Sqlite(rusqlite::Error),
+    /// PostgreSQL failed (the server's message is in the error's source chain, and in this
+    /// error's `Display`).
+    Postgres(postgres::Error),
+    /// The PostgreSQL server could not be reached or refused the connection. `database` is
+    /// `postgresql://user@host:port/dbname`, never with the password.
+    Connect {
+        /// The database, without password.
+        database: String,
+        /// Why the connection failed.
+        reason: String,
+    },
+    /// Every database connection stayed in use for too long (the service is overloaded).
+    Busy(String),
     /// The database holds a value this crate cannot read (or a newer schema).
     Corrupt(&'static str),
     /// The model or model version named does not exist.
     NotFound(&'static str),
-    /// A value handed in is invalid (policy, model id...).
+    /// A value handed in is invalid (policy, model id, database URL...).
     Invalid(String),
     /// A protocol operation failed while building a response (e.g. signing).
     Protocol(omg_protocol::ProtocolError),
@@ -61,7 +87,15 @@ pub enum StoreError {
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StoreError::Sqlite(e) => write!(f, "database error: {e}"),
+            StoreError::Sqlite(e) => write!(f, "SQLite error: {e}"),
+            StoreError::Postgres(e) => write!(f, "PostgreSQL error: {}", pg::error_chain(e)),
+            StoreError::Connect { database, reason } => {
+                write!(
+                    f,
+                    "cannot connect to the PostgreSQL database {database}: {reason}"
+                )
+            }
+            StoreError::Busy(e) => write!(f, "database busy: {e}"),
             StoreError::Corrupt(what) => write!(f, "database holds an unreadable {what}"),
             StoreError::NotFound(what) => write!(f, "{what} not found"),
             StoreError::Invalid(e) => write!(f, "invalid input: {e}"),
@@ -75,6 +109,12 @@ impl std::error::Error for StoreError {}
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         StoreError::Sqlite(e)
+    }
+}
+
+impl From<postgres::Error> for StoreError {
+    fn from(e: postgres::Error) -> Self {
+        StoreError::Postgres(e)
     }
 }
 
@@ -97,6 +137,10 @@ pub(crate) fn sql_time(t: u64) -> i64 {
 
 fn from_sql_u64(v: i64, what: &'static str) -> Result<u64, StoreError> {
     u64::try_from(v).map_err(|_| StoreError::Corrupt(what))
+}
+
+fn from_sql_u32(v: i64, what: &'static str) -> Result<u32, StoreError> {
+    u32::try_from(v).map_err(|_| StoreError::Corrupt(what))
 }
 
 /// A device as the store knows it.
@@ -160,118 +204,146 @@ pub struct ModelRecord {
     pub revocation_epoch: u32,
 }
 
-/// The SQLite store.
+/// Whether a transaction writes (serialized with every other writer) or only reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// A write transaction, serialized with every other one.
+    Write,
+    /// A read-only transaction.
+    Read,
+}
+
+enum Backend {
+    Sqlite(Sqlite),
+    Postgres(Postgres),
+}
+
+/// The service's database: a SQLite file or a PostgreSQL database. Safe to share between
+/// threads.
+///
+/// Its methods block: from async code, call them through `tokio::task::spawn_blocking` (as
+/// [`crate::http`] does). On PostgreSQL this is a must, not only good manners: the client runs
+/// a small runtime of its own, and calling it on an async runtime's thread panics ("Cannot
+/// start a runtime from within a runtime"). So open the store before entering the runtime,
+/// or inside `spawn_blocking`.
 pub struct Store {
-    path: PathBuf,
-    pool: Mutex<Vec<Connection>>,
+    backend: Backend,
+    location: String,
 }
 
 impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Store").field("path", &self.path).finish()
+        f.debug_struct("Store")
+            .field("location", &self.location)
+            .finish()
     }
 }
 
-/// A pooled connection, returned to the pool on drop.
-pub(crate) struct Pooled<'a> {
-    store: &'a Store,
-    conn: Option<Connection>,
-}
-
-impl std::ops::Deref for Pooled<'_> {
-    type Target = Connection;
-    fn deref(&self) -> &Connection {
-        // Only taken in Drop.
-        self.conn.as_ref().unwrap_or_else(|| unreachable!())
-    }
-}
-
-impl std::ops::DerefMut for Pooled<'_> {
-    fn deref_mut(&mut self) -> &mut Connection {
-        self.conn.as_mut().unwrap_or_else(|| unreachable!())
-    }
-}
-
-impl Drop for Pooled<'_> {
-    fn drop(&mut self) {
-        if let Some(conn) = self.conn.take()
-            && conn.is_autocommit()
-            && let Ok(mut pool) = self.store.pool.lock()
-            && pool.len() < MAX_IDLE_CONNECTIONS
-        {
-            pool.push(conn);
-        }
-    }
-}
-
-fn configure(conn: &Connection) -> Result<(), StoreError> {
-    conn.busy_timeout(BUSY_TIMEOUT)?;
-    conn.pragma_update(None, "foreign_keys", "ON")?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    Ok(())
+/// Whether `spec` looks like `scheme://...` with a scheme (letters, digits, `+`, `-`, `.`,
+/// starting with a letter); returns the scheme.
+fn url_scheme(spec: &str) -> Option<&str> {
+    let (scheme, _) = spec.split_once("://")?;
+    let mut chars = scheme.chars();
+    (chars.next()?.is_ascii_alphabetic()
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+    .then_some(scheme)
 }
 
 impl Store {
-    /// Opens (creating if needed) the database at `path`, switches it to WAL mode and applies
-    /// the pending migrations in one transaction. Fails on a schema newer than this crate's.
+    /// Opens (creating if needed) the SQLite database file at `path`, switches it to WAL mode
+    /// and applies the pending migrations in one transaction. Fails on a schema newer than
+    /// this crate's.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        let path = path.as_ref().to_path_buf();
-        let mut conn = Connection::open(&path)?;
-        configure(&conn)?;
-        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::Corrupt("journal mode (WAL not available)"));
-        }
-        migrate(&mut conn)?;
-        Ok(Store {
-            path,
-            pool: Mutex::new(vec![conn]),
-        })
+        let path = path.as_ref();
+        let db = Sqlite::open(path)?;
+        Self::migrated(Backend::Sqlite(db), path.display().to_string())
     }
 
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    pub(crate) fn conn(&self) -> Result<Pooled<'_>, StoreError> {
-        let pooled = self.pool.lock().ok().and_then(|mut p| p.pop());
-        let conn = match pooled {
-            Some(c) => c,
-            None => {
-                let c = Connection::open(&self.path)?;
-                configure(&c)?;
-                c
+    /// Opens the database `spec` names: a `postgres://` or `postgresql://` URL (as libpq
+    /// takes it, e.g. `postgres://omg:PASSWORD@localhost:5432/omg`, or a Unix socket with
+    /// `postgres://omg@%2Frun%2Fpostgresql/omg`) connects to PostgreSQL; anything else is a
+    /// SQLite file path ([`Store::open`]). Pending migrations are applied either way.
+    ///
+    /// A URL may carry a password (as `user:PASSWORD@` or `?password=`): it is used to
+    /// connect and never shown (errors and [`Store::location`] name only user, host, port and
+    /// database). A command line is visible to other local users, so hand such a URL to the
+    /// service through the environment or a file readable only by it, or connect over the
+    /// Unix socket with peer authentication, which needs no password. (libpq's `PG*`
+    /// environment variables and password file are not read.) The connection is not
+    /// encrypted (no TLS): use a server on the same host or a secured tunnel.
+    ///
+    /// Needs PostgreSQL 11 or later. The database must exist; the role needs the right to
+    /// create tables, functions and triggers in it (for the migrations).
+    pub fn connect(spec: impl AsRef<OsStr>) -> Result<Self, StoreError> {
+        let spec = spec.as_ref();
+        if let Some(text) = spec.to_str() {
+            if pg::is_url(text) {
+                let db = Postgres::connect(text)?;
+                let location = db.location().to_owned();
+                return Self::migrated(Backend::Postgres(db), location);
             }
-        };
-        Ok(Pooled {
-            store: self,
-            conn: Some(conn),
-        })
+            if let Some(scheme) = url_scheme(text) {
+                return Err(StoreError::Invalid(format!(
+                    "unsupported database URL scheme `{scheme}`: give a SQLite file path or a \
+                     postgres:// URL"
+                )));
+            }
+        }
+        Self::open(Path::new(spec))
     }
 
-    /// Runs `f` in a write transaction (`BEGIN IMMEDIATE`); commits if it returns `Ok`.
+    fn migrated(backend: Backend, location: String) -> Result<Self, StoreError> {
+        let store = Store { backend, location };
+        store.write(|tx| migrate(tx, &store.backend))?;
+        Ok(store)
+    }
+
+    /// The SQLite database file; `None` on PostgreSQL.
+    pub fn path(&self) -> Option<&Path> {
+        match &self.backend {
+            Backend::Sqlite(db) => Some(db.path()),
+            Backend::Postgres(_) => None,
+        }
+    }
+
+    /// Where the data is, for messages and logs: the SQLite file path, or
+    /// `postgresql://user@host:port/dbname` (never the password).
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// Runs `f` in a write transaction, serialized with every other writer; commits if it
+    /// returns `Ok`, rolls back otherwise.
     pub(crate) fn write<T, E: From<StoreError>>(
         &self,
-        f: impl FnOnce(&Transaction<'_>) -> Result<T, E>,
+        f: impl FnOnce(&mut dyn Tx) -> Result<T, E>,
     ) -> Result<T, E> {
-        let mut conn = self.conn()?;
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(StoreError::from)?;
-        let out = f(&tx)?;
-        tx.commit().map_err(StoreError::from)?;
-        Ok(out)
+        match &self.backend {
+            Backend::Sqlite(db) => db.transaction(Mode::Write, f),
+            Backend::Postgres(db) => db.transaction(Mode::Write, f),
+        }
+    }
+
+    /// Runs `f` in a read-only transaction (one consistent snapshot).
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&mut dyn Tx) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.transaction(Mode::Read, f),
+            Backend::Postgres(db) => db.transaction(Mode::Read, f),
+        }
     }
 
     /// The schema version of the open database.
     pub fn schema_version(&self) -> Result<i64, StoreError> {
-        let conn = self.conn()?;
-        Ok(conn.query_row(
-            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-            [],
-            |r| r.get(0),
-        )?)
+        self.read(|tx| {
+            tx.query_one(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+                &[],
+            )?
+            .int(0, "schema version")
+        })
     }
 
     /// Adds a model with its policy, or replaces the policy of an existing model. The
@@ -290,9 +362,9 @@ impl Store {
                      revocation_epoch = CASE WHEN models.revocation_epoch > excluded.revocation_epoch
                          THEN models.revocation_epoch ELSE excluded.revocation_epoch END,
                      updated_at = excluded.updated_at",
-                params![model_id, json, epoch, sql_time(now)],
+                args![model_id, &json, epoch, sql_time(now)],
             )?;
-            Ok::<_, StoreError>(())
+            Ok(())
         })
     }
 
@@ -310,20 +382,17 @@ impl Store {
             if load_model(tx, model_id)?.is_none() {
                 return Err(StoreError::NotFound("model"));
             }
-            let exists: Option<i64> = tx
-                .query_row(
-                    "SELECT 1 FROM model_versions WHERE model_id = ?1 AND version = ?2",
-                    params![model_id, i64::from(version)],
-                    |r| r.get(0),
-                )
-                .optional()?;
+            let exists = tx.query_opt(
+                "SELECT 1 FROM model_versions WHERE model_id = ?1 AND version = ?2",
+                args![model_id, i64::from(version)],
+            )?;
             if exists.is_some() {
                 return Err(StoreError::Invalid("model version already exists".into()));
             }
             tx.execute(
                 "INSERT INTO model_versions (model_id, version, content_key, revoked, created_at)
                  VALUES (?1, ?2, ?3, 0, ?4)",
-                params![
+                args![
                     model_id,
                     i64::from(version),
                     key_hex.as_str(),
@@ -336,8 +405,7 @@ impl Store {
 
     /// The model `model_id`, if known.
     pub fn model(&self, model_id: &str) -> Result<Option<ModelRecord>, StoreError> {
-        let conn = self.conn()?;
-        load_model(&conn, model_id)
+        self.read(|tx| load_model(tx, model_id))
     }
 
     /// Marks the device revoked (creating its row if it was never seen).
@@ -354,7 +422,7 @@ impl Store {
                  ON CONFLICT (ueid) DO UPDATE SET
                      revoked = 1,
                      revoked_at = COALESCE(devices.revoked_at, excluded.revoked_at)",
-                params![ueid, sql_time(now)],
+                args![&ueid, sql_time(now)],
             )?;
             Ok(())
         })
@@ -371,13 +439,13 @@ impl Store {
     ) -> Result<u32, StoreError> {
         self.write(|tx| {
             let model = load_model(tx, model_id)?.ok_or(StoreError::NotFound("model"))?;
-            let revoked: Option<i64> = tx
-                .query_row(
+            let revoked = tx
+                .query_opt(
                     "SELECT revoked FROM model_versions WHERE model_id = ?1 AND version = ?2",
-                    params![model_id, i64::from(version)],
-                    |r| r.get(0),
-                )
-                .optional()?;
+                    args![model_id, i64::from(version)],
+                )?
+                .map(|mut row| row.int(0, "model version revoked flag"))
+                .transpose()?;
             match revoked {
                 None => Err(StoreError::NotFound("model version")),
                 Some(1) => Ok(model.revocation_epoch),
@@ -389,12 +457,12 @@ impl Store {
                     tx.execute(
                         "UPDATE model_versions SET revoked = 1, revoked_at = ?3
                          WHERE model_id = ?1 AND version = ?2",
-                        params![model_id, i64::from(version), sql_time(now)],
+                        args![model_id, i64::from(version), sql_time(now)],
                     )?;
                     tx.execute(
                         "UPDATE models SET revocation_epoch = ?2, updated_at = ?3
                          WHERE model_id = ?1",
-                        params![model_id, i64::from(epoch), sql_time(now)],
+                        args![model_id, i64::from(epoch), sql_time(now)],
                     )?;
                     Ok(epoch)
                 }
@@ -404,103 +472,85 @@ impl Store {
 
     /// Every device, by UEID.
     pub fn list_devices(&self) -> Result<Vec<DeviceRecord>, StoreError> {
-        let conn = self.conn()?;
-        let mut stmt = conn
-            .prepare("SELECT ueid, public_key, first_seen, revoked FROM devices ORDER BY ueid")?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, Option<String>>(1)?,
-                r.get::<_, Option<i64>>(2)?,
-                r.get::<_, i64>(3)?,
-            ))
+        let rows = self.read(|tx| {
+            tx.query(
+                "SELECT ueid, public_key, first_seen, revoked FROM devices ORDER BY ueid",
+                &[],
+            )
         })?;
-        rows.map(|row| {
-            let (ueid, public_key, first_seen, revoked) = row?;
-            Ok(DeviceRecord {
-                ueid,
-                public_key,
-                first_seen: first_seen
-                    .map(|t| from_sql_u64(t, "device first seen"))
-                    .transpose()?,
-                revoked: revoked != 0,
+        rows.into_iter()
+            .map(|mut row| {
+                Ok(DeviceRecord {
+                    ueid: row.text(0, "device UEID")?,
+                    public_key: row.opt_text(1, "device public key")?,
+                    first_seen: row
+                        .opt_int(2, "device first seen")?
+                        .map(|t| from_sql_u64(t, "device first seen"))
+                        .transpose()?,
+                    revoked: row.int(3, "device revoked flag")? != 0,
+                })
             })
-        })
-        .collect()
+            .collect()
     }
 
     /// Every successful activation, oldest first.
     pub fn list_activations(&self) -> Result<Vec<ActivationRecord>, StoreError> {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare(
-            "SELECT id, ueid, model_id, version, activated_at, licence
-             FROM activations ORDER BY id",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, i64>(3)?,
-                r.get::<_, i64>(4)?,
-                r.get::<_, String>(5)?,
-            ))
+        let rows = self.read(|tx| {
+            tx.query(
+                "SELECT id, ueid, model_id, version, activated_at, licence
+                 FROM activations ORDER BY id",
+                &[],
+            )
         })?;
-        rows.map(|row| {
-            let (id, ueid, model_id, version, at, licence) = row?;
-            Ok(ActivationRecord {
-                id: from_sql_u64(id, "activation id")?,
-                ueid,
-                model_id,
-                version: u32::try_from(version)
-                    .map_err(|_| StoreError::Corrupt("activation version"))?,
-                activated_at: from_sql_u64(at, "activation time")?,
-                licence: hex::decode(&licence).ok_or(StoreError::Corrupt("licence"))?,
+        rows.into_iter()
+            .map(|mut row| {
+                Ok(ActivationRecord {
+                    id: from_sql_u64(row.int(0, "activation id")?, "activation id")?,
+                    ueid: row.text(1, "activation UEID")?,
+                    model_id: row.text(2, "activation model id")?,
+                    version: from_sql_u32(row.int(3, "activation version")?, "activation version")?,
+                    activated_at: from_sql_u64(row.int(4, "activation time")?, "activation time")?,
+                    licence: hex::decode(&row.text(5, "licence")?)
+                        .ok_or(StoreError::Corrupt("licence"))?,
+                })
             })
-        })
-        .collect()
+            .collect()
     }
 
     /// The audit log, oldest first.
     pub fn audit_log(&self) -> Result<Vec<AuditRecord>, StoreError> {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare(
-            "SELECT seq, at, ueid, model_id, version, outcome, reason FROM audit ORDER BY seq",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, Option<String>>(2)?,
-                r.get::<_, Option<String>>(3)?,
-                r.get::<_, Option<i64>>(4)?,
-                r.get::<_, String>(5)?,
-                r.get::<_, Option<String>>(6)?,
-            ))
+        let rows = self.read(|tx| {
+            tx.query(
+                "SELECT seq, at, ueid, model_id, version, outcome, reason FROM audit ORDER BY seq",
+                &[],
+            )
         })?;
-        rows.map(|row| {
-            let (seq, at, ueid, model_id, version, outcome, reason) = row?;
-            Ok(AuditRecord {
-                seq: from_sql_u64(seq, "audit seq")?,
-                at: from_sql_u64(at, "audit time")?,
-                ueid,
-                model_id,
-                version: version.and_then(|v| u32::try_from(v).ok()),
-                outcome,
-                reason,
+        rows.into_iter()
+            .map(|mut row| {
+                Ok(AuditRecord {
+                    seq: from_sql_u64(row.int(0, "audit seq")?, "audit seq")?,
+                    at: from_sql_u64(row.int(1, "audit time")?, "audit time")?,
+                    ueid: row.opt_text(2, "audit UEID")?,
+                    model_id: row.opt_text(3, "audit model id")?,
+                    version: row
+                        .opt_int(4, "audit version")?
+                        .and_then(|v| u32::try_from(v).ok()),
+                    outcome: row.text(5, "audit outcome")?,
+                    reason: row.opt_text(6, "audit reason")?,
+                })
             })
-        })
-        .collect()
+            .collect()
     }
 
     /// Deletes nonces that expired before `before` (used or not). Returns how many.
     pub fn purge_nonces(&self, before: u64) -> Result<usize, StoreError> {
-        self.write(|tx| {
-            Ok::<_, StoreError>(tx.execute(
+        let n = self.write(|tx| {
+            tx.execute(
                 "DELETE FROM nonces WHERE expires_at < ?1",
-                params![sql_time(before)],
-            )?)
-        })
+                args![sql_time(before)],
+            )
+        })?;
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
 }
 
@@ -516,74 +566,81 @@ pub(crate) fn check_model_id(model_id: &str) -> Result<(), StoreError> {
 }
 
 pub(crate) fn load_model(
-    conn: &Connection,
+    tx: &mut dyn Tx,
     model_id: &str,
 ) -> Result<Option<ModelRecord>, StoreError> {
-    let row: Option<(String, i64)> = conn
-        .query_row(
-            "SELECT policy, revocation_epoch FROM models WHERE model_id = ?1",
-            params![model_id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
-    let Some((policy, epoch)) = row else {
+    let Some(mut row) = tx.query_opt(
+        "SELECT policy, revocation_epoch FROM models WHERE model_id = ?1",
+        args![model_id],
+    )?
+    else {
         return Ok(None);
     };
+    let policy = row.text(0, "policy")?;
+    let epoch = row.int(1, "revocation epoch")?;
     Ok(Some(ModelRecord {
         model_id: model_id.to_owned(),
         policy: Policy::from_json(&policy).map_err(|_| StoreError::Corrupt("policy"))?,
-        revocation_epoch: u32::try_from(epoch)
-            .map_err(|_| StoreError::Corrupt("revocation epoch"))?,
+        revocation_epoch: from_sql_u32(epoch, "revocation epoch")?,
     }))
 }
 
 /// A model version's content key and revoked flag.
 pub(crate) fn load_version(
-    conn: &Connection,
+    tx: &mut dyn Tx,
     model_id: &str,
     version: u32,
 ) -> Result<Option<(ContentKey, bool)>, StoreError> {
-    let row: Option<(String, i64)> = conn
-        .query_row(
-            "SELECT content_key, revoked FROM model_versions WHERE model_id = ?1 AND version = ?2",
-            params![model_id, i64::from(version)],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
-    let Some((key, revoked)) = row else {
+    let Some(mut row) = tx.query_opt(
+        "SELECT content_key, revoked FROM model_versions WHERE model_id = ?1 AND version = ?2",
+        args![model_id, i64::from(version)],
+    )?
+    else {
         return Ok(None);
     };
-    let key = zeroize_on_drop(key);
+    let key = zeroize_on_drop(row.text(0, "content key")?);
+    let revoked = row.int(1, "model version revoked flag")?;
     let bytes = omg_protocol::zeroize::Zeroizing::new(
         hex::decode_n::<32>(&key).ok_or(StoreError::Corrupt("content key"))?,
     );
     Ok(Some((ContentKey::from_bytes(*bytes), revoked != 0)))
 }
 
-/// The next value of a service-assigned sequence column (inside a write transaction).
-pub(crate) fn next_seq(conn: &Connection, table_and_column: &str) -> Result<i64, StoreError> {
-    let sql = match table_and_column {
-        "audit" => "SELECT COALESCE(MAX(seq), 0) + 1 FROM audit",
-        "activations" => "SELECT COALESCE(MAX(id), 0) + 1 FROM activations",
-        _ => return Err(StoreError::Corrupt("sequence name")),
-    };
-    Ok(conn.query_row(sql, [], |r| r.get(0))?)
+/// A sequence number the service assigns itself (`MAX + 1` inside a write transaction, which
+/// is safe because write transactions are serialized).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Sequence {
+    /// `audit.seq`.
+    Audit,
+    /// `activations.id`.
+    Activations,
 }
 
-fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    tx.execute_batch(
+/// The next value of `seq` (inside a write transaction).
+pub(crate) fn next_seq(tx: &mut dyn Tx, seq: Sequence) -> Result<i64, StoreError> {
+    let sql = match seq {
+        Sequence::Audit => "SELECT COALESCE(MAX(seq), 0) + 1 FROM audit",
+        Sequence::Activations => "SELECT COALESCE(MAX(id), 0) + 1 FROM activations",
+    };
+    tx.query_one(sql, &[])?.int(0, "sequence number")
+}
+
+/// Applies the pending migrations (inside the write transaction `tx`, so concurrent openers
+/// of one database wait for each other and see the migrations applied once).
+fn migrate(tx: &mut dyn Tx, backend: &Backend) -> Result<(), StoreError> {
+    tx.batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
              version     BIGINT NOT NULL PRIMARY KEY,
              description TEXT   NOT NULL,
              applied_at  BIGINT NOT NULL
          )",
     )?;
-    let current: i64 = tx.query_row(
-        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-        [],
-        |r| r.get(0),
-    )?;
+    let current = tx
+        .query_one(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            &[],
+        )?
+        .int(0, "schema version")?;
     if current > SCHEMA_VERSION {
         return Err(StoreError::Corrupt(
             "schema version (database is newer than this program)",
@@ -593,16 +650,15 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    for &(version, description, sql) in MIGRATIONS {
-        if version <= current {
-            continue;
-        }
-        tx.execute_batch(sql)?;
+    for m in MIGRATIONS.iter().filter(|m| m.version > current) {
+        tx.batch(match backend {
+            Backend::Sqlite(_) => m.sqlite,
+            Backend::Postgres(_) => m.postgres,
+        })?;
         tx.execute(
             "INSERT INTO schema_migrations (version, description, applied_at) VALUES (?1, ?2, ?3)",
-            params![version, description, sql_time(now)],
+            args![m.version, m.description, sql_time(now)],
         )?;
     }
-    tx.commit()?;
     Ok(())
 }

@@ -1,6 +1,11 @@
-//! The HTTP API end to end: the router through `tower::ServiceExt::oneshot`, and `serve` on a
-//! loopback listener.
+//! The HTTP API end to end: the router through `tower::ServiceExt::oneshot` (on SQLite and on
+//! PostgreSQL), and `serve` on a loopback listener.
+//!
+//! The store blocks (and the PostgreSQL client runs a runtime of its own), so fixtures are
+//! built and inspected outside the async runtime, which only drives the HTTP calls: as in
+//! the service, where the handlers reach the store through `spawn_blocking`.
 
+#[macro_use]
 mod common;
 
 use std::io::{Read, Write};
@@ -53,11 +58,32 @@ fn config(admin: Option<&str>) -> ApiConfig {
     }
 }
 
-#[tokio::test]
-async fn challenge_activate_refusal_and_limits() {
-    let mut f = fixture("http", 20, &policy(5));
+/// Runs `future` on a fresh single-threaded runtime.
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future)
+}
+
+fn challenge_activate_refusal_and_limits(backend: Backend) {
+    let mut f = fixture_on(backend, "http", 20, &policy(5));
     let app = router_with(f.service.clone(), config(None));
     let device = Device::new(&mut f.rng);
+    block_on(challenge_activate_refusal_and_limits_calls(
+        &app, &f, &device,
+    ));
+    // The audit saw every attempt that reached the service.
+    assert_eq!(f.service.audit_log().unwrap().len(), 3);
+}
+
+async fn challenge_activate_refusal_and_limits_calls(
+    app: &axum::Router,
+    f: &Fixture,
+    device: &Device,
+) {
+    let app = app.clone();
 
     // Challenge.
     let (status, body) = call(&app, post("/v1/challenge", Value::Null)).await;
@@ -70,11 +96,7 @@ async fn challenge_activate_refusal_and_limits() {
 
     // Activate.
     let token = device.token_with(&nonce, MEASUREMENT);
-    let (status, body) = call(
-        &app,
-        post("/v1/activate", activate_body(&device, &token, 1)),
-    )
-    .await;
+    let (status, body) = call(&app, post("/v1/activate", activate_body(device, &token, 1))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let key_release = B64.decode(body["key_release"].as_str().unwrap()).unwrap();
     let released = KeyRelease::open(&key_release, &device.enclave.private_key, &token).unwrap();
@@ -84,11 +106,7 @@ async fn challenge_activate_refusal_and_limits() {
     assert_eq!(licence.device_ueid, device.ueid());
 
     // The same token again: refused, with its reason.
-    let (status, body) = call(
-        &app,
-        post("/v1/activate", activate_body(&device, &token, 1)),
-    )
-    .await;
+    let (status, body) = call(&app, post("/v1/activate", activate_body(device, &token, 1))).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(body["error"], "refused");
     assert_eq!(body["reason"], "reused_nonce");
@@ -99,7 +117,7 @@ async fn challenge_activate_refusal_and_limits() {
         (status, body["reason"].as_str()),
         (StatusCode::BAD_REQUEST, Some("invalid_json"))
     );
-    let mut bad = activate_body(&device, &token, 1);
+    let mut bad = activate_body(device, &token, 1);
     bad["token"] = json!("not base64!");
     let (status, body) = call(&app, post("/v1/activate", bad)).await;
     assert_eq!(
@@ -112,7 +130,7 @@ async fn challenge_activate_refusal_and_limits() {
     let token2 = device.token_with(&nonce2, MEASUREMENT);
     let (status, body) = call(
         &app,
-        post("/v1/activate", activate_body(&device, &token2, 42)),
+        post("/v1/activate", activate_body(device, &token2, 42)),
     )
     .await;
     assert_eq!(
@@ -129,20 +147,29 @@ async fn challenge_activate_refusal_and_limits() {
     // Unknown route.
     let (status, _) = call(&app, Request::get("/v1/nope").body(Body::empty()).unwrap()).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-
-    // The audit saw every attempt that reached the service.
-    assert_eq!(f.service.audit_log().unwrap().len(), 3);
 }
 
-#[tokio::test]
-async fn admin_endpoints() {
-    let mut f = fixture("admin", 21, &policy(5));
+fn admin_endpoints(backend: Backend) {
+    let mut f = fixture_on(backend, "admin", 21, &policy(5));
     let device = Device::new(&mut f.rng);
     let c = f.service.issue_nonce(NOW, &mut f.rng).unwrap();
     f.service
         .activate(&device.request(&c.nonce, 1), NOW, &mut f.rng)
         .unwrap();
+    block_on(admin_endpoints_calls(&f, &device));
+    assert!(f.service.list_devices().unwrap()[0].revoked);
+    assert_eq!(
+        f.service
+            .store()
+            .model(MODEL)
+            .unwrap()
+            .unwrap()
+            .revocation_epoch,
+        1
+    );
+}
 
+async fn admin_endpoints_calls(f: &Fixture, device: &Device) {
     // Disabled without an admin token.
     let app = router(f.service.clone());
     let (status, body) = call(
@@ -209,7 +236,6 @@ async fn admin_endpoints() {
     )
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert!(f.service.list_devices().unwrap()[0].revoked);
 
     // The OpenAPI description.
     let resp = app
@@ -236,6 +262,8 @@ async fn admin_endpoints() {
         assert!(text.contains(path), "{path}");
     }
 }
+
+on_both_backends!(challenge_activate_refusal_and_limits, admin_endpoints);
 
 #[test]
 fn serve_on_loopback() {

@@ -1,9 +1,12 @@
 //! Service logic: a successful activation, each refusal with its own reason, the device limit
-//! under concurrency, migrations and the append-only audit table.
+//! under concurrency, migrations and the append-only audit table; each on SQLite and on
+//! PostgreSQL (the latter when `OMG_TEST_POSTGRES_URL` is set, see `common`).
 
+#[macro_use]
 mod common;
 
 use std::sync::{Arc, Barrier};
+use std::time::Instant;
 
 use common::*;
 use omg_protocol::key_release::{HpkeKeyPair, KeyRelease};
@@ -27,9 +30,8 @@ fn audit_reasons(f: &Fixture) -> Vec<Option<String>> {
         .collect()
 }
 
-#[test]
-fn successful_activation_releases_key_and_licence() {
-    let mut f = fixture("ok", 1, &policy(5));
+fn successful_activation_releases_key_and_licence(backend: Backend) {
+    let mut f = fixture_on(backend, "ok", 1, &policy(5));
     let device = Device::new(&mut f.rng);
     let challenge = f.service.issue_nonce(NOW, &mut f.rng).unwrap();
     assert_eq!(challenge.expires_at, NOW + 60);
@@ -89,9 +91,8 @@ fn successful_activation_releases_key_and_licence() {
     assert_eq!(audit[0].reason, None);
 }
 
-#[test]
-fn nonce_refusals() {
-    let mut f = fixture("nonce", 2, &policy(5));
+fn nonce_refusals(backend: Backend) {
+    let mut f = fixture_on(backend, "nonce", 2, &policy(5));
     let device = Device::new(&mut f.rng);
 
     // Reused.
@@ -129,9 +130,8 @@ fn nonce_refusals() {
     );
 }
 
-#[test]
-fn attestation_refusals() {
-    let mut f = fixture("attest", 3, &policy(5));
+fn attestation_refusals(backend: Backend) {
+    let mut f = fixture_on(backend, "attest", 3, &policy(5));
     let device = Device::new(&mut f.rng);
     let other = Device::new(&mut f.rng);
 
@@ -191,9 +191,8 @@ fn attestation_refusals() {
     assert!(f.service.list_activations().unwrap().is_empty());
 }
 
-#[test]
-fn revoked_device_is_refused() {
-    let mut f = fixture("revdev", 4, &policy(5));
+fn revoked_device_is_refused(backend: Backend) {
+    let mut f = fixture_on(backend, "revdev", 4, &policy(5));
     let device = Device::new(&mut f.rng);
     let c = f.service.issue_nonce(NOW, &mut f.rng).unwrap();
     f.service
@@ -220,11 +219,10 @@ fn revoked_device_is_refused() {
     assert!(f.service.revoke_device(&[0x01; 5], NOW).is_err());
 }
 
-#[test]
-fn expired_licence_is_refused() {
+fn expired_licence_is_refused(backend: Backend) {
     let mut p = policy(5);
     p.not_after = NOW - 1;
-    let mut f = fixture("expired", 5, &p);
+    let mut f = fixture_on(backend, "expired", 5, &p);
     let device = Device::new(&mut f.rng);
     let c = f.service.issue_nonce(NOW, &mut f.rng).unwrap();
     let r = refusal(
@@ -235,9 +233,8 @@ fn expired_licence_is_refused() {
     assert_eq!(audit_reasons(&f), vec![Some("licence_expired".into())]);
 }
 
-#[test]
-fn revoked_model_version_is_refused_and_epoch_rises() {
-    let mut f = fixture("revmodel", 6, &policy(5));
+fn revoked_model_version_is_refused_and_epoch_rises(backend: Backend) {
+    let mut f = fixture_on(backend, "revmodel", 6, &policy(5));
     let device = Device::new(&mut f.rng);
     assert_eq!(f.service.revoke_model_version(MODEL, 1, NOW).unwrap(), 1);
     // Idempotent.
@@ -262,9 +259,8 @@ fn revoked_model_version_is_refused_and_epoch_rises() {
     assert_eq!((licence.model_version, licence.epoch), (2, 1));
 }
 
-#[test]
-fn device_limit_counts_distinct_devices() {
-    let mut f = fixture("limit", 7, &policy(2));
+fn device_limit_counts_distinct_devices(backend: Backend) {
+    let mut f = fixture_on(backend, "limit", 7, &policy(2));
     let devices: Vec<Device> = (0..3).map(|_| Device::new(&mut f.rng)).collect();
     for (i, d) in devices.iter().enumerate() {
         let c = f.service.issue_nonce(NOW, &mut f.rng).unwrap();
@@ -286,10 +282,15 @@ fn device_limit_counts_distinct_devices() {
     assert_eq!(f.service.list_devices().unwrap().len(), 2);
 }
 
-#[test]
-fn parallel_activations_respect_the_device_limit() {
-    const N: usize = 16;
-    let mut f = fixture("parallel", 8, &policy(5));
+/// N activations of N distinct devices at once against a limit of K: exactly K succeed, the
+/// others are refused for the limit, every attempt has its audit row and no sequence number
+/// collides. The threads share two services, each with its own store (its own connections),
+/// as two service processes on one database would.
+fn parallel_activations_respect_the_device_limit(backend: Backend) {
+    const N: usize = 32;
+    const K: u32 = 5;
+    let mut f = fixture_on(backend, "parallel", 8, &policy(K));
+    let second = Service::new(Store::connect(f.db.spec()).unwrap(), f.vendor.clone());
     let jobs: Vec<_> = (0..N)
         .map(|_| {
             let d = Device::new(&mut f.rng);
@@ -298,11 +299,16 @@ fn parallel_activations_respect_the_device_limit() {
         })
         .collect();
     let barrier = Arc::new(Barrier::new(N));
+    let start = Instant::now();
     let handles: Vec<_> = jobs
         .into_iter()
         .enumerate()
         .map(|(i, request)| {
-            let service: Service = f.service.clone();
+            let service: Service = if i % 2 == 0 {
+                f.service.clone()
+            } else {
+                second.clone()
+            };
             let barrier = barrier.clone();
             std::thread::spawn(move || {
                 let mut rng = TestRng::new(1000 + i as u64);
@@ -320,26 +326,53 @@ fn parallel_activations_respect_the_device_limit() {
             Err(e) => panic!("unexpected outcome: {e}"),
         }
     }
-    assert_eq!((ok, limited), (5, 11));
+    eprintln!(
+        "{backend:?}: {N} parallel activations, limit {K}: {ok} activated, {limited} refused \
+         (device_limit_reached) in {} ms",
+        start.elapsed().as_millis()
+    );
+    assert_eq!((ok, limited), (K as usize, N - K as usize));
     let audit = f.service.audit_log().unwrap();
     assert_eq!(audit.len(), N);
-    assert_eq!(audit.iter().filter(|a| a.outcome == "activated").count(), 5);
-    assert_eq!(f.service.list_activations().unwrap().len(), 5);
+    assert_eq!(
+        audit.iter().map(|a| a.seq).collect::<Vec<_>>(),
+        (1..=N as u64).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        audit.iter().filter(|a| a.outcome == "activated").count(),
+        K as usize
+    );
+    assert_eq!(
+        audit
+            .iter()
+            .filter(|a| a.reason.as_deref() == Some("device_limit_reached"))
+            .count(),
+        N - K as usize
+    );
+    let activations = second.list_activations().unwrap();
+    assert_eq!(
+        activations.iter().map(|a| a.id).collect::<Vec<_>>(),
+        (1..=u64::from(K)).collect::<Vec<_>>()
+    );
+    assert_eq!(f.service.list_devices().unwrap().len(), K as usize);
 }
 
-#[test]
-fn store_reopens_and_audit_is_append_only() {
-    let mut f = fixture("reopen", 9, &policy(5));
+fn store_reopens_and_audit_is_append_only(backend: Backend) {
+    let mut f = fixture_on(backend, "reopen", 9, &policy(5));
     let device = Device::new(&mut f.rng);
     let c = f.service.issue_nonce(NOW, &mut f.rng).unwrap();
     f.service
         .activate(&device.request(&c.nonce, 1), NOW, &mut f.rng)
         .unwrap();
-    let path = f.service.store().path().to_path_buf();
+    assert_eq!(
+        f.service.store().path().is_some(),
+        backend == Backend::Sqlite
+    );
 
     // Reopen: migrations are not re-applied, data is there.
-    let store = Store::open(&path).unwrap();
+    let store = Store::connect(f.db.spec()).unwrap();
     assert_eq!(store.schema_version().unwrap(), 2);
+    assert_eq!(f.db.raw_count("SELECT COUNT(*) FROM schema_migrations"), 2);
     assert_eq!(store.list_activations().unwrap().len(), 1);
     assert_eq!(store.model(MODEL).unwrap().unwrap().policy, policy(5));
     assert!(store.model("other").unwrap().is_none());
@@ -355,14 +388,117 @@ fn store_reopens_and_audit_is_append_only() {
             .is_err()
     );
 
-    let conn = rusqlite::Connection::open(&path).unwrap();
-    let mode: String = conn
-        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(mode, "wal");
-    assert!(conn.execute("UPDATE audit SET reason = 'x'", []).is_err());
-    assert!(conn.execute("DELETE FROM audit", []).is_err());
+    if let Db::Sqlite(dir) = &f.db {
+        let conn = rusqlite::Connection::open(dir.db()).unwrap();
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+    }
+    let mut refused = vec!["UPDATE audit SET reason = 'x'", "DELETE FROM audit"];
+    if backend == Backend::Postgres {
+        refused.push("TRUNCATE audit");
+    }
+    for sql in refused {
+        let err = f.db.raw_execute(sql).unwrap_err();
+        assert!(err.contains("audit is append-only"), "{sql}: {err}");
+    }
     assert_eq!(store.audit_log().unwrap().len(), 1);
+    // Other tables are not append-only.
+    f.db.raw_execute("DELETE FROM nonces").unwrap();
+    assert_eq!(store.purge_nonces(NOW).unwrap(), 0);
+}
+
+/// Several stores opened at once on a fresh database: the migrations run once, none fails.
+fn concurrent_opens_migrate_once(backend: Backend) {
+    let db = Db::new(backend, "opens");
+    let spec = db.spec();
+    let barrier = Arc::new(Barrier::new(4));
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let (spec, barrier) = (spec.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                Store::connect(&spec).map(|s| s.schema_version())
+            })
+        })
+        .collect();
+    for h in handles {
+        assert_eq!(h.join().unwrap().unwrap().unwrap(), 2);
+    }
+    assert_eq!(db.raw_count("SELECT COUNT(*) FROM schema_migrations"), 2);
+}
+
+/// A database written by a newer program is refused with a clear error.
+fn newer_schema_is_refused(backend: Backend) {
+    let db = Db::new(backend, "newer");
+    drop(Store::connect(db.spec()).unwrap());
+    db.raw_execute(
+        "INSERT INTO schema_migrations (version, description, applied_at) VALUES (99, 'future', 0)",
+    )
+    .unwrap();
+    let err = Store::connect(db.spec()).unwrap_err().to_string();
+    assert!(err.contains("newer than this program"), "{err}");
+}
+
+on_both_backends!(
+    successful_activation_releases_key_and_licence,
+    nonce_refusals,
+    attestation_refusals,
+    revoked_device_is_refused,
+    expired_licence_is_refused,
+    revoked_model_version_is_refused_and_epoch_rises,
+    device_limit_counts_distinct_devices,
+    parallel_activations_respect_the_device_limit,
+    store_reopens_and_audit_is_append_only,
+    concurrent_opens_migrate_once,
+    newer_schema_is_refused,
+);
+
+#[test]
+fn connect_spec_selects_the_backend_and_errors_never_show_the_password() {
+    // A file path is SQLite.
+    let dir = TempDir::new("spec");
+    let store = Store::connect(dir.db()).unwrap();
+    assert_eq!(store.path(), Some(dir.db().as_path()));
+    assert_eq!(store.location(), dir.db().display().to_string());
+
+    // A PostgreSQL URL: nothing listens on port 1, so the connection is refused, and the
+    // message names the database without the password.
+    let err = Store::connect("postgres://omg:hunter2-secret@127.0.0.1:1/vendor")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with(
+            "cannot connect to the PostgreSQL database postgresql://omg@127.0.0.1:1/vendor: "
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "{err}");
+    let err = Store::connect("POSTGRESQL://127.0.0.1:1/vendor?password=hunter2-secret")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("postgresql://127.0.0.1:1/vendor"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+
+    // An invalid URL is not echoed.
+    for bad in [
+        "postgres://omg:hunter2-secret@127.0.0.1:notaport/vendor",
+        "postgresql://omg:hunter2-secret@127.0.0.1/vendor?sslmode=hunter2",
+    ] {
+        let err = Store::connect(bad).unwrap_err().to_string();
+        assert!(err.contains("invalid PostgreSQL URL"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    // Another scheme is refused rather than taken for a file name.
+    let err = Store::connect("mysql://localhost/vendor")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("unsupported database URL scheme `mysql`"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -7,14 +7,14 @@ use alloc::vec::Vec;
 
 use omg_kernels::QuantizedMultiplier;
 use omg_kernels::conv::{self, ConvParams, ConvShapes, DepthwiseParams};
-use omg_kernels::fast;
+use omg_kernels::fast::{ConvPlan, DepthwisePlan, Isa, WeightPlan};
 use omg_kernels::quant::{WindowGeometry, activation_range_i8, compute_padding_height_width};
 
 use crate::error::Result;
 use crate::exec::{Memory, Slot};
 use crate::model::DType;
 use crate::ops::{
-    BoxedKernel, Kernel, KernelSet, OpCtx, activation, kernel_err, padding, shape4, weights_i8,
+    BoxedKernel, Kernel, OpCtx, Prepared, activation, kernel_err, padding, shape4, weights_i8,
 };
 
 /// Schema field id of `DepthwiseConv2DOptions.depth_multiplier`.
@@ -150,7 +150,7 @@ fn read_window(ctx: &OpCtx<'_, '_>, f: &WindowFields) -> Result<Window> {
     })
 }
 
-impl Common<'_> {
+impl<'m> Common<'m> {
     /// The kernel parameters shared by both convolutions.
     fn conv_params(&self, stride: (i32, i32), dilation: (i32, i32)) -> ConvParams {
         // Strides and dilations were checked to be positive in `prepare_common`.
@@ -171,13 +171,24 @@ impl Common<'_> {
     fn bias_len(&self) -> Option<usize> {
         self.bias.as_ref().map(Vec::len)
     }
+
+    /// The optimized kernel of `plan` on these weights.
+    fn prepared<'a, P: WeightPlan>(
+        &self,
+        ctx: &OpCtx<'a, 'm>,
+        plan: P,
+        isa: Isa,
+    ) -> Result<Prepared<'m, P>> {
+        let bias = self.bias.as_deref();
+        Prepared::new(ctx, plan, isa, self.filter, bias, &self.multipliers)
+    }
 }
 
 struct Conv2d<'m> {
     c: Common<'m>,
     params: ConvParams,
-    /// Patch buffer of the optimized kernel; `None` runs the reference kernel.
-    scratch: Option<Vec<i16>>,
+    /// The optimized kernel; `None` runs the reference kernel.
+    fast: Option<Prepared<'m, ConvPlan>>,
 }
 
 /// Prepares CONV_2D.
@@ -198,9 +209,15 @@ pub(crate) fn prepare_conv<'m>(ctx: &OpCtx<'_, 'm>) -> Result<BoxedKernel<'m>> {
     params
         .check(&c.shapes, c.bias_len(), c.multipliers.len())
         .map_err(|e| kernel_err(ctx, e))?;
-    let scratch = (ctx.kernels == KernelSet::Optimized)
-        .then(|| vec![0i16; fast::conv_scratch_len(&c.shapes)]);
-    Ok(Box::new(Conv2d { c, params, scratch }))
+    let fast = match ctx.isa() {
+        Some(isa) => {
+            let plan = ConvPlan::new(&params, &c.shapes, c.bias_len(), c.multipliers.len())
+                .map_err(|e| kernel_err(ctx, e))?;
+            Some(c.prepared(ctx, plan, isa)?)
+        }
+        None => None,
+    };
+    Ok(Box::new(Conv2d { c, params, fast }))
 }
 
 impl Kernel for Conv2d<'_> {
@@ -209,17 +226,8 @@ impl Kernel for Conv2d<'_> {
         let mut io = mem.io(core::slice::from_ref(&c.output))?;
         let input = io.typed::<i8>(&c.input)?;
         let (bias, out) = (c.bias.as_deref(), io.out()?);
-        match &mut self.scratch {
-            Some(s) => fast::conv2d_i8(
-                &self.params,
-                &c.shapes,
-                input,
-                c.filter,
-                bias,
-                &c.multipliers,
-                out,
-                s,
-            )?,
+        match &mut self.fast {
+            Some(f) => f.eval(input, out)?,
             None => conv::conv2d_i8(
                 &self.params,
                 &c.shapes,
@@ -237,8 +245,8 @@ impl Kernel for Conv2d<'_> {
 struct Depthwise<'m> {
     c: Common<'m>,
     params: DepthwiseParams,
-    /// Accumulator row of the optimized kernel; `None` runs the reference kernel.
-    scratch: Option<Vec<i32>>,
+    /// The optimized kernel; `None` runs the reference kernel.
+    fast: Option<Prepared<'m, DepthwisePlan>>,
 }
 
 /// Prepares DEPTHWISE_CONV_2D (any depth multiplier).
@@ -279,9 +287,15 @@ pub(crate) fn prepare_depthwise<'m>(ctx: &OpCtx<'_, 'm>) -> Result<BoxedKernel<'
     params
         .check(&c.shapes, c.bias_len(), c.multipliers.len())
         .map_err(|e| kernel_err(ctx, e))?;
-    let scratch = (ctx.kernels == KernelSet::Optimized)
-        .then(|| vec![0i32; fast::depthwise_scratch_len(&c.shapes)]);
-    Ok(Box::new(Depthwise { c, params, scratch }))
+    let fast = match ctx.isa() {
+        Some(isa) => {
+            let plan = DepthwisePlan::new(&params, &c.shapes, c.bias_len(), c.multipliers.len())
+                .map_err(|e| kernel_err(ctx, e))?;
+            Some(c.prepared(ctx, plan, isa)?)
+        }
+        None => None,
+    };
+    Ok(Box::new(Depthwise { c, params, fast }))
 }
 
 impl Kernel for Depthwise<'_> {
@@ -290,17 +304,8 @@ impl Kernel for Depthwise<'_> {
         let mut io = mem.io(core::slice::from_ref(&c.output))?;
         let input = io.typed::<i8>(&c.input)?;
         let (bias, out) = (c.bias.as_deref(), io.out()?);
-        match &mut self.scratch {
-            Some(s) => fast::depthwise_conv2d_i8(
-                &self.params,
-                &c.shapes,
-                input,
-                c.filter,
-                bias,
-                &c.multipliers,
-                out,
-                s,
-            )?,
+        match &mut self.fast {
+            Some(f) => f.eval(input, out)?,
             None => conv::depthwise_conv2d_i8(
                 &self.params,
                 &c.shapes,

@@ -5,6 +5,7 @@ use alloc::boxed::Box;
 use alloc::format;
 
 use omg_kernels::elementwise::{self as ew, AddParams, BinaryOp, MulParams, TensorQuant};
+use omg_kernels::fast::{self, Isa};
 use omg_kernels::quant::{activation_range_f32, activation_range_i8, activation_range_i32};
 use omg_kernels::shape::Broadcast;
 
@@ -40,6 +41,8 @@ struct Binary {
     output: Slot,
     broadcast: Broadcast,
     math: Math,
+    /// Level of the optimized same-shape int8 ADD; `None` runs the reference kernel.
+    fast_add: Option<Isa>,
 }
 
 /// Prepares a binary elementwise operator.
@@ -101,6 +104,9 @@ pub(crate) fn prepare<'m>(ctx: &OpCtx<'_, 'm>, op: BinaryOp) -> Result<BoxedKern
         op,
         inputs: [ctx.input_slot(0)?, ctx.input_slot(1)?],
         output: ctx.output_slot(0)?,
+        fast_add: ctx
+            .isa()
+            .filter(|_| broadcast.same_shape && matches!(math, Math::AddI8(_))),
         broadcast,
         math,
     }))
@@ -112,9 +118,10 @@ impl Kernel for Binary {
         let [a, b] = &self.inputs;
         let bc = &self.broadcast;
         match &self.math {
-            Math::AddI8(p) => {
-                ew::add_quantized::<i8>(p, bc, io.typed(a)?, io.typed(b)?, io.out()?)?
-            }
+            Math::AddI8(p) => match self.fast_add {
+                Some(isa) => fast::add_i8(isa, p, io.typed(a)?, io.typed(b)?, io.out()?)?,
+                None => ew::add_quantized::<i8>(p, bc, io.typed(a)?, io.typed(b)?, io.out()?)?,
+            },
             Math::MulI8(p) => {
                 ew::mul_quantized::<i8>(p, bc, io.typed(a)?, io.typed(b)?, io.out()?)?
             }

@@ -6,14 +6,14 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use omg_kernels::QuantizedMultiplier;
-use omg_kernels::fast;
+use omg_kernels::fast::FcPlan;
 use omg_kernels::fully_connected::{self as fc, FcQuantization, FullyConnectedParams};
 use omg_kernels::quant::activation_range_i8;
 
 use crate::error::Result;
 use crate::exec::{Memory, Slot};
 use crate::model::DType;
-use crate::ops::{BoxedKernel, Kernel, KernelSet, OpCtx, activation, kernel_err, weights_i8};
+use crate::ops::{BoxedKernel, Kernel, OpCtx, Prepared, activation, kernel_err, weights_i8};
 
 /// Schema field ids of `FullyConnectedOptions`.
 mod opt {
@@ -29,6 +29,30 @@ enum Quant {
     PerChannel(Vec<QuantizedMultiplier>),
 }
 
+impl Quant {
+    /// The kernels' view of the quantization.
+    fn get(&self) -> FcQuantization<'_> {
+        match self {
+            Quant::PerTensor {
+                multiplier,
+                filter_zero_point,
+            } => FcQuantization::PerTensor {
+                multiplier: *multiplier,
+                filter_zero_point: *filter_zero_point,
+            },
+            Quant::PerChannel(m) => FcQuantization::PerChannel(m),
+        }
+    }
+
+    /// The output multipliers: one per channel, or one for all.
+    fn multipliers(&self) -> &[QuantizedMultiplier] {
+        match self {
+            Quant::PerTensor { multiplier, .. } => core::slice::from_ref(multiplier),
+            Quant::PerChannel(m) => m,
+        }
+    }
+}
+
 struct FullyConnected<'m> {
     input: Slot,
     output: Slot,
@@ -36,8 +60,8 @@ struct FullyConnected<'m> {
     bias: Option<Vec<i32>>,
     quant: Quant,
     params: FullyConnectedParams,
-    /// Per-row filter sums of the optimized kernel; `None` runs the reference kernel.
-    row_sums: Option<Vec<i32>>,
+    /// The optimized kernel; `None` runs the reference kernel.
+    fast: Option<Prepared<'m, FcPlan>>,
 }
 
 /// Prepares FULLY_CONNECTED.
@@ -136,16 +160,28 @@ pub(crate) fn prepare<'m>(ctx: &OpCtx<'_, 'm>) -> Result<BoxedKernel<'m>> {
         )
         .map_err(|e| kernel_err(ctx, e))?;
     let filter_data = weights_i8(ctx, 1)?;
-    let row_sums = (ctx.kernels == KernelSet::Optimized).then(|| {
-        let mut sums = vec![0i32; out_depth];
-        fast::fc_row_sums(filter_data, accum_depth, &mut sums);
-        sums
-    });
+    let fast = match ctx.isa() {
+        Some(isa) => {
+            let plan = FcPlan::new(&params, quant.get(), bias.as_ref().map(Vec::len))
+                .map_err(|e| kernel_err(ctx, e))?;
+            let multipliers = quant.multipliers();
+            let bias = bias.as_deref();
+            Some(Prepared::new(
+                ctx,
+                plan,
+                isa,
+                filter_data,
+                bias,
+                multipliers,
+            )?)
+        }
+        None => None,
+    };
     Ok(Box::new(FullyConnected {
         input: ctx.input_slot(0)?,
         output: ctx.output_slot(0)?,
         filter: filter_data,
-        row_sums,
+        fast,
         bias,
         quant,
         params,
@@ -156,22 +192,13 @@ impl Kernel for FullyConnected<'_> {
     fn eval(&mut self, mem: &mut Memory<'_, '_>) -> Result<()> {
         let mut io = mem.io(core::slice::from_ref(&self.output))?;
         let input = io.typed::<i8>(&self.input)?;
-        let quant = match &self.quant {
-            Quant::PerTensor {
-                multiplier,
-                filter_zero_point,
-            } => FcQuantization::PerTensor {
-                multiplier: *multiplier,
-                filter_zero_point: *filter_zero_point,
-            },
-            Quant::PerChannel(m) => FcQuantization::PerChannel(m),
-        };
         let (bias, out) = (self.bias.as_deref(), io.out()?);
-        match &self.row_sums {
-            Some(sums) => {
-                fast::fully_connected_i8(&self.params, quant, input, self.filter, bias, out, sums)?
+        match &mut self.fast {
+            Some(f) => f.eval(input, out)?,
+            None => {
+                let quant = self.quant.get();
+                fc::fully_connected_i8(&self.params, quant, input, self.filter, bias, out)?
             }
-            None => fc::fully_connected_i8(&self.params, quant, input, self.filter, bias, out)?,
         }
         Ok(())
     }

@@ -4,9 +4,11 @@
 //! against what the kernel supports and returns a [`Kernel`] holding everything Eval needs, so that
 //! Eval neither validates nor allocates.
 
+use alloc::borrow::Cow;
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
+use alloc::vec;
 use alloc::vec::Vec;
 
 use crate::error::{Error, Result};
@@ -14,7 +16,9 @@ use crate::exec::{Memory, Slot};
 use crate::flatbuf::{Scalar, Table};
 use crate::model::{DType, OpCode, Operator, Tensor};
 use omg_kernels::KernelError;
+use omg_kernels::QuantizedMultiplier;
 use omg_kernels::elementwise::BinaryOp;
+use omg_kernels::fast::{Isa, Scratch, ScratchLen, WeightPlan};
 use omg_kernels::quant::{Activation, Padding};
 
 /// Runs `$body` with the type alias `$t` bound by the first arm whose pattern matches `$value`;
@@ -93,6 +97,12 @@ impl Options<'_> {
 }
 
 impl<'a, 'm> OpCtx<'a, 'm> {
+    /// The instruction-set level of the optimized kernels (the fastest this CPU supports), or
+    /// `None` when the reference kernels run.
+    pub(crate) fn isa(&self) -> Option<Isa> {
+        (self.kernels == KernelSet::Optimized).then(Isa::detect)
+    }
+
     /// An error about this operator.
     pub(crate) fn err(&self, reason: impl Into<String>) -> Error {
         Error::Operator {
@@ -223,6 +233,94 @@ impl<'a, 'm> OpCtx<'a, 'm> {
 /// An operator error from a kernel's parameter check.
 pub(crate) fn kernel_err(ctx: &OpCtx<'_, '_>, e: KernelError) -> Error {
     ctx.err(format!("{e}"))
+}
+
+/// Scratch memory owned by an optimized kernel, sized at prepare time.
+pub(crate) struct ScratchBuffers {
+    i8: Vec<i8>,
+    i16: Vec<i16>,
+    i32: Vec<i32>,
+    usize: Vec<usize>,
+}
+
+impl ScratchBuffers {
+    /// Buffers of `len` elements.
+    pub(crate) fn new(len: ScratchLen) -> Self {
+        ScratchBuffers {
+            i8: vec![0; len.i8],
+            i16: vec![0; len.i16],
+            i32: vec![0; len.i32],
+            usize: vec![0; len.usize],
+        }
+    }
+
+    /// The buffers, for one eval call.
+    pub(crate) fn get(&mut self) -> Scratch<'_> {
+        Scratch {
+            i8: &mut self.i8,
+            i16: &mut self.i16,
+            i32: &mut self.i32,
+            usize: &mut self.usize,
+        }
+    }
+}
+
+/// What an optimized weight kernel (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED) keeps from
+/// prepare: its plan, the instruction-set level, the weights in the plan's layout (the model's
+/// own bytes when no repacking is needed), the per-channel data and the scratch memory.
+pub(crate) struct Prepared<'m, P> {
+    plan: P,
+    isa: Isa,
+    weights: Cow<'m, [i8]>,
+    channels: Vec<i32>,
+    scratch: ScratchBuffers,
+}
+
+impl<'m, P: WeightPlan> Prepared<'m, P> {
+    /// Lays out `filter` for `plan` (borrowing it when the plan uses it as is) and computes
+    /// the per-channel data from `bias` and the output `multipliers` (one per channel or one).
+    pub(crate) fn new(
+        ctx: &OpCtx<'_, 'm>,
+        plan: P,
+        isa: Isa,
+        filter: &'m [i8],
+        bias: Option<&[i32]>,
+        multipliers: &[QuantizedMultiplier],
+    ) -> Result<Self> {
+        let weights = match plan.packed_len() {
+            0 => Cow::Borrowed(filter),
+            len => {
+                let mut packed = vec![0; len];
+                plan.pack(filter, &mut packed)
+                    .map_err(|e| kernel_err(ctx, e))?;
+                Cow::Owned(packed)
+            }
+        };
+        let mut channels = vec![0; plan.channels_len()];
+        plan.prepare_channels(filter, bias, multipliers, &mut channels)
+            .map_err(|e| kernel_err(ctx, e))?;
+        let scratch = ScratchBuffers::new(plan.scratch_len());
+        Ok(Prepared {
+            plan,
+            isa,
+            weights,
+            channels,
+            scratch,
+        })
+    }
+
+    /// Runs the layer on `input` into `output`.
+    pub(crate) fn eval(&mut self, input: &[i8], output: &mut [i8]) -> Result<()> {
+        let Prepared {
+            plan,
+            isa,
+            weights,
+            channels,
+            scratch,
+        } = self;
+        plan.eval(*isa, input, weights, channels, output, scratch.get())?;
+        Ok(())
+    }
 }
 
 /// The fused activation of an operator.

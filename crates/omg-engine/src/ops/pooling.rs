@@ -2,7 +2,10 @@
 
 use alloc::boxed::Box;
 use alloc::format;
+use alloc::vec;
+use alloc::vec::Vec;
 
+use omg_kernels::fast::{self, Isa};
 use omg_kernels::pooling::{self, PoolParams};
 use omg_kernels::quant::{activation_range_i8, compute_padding_height_width};
 
@@ -34,6 +37,8 @@ struct Pool {
     shapes: ([usize; 4], [usize; 4]),
     params: PoolParams,
     reduce: Reduce,
+    /// Level and accumulator row of the optimized kernel; `None` runs the reference kernel.
+    fast: Option<(Isa, Vec<i32>)>,
 }
 
 /// Prepares AVERAGE_POOL_2D or MAX_POOL_2D.
@@ -106,6 +111,9 @@ pub(crate) fn prepare<'m>(ctx: &OpCtx<'_, 'm>, reduce: Reduce) -> Result<BoxedKe
         shapes: (in_shape, out_shape),
         params,
         reduce,
+        fast: ctx
+            .isa()
+            .map(|isa| (isa, vec![0; fast::pool_scratch_len(in_shape)])),
     }))
 }
 
@@ -114,9 +122,14 @@ impl Kernel for Pool {
         let mut io = mem.io(core::slice::from_ref(&self.output))?;
         let input = io.typed::<i8>(&self.input)?;
         let (i, o) = self.shapes;
-        match self.reduce {
-            Reduce::Average => pooling::average_pool(&self.params, i, o, input, io.out()?)?,
-            Reduce::Max => pooling::max_pool(&self.params, i, o, input, io.out()?)?,
+        let (p, out) = (&self.params, io.out()?);
+        match (self.reduce, &mut self.fast) {
+            (Reduce::Average, Some((isa, s))) => {
+                fast::average_pool_i8(*isa, p, i, o, input, out, s)?
+            }
+            (Reduce::Max, Some((isa, s))) => fast::max_pool_i8(*isa, p, i, o, input, out, s)?,
+            (Reduce::Average, None) => pooling::average_pool(p, i, o, input, out)?,
+            (Reduce::Max, None) => pooling::max_pool(p, i, o, input, out)?,
         }
         Ok(())
     }

@@ -1,8 +1,8 @@
-//! The operating system's RNG as a rand_core 0.10 [`CryptoRng`](omg_protocol::rand_core::CryptoRng).
+//! The operating system's RNG as a rand_core 0.10 [`CryptoRng`](rand_core::CryptoRng) (feature `getrandom`).
 
-use std::convert::Infallible;
+use core::convert::Infallible;
 
-use omg_protocol::rand_core::{TryCryptoRng, TryRng};
+use rand_core::{TryCryptoRng, TryRng};
 
 /// The operating system's cryptographic RNG (`getrandom`).
 ///

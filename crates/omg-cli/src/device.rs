@@ -1,0 +1,451 @@
+//! The device side of the Linux backend: `omg device init | info`, `omg attest`,
+//! `omg verify-token` and `omg provision`.
+//!
+//! Provisioning goes through the enclave process (see [`crate::enclave`]); this process only
+//! relays messages between the enclave and the vendor service.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use omg_enclave::Platform;
+use omg_enclave::messages::{EnclaveReply, HostRequest};
+use omg_linux::{DeviceIdentity, LinuxPlatform};
+use omg_protocol::key_release::HpkeKeyPair;
+use omg_protocol::package::MAX_PACKAGE_LEN;
+use omg_protocol::token::Token;
+use omg_protocol::{VerifyingKey, ct_eq, verifying_key_from_sec1};
+use serde::{Deserialize, Serialize};
+
+use crate::files::{read_limited, write_atomic};
+use crate::identity::{hex, key_dir};
+
+/// The device directory: `--dir`, else `$OMG_HOME/device`, else `~/.local/share/omg/device`.
+pub fn device_dir(dir: Option<PathBuf>) -> Result<PathBuf> {
+    key_dir(dir, "device")
+}
+
+/// Where the sealed blob of a model version lives in the device directory.
+pub fn sealed_path(device: &Path, model_id: &str, version: u32) -> PathBuf {
+    model_dir(device, model_id).join(format!("v{version}.sealed"))
+}
+
+/// Where the vendor public key a model was provisioned with is kept.
+pub fn stored_vendor_key_path(device: &Path, model_id: &str) -> PathBuf {
+    model_dir(device, model_id).join("vendor.pub")
+}
+
+fn model_dir(device: &Path, model_id: &str) -> PathBuf {
+    // Model ids may hold any character: name the directory by a hash.
+    let id = hex(&omg_protocol::sha256(model_id.as_bytes())[..16]);
+    device.join("models").join(id)
+}
+
+/// The measurement of the enclave image the launcher would start.
+pub fn enclave_measurement() -> Result<[u8; 32]> {
+    Ok(crate::enclave::image()?.measurement())
+}
+
+/// Reads a SEC1 public key file (vendor.pub, attestation.pub).
+pub fn read_public_key(path: &Path) -> Result<VerifyingKey> {
+    let bytes = read_limited(path, 256)?;
+    verifying_key_from_sec1(&bytes)
+        .map_err(|_| anyhow::anyhow!("{} is not a P-256 public key (SEC1)", path.display()))
+}
+
+fn parse_hex(s: &str, what: &str) -> Result<Vec<u8>> {
+    let s = s.trim();
+    if !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        bail!("{what} must be hexadecimal digits, an even number of them");
+    }
+    Ok((0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap_or_default())
+        .collect())
+}
+
+#[derive(Serialize)]
+struct DeviceInfo {
+    dir: String,
+    ueid: String,
+    attestation_public_key: String,
+    enclave_measurement: String,
+}
+
+fn print_info(out: &DeviceInfo, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(out)?);
+    } else {
+        println!(
+            "device identity     {} (attestation.key and huk owner-only)",
+            out.dir
+        );
+        println!("UEID                {}", out.ueid);
+        println!("attestation key     {}", out.attestation_public_key);
+        println!("enclave measurement {}", out.enclave_measurement);
+    }
+    Ok(())
+}
+
+fn info_of(identity: &DeviceIdentity) -> Result<DeviceInfo> {
+    Ok(DeviceInfo {
+        dir: identity.dir().display().to_string(),
+        ueid: hex(&identity.ueid()),
+        attestation_public_key: hex(&identity.public_key()),
+        enclave_measurement: hex(&enclave_measurement()?),
+    })
+}
+
+/// `omg device init`: a new platform identity (never replacing one without `force`).
+pub fn init(dir: Option<PathBuf>, force: bool, json: bool) -> Result<()> {
+    let dir = device_dir(dir)?;
+    let identity = DeviceIdentity::create(&dir, force)?;
+    print_info(&info_of(&identity)?, json)
+}
+
+/// `omg device info`: the identity's public parts and the enclave measurement to put in a
+/// vendor policy.
+pub fn info(dir: Option<PathBuf>, json: bool) -> Result<()> {
+    let identity = crate::enclave::identity(&device_dir(dir)?)?;
+    print_info(&info_of(&identity)?, json)
+}
+
+/// `omg attest`: the platform's token over `nonce` and the enclave image's measurement, for a
+/// fresh enclave key that is discarded (a diagnostic token: nothing can be released to it).
+pub fn attest(dir: Option<PathBuf>, nonce: &str, output: Option<&Path>, json: bool) -> Result<()> {
+    let nonce = parse_hex(nonce, "the nonce")?;
+    let identity = crate::enclave::identity(&device_dir(dir)?)?;
+    let mut platform = LinuxPlatform::new(identity, enclave_measurement()?);
+    let enclave_key = HpkeKeyPair::generate(platform.rng());
+    let token = platform
+        .attest(&nonce, enclave_key.public_key_hash())
+        .context("cannot make the token")?;
+    if let Some(path) = output {
+        write_atomic(path, &token)?;
+    }
+    if json {
+        #[derive(Serialize)]
+        struct Attested {
+            token: String,
+            enclave_public_key: String,
+        }
+        println!(
+            "{}",
+            serde_json::to_string(&Attested {
+                token: hex(&token),
+                enclave_public_key: hex(&enclave_key.public_key.to_bytes()),
+            })?
+        );
+    } else if output.is_none() {
+        println!("{}", hex(&token));
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct TokenReport {
+    valid: bool,
+    ueid: String,
+    nonce: String,
+    profile: String,
+    security_lifecycle: u16,
+    implementation_id: String,
+    measurements: Vec<String>,
+    enclave_key_hash: String,
+}
+
+/// `omg verify-token`: checks a token's signature against a device key, and optionally its
+/// measurements and nonce; prints the claims.
+pub fn verify_token(
+    token: &Path,
+    device_key: &Path,
+    measurements: &[String],
+    nonce: Option<&str>,
+    json: bool,
+) -> Result<()> {
+    let raw = read_limited(token, 64 * 1024)?;
+    // Accept the raw token or its hex form (as `omg attest` prints it).
+    let text = std::str::from_utf8(&raw).ok().map(str::trim);
+    let bytes = match text {
+        Some(t) if !t.is_empty() && t.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            parse_hex(t, "the token")?
+        }
+        _ => raw,
+    };
+    let key = read_public_key(device_key)?;
+    let claims = Token::verify(&bytes, &key)
+        .map_err(|e| anyhow::anyhow!("{} does not verify: {e}", token.display()))?;
+    if let Some(n) = nonce {
+        let n = parse_hex(n, "the nonce")?;
+        anyhow::ensure!(ct_eq(&n, &claims.nonce), "the token's nonce differs");
+    }
+    if !measurements.is_empty() {
+        let allowed = measurements
+            .iter()
+            .map(|m| parse_hex(m, "a measurement"))
+            .collect::<Result<Vec<_>>>()?;
+        for c in &claims.software_components {
+            anyhow::ensure!(
+                allowed.iter().any(|m| ct_eq(m, &c.measurement_value)),
+                "measurement {} is not an expected one",
+                hex(&c.measurement_value)
+            );
+        }
+    }
+    let report = TokenReport {
+        valid: true,
+        ueid: hex(&claims.instance_id),
+        nonce: hex(&claims.nonce),
+        profile: claims.profile.clone(),
+        security_lifecycle: claims.security_lifecycle.0,
+        implementation_id: hex(&claims.implementation_id),
+        measurements: claims
+            .software_components
+            .iter()
+            .map(|c| hex(&c.measurement_value))
+            .collect(),
+        enclave_key_hash: hex(&claims.enclave_key_hash),
+    };
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!("token verifies with {}", device_key.display());
+        println!("UEID                {}", report.ueid);
+        println!("nonce               {}", report.nonce);
+        println!("profile             {}", report.profile);
+        println!("security lifecycle  {:#06x}", report.security_lifecycle);
+        println!("implementation id   {}", report.implementation_id);
+        for m in &report.measurements {
+            println!("measurement         {m}");
+        }
+        println!("enclave key hash    {}", report.enclave_key_hash);
+    }
+    Ok(())
+}
+
+/// A client of the vendor service.
+struct Client {
+    agent: ureq::Agent,
+    base: String,
+}
+
+#[derive(Deserialize)]
+struct ChallengeResponse {
+    nonce: String,
+}
+
+#[derive(Serialize)]
+struct ActivateBody<'a> {
+    token: String,
+    device_public_key: String,
+    model_id: &'a str,
+    version: u32,
+    enclave_public_key: String,
+}
+
+#[derive(Deserialize)]
+struct ActivateResponse {
+    key_release: String,
+    licence: String,
+}
+
+#[derive(Deserialize)]
+struct ApiError {
+    reason: Option<String>,
+    message: Option<String>,
+}
+
+impl Client {
+    fn new(server: &str, ca_cert: Option<&Path>) -> Result<Self> {
+        let mut config = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(30)))
+            .http_status_as_error(false);
+        if let Some(path) = ca_cert {
+            let pem = read_limited(path, 1 << 20)?;
+            let certs = ureq::tls::parse_pem(&pem)
+                .filter_map(|item| match item {
+                    Ok(ureq::tls::PemItem::Certificate(c)) => Some(Ok(c)),
+                    Ok(_) => None,
+                    Err(e) => Some(Err(e)),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .with_context(|| format!("{} is not PEM", path.display()))?;
+            anyhow::ensure!(!certs.is_empty(), "{} holds no certificate", path.display());
+            config = config.tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
+                    .build(),
+            );
+        }
+        let base = server.trim_end_matches('/').to_string();
+        anyhow::ensure!(
+            base.starts_with("http://") || base.starts_with("https://"),
+            "the server must be an http:// or https:// URL"
+        );
+        Ok(Self {
+            agent: config.build().into(),
+            base,
+        })
+    }
+
+    fn post<T: for<'de> Deserialize<'de>>(&self, path: &str, body: &impl Serialize) -> Result<T> {
+        let url = format!("{}{path}", self.base);
+        let mut response = self
+            .agent
+            .post(&url)
+            .send_json(body)
+            .with_context(|| format!("cannot reach the vendor service at {url}"))?;
+        let status = response.status();
+        if !status.is_success() {
+            let err: Option<ApiError> = response.body_mut().read_json().ok();
+            let (reason, message) = err
+                .map(|e| (e.reason.unwrap_or_default(), e.message.unwrap_or_default()))
+                .unwrap_or_default();
+            bail!("the vendor service refused ({status}): {message} [{reason}]");
+        }
+        response
+            .body_mut()
+            .read_json()
+            .with_context(|| format!("unexpected answer from {url}"))
+    }
+}
+
+fn b64(field: &str, s: &str) -> Result<Vec<u8>> {
+    B64.decode(s)
+        .with_context(|| format!("the service's {field} is not base64"))
+}
+
+#[derive(Serialize)]
+struct Provisioned {
+    model_id: String,
+    version: u32,
+    sealed: String,
+    measurement: String,
+    not_after: u64,
+    timings_ms: Timings,
+}
+
+#[derive(Serialize)]
+struct Timings {
+    challenge: f64,
+    attest: f64,
+    activate: f64,
+    seal: f64,
+}
+
+/// `omg provision`: the preparation phase against the vendor service; stores the sealed blob.
+pub fn provision(
+    package_path: &Path,
+    server: &str,
+    vendor_key_path: &Path,
+    dir: Option<PathBuf>,
+    ca_cert: Option<&Path>,
+    json: bool,
+) -> Result<()> {
+    let dir = device_dir(dir)?;
+    let package = read_limited(package_path, MAX_PACKAGE_LEN as u64)?;
+    let vendor_key = read_public_key(vendor_key_path)?;
+    let client = Client::new(server, ca_cert)?;
+    let ms = |t: std::time::Instant| t.elapsed().as_secs_f64() * 1e3;
+    let identity = crate::enclave::identity(&dir)?;
+    let device_public_key = identity.public_key();
+    drop(identity);
+
+    let t = std::time::Instant::now();
+    let challenge: ChallengeResponse = client.post("/v1/challenge", &serde_json::json!({}))?;
+    let nonce = b64("nonce", &challenge.nonce)?;
+    let t_challenge = ms(t);
+
+    let t = std::time::Instant::now();
+    let mut enclave = crate::enclave::start(&dir, None)?;
+    enclave.send(&HostRequest::BeginProvision {
+        package: package.clone(),
+        vendor_key: omg_protocol::public_key_sec1(&vendor_key).to_vec(),
+        nonce,
+    })?;
+    let EnclaveReply::Attested {
+        token,
+        enclave_public_key,
+        model_id,
+        version,
+    } = enclave
+        .reply()
+        .with_context(|| format!("{}", package_path.display()))?
+    else {
+        bail!("the enclave answered out of turn");
+    };
+    let t_attest = ms(t);
+
+    let t = std::time::Instant::now();
+    let answer: ActivateResponse = client.post(
+        "/v1/activate",
+        &ActivateBody {
+            token: B64.encode(&token),
+            device_public_key: B64.encode(device_public_key),
+            model_id: &model_id,
+            version,
+            enclave_public_key: B64.encode(&enclave_public_key),
+        },
+    )?;
+    let t_activate = ms(t);
+
+    let t = std::time::Instant::now();
+    enclave.send(&HostRequest::FinishProvision {
+        key_release: b64("key release", &answer.key_release)?,
+        licence: b64("licence", &answer.licence)?,
+    })?;
+    let EnclaveReply::Sealed { blob, not_after } = enclave
+        .reply()
+        .context("the vendor's answer does not check out")?
+    else {
+        bail!("the enclave answered out of turn");
+    };
+    enclave.shutdown()?;
+    let sealed_path = sealed_path(&dir, &model_id, version);
+    let parent = sealed_path.parent().unwrap_or(&dir);
+    omg_linux::fs::create_private_dir(parent)
+        .with_context(|| format!("cannot create {}", parent.display()))?;
+    write_atomic(
+        &stored_vendor_key_path(&dir, &model_id),
+        &omg_protocol::public_key_sec1(&vendor_key),
+    )?;
+    write_atomic(&sealed_path, &blob)?;
+    let t_seal = ms(t);
+
+    let out = Provisioned {
+        model_id,
+        version,
+        sealed: sealed_path.display().to_string(),
+        measurement: hex(&enclave_measurement()?),
+        not_after,
+        timings_ms: Timings {
+            challenge: t_challenge,
+            attest: t_attest,
+            activate: t_activate,
+            seal: t_seal,
+        },
+    };
+    if json {
+        println!("{}", serde_json::to_string(&out)?);
+    } else {
+        println!(
+            "challenge    nonce from {server} ({:.1} ms)",
+            out.timings_ms.challenge
+        );
+        println!(
+            "attested     enclave {} signed by the device key ({:.1} ms)",
+            out.measurement, out.timings_ms.attest
+        );
+        println!(
+            "activated    key released to this enclave, licence until {} ({:.1} ms)",
+            out.not_after, out.timings_ms.activate
+        );
+        println!(
+            "sealed       {} version {} -> {} ({:.1} ms)",
+            out.model_id, out.version, out.sealed, out.timings_ms.seal
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,36 @@
+//! Starting the enclave process from the CLI (the embedded deployment: this process is both
+//! the host app and the platform's launcher).
+
+use std::os::fd::OwnedFd;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use omg_linux::DeviceIdentity;
+use omg_linux::launcher::{EnclaveImage, RunningEnclave, launch};
+
+/// The enclave image, read and measured.
+pub fn image() -> Result<EnclaveImage> {
+    let path = EnclaveImage::locate().context("cannot locate the enclave image")?;
+    EnclaveImage::load(&path).with_context(|| {
+        format!(
+            "cannot read the enclave image {} (build it with `cargo build -p omg-cli`)",
+            path.display()
+        )
+    })
+}
+
+/// Loads the device identity in `dir`.
+pub fn identity(dir: &Path) -> Result<DeviceIdentity> {
+    DeviceIdentity::load(dir).with_context(|| {
+        format!(
+            "no device identity in {} (run `omg device init` first)",
+            dir.display()
+        )
+    })
+}
+
+/// Launches the enclave for the device in `dir`, with `audio` as its audio descriptor.
+pub fn start(dir: &Path, audio: Option<OwnedFd>) -> Result<RunningEnclave> {
+    let image = image()?;
+    launch(&image, identity(dir)?, audio).context("cannot launch the enclave")
+}

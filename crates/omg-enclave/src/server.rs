@@ -1,0 +1,201 @@
+//! The enclave's request loop, independent of how messages and audio travel: the Linux entry
+//! (and later an OP-TEE entry) supplies an [`EnclaveIo`] and calls [`Enclave::handle`] for
+//! each host request.
+
+use alloc::string::{String, ToString};
+use alloc::vec;
+
+use omg_protocol::licence::{InputSource, OutputPolicy};
+use omg_protocol::verifying_key_from_sec1;
+
+use crate::EnclaveError;
+use crate::messages::{EnclaveReply, HostRequest};
+use crate::platform::{Platform, PlatformError};
+use crate::provision::Preparation;
+use crate::runtime::initialize;
+
+/// Samples read from the audio descriptor at a time (100 ms at 16 kHz).
+pub const AUDIO_BLOCK: usize = 1600;
+
+/// What the enclave's entry provides around the logic: replies, audio and protected memory.
+pub trait EnclaveIo {
+    /// Protected memory for the decrypted model.
+    type Buffer: AsRef<[u8]> + AsMut<[u8]>;
+
+    /// Sends a reply to the host.
+    fn send(&mut self, reply: &EnclaveReply) -> Result<(), PlatformError>;
+
+    /// Reads audio samples (mono, 16-bit) into `buf`; 0 means the end of the audio.
+    fn read_audio(&mut self, buf: &mut [i16]) -> Result<usize, PlatformError>;
+
+    /// A zeroed protected buffer of `len` bytes.
+    fn protected(&mut self, len: usize) -> Result<Self::Buffer, PlatformError>;
+
+    /// How memory is protected, for the host's information (e.g. `"memfd_secret"`).
+    fn memory_kind(&self) -> &'static str;
+
+    /// A monotonic clock in µs (to report the pipeline's cost per hop).
+    fn monotonic_us(&self) -> u64;
+}
+
+/// The enclave: its platform and the state between requests.
+pub struct Enclave<P> {
+    platform: P,
+    preparation: Option<Preparation>,
+}
+
+impl<P> core::fmt::Debug for Enclave<P> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Enclave")
+            .field("preparing", &self.preparation.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+fn source(bits: u8) -> Result<InputSource, EnclaveError> {
+    match bits {
+        1 => Ok(InputSource::Mic),
+        2 => Ok(InputSource::File),
+        4 => Ok(InputSource::Stdin),
+        _ => Err(EnclaveError::Mismatch("unknown input source")),
+    }
+}
+
+fn vendor_key(sec1: &[u8]) -> Result<omg_protocol::VerifyingKey, EnclaveError> {
+    Ok(verifying_key_from_sec1(sec1)?)
+}
+
+impl<P: Platform> Enclave<P> {
+    /// An enclave on `platform`.
+    pub fn new(platform: P) -> Self {
+        Self {
+            platform,
+            preparation: None,
+        }
+    }
+
+    /// Handles one host request, sending its replies through `io`. A returned error is the
+    /// request's failure (the caller reports it to the host as [`EnclaveReply::Failed`]).
+    pub fn handle<I: EnclaveIo>(
+        &mut self,
+        request: HostRequest,
+        io: &mut I,
+    ) -> Result<(), EnclaveError> {
+        match request {
+            HostRequest::BeginProvision {
+                package,
+                vendor_key: key,
+                nonce,
+            } => {
+                self.preparation = None;
+                let prep =
+                    Preparation::begin(&mut self.platform, &package, &vendor_key(&key)?, &nonce)?;
+                io.send(&EnclaveReply::Attested {
+                    token: prep.token().to_vec(),
+                    enclave_public_key: prep.enclave_public_key().to_vec(),
+                    model_id: prep.model_id().to_string(),
+                    version: prep.version(),
+                })?;
+                self.preparation = Some(prep);
+                Ok(())
+            }
+            HostRequest::FinishProvision {
+                key_release,
+                licence,
+            } => {
+                let prep = self
+                    .preparation
+                    .take()
+                    .ok_or(EnclaveError::Mismatch("no provisioning in progress"))?;
+                let done = prep.finish(&mut self.platform, &key_release, &licence)?;
+                io.send(&EnclaveReply::Sealed {
+                    blob: done.sealed,
+                    not_after: done.licence.not_after,
+                })?;
+                Ok(())
+            }
+            HostRequest::Start {
+                package,
+                sealed,
+                vendor_key: key,
+                source: bits,
+            } => self.operate(&package, &sealed, &key, bits, io),
+        }
+    }
+
+    fn operate<I: EnclaveIo>(
+        &mut self,
+        package: &[u8],
+        sealed: &[u8],
+        key: &[u8],
+        bits: u8,
+        io: &mut I,
+    ) -> Result<(), EnclaveError> {
+        let unlocked = initialize(
+            &mut self.platform,
+            package,
+            sealed,
+            &vendor_key(key)?,
+            source(bits)?,
+            |len| io.protected(len),
+        )?;
+        let licence = unlocked.licence();
+        let mut session = unlocked.session()?;
+        io.send(&EnclaveReply::Ready {
+            model_id: licence.model_id.clone(),
+            version: licence.model_version,
+            output_policy: match unlocked.output_policy() {
+                OutputPolicy::LabelOnly => 0,
+                OutputPolicy::LabelAndScore => 1,
+                OutputPolicy::AllScores => 2,
+            },
+            not_after: licence.not_after,
+            memory: io.memory_kind().to_string(),
+        })?;
+        let mut block = vec![0i16; AUDIO_BLOCK];
+        let mut samples = 0u64;
+        let mut busy_us = 0u64;
+        // One extra second of silence at the end lets a final keyword reach the classifier.
+        let mut tail = 16_000usize;
+        loop {
+            let n = io.read_audio(&mut block)?;
+            let n = if n == 0 {
+                if tail == 0 {
+                    break;
+                }
+                let n = tail.min(block.len());
+                block[..n].fill(0);
+                tail -= n;
+                n
+            } else {
+                samples += n as u64;
+                n
+            };
+            let mut failure = None;
+            let t = io.monotonic_us();
+            let pushed = session.push_audio(&mut self.platform, &block[..n], |e| {
+                let reply = EnclaveReply::Event {
+                    label: String::from(e.label),
+                    time_ms: e.time_ms,
+                    score: e.score,
+                    scores: e.scores.map(<[i8]>::to_vec),
+                };
+                if let Err(err) = io.send(&reply) {
+                    failure.get_or_insert(err);
+                }
+            });
+            busy_us += io.monotonic_us().saturating_sub(t);
+            pushed?;
+            if let Some(err) = failure {
+                return Err(err.into());
+            }
+        }
+        block.fill(0);
+        io.send(&EnclaveReply::Finished {
+            samples,
+            classifications: session.classifications(),
+            busy_us,
+        })?;
+        Ok(())
+    }
+}

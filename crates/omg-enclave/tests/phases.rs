@@ -1,0 +1,513 @@
+//! The three phases against an in-memory platform and an in-test vendor: preparation,
+//! initialization and operation on the bundled micro_speech model, and every refusal.
+
+use std::collections::BTreeMap;
+
+use omg_enclave::platform::{Counter, sign_enclave_token};
+use omg_enclave::provision::Preparation;
+use omg_enclave::runtime::{OutputEvent, initialize};
+use omg_enclave::{EnclaveError, Platform, PlatformError};
+use omg_protocol::bundle::{Bundle, RecognizerSettings};
+use omg_protocol::key_release::{HpkePublicKey, KeyRelease};
+use omg_protocol::licence::{InputSource, InputSources, Licence, OutputPolicy, Refusal};
+use omg_protocol::package::{Package, PackageHeader};
+use omg_protocol::rand_core::{CryptoRng, Rng};
+use omg_protocol::sealed::SealingKey;
+use omg_protocol::token::Token;
+use omg_protocol::{ContentKey, ProtocolError, SigningKey, generate_signing_key, ueid};
+use omg_testkit::DeterministicRng;
+use zeroize::Zeroizing;
+
+const NOW: u64 = 1_800_000_000;
+const MODEL: &[u8] =
+    include_bytes!("../../../assets/pipelines/micro_speech/micro_speech_quantized.tflite");
+
+struct TestPlatform {
+    device_key: SigningKey,
+    huk: [u8; 32],
+    measurement: [u8; 32],
+    now: u64,
+    counters: BTreeMap<(String, u8), u64>,
+    rng: DeterministicRng,
+}
+
+impl TestPlatform {
+    fn new(seed: u64) -> Self {
+        let mut rng = DeterministicRng::new(seed);
+        let mut huk = [0u8; 32];
+        rng.fill_bytes(&mut huk);
+        Self {
+            device_key: generate_signing_key(&mut rng),
+            huk,
+            measurement: [0x42; 32],
+            now: NOW,
+            counters: BTreeMap::new(),
+            rng,
+        }
+    }
+}
+
+fn counter_key(model_id: &str, counter: Counter) -> (String, u8) {
+    (model_id.to_string(), counter as u8)
+}
+
+impl Platform for TestPlatform {
+    fn measurement(&self) -> [u8; 32] {
+        self.measurement
+    }
+    fn device_ueid(&self) -> [u8; 33] {
+        ueid(self.device_key.verifying_key())
+    }
+    fn attest(&mut self, nonce: &[u8], hash: [u8; 32]) -> Result<Vec<u8>, PlatformError> {
+        sign_enclave_token(
+            &self.device_key,
+            [7; 32],
+            self.measurement,
+            [8; 32],
+            nonce,
+            hash,
+        )
+    }
+    fn sealing_key(&mut self, model_id: &str) -> Result<SealingKey, PlatformError> {
+        SealingKey::derive(&self.huk, &self.measurement, model_id)
+            .map_err(|e| PlatformError::new("sealing key", e.to_string()))
+    }
+    fn rng(&mut self) -> &mut dyn CryptoRng {
+        &mut self.rng
+    }
+    fn now(&mut self) -> Result<u64, PlatformError> {
+        Ok(self.now)
+    }
+    fn counter(&mut self, model_id: &str, counter: Counter) -> Result<u64, PlatformError> {
+        Ok(*self
+            .counters
+            .get(&counter_key(model_id, counter))
+            .unwrap_or(&0))
+    }
+    fn raise_counter(
+        &mut self,
+        model_id: &str,
+        counter: Counter,
+        value: u64,
+    ) -> Result<u64, PlatformError> {
+        let c = self
+            .counters
+            .entry(counter_key(model_id, counter))
+            .or_insert(0);
+        *c = (*c).max(value);
+        Ok(*c)
+    }
+}
+
+/// The vendor of these tests: one key, one micro_speech package, licence terms to vary.
+struct Vendor {
+    key: SigningKey,
+    content_key: ContentKey,
+    package: Vec<u8>,
+    rng: DeterministicRng,
+}
+
+fn bundle(policy: OutputPolicy) -> Vec<u8> {
+    Bundle {
+        name: "micro_speech",
+        sample_rate: 16_000,
+        window_ms: 30,
+        stride_ms: 20,
+        classifier: MODEL,
+        preprocessor: None,
+        labels: vec!["silence", "unknown", "yes", "no"],
+        is_keyword: vec![false, false, true, true],
+        classify_every_hops: 1,
+        recognizer: RecognizerSettings {
+            average_window_ms: 40,
+            detection_threshold: 215,
+            suppression_ms: 1500,
+            minimum_count: 3,
+            minimum_level: 100,
+        },
+        output_policy: policy,
+    }
+    .to_bytes()
+    .unwrap()
+}
+
+impl Vendor {
+    fn new(ceiling: OutputPolicy) -> Self {
+        let mut rng = DeterministicRng::new(99);
+        let key = generate_signing_key(&mut rng);
+        let content_key = ContentKey::generate(&mut rng);
+        let header = PackageHeader::new("micro_speech", 2, NOW - 10, key.verifying_key());
+        let package =
+            Package::seal(&header, &bundle(ceiling), &content_key, &key, &mut rng).unwrap();
+        Self {
+            key,
+            content_key,
+            package,
+            rng,
+        }
+    }
+
+    fn terms(&self, platform: &TestPlatform) -> Licence {
+        Licence {
+            device_ueid: platform.device_ueid(),
+            model_id: "micro_speech".into(),
+            model_version: 2,
+            not_after: NOW + 3600,
+            epoch: 1,
+            quota: None,
+            output_policy: OutputPolicy::AllScores,
+            input_sources: InputSources::of(&[InputSource::File, InputSource::Stdin]),
+        }
+    }
+}
+
+fn provision(
+    platform: &mut TestPlatform,
+    vendor: &mut Vendor,
+    terms: &Licence,
+) -> Result<Vec<u8>, EnclaveError> {
+    let nonce = [5u8; 32];
+    let prep = Preparation::begin(
+        platform,
+        &vendor.package,
+        vendor.key.verifying_key(),
+        &nonce,
+    )?;
+    // The token verifies with the device key and carries the nonce and the enclave key hash.
+    let claims = Token::verify(prep.token(), platform.device_key.verifying_key()).unwrap();
+    assert_eq!(claims.nonce, nonce);
+    assert_eq!(
+        claims.software_components[0].measurement_value,
+        platform.measurement
+    );
+    claims
+        .check_enclave_key(&prep.enclave_public_key())
+        .unwrap();
+    let enclave_key = HpkePublicKey::from_bytes(&prep.enclave_public_key()).unwrap();
+    let release = KeyRelease::seal(
+        &enclave_key,
+        prep.token(),
+        &vendor.content_key,
+        "micro_speech",
+        2,
+        &mut vendor.rng,
+    )
+    .unwrap();
+    let licence = terms.sign(&vendor.key).unwrap();
+    prep.finish(platform, &release, &licence).map(|p| p.sealed)
+}
+
+fn clip(name: &str) -> Vec<i16> {
+    let path = format!(
+        "{}/../../assets/clips/{name}.wav",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    hound::WavReader::open(path)
+        .unwrap()
+        .samples::<i16>()
+        .map(Result::unwrap)
+        .collect()
+}
+
+fn protected(len: usize) -> Result<Zeroizing<Vec<u8>>, PlatformError> {
+    Ok(Zeroizing::new(vec![0u8; len]))
+}
+
+/// An event as the host saw it: label, score, all scores.
+type Seen = (String, Option<u8>, Option<Vec<i8>>);
+
+/// Runs `samples` (plus a second of silence) and returns the events as owned values.
+fn run(
+    platform: &mut TestPlatform,
+    vendor: &Vendor,
+    sealed: &[u8],
+    samples: &[i16],
+) -> Result<Vec<Seen>, EnclaveError> {
+    let unlocked = initialize(
+        platform,
+        &vendor.package,
+        sealed,
+        vendor.key.verifying_key(),
+        InputSource::File,
+        protected,
+    )?;
+    let mut session = unlocked.session()?;
+    let mut events = Vec::new();
+    let mut audio = samples.to_vec();
+    audio.extend(std::iter::repeat_n(0, 16_000));
+    session.push_audio(platform, &audio, |e: OutputEvent<'_>| {
+        events.push((e.label.to_string(), e.score, e.scores.map(<[i8]>::to_vec)));
+    })?;
+    Ok(events)
+}
+
+#[test]
+fn provision_then_run_offline_finds_the_keyword() {
+    let mut platform = TestPlatform::new(1);
+    let mut vendor = Vendor::new(OutputPolicy::AllScores);
+    let terms = vendor.terms(&platform);
+    let sealed = provision(&mut platform, &mut vendor, &terms).unwrap();
+    assert_eq!(platform.counter("micro_speech", Counter::Epoch).unwrap(), 1);
+    for (name, label) in [("yes_en-us", "yes"), ("no_en-us", "no")] {
+        let events = run(&mut platform, &vendor, &sealed, &clip(name)).unwrap();
+        assert_eq!(events.len(), 1, "{name}: {events:?}");
+        assert_eq!(events[0].0, label);
+        assert!(events[0].1.is_some() && events[0].2.as_ref().is_some_and(|s| s.len() == 4));
+    }
+    assert!(
+        run(&mut platform, &vendor, &sealed, &clip("silence"))
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn output_policy_is_the_stricter_of_bundle_and_licence() {
+    for (ceiling, licensed, score, scores) in [
+        (
+            OutputPolicy::AllScores,
+            OutputPolicy::LabelOnly,
+            false,
+            false,
+        ),
+        (
+            OutputPolicy::LabelOnly,
+            OutputPolicy::AllScores,
+            false,
+            false,
+        ),
+        (
+            OutputPolicy::LabelAndScore,
+            OutputPolicy::AllScores,
+            true,
+            false,
+        ),
+        (OutputPolicy::AllScores, OutputPolicy::AllScores, true, true),
+    ] {
+        let mut platform = TestPlatform::new(2);
+        let mut vendor = Vendor::new(ceiling);
+        let mut terms = vendor.terms(&platform);
+        terms.output_policy = licensed;
+        let sealed = provision(&mut platform, &mut vendor, &terms).unwrap();
+        let events = run(&mut platform, &vendor, &sealed, &clip("yes_en-gb")).unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(
+            (events[0].1.is_some(), events[0].2.is_some()),
+            (score, scores)
+        );
+    }
+}
+
+#[test]
+fn sealed_blob_is_bound_to_device_and_enclave() {
+    let mut platform = TestPlatform::new(3);
+    let mut vendor = Vendor::new(OutputPolicy::LabelOnly);
+    let terms = vendor.terms(&platform);
+    let sealed = provision(&mut platform, &mut vendor, &terms).unwrap();
+    // Another HUK (the blob copied to another device).
+    let mut other = TestPlatform::new(3);
+    other.huk[0] ^= 1;
+    assert!(matches!(
+        run(&mut other, &vendor, &sealed, &[]),
+        Err(EnclaveError::Protocol(
+            ProtocolError::DecryptionFailed { .. }
+        ))
+    ));
+    // Another enclave build (measurement).
+    let mut changed = TestPlatform::new(3);
+    changed.measurement[31] ^= 1;
+    assert!(matches!(
+        run(&mut changed, &vendor, &sealed, &[]),
+        Err(EnclaveError::Protocol(
+            ProtocolError::DecryptionFailed { .. }
+        ))
+    ));
+    // Tampered blob.
+    let mut bad = sealed.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    assert!(run(&mut platform, &vendor, &bad, &[]).is_err());
+    assert!(run(&mut platform, &vendor, &sealed, &[]).is_ok());
+}
+
+#[test]
+fn preparation_refuses_what_does_not_fit() {
+    let mut platform = TestPlatform::new(4);
+    let mut vendor = Vendor::new(OutputPolicy::LabelOnly);
+    // A licence for another device.
+    let mut terms = vendor.terms(&platform);
+    terms.device_ueid[5] ^= 1;
+    assert_eq!(
+        provision(&mut platform, &mut vendor, &terms).unwrap_err(),
+        EnclaveError::Mismatch("the licence is for another device")
+    );
+    // A licence for another version.
+    let mut terms = vendor.terms(&platform);
+    terms.model_version = 3;
+    assert!(matches!(
+        provision(&mut platform, &mut vendor, &terms),
+        Err(EnclaveError::Mismatch(_))
+    ));
+    // A package signed by someone else.
+    let terms = vendor.terms(&platform);
+    let mut forged = Vendor::new(OutputPolicy::LabelOnly);
+    forged.key = generate_signing_key(&mut DeterministicRng::new(5));
+    assert!(
+        Preparation::begin(
+            &mut platform,
+            &vendor.package,
+            forged.key.verifying_key(),
+            &[1; 32]
+        )
+        .is_err()
+    );
+    // A key release made for another token (another enclave session).
+    let prep = Preparation::begin(
+        &mut platform,
+        &vendor.package,
+        vendor.key.verifying_key(),
+        &[1; 32],
+    )
+    .unwrap();
+    let other = Preparation::begin(
+        &mut platform,
+        &vendor.package,
+        vendor.key.verifying_key(),
+        &[2; 32],
+    )
+    .unwrap();
+    let enclave_key = HpkePublicKey::from_bytes(&other.enclave_public_key()).unwrap();
+    let release = KeyRelease::seal(
+        &enclave_key,
+        other.token(),
+        &vendor.content_key,
+        "micro_speech",
+        2,
+        &mut vendor.rng,
+    )
+    .unwrap();
+    assert!(
+        prep.finish(&mut platform, &release, &terms.sign(&vendor.key).unwrap())
+            .is_err()
+    );
+    // The wrong content key (the vendor's database mixed up).
+    let prep = Preparation::begin(
+        &mut platform,
+        &vendor.package,
+        vendor.key.verifying_key(),
+        &[3; 32],
+    )
+    .unwrap();
+    let enclave_key = HpkePublicKey::from_bytes(&prep.enclave_public_key()).unwrap();
+    let wrong = ContentKey::generate(&mut vendor.rng);
+    let release = KeyRelease::seal(
+        &enclave_key,
+        prep.token(),
+        &wrong,
+        "micro_speech",
+        2,
+        &mut vendor.rng,
+    )
+    .unwrap();
+    assert!(matches!(
+        prep.finish(&mut platform, &release, &terms.sign(&vendor.key).unwrap()),
+        Err(EnclaveError::Protocol(
+            ProtocolError::DecryptionFailed { .. }
+        ))
+    ));
+}
+
+#[test]
+fn initialization_enforces_the_licence() {
+    let mut platform = TestPlatform::new(6);
+    let mut vendor = Vendor::new(OutputPolicy::LabelOnly);
+    let terms = vendor.terms(&platform);
+    let sealed = provision(&mut platform, &mut vendor, &terms).unwrap();
+    let init = |p: &mut TestPlatform, source| {
+        initialize(
+            p,
+            &vendor.package,
+            &sealed,
+            vendor.key.verifying_key(),
+            source,
+            protected,
+        )
+        .map(|_| ())
+    };
+    assert_eq!(
+        init(&mut platform, InputSource::Mic).unwrap_err(),
+        EnclaveError::Refused(Refusal::SourceNotAllowed(InputSource::Mic))
+    );
+    // Expired.
+    platform.now = NOW + 3601;
+    assert!(matches!(
+        init(&mut platform, InputSource::File),
+        Err(EnclaveError::Refused(Refusal::Expired { .. }))
+    ));
+    platform.now = NOW;
+    // A newer licence was seen (epoch 2): this older blob is a rollback.
+    platform
+        .raise_counter("micro_speech", Counter::Epoch, 2)
+        .unwrap();
+    assert_eq!(
+        init(&mut platform, InputSource::File).unwrap_err(),
+        EnclaveError::Refused(Refusal::Revoked {
+            licence_epoch: 1,
+            current_epoch: 2
+        })
+    );
+}
+
+#[test]
+fn quota_stops_before_the_first_uncovered_inference() {
+    let mut platform = TestPlatform::new(7);
+    let mut vendor = Vendor::new(OutputPolicy::LabelOnly);
+    let mut terms = vendor.terms(&platform);
+    terms.quota = Some(100);
+    let sealed = provision(&mut platform, &mut vendor, &terms).unwrap();
+    // 1 s of audio makes 48 classifications (49-frame window full after 1 s, then one per hop).
+    let second = vec![0i16; 16_000];
+    let unlocked = initialize(
+        &mut platform,
+        &vendor.package,
+        &sealed,
+        vendor.key.verifying_key(),
+        InputSource::File,
+        protected,
+    )
+    .unwrap();
+    let mut session = unlocked.session().unwrap();
+    session.push_audio(&mut platform, &second, |_| {}).unwrap();
+    session.push_audio(&mut platform, &second, |_| {}).unwrap();
+    let used = session.classifications();
+    assert!(used < 100, "{used}");
+    assert_eq!(
+        session
+            .push_audio(&mut platform, &second, |_| {})
+            .unwrap_err(),
+        EnclaveError::Refused(Refusal::QuotaExhausted {
+            quota: 100,
+            used: 100
+        })
+    );
+    assert_eq!(session.classifications(), 100);
+    assert_eq!(
+        platform
+            .counter("micro_speech", Counter::Inferences)
+            .unwrap(),
+        100
+    );
+    drop(session);
+    // The next start is refused before anything is decrypted.
+    assert!(matches!(
+        initialize(
+            &mut platform,
+            &vendor.package,
+            &sealed,
+            vendor.key.verifying_key(),
+            InputSource::File,
+            protected
+        ),
+        Err(EnclaveError::Refused(Refusal::QuotaExhausted { .. }))
+    ));
+}

@@ -1,0 +1,319 @@
+//! Instruction-set levels of the optimized kernels and the small inner kernels each level
+//! implements.
+//!
+//! The loops of [`crate::fast`] (patch gathering, blocking, tails) are written once, generic over
+//! [`Kernels`]; each level supplies the inner kernels: the convolution block (patches times
+//! packed panels, requantized), int8 dot products of weight rows, the requantization of a row of
+//! accumulators, a depthwise output row, widening and the quantized ADD. [`dispatch`] runs a [`Job`] with the kernels of the requested level. The x86-64 levels
+//! compile the whole job (loops included) with their target features enabled, so the generic
+//! loops get the same vector code generation as the kernels they call.
+//!
+//! All `unsafe` code of the crate lives in the per-architecture submodules. New levels (AVX-512
+//! VNNI, ARM NEON, ...) implement [`Kernels`] there and get an [`Isa`] variant; the portable
+//! kernels define what they must compute.
+
+mod portable;
+
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod x86;
+
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
+
+use crate::elementwise::AddParams;
+use crate::quant::QuantizedMultiplier;
+
+pub(crate) use portable::Portable;
+
+/// An instruction-set level of the optimized kernels. Every level computes exactly the same
+/// bytes as the reference kernels; they differ only in speed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Isa {
+    /// Plain Rust (auto-vectorized for the compilation target); runs everywhere.
+    Portable,
+    /// x86-64 AVX2 (256-bit integer vectors), detected at run time.
+    Avx2,
+}
+
+impl Isa {
+    /// Every level, slowest first.
+    pub const ALL: [Isa; 2] = [Isa::Portable, Isa::Avx2];
+
+    /// Whether this CPU (and build target) can run the level.
+    pub fn is_supported(self) -> bool {
+        match self {
+            Isa::Portable => true,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => x86::Avx2::detect().is_some(),
+            #[cfg(not(target_arch = "x86_64"))]
+            Isa::Avx2 => false,
+        }
+    }
+
+    /// The fastest level this CPU supports (detected once, then cached; works without `std`).
+    pub fn detect() -> Isa {
+        #[cfg(target_arch = "aarch64")]
+        {
+            aarch64::best()
+        }
+        #[cfg(not(target_arch = "aarch64"))]
+        {
+            Isa::ALL
+                .into_iter()
+                .rev()
+                .find(|isa| isa.is_supported())
+                .unwrap_or(Isa::Portable)
+        }
+    }
+
+    /// The supported levels, slowest first (for tests and benchmarks that compare them).
+    pub fn supported() -> impl Iterator<Item = Isa> {
+        Isa::ALL.into_iter().filter(|isa| isa.is_supported())
+    }
+}
+
+/// Per-output-channel requantization data of one row of accumulators (all slices have the
+/// row's length): the accumulator of channel `c` becomes
+/// `clamp(MultiplyByQuantizedMultiplier(acc[c] + bias[c] + offset) + zero_point)`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Channels<'a> {
+    /// Bias, with the constant terms of the zero points folded in.
+    pub bias: &'a [i32],
+    /// Q0.31 multipliers.
+    pub multiplier: &'a [i32],
+    /// Left shifts (`0..=31`).
+    pub left: &'a [i32],
+    /// Right shifts (`0..=31`).
+    pub right: &'a [i32],
+    /// `(1 << right) - 1` (wrapping).
+    pub mask: &'a [i32],
+    /// `mask >> 1`.
+    pub half: &'a [i32],
+    /// Whether some multiplier is `i32::MIN` (the doubling high multiply may saturate).
+    pub saturating: bool,
+    /// Whether some left shift is not 0.
+    pub shifts_left: bool,
+    /// Output zero point and activation clamp.
+    pub clamp: Clamp,
+}
+
+/// Checks the operands of [`Kernels::gemm`]: `Some(n)`, the number of channels, when every
+/// operand is long enough.
+#[inline(always)]
+pub(crate) fn gemm_shape(
+    (mr, nb): (usize, usize),
+    (patches, len): (&[i16], usize),
+    panels: &[i8],
+    ch: &Channels<'_>,
+    (out, stride): (&[i8], usize),
+) -> Option<usize> {
+    let n = ch.len().min(8 * nb);
+    let ok = len.is_multiple_of(2)
+        && patches.len() >= mr.checked_mul(len)?
+        && panels.len() >= nb.checked_mul(len)?.checked_mul(8)?
+        && (mr == 0 || out.len() >= (mr - 1).checked_mul(stride)?.checked_add(n)?);
+    ok.then_some(n)
+}
+
+/// Checks the operands of [`Kernels::depthwise`]: `Some((c, n))`, channels and pixels, when
+/// they are consistent.
+#[inline(always)]
+pub(crate) fn depthwise_shape(
+    (base, taps): (&[i8], &[usize]),
+    step: usize,
+    weights: &[i8],
+    ch: &Channels<'_>,
+    out: &[i8],
+) -> Option<(usize, usize)> {
+    let c = ch.len();
+    if c == 0 || !taps.len().is_multiple_of(2) || weights.len() < taps.len().checked_mul(c)? {
+        return None;
+    }
+    let n = out.len() / c;
+    let run = n.checked_sub(1)?.checked_mul(step)?.checked_add(c)?;
+    let last = taps.iter().max().copied().unwrap_or(0).checked_add(run)?;
+    (last <= base.len()).then_some((c, n))
+}
+
+/// The requantization data of 8 consecutive channels (see [`Channels`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Block<'a> {
+    /// Bias.
+    pub bias: &'a [i32; 8],
+    /// Multipliers.
+    pub multiplier: &'a [i32; 8],
+    /// Left shifts.
+    pub left: &'a [i32; 8],
+    /// Right shifts.
+    pub right: &'a [i32; 8],
+    /// Rounding masks.
+    pub mask: &'a [i32; 8],
+    /// Half masks.
+    pub half: &'a [i32; 8],
+}
+
+impl Block<'_> {
+    /// Zero-padded copies of channels `c..` of `ch` (fewer than 8), as owned arrays.
+    pub fn padded(ch: &Channels<'_>, c: usize) -> [[i32; 8]; 6] {
+        [ch.bias, ch.multiplier, ch.left, ch.right, ch.mask, ch.half].map(|s| {
+            let mut a = [0i32; 8];
+            let s = s.get(c..).unwrap_or(&[]);
+            let n = s.len().min(8);
+            a[..n].copy_from_slice(&s[..n]);
+            a
+        })
+    }
+
+    /// A block over arrays made by [`Block::padded`].
+    pub fn of(a: &[[i32; 8]; 6]) -> Block<'_> {
+        Block {
+            bias: &a[0],
+            multiplier: &a[1],
+            left: &a[2],
+            right: &a[3],
+            mask: &a[4],
+            half: &a[5],
+        }
+    }
+}
+
+impl<'a> Channels<'a> {
+    /// Channels `range` of `self` (`None` if out of range).
+    pub fn get(&self, range: core::ops::Range<usize>) -> Option<Channels<'a>> {
+        Some(Channels {
+            bias: self.bias.get(range.clone())?,
+            multiplier: self.multiplier.get(range.clone())?,
+            left: self.left.get(range.clone())?,
+            right: self.right.get(range.clone())?,
+            mask: self.mask.get(range.clone())?,
+            half: self.half.get(range)?,
+            ..*self
+        })
+    }
+
+    /// The data of channels `c..c + 8`, if all present.
+    #[inline(always)]
+    pub fn block(&self, c: usize) -> Option<Block<'a>> {
+        let at = |s: &'a [i32]| s.get(c..)?.first_chunk::<8>();
+        Some(Block {
+            bias: at(self.bias)?,
+            multiplier: at(self.multiplier)?,
+            left: at(self.left)?,
+            right: at(self.right)?,
+            mask: at(self.mask)?,
+            half: at(self.half)?,
+        })
+    }
+
+    /// Number of channels (the shortest of the slices).
+    pub fn len(&self) -> usize {
+        [self.multiplier, self.left, self.right, self.mask, self.half]
+            .iter()
+            .fold(self.bias.len(), |n, s| n.min(s.len()))
+    }
+
+    /// The multiplier of channel `c` as a [`QuantizedMultiplier`].
+    #[inline]
+    pub fn quantized_multiplier(&self, c: usize) -> QuantizedMultiplier {
+        let at = |s: &[i32]| s.get(c).copied().unwrap_or(0);
+        QuantizedMultiplier {
+            multiplier: at(self.multiplier),
+            shift: at(self.left) - at(self.right),
+        }
+    }
+}
+
+/// Output zero point and activation clamp of a requantization.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Clamp {
+    /// Output zero point (added with wrapping).
+    pub zero_point: i32,
+    /// Lower clamp.
+    pub min: i32,
+    /// Upper clamp.
+    pub max: i32,
+}
+
+/// The inner kernels of one instruction-set level. Implementations must compute exactly what
+/// the portable implementation computes, for every input (lengths included: every method works
+/// on the common prefix of its slices and never reads or writes outside them).
+pub(crate) trait Kernels: Copy {
+    /// `out[m][n] = sum_k patches[m][k] * rows[n][k]` (wrapping `i32`) over the first
+    /// `16 * floor(len / 16)` elements, `len` the shortest slice length.
+    fn dot<const MR: usize, const NR: usize>(
+        self,
+        patches: [&[i16]; MR],
+        rows: [&[i8]; NR],
+    ) -> [[i32; NR]; MR];
+
+    /// A block of a convolution, `MR` pixels times `NB` panels of 8 output channels.
+    /// `patches` holds the `MR` pixels' patches of `len` values (an even number) one after the
+    /// other; `panels` holds `NB` panels of `8 * len` weights: for each pair `j` of patch
+    /// values, 8 channels times the pair's two weights. For pixel `m` and channel
+    /// `c < n = min(8 * NB, ch.len())` it computes (wrapping `i32`)
+    /// `acc = sum_j patch[m][2j] * panel[c / 8][16j + 2(c % 8)]
+    /// + patch[m][2j + 1] * panel[c / 8][16j + 2(c % 8) + 1]`
+    /// and stores the requantized `acc` to `out[m * stride + c]`. Nothing is written unless
+    /// every operand is long enough. `NB` is at most 4.
+    fn gemm<const MR: usize, const NB: usize>(
+        self,
+        patches: &[i16],
+        len: usize,
+        panels: &[i8],
+        ch: Channels<'_>,
+        out: &mut [i8],
+        stride: usize,
+    );
+
+    /// Sign-extends `src` into `dst` (the common prefix).
+    fn widen(self, dst: &mut [i16], src: &[i8]);
+
+    /// `out[c] = clamp(MBQM(acc[c] + ch.bias[c] + offset, ch[c]) + zero_point)` truncated to
+    /// int8, for `c` below the shortest length.
+    fn requantize(self, acc: &[i32], offset: i32, ch: Channels<'_>, out: &mut [i8]);
+
+    /// A row of a depthwise convolution. With `c = ch.len()` channels, `n = out.len() / c`
+    /// pixels and the taps in pairs `p` (offsets `taps[2p]`, `taps[2p + 1]` into `base`,
+    /// weights `weights[2pc..2(p + 1)c]` interleaved per channel), computes (wrapping `i32`)
+    /// `acc = sum_p base[taps[2p] + j * step + i] * w[p][2i]
+    /// + base[taps[2p + 1] + j * step + i] * w[p][2i + 1]`
+    /// for pixel `j` and channel `i`, and stores the requantized `acc` to `out[j * c + i]`.
+    /// Nothing is written unless `taps` has an even length, `weights` holds `taps.len() * c`
+    /// values and every tap's run `taps[t]..taps[t] + (n - 1) * step + c` lies in `base`.
+    fn depthwise(
+        self,
+        base: &[i8],
+        taps: &[usize],
+        step: usize,
+        weights: &[i8],
+        ch: Channels<'_>,
+        out: &mut [i8],
+    );
+
+    /// Same-shape quantized int8 ADD over the common prefix.
+    fn add_i8(self, p: &AddParams, a: &[i8], b: &[i8], out: &mut [i8]);
+}
+
+/// Work that runs with the kernels of one level: [`dispatch`] monomorphizes `run` for the
+/// requested level (under its target features).
+pub(crate) trait Job {
+    /// What the job returns.
+    type Output;
+    /// Runs the job with kernels `k`. Implementations should be `#[inline(always)]` so that
+    /// their loops are compiled with the level's target features.
+    fn run<K: Kernels>(self, k: K) -> Self::Output;
+}
+
+/// Runs `job` at level `isa`, or with the portable kernels if this CPU cannot run `isa`.
+#[inline]
+pub(crate) fn dispatch<J: Job>(isa: Isa, job: J) -> J::Output {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => match x86::Avx2::detect() {
+            Some(token) => x86::run_avx2(token, job),
+            None => job.run(Portable),
+        },
+        _ => job.run(Portable),
+    }
+}

@@ -1,0 +1,52 @@
+//! Framed messages over a byte stream (a Unix socket): see `omg_enclave::messages` for the
+//! frame format. Reads check the length prefix against the limit before allocating.
+
+use std::io::{self, Read, Write};
+
+use omg_enclave::messages::{FRAME_HEADER_LEN, MAX_FRAME_LEN, decode, encode, frame_len};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+fn invalid(e: impl std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e.to_string())
+}
+
+/// Writes one message as one frame.
+pub fn send<T: Serialize>(w: &mut impl Write, message: &T) -> io::Result<()> {
+    let frame = encode(message).map_err(invalid)?;
+    w.write_all(&frame)?;
+    w.flush()
+}
+
+/// Reads one message; `Ok(None)` at a clean end of stream (before a frame starts).
+pub fn recv<T: DeserializeOwned>(r: &mut impl Read) -> io::Result<Option<T>> {
+    recv_limited(r, MAX_FRAME_LEN)
+}
+
+/// Like [`recv`], refusing a frame longer than `limit` bytes before reading its body (the
+/// enclave's fixed heap bounds what it can take in).
+pub fn recv_limited<T: DeserializeOwned>(r: &mut impl Read, limit: usize) -> io::Result<Option<T>> {
+    let mut header = [0u8; FRAME_HEADER_LEN];
+    let mut got = 0;
+    while got < header.len() {
+        match r.read(&mut header[got..]) {
+            Ok(0) if got == 0 => return Ok(None),
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let len = frame_len(header).map_err(invalid)?;
+    if len > limit {
+        return Err(invalid(format!(
+            "a message of {len} bytes exceeds this side's limit of {limit}"
+        )));
+    }
+    let mut body = Vec::new();
+    r.take(len as u64).read_to_end(&mut body)?;
+    if body.len() != len {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    decode(&body).map(Some).map_err(invalid)
+}

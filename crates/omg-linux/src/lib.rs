@@ -1,0 +1,28 @@
+//! # omg-linux: the platform side of omg's Linux backend
+//!
+//! What the Linux backend's trusted launcher holds and does for the enclave (DESIGN.md
+//! section 6): the device identity (a P-256 attestation key and a 256-bit hardware-unique key in
+//! owner-only files), the measurement of the enclave image, attestation tokens signed over that
+//! measurement, sealing keys derived from the HUK, randomness, time, and monotonic counters kept
+//! in files. [`LinuxPlatform`] implements [`omg_enclave::Platform`] with them.
+
+#![deny(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod channel;
+pub mod counters;
+pub mod enclave_entry;
+pub mod fs;
+pub mod identity;
+pub mod launcher;
+mod platform;
+pub mod platform_server;
+#[allow(unsafe_code)]
+pub mod protected;
+// The seccomp allow-list is a table of x86-64 system calls.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+pub mod sandbox;
+
+pub use identity::DeviceIdentity;
+pub use platform::{IMPLEMENTATION_ID, LinuxPlatform, SIGNER_ID, measure_file};
