@@ -60,6 +60,9 @@ fn audio_fd(source: &Source) -> Result<(OwnedFd, Option<JoinHandle<Result<()>>>)
             .context("cannot pass standard input on")?;
         return Ok((fd, None));
     }
+    if matches!(source, Source::Mic) && !cfg!(feature = "mic") {
+        anyhow::bail!("this omg was built without microphone support (build with --features mic)");
+    }
     let (reader, writer) = rustix::pipe::pipe().context("cannot make the audio pipe")?;
     let clip = match source {
         Source::Wav(path) => Some(audio::read_wav(path)?.samples),
@@ -81,6 +84,13 @@ fn audio_fd(source: &Source) -> Result<(OwnedFd, Option<JoinHandle<Result<()>>>)
         }
     });
     Ok((reader, Some(feeder)))
+}
+
+/// The peak resident set (VmHWM, KiB) of a process.
+fn peak_kb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn source_bits(source: &Source) -> u8 {
@@ -150,7 +160,15 @@ pub fn run(package_path: &Path, source: Source, dir: Option<PathBuf>, json: bool
             })?,
             EnclaveReply::Finished {
                 samples, busy_us, ..
-            } => break (samples, busy_us),
+            } => {
+                if !json && let Some(kb) = peak_kb(enclave.pid()) {
+                    eprintln!(
+                        "omg: enclave peak resident memory {:.1} MB",
+                        kb as f64 / 1024.0
+                    );
+                }
+                break (samples, busy_us);
+            }
             _ => bail!("the enclave answered out of turn"),
         }
     };
