@@ -6,6 +6,7 @@
 //! transactions run one at a time and each sees everything committed before it.
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use rusqlite::types::{ToSqlOutput, ValueRef};
@@ -25,6 +26,10 @@ const MAX_IDLE_CONNECTIONS: usize = 8;
 pub(crate) struct Sqlite {
     path: PathBuf,
     pool: Pool<Connection>,
+    /// Serializes this process's writers before `BEGIN IMMEDIATE`: they queue here instead of
+    /// sleeping in SQLite's busy handler (which backs off up to 100 ms between tries). Writers
+    /// in other processes still meet the busy handler.
+    writer: Mutex<()>,
 }
 
 fn open_connection(path: &Path) -> Result<Connection, StoreError> {
@@ -54,6 +59,7 @@ impl Sqlite {
                 MAX_IDLE_CONNECTIONS,
                 BUSY_TIMEOUT,
             ),
+            writer: Mutex::new(()),
         })
     }
 
@@ -69,6 +75,12 @@ impl Sqlite {
         mode: Mode,
         f: impl FnOnce(&mut dyn Tx) -> Result<T, E>,
     ) -> Result<T, E> {
+        // A panic while holding the lock leaves nothing half-done (the transaction rolls
+        // back), so a poisoned lock is still usable.
+        let _writing = match mode {
+            Mode::Write => Some(self.writer.lock().unwrap_or_else(|e| e.into_inner())),
+            Mode::Read => None,
+        };
         let mut conn = self.pool.get()?;
         let behavior = match mode {
             Mode::Write => TransactionBehavior::Immediate,
