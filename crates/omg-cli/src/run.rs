@@ -60,9 +60,6 @@ fn audio_fd(source: &Source) -> Result<(OwnedFd, Option<JoinHandle<Result<()>>>)
             .context("cannot pass standard input on")?;
         return Ok((fd, None));
     }
-    if matches!(source, Source::Mic) && !cfg!(feature = "mic") {
-        anyhow::bail!("this omg was built without microphone support (build with --features mic)");
-    }
     let (reader, writer) = rustix::pipe::pipe().context("cannot make the audio pipe")?;
     let clip = match source {
         Source::Wav(path) => Some(audio::read_wav(path)?.samples),
