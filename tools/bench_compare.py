@@ -15,8 +15,10 @@ Runs, in one process on one machine, for every model given (default: every
           for models LiteRT cannot load (e.g. the audio preprocessors' TFLM
           Signal custom ops).
 
-All runtimes get the same random input (seeded, full integer range).
-Prints a markdown table (median µs, TFLM/omg speedup, omg/LiteRT ratio,
+All runtimes get the same random input (seeded, full integer range). They are
+measured --rounds times, taking turns, and the median of the rounds' medians is
+reported, so that a burst of load on a shared machine does not hit one runtime
+alone. Prints a markdown table (median µs, TFLM/omg speedup, omg/LiteRT ratio,
 arena bytes) or, with --json, one JSON object with the raw figures
 (median, p99, mean, min, runs per runtime).
 
@@ -180,6 +182,19 @@ def bench_omg(omg: Path, path: Path, timeout: float) -> dict:
     return obj
 
 
+def combine_rounds(rounds: list) -> dict:
+    """One runtime's figures over several rounds: the first round's, with median_us the
+    median of the rounds' medians (kept in round_medians_us); the first error if any."""
+    for r in rounds:
+        if "error" in r:
+            return r
+    out = dict(rounds[0])
+    medians = [r["median_us"] for r in rounds]
+    out["median_us"] = round(float(np.median(medians)), 3)
+    out["round_medians_us"] = medians
+    return out
+
+
 def machine_info() -> dict:
     cpu = platform.processor() or "?"
     try:
@@ -231,7 +246,9 @@ def print_markdown(report) -> None:
         print("| " + " | ".join(cells) + " |")
     s, m, v = report["settings"], report["machine"], report["versions"]
     print()
-    print(f"Per-invoke latency, median. TFLM and LiteRT: {s['runs']}+ timed `invoke()` calls "
+    print(f"Per-invoke latency: median over {s['rounds']} round(s), the runtimes taking turns "
+          "in each round, of each round's median. TFLM and LiteRT: "
+          f"{s['runs']}+ timed `invoke()` calls "
           f"(at least {s['min_seconds']} s per model) after {s['warmup']} warm-up calls; their "
           "figures include the Python binding's call overhead (about 1 µs per call). omg: "
           "`omg bench --json` (its own loop, no Python). p99, mean, min and run counts: --json.")
@@ -269,6 +286,9 @@ def parse_args(argv):
     p.add_argument("--no-litert", action="store_true", help="skip LiteRT")
     p.add_argument("--runs", type=int, default=200, metavar="N",
                    help="minimum timed invokes per model for TFLM and LiteRT (default: 200)")
+    p.add_argument("--rounds", type=int, default=3, metavar="N",
+                   help="measure every runtime N times, taking turns, and report the median "
+                        "of the rounds' medians (default: 3)")
     p.add_argument("--min-seconds", type=float, default=0.5, metavar="S",
                    help="keep timing fast models until this much time has passed, up to "
                         f"{MAX_RUNS} runs (default: 0.5)")
@@ -284,8 +304,8 @@ def parse_args(argv):
                    help="print one JSON object with the raw figures instead of the table")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
     args = p.parse_args(argv)
-    if args.runs < 1:
-        p.error("--runs must be at least 1")
+    if args.runs < 1 or args.rounds < 1:
+        p.error("--runs and --rounds must be at least 1")
     if args.warmup < 0 or args.min_seconds < 0:
         p.error("--warmup and --min-seconds must not be negative")
     return args
@@ -323,14 +343,22 @@ def main(argv=None) -> int:
         path = path.resolve()
         t0 = time.monotonic()
         r = {"model": path.stem, "path": str(path), "model_bytes": path.stat().st_size}
-        r["omg"] = bench_omg(omg, path, args.timeout) if omg else None
-        try:
-            r["tflm"] = bench_tflm(path, args, args.seed + idx)
-        except Exception as exc:
-            r["tflm"] = {"error": str(exc).strip().splitlines()[0] if str(exc).strip()
-                         else type(exc).__name__}
-        r["litert"] = ({"error": "skipped (--no-litert)"} if args.no_litert
-                       else bench_litert(path, args, args.seed + idx))
+        # The runtimes take turns, round after round, so that a burst of load on a shared
+        # machine hits all of them rather than one.
+        rounds = {"omg": [], "tflm": [], "litert": []}
+        for _ in range(args.rounds):
+            if omg:
+                rounds["omg"].append(bench_omg(omg, path, args.timeout))
+            try:
+                rounds["tflm"].append(bench_tflm(path, args, args.seed + idx))
+            except Exception as exc:
+                rounds["tflm"].append({"error": str(exc).strip().splitlines()[0]
+                                       if str(exc).strip() else type(exc).__name__})
+            rounds["litert"].append({"error": "skipped (--no-litert)"} if args.no_litert
+                                    else bench_litert(path, args, args.seed + idx))
+        r["omg"] = combine_rounds(rounds["omg"]) if omg else None
+        r["tflm"] = combine_rounds(rounds["tflm"])
+        r["litert"] = combine_rounds(rounds["litert"])
         results.append(r)
         if not args.quiet:
             parts = []
@@ -348,7 +376,7 @@ def main(argv=None) -> int:
         "versions": {"tflite-micro": _pkg_version("tflite-micro"),
                      "ai-edge-litert": _pkg_version("ai-edge-litert"),
                      "numpy": np.__version__},
-        "settings": {"runs": args.runs, "min_seconds": args.min_seconds,
+        "settings": {"runs": args.runs, "rounds": args.rounds, "min_seconds": args.min_seconds,
                      "warmup": args.warmup, "seed": args.seed, "cpu": args.cpu,
                      "omg": str(omg) if omg else None,
                      "note": "TFLM/LiteRT timings include the Python binding call overhead "

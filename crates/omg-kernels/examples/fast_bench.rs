@@ -72,30 +72,32 @@ fn selected(name: &str) -> bool {
 }
 
 /// Times the reference kernel and the optimized one at every supported level (each writing
-/// its own `n_out`-byte output), checks that they agree and prints the timings.
-fn compare(
+/// its own `n_out`-byte output; `setup` prepares a level outside the timing), checks that they
+/// agree and prints the timings.
+fn compare<S>(
     name: &str,
     n_out: usize,
     mut reference: impl FnMut(&mut [i8]),
-    mut optimized: impl FnMut(Isa, &mut [i8]),
+    mut setup: impl FnMut(Isa) -> S,
+    mut optimized: impl FnMut(&mut S, &mut [i8]),
 ) {
     let mut want = vec![0i8; n_out];
     let t_ref = time(|| reference(&mut want));
     print!("{name:<40} ref {t_ref:>9.1} us");
     for isa in Isa::supported() {
         let mut got = vec![0i8; n_out];
-        let t = time(|| optimized(isa, &mut got));
+        let mut state = setup(isa);
+        let t = time(|| optimized(&mut state, &mut got));
         assert_eq!(want, got, "{name} {isa:?}: outputs differ");
         print!("   {isa:?} {t:>7.2} us x{:<5.1}", t_ref / t);
     }
     println!();
 }
 
-/// Prepared operands of an optimized weight kernel.
+/// Prepared operands of an optimized weight kernel at every supported level.
 struct Prepared {
-    weights: Vec<i8>,
+    filter: Vec<i8>,
     channels: Vec<i32>,
-    scratch: (Vec<i8>, Vec<i16>, Vec<i32>, Vec<usize>),
 }
 
 impl Prepared {
@@ -105,21 +107,30 @@ impl Prepared {
         bias: &[i32],
         multipliers: &[QuantizedMultiplier],
     ) -> Self {
-        let weights = match plan.packed_len() {
-            0 => filter.to_vec(),
-            n => {
-                let mut w = vec![0; n];
-                plan.pack(filter, &mut w).unwrap();
-                w
-            }
-        };
         let mut channels = vec![0; plan.channels_len()];
         plan.prepare_channels(filter, Some(bias), multipliers, &mut channels)
             .unwrap();
-        let len = plan.scratch_len();
         Prepared {
-            weights,
+            filter: filter.to_vec(),
             channels,
+        }
+    }
+
+    /// A runner at level `isa` (weights packed and scratch allocated here, outside the timing).
+    fn at(&self, plan: &impl WeightPlan, isa: Isa) -> Runner {
+        let weights = match plan.packed_len(isa) {
+            0 => self.filter.clone(),
+            n => {
+                let mut w = vec![0; n];
+                plan.pack(isa, &self.filter, &mut w).unwrap();
+                w
+            }
+        };
+        let len = plan.scratch_len(isa);
+        Runner {
+            isa,
+            weights,
+            channels: self.channels.clone(),
             scratch: (
                 vec![0; len.i8],
                 vec![0; len.i16],
@@ -128,15 +139,25 @@ impl Prepared {
             ),
         }
     }
+}
 
-    fn eval(&mut self, plan: &impl WeightPlan, isa: Isa, input: &[i8], out: &mut [i8]) {
+/// An optimized weight kernel ready to run at one level.
+struct Runner {
+    isa: Isa,
+    weights: Vec<i8>,
+    channels: Vec<i32>,
+    scratch: (Vec<i8>, Vec<i16>, Vec<i32>, Vec<usize>),
+}
+
+impl Runner {
+    fn eval(&mut self, plan: &impl WeightPlan, input: &[i8], out: &mut [i8]) {
         let scratch = Scratch {
             i8: &mut self.scratch.0,
             i16: &mut self.scratch.1,
             i32: &mut self.scratch.2,
             usize: &mut self.scratch.3,
         };
-        plan.eval(isa, input, &self.weights, &self.channels, out, scratch)
+        plan.eval(self.isa, input, &self.weights, &self.channels, out, scratch)
             .unwrap();
     }
 }
@@ -186,12 +207,13 @@ fn bench_conv(
     );
     let (bias, qm) = (rng.i32s(filter[0]), rng.multipliers(filter[0]));
     let plan = fast::ConvPlan::new(&p, &shapes, Some(bias.len()), qm.len()).unwrap();
-    let mut prepared = Prepared::new(&plan, &w, &bias, &qm);
+    let prepared = Prepared::new(&plan, &w, &bias, &qm);
     compare(
         name,
         shapes.output.iter().product(),
         |out| conv::conv2d_i8(&p, &shapes, black_box(&x), &w, Some(&bias), &qm, out).unwrap(),
-        |isa, out| prepared.eval(&plan, isa, black_box(&x), out),
+        |isa| prepared.at(&plan, isa),
+        |r, out| r.eval(&plan, black_box(&x), out),
     );
 }
 
@@ -230,7 +252,7 @@ fn bench_depthwise(
     );
     let (bias, qm) = (rng.i32s(out_c), rng.multipliers(out_c));
     let plan = fast::DepthwisePlan::new(&p, &shapes, Some(bias.len()), qm.len()).unwrap();
-    let mut prepared = Prepared::new(&plan, &w, &bias, &qm);
+    let prepared = Prepared::new(&plan, &w, &bias, &qm);
     compare(
         name,
         shapes.output.iter().product(),
@@ -238,7 +260,8 @@ fn bench_depthwise(
             conv::depthwise_conv2d_i8(&p, &shapes, black_box(&x), &w, Some(&bias), &qm, out)
                 .unwrap()
         },
-        |isa, out| prepared.eval(&plan, isa, black_box(&x), out),
+        |isa| prepared.at(&plan, isa),
+        |r, out| r.eval(&plan, black_box(&x), out),
     );
 }
 
@@ -260,7 +283,7 @@ fn bench_fc(rng: &mut Rng, name: &str, accum_depth: usize, output_depth: usize) 
         filter_zero_point: 0,
     };
     let plan = fast::FcPlan::new(&p, quant, Some(bias.len())).unwrap();
-    let mut prepared = Prepared::new(&plan, &w, &bias, &[multiplier]);
+    let prepared = Prepared::new(&plan, &w, &bias, &[multiplier]);
     compare(
         name,
         output_depth,
@@ -268,7 +291,8 @@ fn bench_fc(rng: &mut Rng, name: &str, accum_depth: usize, output_depth: usize) 
             fully_connected::fully_connected_i8(&p, quant, black_box(&x), &w, Some(&bias), out)
                 .unwrap()
         },
-        |isa, out| prepared.eval(&plan, isa, black_box(&x), out),
+        |isa| prepared.at(&plan, isa),
+        |r, out| r.eval(&plan, black_box(&x), out),
     );
 }
 
@@ -281,7 +305,8 @@ fn bench_add(rng: &mut Rng, name: &str, n: usize) {
         name,
         n,
         |out| elementwise::add_quantized(&p, &bc, black_box(&a), &b, out).unwrap(),
-        |isa, out| fast::add_i8(isa, &p, black_box(&a), &b, out).unwrap(),
+        |isa| isa,
+        |&mut isa, out| fast::add_i8(isa, &p, black_box(&a), &b, out).unwrap(),
     );
 }
 
@@ -303,7 +328,8 @@ fn bench_average_pool(rng: &mut Rng, name: &str, input: [usize; 4], k: [usize; 2
         name,
         output.iter().product(),
         |out| pooling::average_pool(&p, input, output, black_box(&x), out).unwrap(),
-        |isa, out| {
+        |isa| isa,
+        |&mut isa, out| {
             fast::average_pool_i8(isa, &p, input, output, black_box(&x), out, &mut scratch).unwrap()
         },
     );

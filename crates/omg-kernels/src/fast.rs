@@ -11,9 +11,11 @@
 //!
 //! * CONV_2D (any groups, strides, dilations, padding) and DEPTHWISE_CONV_2D with a single input
 //!   channel: per output pixel, a patch of the window's raw input values (int16; the input zero
-//!   point at padded taps) times panels of 8 output channels, whose weights are interleaved in
-//!   pairs of patch values at prepare time. The inner kernel takes four pixels times sixteen
-//!   channels and requantizes straight from its accumulators.
+//!   point at padded taps). At levels with a panel kernel (AVX2) the weights are packed in
+//!   panels of 8 output channels, interleaved in pairs of patch values, and the inner kernel
+//!   takes four pixels times sixteen channels, requantizing straight from its accumulators; at
+//!   the portable level they stay rows (padded to a multiple of 16 values) and each output is a
+//!   dot product that the compiler vectorizes.
 //! * FULLY_CONNECTED: dot products of the widened input row with the int8 weight rows, eight
 //!   rows at a time, on the model's own weights (copied, padded to a multiple of 16 values,
 //!   only when a row is not).
@@ -42,7 +44,10 @@ use crate::fully_connected::{FcQuantization, FullyConnectedParams};
 use crate::pooling::PoolParams;
 use crate::quant::QuantizedMultiplier;
 use crate::shape::count4;
-use crate::simd::{Channels, Clamp, Job, Kernels, dispatch};
+use crate::simd::{
+    BIAS, Block, Channels, Clamp, HALF, Job, Kernels, LEFT, MASK, MULTIPLIER, PanelKernels, RIGHT,
+    dispatch,
+};
 use crate::{KernelError, Result};
 
 pub use crate::simd::Isa;
@@ -131,51 +136,53 @@ fn row_sum(row: &[i8]) -> i32 {
     row.iter().fold(0i32, |a, &w| a.wrapping_add(i32::from(w)))
 }
 
-/// Values per output channel in the prepared channel data.
-const CHANNEL_VALUES: usize = 6;
+/// Length of the prepared channel data of `groups` groups of `per_group` output channels: a
+/// [`Block`] (48 values) per 8 channels of each group.
+fn channels_len(groups: usize, per_group: usize) -> usize {
+    groups
+        .saturating_mul(per_group.div_ceil(8))
+        .saturating_mul(8 * 6)
+}
 
-/// Views a prepared channel buffer of `n` channels (see [`fill_channels`]), with the output
-/// stage `clamp`.
-fn channels(buf: &[i32], n: usize, clamp: Clamp) -> Result<Channels<'_>> {
-    if Some(buf.len()) != n.checked_mul(CHANNEL_VALUES) {
-        return Err(KernelError::Shape(
-            "prepared channel data must hold 6 values per output channel",
-        ));
+/// Views prepared channel data (see [`fill_channels`]) of `groups` groups of `per_group`
+/// output channels, with the output stage `clamp`.
+fn channels(
+    buf: &[i32],
+    (groups, per_group): (usize, usize),
+    clamp: Clamp,
+) -> Result<Channels<'_>> {
+    if buf.len() != channels_len(groups, per_group) {
+        return Err(KernelError::Shape("prepared channel data length"));
     }
-    let mut parts = buf.chunks_exact(n.max(1));
-    let mut next = || parts.next().unwrap_or(&[]);
-    let (bias, multiplier, left, right, mask, half) =
-        (next(), next(), next(), next(), next(), next());
+    let blocks: &[Block] = buf.as_chunks::<8>().0.as_chunks::<6>().0;
+    let lanes = |field: usize| blocks.iter().flat_map(move |b| b[field]);
     Ok(Channels {
-        bias,
-        multiplier,
-        left,
-        right,
-        mask,
-        half,
-        saturating: multiplier.contains(&i32::MIN),
-        shifts_left: left.iter().any(|&l| l != 0),
+        blocks,
+        len: groups * per_group,
+        saturating: lanes(MULTIPLIER).any(|m| m == i32::MIN),
+        shifts_left: lanes(LEFT).any(|l| l != 0),
         clamp,
     })
 }
 
-/// Fills the channel data of `n` output channels: bias, multiplier, left shift, right shift,
-/// rounding mask and half mask, each `n` long. The bias is
-/// `bias[c] + input_offset * weight_sum(c) + constant`; `multipliers` holds `n` entries, or
-/// one for all.
+/// Fills the channel data of `groups` groups of `per_group` output channels (see
+/// [`channels_len`]): for output channel `oc`, the bias
+/// `bias[oc] + input_offset * weight_sum(oc) + constant`, the multiplier split into left and
+/// right shifts, and the rounding masks; `multipliers` holds one entry per channel, or one for
+/// all.
+#[allow(clippy::too_many_arguments)]
 fn fill_channels(
     out: &mut [i32],
-    n: usize,
+    (groups, per_group): (usize, usize),
     bias: Option<&[i32]>,
     multipliers: &[QuantizedMultiplier],
     input_offset: i32,
     constant: i32,
     weight_sum: impl Fn(usize) -> i32,
 ) -> Result<()> {
-    if Some(out.len()) != n.checked_mul(CHANNEL_VALUES) {
-        return Err(KernelError::Shape(
-            "prepared channel data must hold 6 values per output channel",
-        ));
+    let n = groups * per_group;
+    if out.len() != channels_len(groups, per_group) {
+        return Err(KernelError::Shape("prepared channel data length"));
     }
     if bias.is_some_and(|b| b.len() != n) {
         return Err(KernelError::Shape("bias length must equal output channels"));
@@ -185,48 +192,46 @@ fn fill_channels(
             "one quantized multiplier per output channel is required",
         ));
     }
-    for c in 0..n {
-        let bias_c = bias.map_or(0, |b| b[c]);
-        let qm = multipliers[if multipliers.len() == 1 { 0 } else { c }];
+    out.fill(0);
+    let blocks: &mut [Block] = out.as_chunks_mut::<8>().0.as_chunks_mut::<6>().0;
+    for oc in 0..n {
+        let bias_c = bias.map_or(0, |b| b[oc]);
+        let qm = multipliers[if multipliers.len() == 1 { 0 } else { oc }];
         // The split of `multiply_by_quantized_multiplier`.
         let right = qm.shift.wrapping_neg().clamp(0, 31);
         let mask = 1i32.wrapping_shl(right as u32).wrapping_sub(1);
-        let values = [
-            bias_c
-                .wrapping_add(input_offset.wrapping_mul(weight_sum(c)))
-                .wrapping_add(constant),
-            qm.multiplier,
-            qm.shift.clamp(0, 31),
-            right,
-            mask,
-            mask >> 1,
-        ];
-        for (i, v) in values.into_iter().enumerate() {
-            out[i * n + c] = v;
-        }
+        let (group, c) = (oc / per_group, oc % per_group);
+        let block = &mut blocks[group * per_group.div_ceil(8) + c / 8];
+        let lane = c % 8;
+        block[BIAS][lane] = bias_c
+            .wrapping_add(input_offset.wrapping_mul(weight_sum(oc)))
+            .wrapping_add(constant);
+        block[MULTIPLIER][lane] = qm.multiplier;
+        block[LEFT][lane] = qm.shift.clamp(0, 31);
+        block[RIGHT][lane] = right;
+        block[MASK][lane] = mask;
+        block[HALF][lane] = mask >> 1;
     }
     Ok(())
 }
 
-/// Copies `rows` rows of `depth` values from `filter` into `packed`, each padded with zeros
-/// to [`aligned`]`(depth)`.
-fn pack_rows(filter: &[i8], rows: usize, depth: usize, packed: &mut [i8]) -> Result<()> {
+/// Lays out `rows` rows of `depth` weights (`weight(r, k)`) in `packed`, each row padded with
+/// zeros to [`aligned`]`(depth)` values.
+fn pack_rows(
+    rows: usize,
+    depth: usize,
+    packed: &mut [i8],
+    weight: impl Fn(usize, usize) -> i8,
+) -> Result<()> {
     let stride = aligned(depth);
-    if Some(filter.len()) != rows.checked_mul(depth)
-        || Some(packed.len()) != rows.checked_mul(stride)
-    {
-        return Err(KernelError::Shape("filter or packed weights length"));
+    if Some(packed.len()) != rows.checked_mul(stride) {
+        return Err(KernelError::Shape("packed weights length"));
     }
-    if stride == 0 {
-        return Ok(());
-    }
-    for (dst, src) in packed
-        .chunks_exact_mut(stride)
-        .zip(filter.chunks_exact(depth))
-    {
-        let (head, tail) = dst.split_at_mut(depth);
-        head.copy_from_slice(src);
-        tail.fill(0);
+    packed.fill(0);
+    for (r, row) in packed.chunks_exact_mut(stride.max(1)).enumerate() {
+        for (k, w) in row.iter_mut().enumerate().take(depth) {
+            *w = weight(r, k);
+        }
     }
     Ok(())
 }
@@ -298,6 +303,40 @@ impl Geometry {
             }
         }
         Ok(())
+    }
+
+    /// Length of the weights at level `isa`: panels, or rows padded to [`ROW_ALIGN`] values.
+    fn weights_len(&self, isa: Isa) -> usize {
+        if isa.panels() {
+            self.panels_len()
+        } else {
+            self.out_c.saturating_mul(aligned(self.depth()))
+        }
+    }
+
+    /// Lays out the weights (`weight(oc, k)`) for level `isa` in `packed`.
+    fn pack(&self, isa: Isa, packed: &mut [i8], weight: impl Fn(usize, usize) -> i8) -> Result<()> {
+        if isa.panels() {
+            self.pack_panels(packed, weight)
+        } else {
+            pack_rows(self.out_c, self.depth(), packed, weight)
+        }
+    }
+
+    /// Scratch memory of a patch convolution at level `isa`.
+    fn conv_scratch(&self, isa: Isa) -> ScratchLen {
+        if isa.panels() {
+            ScratchLen {
+                i16: MR.saturating_mul(self.patch_len()),
+                ..ScratchLen::default()
+            }
+        } else {
+            ScratchLen {
+                i16: 2usize.saturating_mul(aligned(self.depth())),
+                i32: 2usize.saturating_mul(self.per_group()),
+                ..ScratchLen::default()
+            }
+        }
     }
 
     /// Output pixels (all batches).
@@ -563,8 +602,9 @@ fn two<T>(s: &mut [T], n: usize) -> Result<(&mut [T], &mut [T])> {
     Ok((a, rest.get_mut(..n).ok_or(oob)?))
 }
 
-/// A convolution through patches and packed panels (CONV_2D, or DEPTHWISE_CONV_2D with one
-/// input channel), four output pixels at a time.
+/// A convolution through patches (CONV_2D, or DEPTHWISE_CONV_2D with one input channel): on
+/// packed panels, four output pixels at a time, at levels with a panel kernel; else on weight
+/// rows, two pixels at a time.
 struct ConvJob<'a> {
     g: &'a Geometry,
     input: &'a [i8],
@@ -574,7 +614,7 @@ struct ConvJob<'a> {
     scratch: Scratch<'a>,
 }
 
-/// Output pixels per inner kernel call.
+/// Output pixels per panel kernel call.
 const MR: usize = 4;
 
 impl Job for ConvJob<'_> {
@@ -582,6 +622,17 @@ impl Job for ConvJob<'_> {
 
     #[inline(always)]
     fn run<K: Kernels>(self, k: K) -> Result<()> {
+        match k.panels() {
+            Some(p) => self.on_panels(k, p),
+            None => self.on_rows(k),
+        }
+    }
+}
+
+impl ConvJob<'_> {
+    /// The convolution on packed panels with panel kernel `pk`.
+    #[inline(always)]
+    fn on_panels<K: Kernels, P: PanelKernels>(self, k: K, pk: P) -> Result<()> {
         let ConvJob {
             g,
             input,
@@ -605,7 +656,7 @@ impl Job for ConvJob<'_> {
             let panels = weights
                 .get(group * group_len..(group + 1) * group_len)
                 .ok_or(oob)?;
-            let ch = ch.get(oc0..oc0 + per_group).ok_or(oob)?;
+            let ch = ch.group(group, per_group).ok_or(oob)?;
             let (mut px, mut at) = (0, (0, 0, 0));
             while px < pixels {
                 let mr = (pixels - px).min(MR);
@@ -627,18 +678,65 @@ impl Job for ConvJob<'_> {
                     let (ch, out) = (ch.get(c..hi).ok_or(oob)?, out.get_mut(c..).ok_or(oob)?);
                     let (p, s) = (&*patches, g.out_c);
                     match (mr, nb) {
-                        (4, 2) => k.gemm::<4, 2>(p, len, w, ch, out, s),
-                        (4, _) => k.gemm::<4, 1>(p, len, w, ch, out, s),
-                        (3, 2) => k.gemm::<3, 2>(p, len, w, ch, out, s),
-                        (3, _) => k.gemm::<3, 1>(p, len, w, ch, out, s),
-                        (2, 2) => k.gemm::<2, 2>(p, len, w, ch, out, s),
-                        (2, _) => k.gemm::<2, 1>(p, len, w, ch, out, s),
-                        (_, 2) => k.gemm::<1, 2>(p, len, w, ch, out, s),
-                        _ => k.gemm::<1, 1>(p, len, w, ch, out, s),
+                        (4, 2) => pk.gemm::<4, 2>(p, len, w, ch, out, s),
+                        (4, _) => pk.gemm::<4, 1>(p, len, w, ch, out, s),
+                        (3, 2) => pk.gemm::<3, 2>(p, len, w, ch, out, s),
+                        (3, _) => pk.gemm::<3, 1>(p, len, w, ch, out, s),
+                        (2, 2) => pk.gemm::<2, 2>(p, len, w, ch, out, s),
+                        (2, _) => pk.gemm::<2, 1>(p, len, w, ch, out, s),
+                        (_, 2) => pk.gemm::<1, 2>(p, len, w, ch, out, s),
+                        _ => pk.gemm::<1, 1>(p, len, w, ch, out, s),
                     }
                     c = hi;
                 }
                 px += mr;
+            }
+        }
+        Ok(())
+    }
+
+    /// The convolution on weight rows (padded to [`ROW_ALIGN`] values).
+    #[inline(always)]
+    fn on_rows<K: Kernels>(self, k: K) -> Result<()> {
+        let ConvJob {
+            g,
+            input,
+            weights,
+            ch,
+            output,
+            scratch,
+        } = self;
+        let oob = KernelError::Shape("conv index out of range");
+        let (stride, per_group, pixels) = (aligned(g.depth()), g.per_group(), g.pixels());
+        let gather = Patches::new(g);
+        let (p0, p1) = two(scratch.i16, stride)?;
+        let (a0, a1) = two(scratch.i32, per_group)?;
+        // The patches' padding to the row stride stays zero.
+        p0[g.depth()..].fill(0);
+        p1[g.depth()..].fill(0);
+        for group in 0..g.groups {
+            let oc0 = group * per_group;
+            let rows = weights
+                .get(oc0 * stride..(oc0 + per_group) * stride)
+                .ok_or(oob)?;
+            let ch = ch.group(group, per_group).ok_or(oob)?;
+            let out_at = |px: usize| px * g.out_c + oc0..px * g.out_c + oc0 + per_group;
+            let (mut px, mut at) = (0, (0, 0, 0));
+            while px < pixels {
+                gather.gather(k, input, at, group, p0)?;
+                at = g.next(at);
+                if px + 1 < pixels {
+                    gather.gather(k, input, at, group, p1)?;
+                    at = g.next(at);
+                    dot_rows(k, [&*p0, &*p1], rows, stride, [&mut *a0, &mut *a1]);
+                    k.requantize(a0, 0, ch, output.get_mut(out_at(px)).ok_or(oob)?);
+                    k.requantize(a1, 0, ch, output.get_mut(out_at(px + 1)).ok_or(oob)?);
+                    px += 2;
+                } else {
+                    dot_rows(k, [&*p0], rows, stride, [&mut *a0]);
+                    k.requantize(a0, 0, ch, output.get_mut(out_at(px)).ok_or(oob)?);
+                    px += 1;
+                }
             }
         }
         Ok(())
@@ -658,10 +756,10 @@ fn run_conv(
     scratch: Scratch<'_>,
 ) -> Result<()> {
     g.check_io(input, output)?;
-    if weights.len() != g.panels_len() {
+    if weights.len() != g.weights_len(isa) {
         return Err(KernelError::Shape("packed weights length"));
     }
-    let ch = channels(channel_data, g.out_c, clamp)?;
+    let ch = channels(channel_data, (g.groups, g.per_group()), clamp)?;
     if output.is_empty() {
         return Ok(());
     }
@@ -673,18 +771,19 @@ fn run_conv(
         output,
         scratch,
     };
-    dispatch(isa, job)
+    dispatch(isa, job)?
 }
 
 /// The prepare-time layout and the eval of a layer with weights ([`ConvPlan`],
 /// [`DepthwisePlan`], [`FcPlan`]).
 pub trait WeightPlan {
-    /// Length of the packed weights; 0 when eval uses the filter as it is in the model (its
-    /// rows are already a multiple of 16 values long).
-    fn packed_len(&self) -> usize;
+    /// Length of the weights packed for level `isa` (the layout depends on the level); 0 when
+    /// eval uses the filter as it is in the model.
+    fn packed_len(&self, isa: Isa) -> usize;
 
-    /// Lays out `filter` (the model's layout) in `packed` ([`Self::packed_len`] values).
-    fn pack(&self, filter: &[i8], packed: &mut [i8]) -> Result<()>;
+    /// Lays out `filter` (the model's layout) in `packed` ([`Self::packed_len`] values) for
+    /// level `isa`.
+    fn pack(&self, isa: Isa, filter: &[i8], packed: &mut [i8]) -> Result<()>;
 
     /// Length of the per-channel data.
     fn channels_len(&self) -> usize;
@@ -700,12 +799,12 @@ pub trait WeightPlan {
         out: &mut [i32],
     ) -> Result<()>;
 
-    /// Scratch memory of [`Self::eval`].
-    fn scratch_len(&self) -> ScratchLen;
+    /// Scratch memory of [`Self::eval`] at level `isa`.
+    fn scratch_len(&self, isa: Isa) -> ScratchLen;
 
-    /// Eval, bit-exact with the reference kernel. `weights` is the packed copy, or the filter
-    /// itself when [`Self::packed_len`] is 0; `channel_data` comes from
-    /// [`Self::prepare_channels`].
+    /// Eval at level `isa` (an error if this CPU cannot run it), bit-exact with the reference
+    /// kernel. `weights` is the copy packed for `isa`, or the filter itself when
+    /// [`Self::packed_len`] is 0; `channel_data` comes from [`Self::prepare_channels`].
     fn eval(
         &self,
         isa: Isa,
@@ -765,20 +864,24 @@ impl ConvPlan {
 }
 
 impl WeightPlan for ConvPlan {
-    fn packed_len(&self) -> usize {
-        self.g.panels_len()
+    fn packed_len(&self, isa: Isa) -> usize {
+        if !isa.panels() && self.g.depth().is_multiple_of(ROW_ALIGN) {
+            0
+        } else {
+            self.g.weights_len(isa)
+        }
     }
 
-    fn pack(&self, filter: &[i8], packed: &mut [i8]) -> Result<()> {
+    fn pack(&self, isa: Isa, filter: &[i8], packed: &mut [i8]) -> Result<()> {
         let k = self.g.depth();
         if Some(filter.len()) != self.g.out_c.checked_mul(k) {
             return Err(KernelError::Shape("filter length does not match its shape"));
         }
-        self.g.pack_panels(packed, |oc, i| filter[oc * k + i])
+        self.g.pack(isa, packed, |oc, i| filter[oc * k + i])
     }
 
     fn channels_len(&self) -> usize {
-        self.g.out_c.saturating_mul(CHANNEL_VALUES)
+        channels_len(self.g.groups, self.g.per_group())
     }
 
     fn prepare_channels(
@@ -793,14 +896,20 @@ impl WeightPlan for ConvPlan {
             return Err(KernelError::Shape("filter length does not match its shape"));
         }
         let sum = |c: usize| row_sum(&filter[c * k..(c + 1) * k]);
-        fill_channels(out, n, bias, multipliers, -self.g.input_zero_point, 0, sum)
+        let groups = (self.g.groups, self.g.per_group());
+        fill_channels(
+            out,
+            groups,
+            bias,
+            multipliers,
+            -self.g.input_zero_point,
+            0,
+            sum,
+        )
     }
 
-    fn scratch_len(&self) -> ScratchLen {
-        ScratchLen {
-            i16: 4 * self.g.patch_len(),
-            ..ScratchLen::default()
-        }
+    fn scratch_len(&self, isa: Isa) -> ScratchLen {
+        self.g.conv_scratch(isa)
     }
 
     fn eval(
@@ -812,7 +921,7 @@ impl WeightPlan for ConvPlan {
         output: &mut [i8],
         scratch: Scratch<'_>,
     ) -> Result<()> {
-        scratch.check(self.scratch_len())?;
+        scratch.check(self.scratch_len(isa))?;
         run_conv(
             isa,
             &self.g,
@@ -829,7 +938,7 @@ impl WeightPlan for ConvPlan {
 /// How a depthwise convolution is computed.
 #[derive(Debug, Clone, Copy)]
 enum DepthwiseKind {
-    /// One input channel: a convolution over weight rows (the filter transposed).
+    /// One input channel: a patch convolution (the filter transposed).
     Rows,
     /// Channels vectorized, taps in pairs.
     Channels {
@@ -901,23 +1010,23 @@ impl DepthwisePlan {
 }
 
 impl WeightPlan for DepthwisePlan {
-    fn packed_len(&self) -> usize {
+    fn packed_len(&self, isa: Isa) -> usize {
         match self.kind {
-            DepthwiseKind::Rows => self.g.panels_len(),
+            DepthwiseKind::Rows => self.g.weights_len(isa),
             DepthwiseKind::Channels { .. } => {
                 aligned_pairs(self.taps()).saturating_mul(self.g.out_c)
             }
         }
     }
 
-    fn pack(&self, filter: &[i8], packed: &mut [i8]) -> Result<()> {
+    fn pack(&self, isa: Isa, filter: &[i8], packed: &mut [i8]) -> Result<()> {
         let (n, taps) = (self.g.out_c, self.taps());
-        if Some(filter.len()) != n.checked_mul(taps) || packed.len() != self.packed_len() {
+        if Some(filter.len()) != n.checked_mul(taps) || packed.len() != self.packed_len(isa) {
             return Err(KernelError::Shape("filter or packed weights length"));
         }
         match self.kind {
             // The transposed filter: output channel c, tap t.
-            DepthwiseKind::Rows => self.g.pack_panels(packed, |c, t| filter[t * n + c]),
+            DepthwiseKind::Rows => self.g.pack(isa, packed, |c, t| filter[t * n + c]),
             DepthwiseKind::Channels { .. } => {
                 packed.fill(0);
                 for (t, w) in filter.chunks_exact(n.max(1)).enumerate() {
@@ -932,7 +1041,7 @@ impl WeightPlan for DepthwisePlan {
     }
 
     fn channels_len(&self) -> usize {
-        self.g.out_c.saturating_mul(CHANNEL_VALUES)
+        channels_len(1, self.g.out_c)
     }
 
     fn prepare_channels(
@@ -953,15 +1062,20 @@ impl WeightPlan for DepthwisePlan {
                 .step_by(n)
                 .fold(0i32, |a, &w| a.wrapping_add(i32::from(w)))
         };
-        fill_channels(out, n, bias, multipliers, -self.g.input_zero_point, 0, sum)
+        fill_channels(
+            out,
+            (1, n),
+            bias,
+            multipliers,
+            -self.g.input_zero_point,
+            0,
+            sum,
+        )
     }
 
-    fn scratch_len(&self) -> ScratchLen {
+    fn scratch_len(&self, isa: Isa) -> ScratchLen {
         match self.kind {
-            DepthwiseKind::Rows => ScratchLen {
-                i16: 4 * self.g.patch_len(),
-                ..ScratchLen::default()
-            },
+            DepthwiseKind::Rows => self.g.conv_scratch(isa),
             DepthwiseKind::Channels { .. } => {
                 let (i8, usize) = depthwise_scratch(&self.g);
                 ScratchLen {
@@ -982,7 +1096,7 @@ impl WeightPlan for DepthwisePlan {
         output: &mut [i8],
         scratch: Scratch<'_>,
     ) -> Result<()> {
-        scratch.check(self.scratch_len())?;
+        scratch.check(self.scratch_len(isa))?;
         let g = &self.g;
         match self.kind {
             DepthwiseKind::Rows => run_conv(
@@ -997,10 +1111,10 @@ impl WeightPlan for DepthwisePlan {
             ),
             DepthwiseKind::Channels { multiplier } => {
                 g.check_io(input, output)?;
-                if weights.len() != self.packed_len() {
+                if weights.len() != self.packed_len(isa) {
                     return Err(KernelError::Shape("packed weights length"));
                 }
-                let ch = channels(channel_data, g.out_c, self.clamp)?;
+                let ch = channels(channel_data, (1, g.out_c), self.clamp)?;
                 if output.is_empty() {
                     return Ok(());
                 }
@@ -1013,7 +1127,7 @@ impl WeightPlan for DepthwisePlan {
                     output,
                     scratch,
                 };
-                dispatch(isa, job)
+                dispatch(isa, job)?
             }
         }
     }
@@ -1185,7 +1299,7 @@ impl FcPlan {
 }
 
 impl WeightPlan for FcPlan {
-    fn packed_len(&self) -> usize {
+    fn packed_len(&self, _: Isa) -> usize {
         if self.p.accum_depth.is_multiple_of(ROW_ALIGN) {
             0
         } else {
@@ -1195,12 +1309,16 @@ impl WeightPlan for FcPlan {
         }
     }
 
-    fn pack(&self, filter: &[i8], packed: &mut [i8]) -> Result<()> {
-        pack_rows(filter, self.p.output_depth, self.p.accum_depth, packed)
+    fn pack(&self, _: Isa, filter: &[i8], packed: &mut [i8]) -> Result<()> {
+        let (n, k) = (self.p.output_depth, self.p.accum_depth);
+        if Some(filter.len()) != n.checked_mul(k) {
+            return Err(KernelError::Shape("filter length does not match its shape"));
+        }
+        pack_rows(n, k, packed, |r, i| filter[r * k + i])
     }
 
     fn channels_len(&self) -> usize {
-        self.p.output_depth.saturating_mul(CHANNEL_VALUES)
+        channels_len(1, self.p.output_depth)
     }
 
     fn prepare_channels(
@@ -1220,10 +1338,10 @@ impl WeightPlan for FcPlan {
             .wrapping_mul(input_offset)
             .wrapping_mul(self.filter_offset);
         let sum = |c: usize| row_sum(&filter[c * k..(c + 1) * k]);
-        fill_channels(out, n, bias, multipliers, input_offset, constant, sum)
+        fill_channels(out, (1, n), bias, multipliers, input_offset, constant, sum)
     }
 
-    fn scratch_len(&self) -> ScratchLen {
+    fn scratch_len(&self, _: Isa) -> ScratchLen {
         ScratchLen {
             i16: 2 * aligned(self.p.accum_depth),
             i32: 2 * self.p.output_depth,
@@ -1240,7 +1358,7 @@ impl WeightPlan for FcPlan {
         output: &mut [i8],
         scratch: Scratch<'_>,
     ) -> Result<()> {
-        scratch.check(self.scratch_len())?;
+        scratch.check(self.scratch_len(isa))?;
         let p = &self.p;
         if input.len() != p.batches * p.accum_depth || output.len() != p.batches * p.output_depth {
             return Err(KernelError::Shape("input or output length"));
@@ -1248,7 +1366,7 @@ impl WeightPlan for FcPlan {
         if weights.len() != p.output_depth * aligned(p.accum_depth) {
             return Err(KernelError::Shape("packed weights length"));
         }
-        let ch = channels(channel_data, p.output_depth, self.clamp)?;
+        let ch = channels(channel_data, (1, p.output_depth), self.clamp)?;
         if p.accum_depth == 0 || p.output_depth == 0 {
             // The reference writes nothing in these degenerate cases.
             return Ok(());
@@ -1261,7 +1379,7 @@ impl WeightPlan for FcPlan {
             output,
             scratch,
         };
-        dispatch(isa, job)
+        dispatch(isa, job)?
     }
 }
 
@@ -1444,7 +1562,7 @@ fn pool(
         acc: scratch,
         average,
     };
-    dispatch(isa, job)
+    dispatch(isa, job)?
 }
 
 /// AVERAGE_POOL_2D int8 eval, bit-exact with [`crate::pooling::average_pool`] (same errors).
@@ -1502,6 +1620,5 @@ pub fn add_i8(isa: Isa, p: &AddParams, a: &[i8], b: &[i8], output: &mut [i8]) ->
             "slice lengths do not match the broadcast shapes",
         ));
     }
-    dispatch(isa, AddJob { p, a, b, output });
-    Ok(())
+    dispatch(isa, AddJob { p, a, b, output })
 }

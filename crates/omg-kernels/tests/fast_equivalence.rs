@@ -289,15 +289,29 @@ impl Buffers {
     }
 }
 
-/// Packed weights (`packed_len` of them, from `pack`), or the filter itself when `packed_len`
-/// is 0.
-fn packed(len: usize, filter: &[i8], pack: impl FnOnce(&mut [i8]) -> Result<()>) -> Vec<i8> {
-    if len == 0 {
-        return filter.to_vec();
+/// The weights of `plan` for level `isa`: packed, or the filter itself when `packed_len` is 0.
+fn weights(plan: &impl WeightPlan, isa: Isa, filter: &[i8]) -> Vec<i8> {
+    match plan.packed_len(isa) {
+        0 => filter.to_vec(),
+        len => {
+            let mut p = vec![0; len];
+            plan.pack(isa, filter, &mut p).unwrap();
+            p
+        }
     }
-    let mut p = vec![0; len];
-    pack(&mut p).unwrap();
-    p
+}
+
+/// Packs the weights of `plan` for `isa` and runs it with `extra` spare scratch elements.
+fn eval(
+    plan: &impl WeightPlan,
+    isa: Isa,
+    (input, filter, channels): (&[i8], &[i8], &[i32]),
+    extra: usize,
+    out: &mut [i8],
+) -> Result<()> {
+    let w = weights(plan, isa, filter);
+    let mut buffers = Buffers::new(plan.scratch_len(isa), extra);
+    plan.eval(isa, input, &w, channels, out, buffers.scratch())
 }
 
 /// Counts of the cases whose weights were used as is and repacked.
@@ -323,11 +337,26 @@ fn every_level_is_reported_and_the_detected_one_is_supported() {
     assert!(Isa::detect().is_supported());
     assert_eq!(Isa::supported().next(), Some(Isa::Portable));
     assert!(Isa::supported().any(|isa| isa == Isa::detect()));
+    println!(
+        "levels tested here: {:?}",
+        Isa::supported().collect::<Vec<_>>()
+    );
+    // A level this CPU cannot run is refused, not replaced (the weights are laid out for it).
+    let q = TensorQuant {
+        scale: 1.0,
+        zero_point: 0,
+    };
+    let add = AddParams::prepare(q, q, q, false, -128, 127).unwrap();
+    for isa in Isa::ALL.into_iter().filter(|isa| !isa.is_supported()) {
+        let r = fast::add_i8(isa, &add, &[0; 2], &[0; 2], &mut [0; 2]);
+        assert!(matches!(r, Err(KernelError::Unsupported(_))));
+    }
 }
 
 #[test]
 fn conv2d_matches_reference() {
     let mut rng = Rng(0x0123_4567_89ab_cdef);
+    let mut layouts = Layouts::default();
     for case in 0..4000 {
         let (in_hw, f_hw, w, batches) = geometry(&mut rng);
         let f_c = rng.pick(&[1, 2, 3, 4, 8, 9, 16, 17, 32, 40]);
@@ -342,17 +371,18 @@ fn conv2d_matches_reference() {
         let o = operands(&mut rng, &shapes, out_c);
         let (x, f, b, m) = (&o.input, &o.filter, o.bias.as_deref(), &o.multipliers);
         let plan = fast::ConvPlan::new(&p, &shapes, b.map(<[i32]>::len), m.len()).unwrap();
-        let weights = packed(plan.packed_len(), f, |out| plan.pack(f, out));
+        layouts.count(plan.packed_len(Isa::Portable));
         let mut channels = vec![0; plan.channels_len()];
         plan.prepare_channels(f, b, m, &mut channels).unwrap();
-        let mut buffers = Buffers::new(plan.scratch_len(), rng.usize(0, 3));
+        let extra = rng.usize(0, 3);
         let _ = assert_same(
             &|| format!("case {case}: {p:?} {shapes:?}"),
             &o.output,
             |out| conv::conv2d_i8(&p, &shapes, x, f, b, m, out),
-            |isa, out| plan.eval(isa, x, &weights, &channels, out, buffers.scratch()),
+            |isa, out| eval(&plan, isa, (x, f, &channels), extra, out),
         );
     }
+    assert!(layouts.as_is > 100 && layouts.packed > 100);
 }
 
 #[test]
@@ -379,15 +409,14 @@ fn depthwise_matches_reference() {
         let plan = fast::DepthwisePlan::new(&p, &shapes, b.map(<[i32]>::len), m.len()).unwrap();
         // In-channel 1 runs through weight rows, the others through tap pairs.
         layouts.count(usize::from(in_c != 1));
-        let weights = packed(plan.packed_len(), f, |out| plan.pack(f, out));
         let mut channels = vec![0; plan.channels_len()];
         plan.prepare_channels(f, b, m, &mut channels).unwrap();
-        let mut buffers = Buffers::new(plan.scratch_len(), rng.usize(0, 3));
+        let extra = rng.usize(0, 3);
         let _ = assert_same(
             &|| format!("case {case}: {p:?} {shapes:?}"),
             &o.output,
             |out| conv::depthwise_conv2d_i8(&p, &shapes, x, f, b, m, out),
-            |isa, out| plan.eval(isa, x, &weights, &channels, out, buffers.scratch()),
+            |isa, out| eval(&plan, isa, (x, f, &channels), extra, out),
         );
     }
     assert!(layouts.as_is > 100 && layouts.packed > 100);
@@ -433,8 +462,7 @@ fn fully_connected_matches_reference() {
         };
         let (x, f, b) = (&input, &filter, bias.as_deref());
         let plan = fast::FcPlan::new(&p, quant, b.map(<[i32]>::len)).unwrap();
-        layouts.count(plan.packed_len());
-        let weights = packed(plan.packed_len(), f, |out| plan.pack(f, out));
+        layouts.count(plan.packed_len(Isa::Portable));
         let mut channels = vec![0; plan.channels_len()];
         let multipliers = match quant {
             FcQuantization::PerChannel(m) => m.to_vec(),
@@ -442,13 +470,13 @@ fn fully_connected_matches_reference() {
         };
         plan.prepare_channels(f, b, &multipliers, &mut channels)
             .unwrap();
-        let mut buffers = Buffers::new(plan.scratch_len(), rng.usize(0, 3));
+        let extra = rng.usize(0, 3);
         let init = rng.data(batches * output_depth);
         let _ = assert_same(
             &|| format!("case {case}: {p:?} {quant:?}"),
             &init,
             |out| fully_connected::fully_connected_i8(&p, quant, x, f, b, out),
-            |isa, out| plan.eval(isa, x, &weights, &channels, out, buffers.scratch()),
+            |isa, out| eval(&plan, isa, (x, f, &channels), extra, out),
         );
     }
     assert!(layouts.as_is > 100 && layouts.packed > 100);
@@ -598,6 +626,23 @@ fn is_shape_err(r: Result<()>) -> bool {
     matches!(r, Err(KernelError::Shape(_)))
 }
 
+/// Runs `plan` at every supported level with the scratch `shrink` makes from its length,
+/// (and otherwise correct operands) and asserts a shape error.
+fn assert_short_scratch(
+    plan: &impl WeightPlan,
+    (input, filter, channels): (&[i8], &[i8], &[i32]),
+    out_len: usize,
+    shrink: impl Fn(ScratchLen) -> ScratchLen,
+) {
+    for isa in Isa::supported() {
+        let w = weights(plan, isa, filter);
+        let mut out = vec![0i8; out_len];
+        let mut short = Buffers::new(shrink(plan.scratch_len(isa)), 0);
+        let r = plan.eval(isa, input, &w, channels, &mut out, short.scratch());
+        assert!(is_shape_err(r), "{isa:?}");
+    }
+}
+
 #[test]
 fn short_scratch_and_bad_lengths_are_errors() {
     let unit = QuantizedMultiplier {
@@ -624,11 +669,12 @@ fn short_scratch_and_bad_lengths_are_errors() {
     let (x, f) = ([0i8; 18], [0i8; 16]);
     let plan = fast::ConvPlan::new(&cp, &shapes, None, 2).unwrap();
     assert!(fast::ConvPlan::new(&cp, &shapes, Some(3), 2).is_err());
-    // One panel of 8 channels, 4 pairs of patch values, 2 bytes each.
-    assert_eq!(plan.packed_len(), 8 * 4 * 2);
-    let mut packed = vec![0i8; plan.packed_len()];
-    assert!(plan.pack(&f[..15], &mut packed).is_err());
-    plan.pack(&f, &mut packed).unwrap();
+    // Panels: one panel of 8 channels, 4 pairs of patch values, 2 bytes each; rows: the
+    // filter as is (2 rows of 8 values, padded to 16).
+    assert_eq!(plan.packed_len(Isa::Avx2), 8 * 4 * 2);
+    assert_eq!(plan.packed_len(Isa::Portable), 2 * 16);
+    let mut packed = vec![0i8; plan.packed_len(Isa::Portable)];
+    assert!(plan.pack(Isa::Portable, &f[..15], &mut packed).is_err());
     let mut channels = vec![0i32; plan.channels_len()];
     assert!(
         plan.prepare_channels(&f, None, &[unit; 3], &mut channels)
@@ -636,40 +682,21 @@ fn short_scratch_and_bad_lengths_are_errors() {
     );
     plan.prepare_channels(&f, None, &[unit; 2], &mut channels)
         .unwrap();
-    let len = plan.scratch_len();
+    assert_short_scratch(&plan, (&x, &f, &channels), 8, |l| ScratchLen {
+        i16: l.i16 - 1,
+        ..l
+    });
     for isa in Isa::supported() {
+        let w = weights(&plan, isa, &f);
         let mut out = [0i8; 8];
-        let mut short = Buffers::new(
-            ScratchLen {
-                i16: len.i16 - 1,
-                ..len
-            },
-            0,
-        );
-        let r = plan.eval(isa, &x, &packed, &channels, &mut out, short.scratch());
-        assert!(is_shape_err(r));
-        let mut buffers = Buffers::new(len, 0);
-        let r = plan.eval(isa, &x, &f, &channels, &mut out, buffers.scratch());
-        assert!(is_shape_err(r), "unpacked weights");
-        let r = plan.eval(
-            isa,
-            &x,
-            &packed,
-            &channels[1..],
-            &mut out,
-            buffers.scratch(),
-        );
+        let mut buffers = Buffers::new(plan.scratch_len(isa), 0);
+        let r = plan.eval(isa, &x, &w[1..], &channels, &mut out, buffers.scratch());
+        assert!(is_shape_err(r), "weights");
+        let r = plan.eval(isa, &x, &w, &channels[1..], &mut out, buffers.scratch());
         assert!(is_shape_err(r), "channel data");
-        let r = plan.eval(
-            isa,
-            &x,
-            &packed,
-            &channels,
-            &mut out[1..],
-            buffers.scratch(),
-        );
+        let r = plan.eval(isa, &x, &w, &channels, &mut out[1..], buffers.scratch());
         assert!(is_shape_err(r), "output");
-        plan.eval(isa, &x, &packed, &channels, &mut out, buffers.scratch())
+        plan.eval(isa, &x, &w, &channels, &mut out, buffers.scratch())
             .unwrap();
     }
 
@@ -680,43 +707,16 @@ fn short_scratch_and_bad_lengths_are_errors() {
     };
     let dp = depthwise_params(cp, 2);
     let plan = fast::DepthwisePlan::new(&dp, &dshapes, None, 4).unwrap();
-    let mut packed = vec![0i8; plan.packed_len()];
-    plan.pack(&f, &mut packed).unwrap();
     let mut channels = vec![0i32; plan.channels_len()];
     plan.prepare_channels(&f, None, &[unit; 4], &mut channels)
         .unwrap();
-    let len = plan.scratch_len();
-    for isa in Isa::supported() {
-        let mut out = [0i8; 16];
-        let mut short = Buffers::new(
-            ScratchLen {
-                i8: len.i8 - 1,
-                ..len
-            },
-            0,
-        );
-        let r = plan.eval(isa, &x, &packed, &channels, &mut out, short.scratch());
-        assert!(is_shape_err(r));
-        let mut short = Buffers::new(
-            ScratchLen {
-                usize: len.usize - 1,
-                ..len
-            },
-            0,
-        );
-        let r = plan.eval(isa, &x, &packed, &channels, &mut out, short.scratch());
-        assert!(is_shape_err(r));
-        let mut buffers = Buffers::new(len, 0);
-        let r = plan.eval(
-            isa,
-            &x[1..],
-            &packed,
-            &channels,
-            &mut out,
-            buffers.scratch(),
-        );
-        assert!(is_shape_err(r));
-    }
+    let operands = (&x[..], &f[..], &channels[..]);
+    assert_short_scratch(&plan, operands, 16, |l| ScratchLen { i8: l.i8 - 1, ..l });
+    assert_short_scratch(&plan, operands, 16, |l| ScratchLen {
+        usize: l.usize - 1,
+        ..l
+    });
+    assert_short_scratch(&plan, (&x[1..], &f, &channels), 16, |l| l);
 
     let fp = FullyConnectedParams {
         input_zero_point: 0,
@@ -733,56 +733,21 @@ fn short_scratch_and_bad_lengths_are_errors() {
     };
     assert!(fast::FcPlan::new(&fp, FcQuantization::PerChannel(&[unit; 3]), None).is_err());
     let plan = fast::FcPlan::new(&fp, quant, None).unwrap();
-    let mut packed = vec![0i8; plan.packed_len()];
-    plan.pack(&[0; 6], &mut packed).unwrap();
     let mut channels = vec![0i32; plan.channels_len()];
     plan.prepare_channels(&[0; 6], None, &[unit], &mut channels)
         .unwrap();
+    assert_short_scratch(&plan, (&[0; 2], &[0; 6], &channels), 2, |l| l);
+    assert_short_scratch(&plan, (&[0; 3], &[0; 6], &channels), 2, |l| ScratchLen {
+        i32: 1,
+        ..l
+    });
+    let q = TensorQuant {
+        scale: 1.0,
+        zero_point: 0,
+    };
+    let add = AddParams::prepare(q, q, q, false, -128, 127).unwrap();
     for isa in Isa::supported() {
-        let mut out = [0i8; 2];
-        let mut buffers = Buffers::new(plan.scratch_len(), 0);
-        let r = plan.eval(
-            isa,
-            &[0; 2],
-            &packed,
-            &channels,
-            &mut out,
-            buffers.scratch(),
-        );
-        assert!(is_shape_err(r));
-        let mut short = Buffers::new(
-            ScratchLen {
-                i32: 1,
-                ..plan.scratch_len()
-            },
-            0,
-        );
-        let r = plan.eval(isa, &[0; 3], &packed, &channels, &mut out, short.scratch());
-        assert!(is_shape_err(r));
-        let r = fast::add_i8(
-            isa,
-            &AddParams::prepare(
-                TensorQuant {
-                    scale: 1.0,
-                    zero_point: 0,
-                },
-                TensorQuant {
-                    scale: 1.0,
-                    zero_point: 0,
-                },
-                TensorQuant {
-                    scale: 1.0,
-                    zero_point: 0,
-                },
-                false,
-                -128,
-                127,
-            )
-            .unwrap(),
-            &[0; 2],
-            &[0; 3],
-            &mut out,
-        );
+        let r = fast::add_i8(isa, &add, &[0; 2], &[0; 3], &mut [0; 2]);
         assert!(is_shape_err(r));
     }
 }

@@ -287,11 +287,11 @@ impl<'m, P: WeightPlan> Prepared<'m, P> {
         bias: Option<&[i32]>,
         multipliers: &[QuantizedMultiplier],
     ) -> Result<Self> {
-        let weights = match plan.packed_len() {
+        let weights = match plan.packed_len(isa) {
             0 => Cow::Borrowed(filter),
             len => {
                 let mut packed = vec![0; len];
-                plan.pack(filter, &mut packed)
+                plan.pack(isa, filter, &mut packed)
                     .map_err(|e| kernel_err(ctx, e))?;
                 Cow::Owned(packed)
             }
@@ -299,7 +299,7 @@ impl<'m, P: WeightPlan> Prepared<'m, P> {
         let mut channels = vec![0; plan.channels_len()];
         plan.prepare_channels(filter, bias, multipliers, &mut channels)
             .map_err(|e| kernel_err(ctx, e))?;
-        let scratch = ScratchBuffers::new(plan.scratch_len());
+        let scratch = ScratchBuffers::new(plan.scratch_len(isa));
         Ok(Prepared {
             plan,
             isa,

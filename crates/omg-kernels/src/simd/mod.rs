@@ -23,6 +23,7 @@ mod aarch64;
 
 use crate::elementwise::AddParams;
 use crate::quant::QuantizedMultiplier;
+use crate::{KernelError, Result};
 
 pub(crate) use portable::Portable;
 
@@ -67,29 +68,44 @@ impl Isa {
         }
     }
 
+    /// Whether the level runs convolutions on weights packed in panels of 8 output channels
+    /// (otherwise on weight rows).
+    pub fn panels(self) -> bool {
+        self == Isa::Avx2
+    }
+
     /// The supported levels, slowest first (for tests and benchmarks that compare them).
     pub fn supported() -> impl Iterator<Item = Isa> {
         Isa::ALL.into_iter().filter(|isa| isa.is_supported())
     }
 }
 
-/// Per-output-channel requantization data of one row of accumulators (all slices have the
-/// row's length): the accumulator of channel `c` becomes
-/// `clamp(MultiplyByQuantizedMultiplier(acc[c] + bias[c] + offset) + zero_point)`.
+/// The requantization data of 8 consecutive output channels, one array per field (see the
+/// `BIAS`..`HALF` indices).
+pub(crate) type Block = [[i32; 8]; 6];
+
+/// Field of a [`Block`]: bias, with the constant terms of the zero points folded in.
+pub(crate) const BIAS: usize = 0;
+/// Field of a [`Block`]: Q0.31 multipliers.
+pub(crate) const MULTIPLIER: usize = 1;
+/// Field of a [`Block`]: left shifts (`0..=31`).
+pub(crate) const LEFT: usize = 2;
+/// Field of a [`Block`]: right shifts (`0..=31`).
+pub(crate) const RIGHT: usize = 3;
+/// Field of a [`Block`]: `(1 << right) - 1` (wrapping).
+pub(crate) const MASK: usize = 4;
+/// Field of a [`Block`]: `mask >> 1`.
+pub(crate) const HALF: usize = 5;
+
+/// Per-output-channel requantization data of a row of accumulators: the accumulator of
+/// channel `c` becomes `clamp(MultiplyByQuantizedMultiplier(acc + bias[c] + offset) +
+/// zero_point)`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Channels<'a> {
-    /// Bias, with the constant terms of the zero points folded in.
-    pub bias: &'a [i32],
-    /// Q0.31 multipliers.
-    pub multiplier: &'a [i32],
-    /// Left shifts (`0..=31`).
-    pub left: &'a [i32],
-    /// Right shifts (`0..=31`).
-    pub right: &'a [i32],
-    /// `(1 << right) - 1` (wrapping).
-    pub mask: &'a [i32],
-    /// `mask >> 1`.
-    pub half: &'a [i32],
+    /// The data in blocks of 8 channels (lanes past `len` are zero).
+    pub blocks: &'a [Block],
+    /// Number of channels (at most `8 * blocks.len()`).
+    pub len: usize,
     /// Whether some multiplier is `i32::MIN` (the doubling high multiply may saturate).
     pub saturating: bool,
     /// Whether some left shift is not 0.
@@ -136,90 +152,59 @@ pub(crate) fn depthwise_shape(
     (last <= base.len()).then_some((c, n))
 }
 
-/// The requantization data of 8 consecutive channels (see [`Channels`]).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Block<'a> {
-    /// Bias.
-    pub bias: &'a [i32; 8],
-    /// Multipliers.
-    pub multiplier: &'a [i32; 8],
-    /// Left shifts.
-    pub left: &'a [i32; 8],
-    /// Right shifts.
-    pub right: &'a [i32; 8],
-    /// Rounding masks.
-    pub mask: &'a [i32; 8],
-    /// Half masks.
-    pub half: &'a [i32; 8],
-}
-
-impl Block<'_> {
-    /// Zero-padded copies of channels `c..` of `ch` (fewer than 8), as owned arrays.
-    pub fn padded(ch: &Channels<'_>, c: usize) -> [[i32; 8]; 6] {
-        [ch.bias, ch.multiplier, ch.left, ch.right, ch.mask, ch.half].map(|s| {
-            let mut a = [0i32; 8];
-            let s = s.get(c..).unwrap_or(&[]);
-            let n = s.len().min(8);
-            a[..n].copy_from_slice(&s[..n]);
-            a
-        })
-    }
-
-    /// A block over arrays made by [`Block::padded`].
-    pub fn of(a: &[[i32; 8]; 6]) -> Block<'_> {
-        Block {
-            bias: &a[0],
-            multiplier: &a[1],
-            left: &a[2],
-            right: &a[3],
-            mask: &a[4],
-            half: &a[5],
-        }
-    }
-}
-
 impl<'a> Channels<'a> {
-    /// Channels `range` of `self` (`None` if out of range).
+    /// Channels `range` of `self`; `None` unless `range.start` is a multiple of 8 and the
+    /// range is inside.
     pub fn get(&self, range: core::ops::Range<usize>) -> Option<Channels<'a>> {
+        if !range.start.is_multiple_of(8) || range.start > range.end || range.end > self.len {
+            return None;
+        }
         Some(Channels {
-            bias: self.bias.get(range.clone())?,
-            multiplier: self.multiplier.get(range.clone())?,
-            left: self.left.get(range.clone())?,
-            right: self.right.get(range.clone())?,
-            mask: self.mask.get(range.clone())?,
-            half: self.half.get(range)?,
+            blocks: self.blocks.get(range.start / 8..range.end.div_ceil(8))?,
+            len: range.end - range.start,
             ..*self
         })
     }
 
-    /// The data of channels `c..c + 8`, if all present.
-    #[inline(always)]
-    pub fn block(&self, c: usize) -> Option<Block<'a>> {
-        let at = |s: &'a [i32]| s.get(c..)?.first_chunk::<8>();
-        Some(Block {
-            bias: at(self.bias)?,
-            multiplier: at(self.multiplier)?,
-            left: at(self.left)?,
-            right: at(self.right)?,
-            mask: at(self.mask)?,
-            half: at(self.half)?,
+    /// The channels of group `g` when every group has `per_group` channels and starts a new
+    /// block.
+    pub fn group(&self, g: usize, per_group: usize) -> Option<Channels<'a>> {
+        let n = per_group.div_ceil(8);
+        Some(Channels {
+            blocks: self.blocks.get(g * n..(g + 1) * n)?,
+            len: per_group,
+            ..*self
         })
     }
 
-    /// Number of channels (the shortest of the slices).
+    /// The block of channels `c..c + 8` (`c` a multiple of 8 below `len`).
+    #[inline(always)]
+    pub fn block(&self, c: usize) -> Option<&'a Block> {
+        if c.is_multiple_of(8) && c < self.len {
+            self.blocks.get(c / 8)
+        } else {
+            None
+        }
+    }
+
+    /// Number of channels.
     pub fn len(&self) -> usize {
-        [self.multiplier, self.left, self.right, self.mask, self.half]
-            .iter()
-            .fold(self.bias.len(), |n, s| n.min(s.len()))
+        self.len
+    }
+
+    /// Field `field` of channel `c` (0 outside).
+    #[inline]
+    pub fn value(&self, field: usize, c: usize) -> i32 {
+        let lane = self.blocks.get(c / 8).and_then(|b| b.get(field));
+        lane.and_then(|l| l.get(c % 8)).copied().unwrap_or(0)
     }
 
     /// The multiplier of channel `c` as a [`QuantizedMultiplier`].
     #[inline]
     pub fn quantized_multiplier(&self, c: usize) -> QuantizedMultiplier {
-        let at = |s: &[i32]| s.get(c).copied().unwrap_or(0);
         QuantizedMultiplier {
-            multiplier: at(self.multiplier),
-            shift: at(self.left) - at(self.right),
+            multiplier: self.value(MULTIPLIER, c),
+            shift: self.value(LEFT, c) - self.value(RIGHT, c),
         }
     }
 }
@@ -239,32 +224,20 @@ pub(crate) struct Clamp {
 /// the portable implementation computes, for every input (lengths included: every method works
 /// on the common prefix of its slices and never reads or writes outside them).
 pub(crate) trait Kernels: Copy {
+    /// The convolution kernel on packed panels of this level, if it has one.
+    type Panels: PanelKernels;
+
+    /// This level's panel kernel; `None`: convolutions run on weight rows with [`Self::dot`].
+    fn panels(self) -> Option<Self::Panels>;
+
     /// `out[m][n] = sum_k patches[m][k] * rows[n][k]` (wrapping `i32`) over the first
-    /// `16 * floor(len / 16)` elements, `len` the shortest slice length.
+    /// `16 * floor(len / 16)` elements, `len` the shortest slice length. Patch values are int8
+    /// values (widened), so every product is exact in `i16`.
     fn dot<const MR: usize, const NR: usize>(
         self,
         patches: [&[i16]; MR],
         rows: [&[i8]; NR],
     ) -> [[i32; NR]; MR];
-
-    /// A block of a convolution, `MR` pixels times `NB` panels of 8 output channels.
-    /// `patches` holds the `MR` pixels' patches of `len` values (an even number) one after the
-    /// other; `panels` holds `NB` panels of `8 * len` weights: for each pair `j` of patch
-    /// values, 8 channels times the pair's two weights. For pixel `m` and channel
-    /// `c < n = min(8 * NB, ch.len())` it computes (wrapping `i32`)
-    /// `acc = sum_j patch[m][2j] * panel[c / 8][16j + 2(c % 8)]
-    /// + patch[m][2j + 1] * panel[c / 8][16j + 2(c % 8) + 1]`
-    /// and stores the requantized `acc` to `out[m * stride + c]`. Nothing is written unless
-    /// every operand is long enough. `NB` is at most 4.
-    fn gemm<const MR: usize, const NB: usize>(
-        self,
-        patches: &[i16],
-        len: usize,
-        panels: &[i8],
-        ch: Channels<'_>,
-        out: &mut [i8],
-        stride: usize,
-    );
 
     /// Sign-extends `src` into `dst` (the common prefix).
     fn widen(self, dst: &mut [i16], src: &[i8]);
@@ -295,6 +268,46 @@ pub(crate) trait Kernels: Copy {
     fn add_i8(self, p: &AddParams, a: &[i8], b: &[i8], out: &mut [i8]);
 }
 
+/// A convolution kernel on weights packed in panels of 8 output channels.
+pub(crate) trait PanelKernels: Copy {
+    /// A block of a convolution, `MR` pixels times `NB` panels of 8 output channels.
+    /// `patches` holds the `MR` pixels' patches of `len` values (an even number) one after the
+    /// other; `panels` holds `NB` panels of `8 * len` weights: for each pair `j` of patch
+    /// values, 8 channels times the pair's two weights. For pixel `m` and channel
+    /// `c < n = min(8 * NB, ch.len())` it computes (wrapping `i32`)
+    /// `acc = sum_j patch[m][2j] * panel[c / 8][16j + 2(c % 8)]
+    /// + patch[m][2j + 1] * panel[c / 8][16j + 2(c % 8) + 1]`
+    /// and stores the requantized `acc` to `out[m * stride + c]`. Nothing is written unless
+    /// every operand is long enough. `NB` is at most 4.
+    fn gemm<const MR: usize, const NB: usize>(
+        self,
+        patches: &[i16],
+        len: usize,
+        panels: &[i8],
+        ch: Channels<'_>,
+        out: &mut [i8],
+        stride: usize,
+    );
+}
+
+/// The panel kernel of a level without one: a type without values.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum NoPanels {}
+
+impl PanelKernels for NoPanels {
+    fn gemm<const MR: usize, const NB: usize>(
+        self,
+        _: &[i16],
+        _: usize,
+        _: &[i8],
+        _: Channels<'_>,
+        _: &mut [i8],
+        _: usize,
+    ) {
+        match self {}
+    }
+}
+
 /// Work that runs with the kernels of one level: [`dispatch`] monomorphizes `run` for the
 /// requested level (under its target features).
 pub(crate) trait Job {
@@ -305,15 +318,22 @@ pub(crate) trait Job {
     fn run<K: Kernels>(self, k: K) -> Self::Output;
 }
 
-/// Runs `job` at level `isa`, or with the portable kernels if this CPU cannot run `isa`.
+/// Runs `job` at level `isa`; an error if this CPU cannot run `isa` (the weights were laid out
+/// for it, so no other level may stand in).
 #[inline]
-pub(crate) fn dispatch<J: Job>(isa: Isa, job: J) -> J::Output {
+pub(crate) fn dispatch<J: Job>(isa: Isa, job: J) -> Result<J::Output> {
     match isa {
+        Isa::Portable => Ok(job.run(Portable)),
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => match x86::Avx2::detect() {
-            Some(token) => x86::run_avx2(token, job),
-            None => job.run(Portable),
+            Some(token) => Ok(x86::run_avx2(token, job)),
+            None => Err(UNSUPPORTED),
         },
-        _ => job.run(Portable),
+        #[cfg(not(target_arch = "x86_64"))]
+        Isa::Avx2 => Err(UNSUPPORTED),
     }
 }
+
+/// The error of an instruction-set level this CPU cannot run.
+const UNSUPPORTED: KernelError =
+    KernelError::Unsupported("instruction set not supported by this CPU");

@@ -1,7 +1,7 @@
 //! The portable inner kernels: plain Rust that LLVM auto-vectorizes for the compilation target
 //! (SSE2 on x86-64, NEON on aarch64). They define what every other level must compute.
 
-use super::{Channels, Kernels, depthwise_shape, gemm_shape};
+use super::{BIAS, Channels, Kernels, NoPanels, depthwise_shape};
 use crate::elementwise::AddParams;
 use crate::quant::OutputStage;
 
@@ -27,46 +27,20 @@ impl Kernels for Portable {
         let mut out = [[0i32; NR]; MR];
         for (o, p) in out.iter_mut().zip(patches) {
             for (o, r) in o.iter_mut().zip(rows) {
-                // |x * w| <= 128 * 128: the products are exact in i32.
+                // Patches hold int8 values: |x * w| <= 128 * 128 is exact in i16, which lets
+                // LLVM use 16-bit multiplies.
                 *o = p[..len].iter().zip(&r[..len]).fold(0i32, |acc, (&x, &w)| {
-                    acc.wrapping_add(i32::from(x) * i32::from(w))
+                    acc.wrapping_add(i32::from(x.wrapping_mul(i16::from(w))))
                 });
             }
         }
         out
     }
 
-    #[inline(always)]
-    fn gemm<const MR: usize, const NB: usize>(
-        self,
-        patches: &[i16],
-        len: usize,
-        panels: &[i8],
-        ch: Channels<'_>,
-        out: &mut [i8],
-        stride: usize,
-    ) {
-        let Some(n) = gemm_shape((MR, NB), (patches, len), panels, &ch, (out, stride)) else {
-            return;
-        };
-        for m in 0..MR {
-            let p = &patches[m * len..(m + 1) * len];
-            let mut acc = [0i32; 32];
-            for (acc, w) in acc
-                .chunks_exact_mut(8)
-                .zip(panels.chunks_exact(8 * len))
-                .take(NB)
-            {
-                for (x, w) in p.chunks_exact(2).zip(w.chunks_exact(16)) {
-                    for (a, w) in acc.iter_mut().zip(w.chunks_exact(2)) {
-                        let s =
-                            i32::from(x[0]) * i32::from(w[0]) + i32::from(x[1]) * i32::from(w[1]);
-                        *a = a.wrapping_add(s);
-                    }
-                }
-            }
-            self.requantize(&acc[..n], 0, ch, &mut out[m * stride..m * stride + n]);
-        }
+    type Panels = NoPanels;
+
+    fn panels(self) -> Option<NoPanels> {
+        None
     }
 
     #[inline(always)]
@@ -81,7 +55,7 @@ impl Kernels for Portable {
         let clamp = ch.clamp;
         let stage = OutputStage::new(clamp.zero_point, clamp.min, clamp.max);
         for (c, (o, &a)) in out.iter_mut().zip(acc).take(ch.len()).enumerate() {
-            let a = a.wrapping_add(ch.bias[c]).wrapping_add(offset);
+            let a = a.wrapping_add(ch.value(BIAS, c)).wrapping_add(offset);
             *o = stage.requantize(a, ch.quantized_multiplier(c));
         }
     }
@@ -99,21 +73,23 @@ impl Kernels for Portable {
         let Some((c, _)) = depthwise_shape((base, taps), step, weights, &ch, out) else {
             return;
         };
+        // Channels in blocks of up to 32 accumulators, iterators over exact lengths so that
+        // the channel loop vectorizes.
         for (j, out) in out.chunks_exact_mut(c).enumerate() {
-            for (cb, out) in out.chunks_mut(8).enumerate() {
-                let c0 = 8 * cb;
-                let mut acc = [0i32; 8];
+            for (cb, out) in out.chunks_mut(32).enumerate() {
+                let (c0, len) = (32 * cb, out.len());
+                let mut acc = [0i32; 32];
                 for (t, w) in taps.chunks_exact(2).zip(weights.chunks_exact(2 * c)) {
-                    let (x0, x1) = (&base[t[0] + j * step + c0..], &base[t[1] + j * step + c0..]);
-                    let w = &w[2 * c0..];
-                    for (i, a) in acc.iter_mut().enumerate().take(out.len()) {
-                        let s = i32::from(x0[i]) * i32::from(w[2 * i])
-                            + i32::from(x1[i]) * i32::from(w[2 * i + 1]);
+                    let x0 = &base[t[0] + j * step + c0..][..len];
+                    let x1 = &base[t[1] + j * step + c0..][..len];
+                    let w = w[2 * c0..2 * (c0 + len)].as_chunks::<2>().0;
+                    for (((a, &x0), &x1), w) in acc.iter_mut().zip(x0).zip(x1).zip(w) {
+                        let s = i32::from(x0) * i32::from(w[0]) + i32::from(x1) * i32::from(w[1]);
                         *a = a.wrapping_add(s);
                     }
                 }
-                if let Some(ch) = ch.get(c0..c0 + out.len()) {
-                    self.requantize(&acc, 0, ch, out);
+                if let Some(ch) = ch.get(c0..c0 + len) {
+                    self.requantize(&acc[..len], 0, ch, out);
                 }
             }
         }

@@ -19,7 +19,10 @@
 use core::arch::x86_64::*;
 
 use crate::elementwise::AddParams;
-use crate::simd::{Block, Channels, Clamp, Job, Kernels, depthwise_shape, gemm_shape};
+use crate::simd::{
+    BIAS, Block, Channels, Clamp, HALF, Job, Kernels, LEFT, MASK, MULTIPLIER, PanelKernels, RIGHT,
+    depthwise_shape, gemm_shape,
+};
 
 /// Proof that the CPU supports AVX2: only [`Avx2::detect`] creates it.
 #[derive(Debug, Clone, Copy)]
@@ -155,47 +158,52 @@ fn store_i8(_: Avx2, v: __m256i, clamp: Clamp, out: &mut [i8; 8]) {
     }
 }
 
-/// Requantizes 8 accumulators (with the channel data of `ch`) into `out`.
+/// Requantizes 8 accumulators (with the channel data `ch`) into `out`.
 #[inline(always)]
 fn requantize8(
     t: Avx2,
     acc: __m256i,
     offset: __m256i,
-    ch: Block<'_>,
+    ch: &Block,
     flags: (bool, bool),
     clamp: Clamp,
     out: &mut [i8; 8],
 ) {
     let (saturating, shifts_left) = flags;
-    let bias = load8(t, ch.bias);
+    let bias = load8(t, &ch[BIAS]);
     // SAFETY: AVX2 is available (token); register operations only.
     let mut x = unsafe { _mm256_add_epi32(_mm256_add_epi32(acc, bias), offset) };
     if shifts_left {
         // SAFETY: as above.
-        x = unsafe { _mm256_sllv_epi32(x, load8(t, ch.left)) };
+        x = unsafe { _mm256_sllv_epi32(x, load8(t, &ch[LEFT])) };
     }
-    let x = srdhm(t, x, load8(t, ch.multiplier), saturating);
-    let (right, mask, half) = (load8(t, ch.right), load8(t, ch.mask), load8(t, ch.half));
+    let x = srdhm(t, x, load8(t, &ch[MULTIPLIER]), saturating);
+    let (right, mask, half) = (
+        load8(t, &ch[RIGHT]),
+        load8(t, &ch[MASK]),
+        load8(t, &ch[HALF]),
+    );
     store_i8(t, rdbpot(t, x, right, mask, half), clamp, out);
 }
 
 /// Requantizes the first `out.len()` (at most 8) lanes of `acc` for channels `c..` of `ch`
-/// (all present) into `out`.
+/// (`c` a multiple of 8) into `out`.
 #[inline(always)]
 fn requantize_tail(t: Avx2, acc: __m256i, ch: &Channels<'_>, c: usize, out: &mut [i8]) {
-    let clamp = ch.clamp;
     let flags = (ch.saturating, ch.shifts_left);
     // SAFETY: AVX2 is available (token); register operation only.
     let zero = unsafe { _mm256_setzero_si256() };
-    match (ch.block(c), out.first_chunk_mut::<8>()) {
-        (Some(block), Some(o)) => requantize8(t, acc, zero, block, flags, clamp, o),
-        _ => {
-            // Fewer than 8 channels: through zero-padded copies.
-            let data = Block::padded(ch, c);
+    let Some(block) = ch.block(c) else {
+        return;
+    };
+    match out.first_chunk_mut::<8>() {
+        Some(o) => requantize8(t, acc, zero, block, flags, ch.clamp, o),
+        None => {
+            // Fewer than 8 channels (the block's other lanes are zero).
             let mut o = [0i8; 8];
-            requantize8(t, acc, zero, Block::of(&data), flags, clamp, &mut o);
-            let n = out.len().min(8);
-            out[..n].copy_from_slice(&o[..n]);
+            requantize8(t, acc, zero, block, flags, ch.clamp, &mut o);
+            let n = out.len();
+            out.copy_from_slice(&o[..n]);
         }
     }
 }
@@ -318,66 +326,10 @@ impl Kernels for Avx2 {
         out
     }
 
-    #[inline(always)]
-    fn gemm<const MR: usize, const NB: usize>(
-        self,
-        patches: &[i16],
-        len: usize,
-        panels: &[i8],
-        ch: Channels<'_>,
-        out: &mut [i8],
-        stride: usize,
-    ) {
-        let Some(n) = gemm_shape((MR, NB), (patches, len), panels, &ch, (out, stride)) else {
-            return;
-        };
-        let pairs = len / 2;
-        let mut x: [&[[i16; 2]]; MR] = [&[]; MR];
-        for (m, x) in x.iter_mut().enumerate() {
-            *x = &patches[m * len..(m + 1) * len].as_chunks::<2>().0[..pairs];
-        }
-        let mut w: [&[[i8; 16]]; NB] = [&[]; NB];
-        for (nb, w) in w.iter_mut().enumerate() {
-            *w = &panels[nb * 8 * len..(nb + 1) * 8 * len].as_chunks::<16>().0[..pairs];
-        }
-        // SAFETY: AVX2 is available (token); register operation only.
-        let mut acc = unsafe { [[_mm256_setzero_si256(); NB]; MR] };
-        for j in 0..pairs {
-            // SAFETY: AVX2 is available (token). `j < pairs`, and every slice of `x` and `w`
-            // holds exactly `pairs` elements: the unchecked reads are in bounds (checked
-            // indexing here costs 15 % of the instructions of a typical layer).
-            unsafe {
-                let mut wv = [_mm256_setzero_si256(); NB];
-                for (v, w) in wv.iter_mut().zip(&w) {
-                    let p = w.get_unchecked(j);
-                    *v = _mm256_cvtepi8_epi16(_mm_loadu_si128(p.as_ptr().cast()));
-                }
-                for (a, x) in acc.iter_mut().zip(&x) {
-                    // The pair as one 32-bit lane (4 readable bytes), broadcast.
-                    let pair = x.get_unchecked(j).as_ptr().cast::<i32>().read_unaligned();
-                    let b = _mm256_set1_epi32(pair);
-                    for (a, &w) in a.iter_mut().zip(&wv) {
-                        *a = _mm256_add_epi32(*a, _mm256_madd_epi16(b, w));
-                    }
-                }
-            }
-        }
-        // Through memory once, so that the accumulators above stay in registers.
-        let mut sums = [[[0i32; 8]; NB]; MR];
-        for (s, a) in sums.iter_mut().zip(&acc) {
-            for (s, &a) in s.iter_mut().zip(a) {
-                store8(self, a, s);
-            }
-        }
-        for (m, a) in sums.iter().enumerate() {
-            let o = &mut out[m * stride..m * stride + n];
-            for (nb, v) in a.iter().enumerate() {
-                let c = 8 * nb;
-                if c < n {
-                    requantize_tail(self, load8(self, v), &ch, c, &mut o[c..]);
-                }
-            }
-        }
+    type Panels = Avx2;
+
+    fn panels(self) -> Option<Avx2> {
+        Some(self)
     }
 
     #[inline(always)]
@@ -408,7 +360,6 @@ impl Kernels for Avx2 {
 
     #[inline(always)]
     fn requantize(self, acc: &[i32], offset: i32, ch: Channels<'_>, out: &mut [i8]) {
-        let clamp = ch.clamp;
         let n = acc.len().min(out.len()).min(ch.len());
         let (acc, out) = (&acc[..n], &mut out[..n]);
         let flags = (ch.saturating, ch.shifts_left);
@@ -416,18 +367,14 @@ impl Kernels for Avx2 {
         let offset = unsafe { _mm256_set1_epi32(offset) };
         let (acc8, acc_rest) = acc.as_chunks::<8>();
         let (out8, out_rest) = out.as_chunks_mut::<8>();
-        for (i, (a, o)) in acc8.iter().zip(out8).enumerate() {
-            if let Some(block) = ch.block(8 * i) {
-                requantize8(self, load8(self, a), offset, block, flags, clamp, o);
-            }
+        for ((a, o), block) in acc8.iter().zip(out8).zip(ch.blocks) {
+            requantize8(self, load8(self, a), offset, block, flags, ch.clamp, o);
         }
-        if !out_rest.is_empty() {
-            // The last channels through zero-padded copies.
-            let full = n - out_rest.len();
-            let data = Block::padded(&ch, full);
+        if let (false, Some(block)) = (out_rest.is_empty(), ch.blocks.get(n / 8)) {
+            // The last channels through a zero-padded copy (the block is padded too).
             let mut o = [0i8; 8];
             let a = load8(self, &padded(acc_rest));
-            requantize8(self, a, offset, Block::of(&data), flags, clamp, &mut o);
+            requantize8(self, a, offset, block, flags, ch.clamp, &mut o);
             let rest = out_rest.len();
             out_rest.copy_from_slice(&o[..rest]);
         }
@@ -503,6 +450,70 @@ impl Kernels for Avx2 {
             let mut o = [0i8; 8];
             add8(self, p, &padded(&a[full..n]), &padded(&b[full..n]), &mut o);
             out[full..n].copy_from_slice(&o[..n - full]);
+        }
+    }
+}
+
+impl PanelKernels for Avx2 {
+    #[inline(always)]
+    fn gemm<const MR: usize, const NB: usize>(
+        self,
+        patches: &[i16],
+        len: usize,
+        panels: &[i8],
+        ch: Channels<'_>,
+        out: &mut [i8],
+        stride: usize,
+    ) {
+        let Some(n) = gemm_shape((MR, NB), (patches, len), panels, &ch, (out, stride)) else {
+            return;
+        };
+        let pairs = len / 2;
+        let mut x: [&[[i16; 2]]; MR] = [&[]; MR];
+        for (m, x) in x.iter_mut().enumerate() {
+            *x = &patches[m * len..(m + 1) * len].as_chunks::<2>().0[..pairs];
+        }
+        let mut w: [&[[i8; 16]]; NB] = [&[]; NB];
+        for (nb, w) in w.iter_mut().enumerate() {
+            *w = &panels[nb * 8 * len..(nb + 1) * 8 * len].as_chunks::<16>().0[..pairs];
+        }
+        // SAFETY: AVX2 is available (token); register operation only.
+        let mut acc = unsafe { [[_mm256_setzero_si256(); NB]; MR] };
+        for j in 0..pairs {
+            // SAFETY: AVX2 is available (token). `j < pairs`, and every slice of `x` and `w`
+            // holds exactly `pairs` elements: the unchecked reads are in bounds (checked
+            // indexing here costs 15 % of the instructions of a typical layer).
+            unsafe {
+                let mut wv = [_mm256_setzero_si256(); NB];
+                for (v, w) in wv.iter_mut().zip(&w) {
+                    let p = w.get_unchecked(j);
+                    *v = _mm256_cvtepi8_epi16(_mm_loadu_si128(p.as_ptr().cast()));
+                }
+                for (a, x) in acc.iter_mut().zip(&x) {
+                    // The pair as one 32-bit lane (4 readable bytes), broadcast.
+                    let pair = x.get_unchecked(j).as_ptr().cast::<i32>().read_unaligned();
+                    let b = _mm256_set1_epi32(pair);
+                    for (a, &w) in a.iter_mut().zip(&wv) {
+                        *a = _mm256_add_epi32(*a, _mm256_madd_epi16(b, w));
+                    }
+                }
+            }
+        }
+        // Through memory once, so that the accumulators above stay in registers.
+        let mut sums = [[[0i32; 8]; NB]; MR];
+        for (s, a) in sums.iter_mut().zip(&acc) {
+            for (s, &a) in s.iter_mut().zip(a) {
+                store8(self, a, s);
+            }
+        }
+        for (m, a) in sums.iter().enumerate() {
+            let o = &mut out[m * stride..m * stride + n];
+            for (nb, v) in a.iter().enumerate() {
+                let c = 8 * nb;
+                if c < n {
+                    requantize_tail(self, load8(self, v), &ch, c, &mut o[c..]);
+                }
+            }
         }
     }
 }
