@@ -402,6 +402,7 @@ pub fn provision(
     else {
         bail!("the enclave answered out of turn");
     };
+    let measurement = enclave.measurement();
     enclave.shutdown()?;
     let sealed_path = sealed_path(&dir, &model_id, version);
     let parent = sealed_path.parent().unwrap_or(&dir);
@@ -418,7 +419,7 @@ pub fn provision(
         model_id,
         version,
         sealed: sealed_path.display().to_string(),
-        measurement: hex(&enclave_measurement()?),
+        measurement: hex(&measurement),
         not_after,
         timings_ms: Timings {
             challenge: t_challenge,

@@ -148,6 +148,7 @@ fn libc_sigsys() -> i32 {
 /// A running enclave and the launcher's side of its channels.
 pub struct RunningEnclave {
     pid: Pid,
+    measurement: [u8; 32],
     host: UnixStream,
     exit: Receiver<ExitStatus>,
     status: Option<ExitStatus>,
@@ -279,6 +280,7 @@ pub fn launch(
         .spawn(move || crate::platform_server::serve(&mut platform, &mut platform_end))?;
     Ok(RunningEnclave {
         pid,
+        measurement: image.measurement,
         host,
         exit: exit_rx,
         status: None,
@@ -290,6 +292,11 @@ impl RunningEnclave {
     /// The enclave's process id.
     pub fn pid(&self) -> u32 {
         self.pid.as_raw() as u32
+    }
+
+    /// The measurement of the image this enclave runs (as the launcher computed it).
+    pub fn measurement(&self) -> [u8; 32] {
+        self.measurement
     }
 
     /// Sends a request.
