@@ -10,26 +10,13 @@ mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Output, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 
 use serde_json::Value;
-use support::{OMG, Server, TempDir, vendor_keygen};
+use support::{OMG, Server, TempDir, ok, omg, vendor_keygen};
 
 const MODEL: &[u8] =
     include_bytes!("../../../assets/pipelines/micro_speech/micro_speech_quantized.tflite");
-
-fn omg(home: &Path, args: &[&str]) -> Output {
-    Command::new(OMG)
-        .env("OMG_HOME", home)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(out: Output) -> String {
-    assert!(out.status.success(), "{out:?}");
-    String::from_utf8(out.stdout).unwrap()
-}
 
 fn clip_pcm(name: &str) -> Vec<u8> {
     let path = format!(

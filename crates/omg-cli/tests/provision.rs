@@ -8,25 +8,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use serde_json::Value;
-use support::{OMG, Server, TempDir, vendor_keygen};
-
-fn omg(home: &Path, args: &[&str]) -> Output {
-    Command::new(OMG)
-        .env("OMG_HOME", home)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
+use support::{OMG, Server, TempDir, ok, omg, vendor_keygen};
 
 fn err(out: Output) -> String {
     assert!(!out.status.success(), "{out:?}");

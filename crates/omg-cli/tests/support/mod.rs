@@ -1,14 +1,34 @@
-//! Shared by the `omg vendor serve` tests: temporary directories, vendor keys and a running
-//! service that is killed (SIGKILL) when dropped.
+//! Shared by the tests that run the real binary: `omg` with a home directory, temporary
+//! directories, vendor keys and a running service that is killed (SIGKILL) when dropped.
 #![allow(dead_code)] // Each test file uses its own part of this module.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The omg binary under test.
 pub const OMG: &str = env!("CARGO_BIN_EXE_omg");
+
+/// Runs `omg ARGS` with `OMG_HOME=home`.
+pub fn omg(home: &Path, args: &[&str]) -> Output {
+    Command::new(OMG)
+        .env("OMG_HOME", home)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Asserts that `out` succeeded (showing its output otherwise) and returns its stdout.
+pub fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
 
 /// A temporary directory, removed on drop.
 pub struct TempDir(pub PathBuf);
