@@ -195,7 +195,13 @@ fn story(dir: &Path) -> Result<()> {
         std::fs::write(&clip, bytes)?;
         println!("-- {name} (said: {said})");
         let t = Instant::now();
-        crate::run::run(&package, Source::Wav(clip), Some(device.clone()), false)?;
+        crate::run::run(
+            &package,
+            Source::Wav(clip),
+            Some(device.clone()),
+            None,
+            false,
+        )?;
         done(t);
     }
     Ok(())

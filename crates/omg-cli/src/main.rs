@@ -15,6 +15,7 @@ mod manifest;
 #[cfg(feature = "mic")]
 mod mic;
 mod package;
+mod platform;
 mod run;
 mod stream;
 mod vendor;
@@ -74,6 +75,11 @@ enum Command {
     Device {
         #[command(subcommand)]
         command: DeviceCommand,
+    },
+    /// The platform side as a service for apps (the service deployment).
+    Platform {
+        #[command(subcommand)]
+        command: PlatformCommand,
     },
     /// Write the front end's features of a clip: int8 [frames][channels].
     Features {
@@ -136,8 +142,12 @@ enum Command {
         #[arg(long, group = "source")]
         mic: bool,
         /// Device directory (default: $OMG_HOME/device or ~/.local/share/omg/device).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "socket")]
         dir: Option<PathBuf>,
+        /// Run through the platform service listening on this socket instead of launching the
+        /// enclave here (the service deployment; also from $OMG_PLATFORM_SOCKET).
+        #[arg(long, env = omg_linux::service::SOCKET_ENV)]
+        socket: Option<PathBuf>,
         /// One JSON object per event (label, time_ms, and score / scores if the policy allows).
         #[arg(long)]
         json: bool,
@@ -282,6 +292,34 @@ enum DeviceCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum PlatformCommand {
+    /// Serve apps on a Unix socket: run as the platform's own user, the only one that can read
+    /// the device directory; launches one enclave per session and sends apps only events.
+    Serve {
+        /// Device directory (default: $OMG_HOME/device or ~/.local/share/omg/device).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The socket to listen on.
+        #[arg(long, default_value = omg_linux::service::DEFAULT_SOCKET)]
+        socket: PathBuf,
+        /// The socket's permission bits, octal: who may connect (0666: every local user; the
+        /// licence still decides what runs).
+        #[arg(long, default_value = "0666", value_parser = octal_mode)]
+        socket_mode: u32,
+        /// Most sessions (enclaves) at once; more are refused as busy.
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+        max_sessions: u16,
+    },
+}
+
+fn octal_mode(s: &str) -> Result<u32, String> {
+    u32::from_str_radix(s.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| format!("{s:?} is not an octal permission mode (e.g. 0660)"))
+}
+
 fn kernel_set(reference: bool) -> omg_engine::KernelSet {
     if reference {
         omg_engine::KernelSet::Reference
@@ -352,6 +390,22 @@ fn main() -> ExitCode {
         Command::Device {
             command: DeviceCommand::Info { dir, json },
         } => device::info(dir, json),
+        Command::Platform {
+            command:
+                PlatformCommand::Serve {
+                    dir,
+                    socket,
+                    socket_mode,
+                    max_sessions,
+                },
+        } => device::device_dir(dir).and_then(|dir| {
+            platform::serve(platform::Settings {
+                dir,
+                socket,
+                socket_mode,
+                max_sessions: usize::from(max_sessions),
+            })
+        }),
         Command::Vendor {
             command:
                 VendorCommand::Package {
@@ -400,9 +454,10 @@ fn main() -> ExitCode {
             stdin,
             mic,
             dir,
+            socket,
             json,
         } => match source(wav, stdin, mic, "run") {
-            Ok(source) => run::run(&package, source, dir, json),
+            Ok(source) => run::run(&package, source, dir, socket, json),
             Err(code) => return code,
         },
         Command::Attest {

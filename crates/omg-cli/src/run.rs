@@ -5,12 +5,15 @@
 
 use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use omg_enclave::messages::{EnclaveReply, HostRequest};
+use omg_linux::channel::recv;
+use omg_linux::service::{AppRequest, send_with_fd};
 use omg_protocol::licence::InputSource;
 use omg_protocol::package::{MAX_PACKAGE_LEN, Package};
 use omg_protocol::sealed::MAX_SEALED_LEN;
@@ -30,12 +33,8 @@ fn provisioned_vendor_key(
     omg_protocol::package::PackageHeader,
 )> {
     let models = dir.join("models");
-    let entries = std::fs::read_dir(&models).with_context(|| {
-        format!(
-            "no provisioned model in {} (run `omg provision` first)",
-            dir.display()
-        )
-    })?;
+    let entries = std::fs::read_dir(&models)
+        .context("no model is provisioned on this device (run `omg provision` first)")?;
     for entry in entries.flatten() {
         let path = entry.path().join("vendor.pub");
         let Ok(key) = read_public_key(&path) else {
@@ -50,91 +49,118 @@ fn provisioned_vendor_key(
     )
 }
 
-/// The audio descriptor for the enclave: standard input itself, or a pipe fed by a thread
-/// with the decoded WAV file or the microphone's samples (raw s16le 16 kHz mono).
-fn audio_fd(source: &Source) -> Result<(OwnedFd, Option<JoinHandle<Result<()>>>)> {
-    if let Source::Stdin = source {
-        let fd = std::io::stdin()
-            .as_fd()
-            .try_clone_to_owned()
-            .context("cannot pass standard input on")?;
-        return Ok((fd, None));
+/// What feeds the enclave's audio descriptor.
+pub enum Feed {
+    /// Samples already decoded (a WAV clip), written into a pipe by a thread.
+    Clip(Vec<i16>),
+    /// The microphone, captured by a thread and written into a pipe.
+    Mic,
+    /// A readable stream of raw s16le 16 kHz mono, handed over as it is.
+    Stream(OwnedFd),
+}
+
+impl Feed {
+    /// The feed for `source` as this process opens it.
+    fn open(source: &Source) -> Result<Self> {
+        Ok(match source {
+            Source::Wav(path) => Feed::Clip(audio::read_wav(path)?.samples),
+            Source::Stdin => Feed::Stream(
+                std::io::stdin()
+                    .as_fd()
+                    .try_clone_to_owned()
+                    .context("cannot pass standard input on")?,
+            ),
+            Source::Mic => Feed::Mic,
+        })
     }
-    let (reader, writer) = rustix::pipe::pipe().context("cannot make the audio pipe")?;
-    let clip = match source {
-        Source::Wav(path) => Some(audio::read_wav(path)?.samples),
-        _ => None,
-    };
-    let feeder = std::thread::spawn(move || -> Result<()> {
-        let mut out = std::fs::File::from(writer);
-        let mut write = |block: &[i16]| -> Result<()> {
-            let bytes: Vec<u8> = block.iter().flat_map(|s| s.to_le_bytes()).collect();
-            // The enclave closing its end (it stopped) ends the feeding quietly.
-            match out.write_all(&bytes) {
-                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-                r => r.context("cannot feed the enclave"),
-            }
+
+    /// The audio descriptor for the enclave, and the thread feeding it (if any).
+    pub fn into_fd(self) -> Result<(OwnedFd, Option<JoinHandle<Result<()>>>)> {
+        let clip = match self {
+            Feed::Stream(fd) => return Ok((fd, None)),
+            Feed::Clip(samples) => Some(samples),
+            Feed::Mic => None,
         };
-        match clip {
-            Some(samples) => samples.chunks(1600).try_for_each(&mut write),
-            None => crate::stream::mic(&mut write),
-        }
-    });
-    Ok((reader, Some(feeder)))
+        let (reader, writer) = rustix::pipe::pipe().context("cannot make the audio pipe")?;
+        let feeder = std::thread::spawn(move || -> Result<()> {
+            let mut out = std::fs::File::from(writer);
+            let mut write = |block: &[i16]| -> Result<()> {
+                let bytes: Vec<u8> = block.iter().flat_map(|s| s.to_le_bytes()).collect();
+                // The enclave closing its end (it stopped) ends the feeding quietly.
+                match out.write_all(&bytes) {
+                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                    r => r.context("cannot feed the enclave"),
+                }
+            };
+            match clip {
+                Some(samples) => samples.chunks(1600).try_for_each(&mut write),
+                None => crate::stream::mic(&mut write),
+            }
+        });
+        Ok((reader, Some(feeder)))
+    }
+}
+
+/// Waits for the thread feeding the enclave, if any, and passes on its error.
+pub fn join_feeder(feeder: Option<JoinHandle<Result<()>>>) -> Result<()> {
+    match feeder {
+        Some(f) => f
+            .join()
+            .map_err(|_| anyhow::anyhow!("the audio feeder panicked"))?,
+        None => Ok(()),
+    }
 }
 
 /// The peak resident set (VmHWM, KiB) of a process.
-fn peak_kb(pid: u32) -> Option<u64> {
+pub fn peak_kb(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-fn source_bits(source: &Source) -> u8 {
-    match source.input_source() {
-        InputSource::Mic => 1,
-        InputSource::File => 2,
-        InputSource::Stdin => 4,
-    }
-}
-
-/// `omg run PACKAGE SOURCE`: the enclave unseals, checks and decrypts the model, reads the
-/// audio descriptor and sends back keyword events.
-pub fn run(package_path: &Path, source: Source, dir: Option<PathBuf>, json: bool) -> Result<()> {
-    let started = Instant::now();
-    let dir = device_dir(dir)?;
-    let package = read_limited(package_path, MAX_PACKAGE_LEN as u64)?;
-    let (vendor_key, header) = provisioned_vendor_key(&dir, &package)?;
-    let sealed_file = sealed_path(&dir, &header.model_id, header.version);
+/// The enclave's `Start` request for `package` on the device in `dir`: the vendor key it was
+/// provisioned with and its sealed blob. The package's signature is checked here too, so that a
+/// package that is not provisioned gets a clear answer before any enclave starts.
+pub fn start_request(dir: &Path, package: Vec<u8>, source: InputSource) -> Result<HostRequest> {
+    let (vendor_key, header) = provisioned_vendor_key(dir, &package)?;
+    let sealed_file = sealed_path(dir, &header.model_id, header.version);
     let sealed = read_limited(&sealed_file, MAX_SEALED_LEN as u64).with_context(|| {
         format!(
             "{} version {} is not provisioned here",
             header.model_id, header.version
         )
     })?;
-    let (audio, feeder) = audio_fd(&source)?;
-    let mut enclave = crate::enclave::start(&dir, Some(audio))?;
-    enclave.send(&HostRequest::Start {
+    Ok(HostRequest::Start {
         package,
         sealed,
         vendor_key: omg_protocol::public_key_sec1(&vendor_key).to_vec(),
-        source: source_bits(&source),
-    })?;
+        source: source.bit(),
+    })
+}
+
+/// Shows a session's replies as they come: the ready line, one line per event and the
+/// summary. `enclave` is the enclave's pid when this process can see it (the embedded mode).
+fn present(
+    json: bool,
+    started: Instant,
+    enclave: Option<u32>,
+    mut next: impl FnMut() -> Result<EnclaveReply>,
+) -> Result<()> {
     let EnclaveReply::Ready {
         model_id,
         version,
         output_policy,
         not_after,
         memory,
-    } = enclave.reply().context("the enclave refused to start")?
+    } = next().context("the enclave refused to start")?
     else {
         bail!("the enclave answered out of turn");
     };
     if !json {
+        let pid = enclave.map(|p| format!(" (pid {p})")).unwrap_or_default();
         eprintln!(
-            "omg: {model_id} version {version} ready in the enclave (pid {}) in {:.1} ms; \
+            "omg: {model_id} version {version} ready in the enclave{pid} in {:.1} ms; \
              licence until {not_after}, output {}, memory {memory}",
-            enclave.pid(),
             started.elapsed().as_secs_f64() * 1e3,
             ["label only", "label and score", "all scores"]
                 .get(usize::from(output_policy))
@@ -142,8 +168,8 @@ pub fn run(package_path: &Path, source: Source, dir: Option<PathBuf>, json: bool
         );
     }
     let mut printer = EventPrinter::new(json);
-    let (samples, busy_us) = loop {
-        match enclave.reply().context("the enclave stopped")? {
+    loop {
+        match next().context("the enclave stopped")? {
             EnclaveReply::Event {
                 label,
                 time_ms,
@@ -158,22 +184,91 @@ pub fn run(package_path: &Path, source: Source, dir: Option<PathBuf>, json: bool
             EnclaveReply::Finished {
                 samples, busy_us, ..
             } => {
-                if !json && let Some(kb) = peak_kb(enclave.pid()) {
+                if !json && let Some(kb) = enclave.and_then(peak_kb) {
                     eprintln!(
                         "omg: enclave peak resident memory {:.1} MB",
                         kb as f64 / 1024.0
                     );
                 }
-                break (samples, busy_us);
+                printer.summary(samples, Some(Duration::from_micros(busy_us)));
+                return Ok(());
             }
             _ => bail!("the enclave answered out of turn"),
         }
-    };
-    enclave.shutdown()?;
-    if let Some(f) = feeder {
-        f.join()
-            .map_err(|_| anyhow::anyhow!("the audio feeder panicked"))??;
     }
-    printer.summary(samples, Some(Duration::from_micros(busy_us)));
-    Ok(())
+}
+
+/// `omg run PACKAGE SOURCE`: the enclave unseals, checks and decrypts the model, reads the
+/// audio descriptor and sends back keyword events. With `socket`, the platform service
+/// listening there does the launching (the service deployment): this process passes it the
+/// package and its audio descriptor and only sees the events.
+pub fn run(
+    package_path: &Path,
+    source: Source,
+    dir: Option<PathBuf>,
+    socket: Option<PathBuf>,
+    json: bool,
+) -> Result<()> {
+    let started = Instant::now();
+    let package = read_limited(package_path, MAX_PACKAGE_LEN as u64)?;
+    if let Some(socket) = socket {
+        return run_through_service(&socket, package, &source, json, started);
+    }
+    let dir = device_dir(dir)?;
+    let start = start_request(&dir, package, source.input_source())?;
+    let (audio, feeder) = Feed::open(&source)?.into_fd()?;
+    let mut enclave = crate::enclave::start(&dir, Some(audio))?;
+    enclave.send(&start)?;
+    let pid = enclave.pid();
+    present(json, started, Some(pid), || Ok(enclave.reply()?))?;
+    enclave.shutdown()?;
+    join_feeder(feeder)
+}
+
+/// `omg run --socket`: one session with the platform service.
+fn run_through_service(
+    socket: &Path,
+    package: Vec<u8>,
+    source: &Source,
+    json: bool,
+    started: Instant,
+) -> Result<()> {
+    let stream = UnixStream::connect(socket).with_context(|| {
+        format!(
+            "cannot reach the platform service at {} (is `omg platform serve` running?)",
+            socket.display()
+        )
+    })?;
+    // The service reads a clip itself from the descriptor (its own WAV decoder, so the
+    // licence's "file" means a file) and hands a stream on to the enclave as it is.
+    let file;
+    let stdin = std::io::stdin();
+    let fd = match source {
+        Source::Wav(path) => {
+            file = std::fs::File::open(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            Some(file.as_fd())
+        }
+        Source::Stdin => Some(stdin.as_fd()),
+        Source::Mic => None,
+    };
+    let request = AppRequest::Run {
+        package,
+        source: source.input_source().bit(),
+    };
+    let mut replies = &stream;
+    if let Err(e) = send_with_fd(&stream, &request, fd) {
+        // A service that refuses at once (busy) answers before it has read the whole request.
+        if let Ok(Some(EnclaveReply::Failed { reason })) = recv::<EnclaveReply>(&mut replies) {
+            bail!("{reason}");
+        }
+        return Err(e).context("cannot send the request to the platform service");
+    }
+    present(json, started, None, || {
+        match recv::<EnclaveReply>(&mut replies).context("the platform service's channel")? {
+            Some(EnclaveReply::Failed { reason }) => bail!("{reason}"),
+            Some(reply) => Ok(reply),
+            None => bail!("the platform service closed the session"),
+        }
+    })
 }

@@ -13,22 +13,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 
 use serde_json::Value;
-use support::{OMG, Server, TempDir, ok, omg, vendor_keygen};
+use support::{Device, OMG, TempDir, children, clip, clip_pcm, ok, omg};
 
 const MODEL: &[u8] =
     include_bytes!("../../../assets/pipelines/micro_speech/micro_speech_quantized.tflite");
-
-fn clip_pcm(name: &str) -> Vec<u8> {
-    let path = format!(
-        "{}/../../assets/clips/{name}.wav",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    hound::WavReader::open(path)
-        .unwrap()
-        .samples::<i16>()
-        .flat_map(|s| s.unwrap().to_le_bytes())
-        .collect()
-}
 
 /// A vendor model that appears nowhere in the omg binary (which bundles micro_speech in the
 /// open for `omg classify`): micro_speech with the low bit of every other weight of its largest
@@ -138,29 +126,7 @@ fn scan(pid: u32, needles: &[Vec<u8>]) -> (Vec<String>, usize) {
     (hits, read)
 }
 
-/// The child processes of `pid`.
-fn children(pid: u32) -> Vec<u32> {
-    let mut out = Vec::new();
-    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
-        .unwrap()
-        .flatten()
-    {
-        let list = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
-        out.extend(
-            list.split_whitespace()
-                .filter_map(|p| p.parse::<u32>().ok()),
-        );
-    }
-    out
-}
-
-/// A provisioned device with the bundled package.
-struct Device {
-    dir: TempDir,
-    home: PathBuf,
-    package: PathBuf,
-}
-
+/// A device provisioned with the bundled pipeline, or with [`private_model`] if `private`.
 fn provisioned(tag: &str, private: bool) -> Device {
     let dir = TempDir::new(tag);
     let pipeline = if private {
@@ -168,51 +134,7 @@ fn provisioned(tag: &str, private: bool) -> Device {
     } else {
         "micro_speech".to_string()
     };
-    let home = dir.path("home");
-    let keys = vendor_keygen(&dir);
-    let info: Value = serde_json::from_str(&ok(omg(&home, &["device", "init", "--json"]))).unwrap();
-    let measurement = info["enclave_measurement"].as_str().unwrap();
-    let policy = dir.path("policy.toml");
-    std::fs::write(
-        &policy,
-        format!(
-            "allowed_measurements = [\"{measurement}\"]\nmax_devices = 5\nnot_after = 4102444800\n\
-             output_policy = \"all_scores\"\n"
-        ),
-    )
-    .unwrap();
-    let db = dir.path("vendor.sqlite");
-    let package = dir.path("ms.omgpkg");
-    ok(omg(
-        &home,
-        &[
-            "vendor",
-            "package",
-            &pipeline,
-            "--policy",
-            policy.to_str().unwrap(),
-            "--db",
-            db.to_str().unwrap(),
-            "--key-dir",
-            keys.to_str().unwrap(),
-            "-o",
-            package.to_str().unwrap(),
-        ],
-    ));
-    let server = Server::start(&db, &keys, &[]);
-    ok(omg(
-        &home,
-        &[
-            "provision",
-            package.to_str().unwrap(),
-            "--server",
-            &format!("http://{}", server.addr),
-            "--vendor-key",
-            keys.join("vendor.pub").to_str().unwrap(),
-        ],
-    ));
-    server.kill();
-    Device { dir, home, package }
+    support::provisioned(dir, &pipeline)
 }
 
 /// `omg run --stdin --json`, fed one clip and then held open; returns once the clip's event
@@ -401,10 +323,7 @@ fn a_modified_enclave_image_gets_no_key_and_opens_no_sealed_blob() {
     let original: Value =
         serde_json::from_str(&ok(omg(&device.home, &["device", "info", "--json"]))).unwrap();
     assert_ne!(info["enclave_measurement"], original["enclave_measurement"]);
-    let clip = format!(
-        "{}/../../assets/clips/yes_en-us.wav",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let clip = clip("yes_en-us");
     let out = with_image(&["run", device.package.to_str().unwrap(), "--wav", &clip]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
@@ -444,10 +363,7 @@ fn an_enclave_killed_mid_stream_leaves_the_device_state_intact() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("was killed (SIGKILL)"), "{err}");
     assert_eq!(snapshot(&models), before);
-    let clip = format!(
-        "{}/../../assets/clips/no_en-us.wav",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let clip = clip("no_en-us");
     let events = ok(omg(
         &device.home,
         &[

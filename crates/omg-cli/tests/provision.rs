@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use serde_json::Value;
-use support::{OMG, Server, TempDir, ok, omg, vendor_keygen};
+use support::{OMG, Server, TempDir, clip, ok, omg, vendor_keygen};
 
 fn err(out: Output) -> String {
     assert!(!out.status.success(), "{out:?}");
@@ -17,13 +17,6 @@ fn err(out: Output) -> String {
 
 fn json(s: &str) -> Value {
     serde_json::from_str(s.lines().next().unwrap()).unwrap()
-}
-
-fn clip(name: &str) -> String {
-    format!(
-        "{}/../../assets/clips/{name}.wav",
-        env!("CARGO_MANIFEST_DIR")
-    )
 }
 
 fn policy(dir: &TempDir, measurement: &str, extra: &str) -> String {

@@ -52,13 +52,8 @@ impl<P> core::fmt::Debug for Enclave<P> {
     }
 }
 
-fn source(bits: u8) -> Result<InputSource, EnclaveError> {
-    match bits {
-        1 => Ok(InputSource::Mic),
-        2 => Ok(InputSource::File),
-        4 => Ok(InputSource::Stdin),
-        _ => Err(EnclaveError::Mismatch("unknown input source")),
-    }
+fn source(bit: u8) -> Result<InputSource, EnclaveError> {
+    InputSource::from_bit(bit).ok_or(EnclaveError::Mismatch("unknown input source"))
 }
 
 fn vendor_key(sec1: &[u8]) -> Result<omg_protocol::VerifyingKey, EnclaveError> {

@@ -7,7 +7,8 @@ use omg_enclave::messages::{FRAME_HEADER_LEN, MAX_FRAME_LEN, decode, encode, fra
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-fn invalid(e: impl std::fmt::Display) -> io::Error {
+/// An [`io::ErrorKind::InvalidData`] error saying `e`.
+pub(crate) fn invalid(e: impl std::fmt::Display) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e.to_string())
 }
 
@@ -37,6 +38,16 @@ pub fn recv_limited<T: DeserializeOwned>(r: &mut impl Read, limit: usize) -> io:
             Err(e) => return Err(e),
         }
     }
+    read_frame_body(r, header, limit).map(Some)
+}
+
+/// Reads the body of the frame whose length prefix is `header` and decodes it, refusing a
+/// body longer than `limit` bytes before reading it.
+pub(crate) fn read_frame_body<T: DeserializeOwned>(
+    r: &mut impl Read,
+    header: [u8; FRAME_HEADER_LEN],
+    limit: usize,
+) -> io::Result<T> {
     let len = frame_len(header).map_err(invalid)?;
     if len > limit {
         return Err(invalid(format!(
@@ -48,5 +59,5 @@ pub fn recv_limited<T: DeserializeOwned>(r: &mut impl Read, limit: usize) -> io:
     if body.len() != len {
         return Err(io::ErrorKind::UnexpectedEof.into());
     }
-    decode(&body).map(Some).map_err(invalid)
+    decode(&body).map_err(invalid)
 }

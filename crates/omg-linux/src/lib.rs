@@ -23,6 +23,7 @@ pub mod protected;
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 pub mod sandbox;
+pub mod service;
 
 pub use identity::DeviceIdentity;
 pub use platform::{IMPLEMENTATION_ID, LinuxPlatform, SIGNER_ID, measure_file};

@@ -95,11 +95,23 @@ pub enum InputSource {
 }
 
 impl InputSource {
-    const fn bit(self) -> u8 {
+    /// The source's bit in an [`InputSources`] set (and on the enclave's channels): mic 1,
+    /// file 2, stdin 4.
+    pub const fn bit(self) -> u8 {
         match self {
             InputSource::Mic => 1,
             InputSource::File => 2,
             InputSource::Stdin => 4,
+        }
+    }
+
+    /// The source whose [`bit`](Self::bit) is `bit`, if any.
+    pub const fn from_bit(bit: u8) -> Option<Self> {
+        match bit {
+            1 => Some(InputSource::Mic),
+            2 => Some(InputSource::File),
+            4 => Some(InputSource::Stdin),
+            _ => None,
         }
     }
 }

@@ -122,3 +122,97 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+/// The path of a bundled demo clip.
+pub fn clip(name: &str) -> String {
+    format!(
+        "{}/../../assets/clips/{name}.wav",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+/// A bundled demo clip's samples as raw s16le bytes.
+pub fn clip_pcm(name: &str) -> Vec<u8> {
+    hound::WavReader::open(clip(name))
+        .unwrap()
+        .samples::<i16>()
+        .flat_map(|s| s.unwrap().to_le_bytes())
+        .collect()
+}
+
+/// The child processes of `pid`.
+pub fn children(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+    {
+        let list = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        out.extend(
+            list.split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok()),
+        );
+    }
+    out
+}
+
+/// A provisioned device: its files live in `dir`.
+pub struct Device {
+    /// Everything: vendor keys and database, the package, the device's home.
+    pub dir: TempDir,
+    /// `OMG_HOME` of the device (its identity is in `home/device`).
+    pub home: PathBuf,
+    /// The package, provisioned on the device.
+    pub package: PathBuf,
+}
+
+/// In `dir`: a vendor key, a device, `pipeline` packaged for this device's enclave (all
+/// scores, every input source) and provisioned through a real vendor service.
+pub fn provisioned(dir: TempDir, pipeline: &str) -> Device {
+    let home = dir.path("home");
+    let keys = vendor_keygen(&dir);
+    let info: serde_json::Value =
+        serde_json::from_str(&ok(omg(&home, &["device", "init", "--json"]))).unwrap();
+    let measurement = info["enclave_measurement"].as_str().unwrap();
+    let policy = dir.path("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "allowed_measurements = [\"{measurement}\"]\nmax_devices = 5\nnot_after = 4102444800\n\
+             output_policy = \"all_scores\"\n"
+        ),
+    )
+    .unwrap();
+    let db = dir.path("vendor.sqlite");
+    let package = dir.path("ms.omgpkg");
+    ok(omg(
+        &home,
+        &[
+            "vendor",
+            "package",
+            pipeline,
+            "--policy",
+            policy.to_str().unwrap(),
+            "--db",
+            db.to_str().unwrap(),
+            "--key-dir",
+            keys.to_str().unwrap(),
+            "-o",
+            package.to_str().unwrap(),
+        ],
+    ));
+    let server = Server::start(&db, &keys, &[]);
+    ok(omg(
+        &home,
+        &[
+            "provision",
+            package.to_str().unwrap(),
+            "--server",
+            &format!("http://{}", server.addr),
+            "--vendor-key",
+            keys.join("vendor.pub").to_str().unwrap(),
+        ],
+    ));
+    server.kill();
+    Device { dir, home, package }
+}

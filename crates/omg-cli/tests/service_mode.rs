@@ -1,0 +1,439 @@
+//! The service deployment through the real binaries: `omg platform serve` runs as a platform
+//! user that alone can read the device directory, and an app running as another, unprivileged
+//! user gets keyword events through the socket — the same events the embedded mode gives —
+//! while it cannot read the device secrets, trace or read the enclave or the service, or use the
+//! device directory itself. Also: a bad package, a garbage frame and a busy service get clear
+//! refusals, and the service keeps serving.
+//!
+//! Two users need root to arrange (CI runs as root); as another user the test says so and
+//! checks only what one user can.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::{PermissionsExt, chown};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use support::{Device, OMG, TempDir, children, clip, clip_pcm, ok, omg};
+
+/// The platform service's user and group (numeric: no account needed).
+const PLATFORM_ID: u32 = 61_873;
+/// The app's user and group.
+const APP_ID: u32 = 61_874;
+/// Set (to the attack's targets) when this binary runs as the attacker, see [`attacker_role`].
+const ATTACK_ENV: &str = "OMG_TEST_ATTACK";
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A command running as `id` (user and group) when root, else as this user.
+fn as_user(program: impl AsRef<std::ffi::OsStr>, id: u32) -> Command {
+    let mut c = Command::new(program);
+    if is_root() {
+        // std drops the supplementary groups when root sets a uid.
+        c.uid(id).gid(id);
+    }
+    c
+}
+
+fn chown_tree(path: &Path, id: u32) {
+    chown(path, Some(id), Some(id)).unwrap();
+    if path.is_dir() {
+        for e in std::fs::read_dir(path).unwrap().flatten() {
+            chown_tree(&e.path(), id);
+        }
+    }
+}
+
+/// A running `omg platform serve`; killed on drop. Its log is collected.
+struct Service {
+    child: Child,
+    socket: PathBuf,
+    log: Arc<Mutex<String>>,
+}
+
+impl Service {
+    fn start(device_dir: &Path, socket: &Path, extra: &[&str]) -> Service {
+        let mut child = as_user(OMG, PLATFORM_ID)
+            .args(["platform", "serve", "--dir"])
+            .arg(device_dir)
+            .arg("--socket")
+            .arg(socket)
+            .args(extra)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut banner = String::new();
+        stderr.read_line(&mut banner).unwrap();
+        assert!(banner.contains("serving the device"), "{banner:?}");
+        let log = Arc::new(Mutex::new(banner));
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            while stderr.read_line(&mut line).unwrap_or(0) > 0 {
+                sink.lock().unwrap().push_str(&line);
+                line.clear();
+            }
+        });
+        Service {
+            child,
+            socket: socket.to_path_buf(),
+            log,
+        }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits until the log has `n` session lines.
+    fn wait_sessions(&self, n: usize) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let log = self.log();
+            if log.matches("omg platform: session").count() >= n || Instant::now() > deadline {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs [`attacker_role`] as `id` against the processes `pids` and the files `files`; returns
+/// its report.
+fn attack(id: u32, pids: &[u32], files: &[&str]) -> String {
+    let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
+    let out = Command::new(std::env::current_exe().unwrap())
+        .uid(id)
+        .gid(id)
+        .env(
+            ATTACK_ENV,
+            format!("{};{}", pids.join(" "), files.join(" ")),
+        )
+        .args([
+            "--exact",
+            "attacker_role",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    report
+}
+
+/// `omg run PACKAGE ARGS --socket S --json` as the app.
+fn app_run(device: &Device, service: &Service, args: &[&str]) -> Command {
+    let mut c = as_user(OMG, APP_ID);
+    c.arg("run")
+        .arg(&device.package)
+        .args(args)
+        .arg("--socket")
+        .arg(&service.socket)
+        .arg("--json")
+        .env_remove("OMG_HOME");
+    c
+}
+
+fn output(mut c: Command) -> Output {
+    c.output().unwrap()
+}
+
+/// Hands a device provisioned by this user to the platform user: its home becomes private to
+/// that user; the package and the socket's directory (returned) are reachable by all.
+fn hand_to_platform(device: &Device) -> PathBuf {
+    std::fs::set_permissions(&device.package, PermissionsExt::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(&device.dir.0, PermissionsExt::from_mode(0o755)).unwrap();
+    let run = device.dir.path("run");
+    std::fs::create_dir(&run).unwrap();
+    if is_root() {
+        chown_tree(&device.home, PLATFORM_ID);
+        chown_tree(&run, PLATFORM_ID);
+        std::fs::set_permissions(&device.home, PermissionsExt::from_mode(0o700)).unwrap();
+    }
+    run
+}
+
+#[test]
+fn an_app_of_another_user_gets_only_events_through_the_platform_service() {
+    let device = support::provisioned(TempDir::new("service"), "micro_speech");
+    // What the embedded mode hears in the clip, before the device changes hands.
+    let embedded = ok(omg(
+        &device.home,
+        &[
+            "run",
+            device.package.to_str().unwrap(),
+            "--wav",
+            &clip("yes_en-us"),
+            "--json",
+        ],
+    ));
+    let run = hand_to_platform(&device);
+    let service = Service::start(&device.home.join("device"), &run.join("p.sock"), &[]);
+
+    // A clip as a file: the service decodes it, the enclave hears "yes".
+    let out = ok(output(app_run(
+        &device,
+        &service,
+        &["--wav", &clip("yes_en-us")],
+    )));
+    assert_eq!(out, embedded);
+    let event: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(event["label"], "yes");
+    let log = service.wait_sessions(1);
+    if is_root() {
+        assert!(log.contains(&format!("(uid {APP_ID} pid")), "{log}");
+    }
+    assert!(log.contains("file source, 1 event(s)"), "{log}");
+
+    // A stream held open: the enclave runs as the platform user, and the app can do nothing to
+    // it, to the service, or to the device's files.
+    let mut app = app_run(&device, &service, &["--stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = app.stdin.take().unwrap();
+    let mut stdout = BufReader::new(app.stdout.take().unwrap());
+    stdin.write_all(&clip_pcm("no_en-us")).unwrap();
+    stdin.write_all(&vec![0u8; 32_000]).unwrap();
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert!(line.contains("\"no\""), "{line:?}");
+    let enclaves = children(service.child.id());
+    assert_eq!(enclaves.len(), 1, "{enclaves:?}");
+    let enclave = enclaves[0];
+    let status = std::fs::read_to_string(format!("/proc/{enclave}/status")).unwrap();
+    assert!(status.contains("Seccomp:\t2"), "{status}");
+    if is_root() {
+        let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+        assert!(uid_line.contains(&PLATFORM_ID.to_string()), "{uid_line}");
+        let device_dir = device.home.join("device");
+        let sealed = std::fs::read_dir(device_dir.join("models"))
+            .unwrap()
+            .flatten()
+            .flat_map(|d| std::fs::read_dir(d.path()).unwrap().flatten())
+            .map(|f| f.path())
+            .find(|p| p.extension().is_some_and(|e| e == "sealed"))
+            .expect("a sealed blob");
+        let files = [
+            device_dir.join("huk"),
+            device_dir.join("attestation.key"),
+            sealed,
+        ];
+        let files: Vec<&str> = files.iter().map(|f| f.to_str().unwrap()).collect();
+        let report = attack(APP_ID, &[enclave, service.child.id()], &files);
+        assert!(report.contains("refused: 11 of 11"), "{report}");
+        // The control: the platform user reads the same files.
+        let report = attack(PLATFORM_ID, &[], &files);
+        assert!(report.contains("refused: 0 of 3"), "{report}");
+        // Nor can the app use the device directory itself (the embedded mode).
+        let direct = output({
+            let mut c = as_user(OMG, APP_ID);
+            c.arg("run")
+                .arg(&device.package)
+                .args(["--wav", &clip("yes_en-us"), "--dir"])
+                .arg(&device_dir);
+            c
+        });
+        assert!(!direct.status.success());
+        assert!(
+            String::from_utf8_lossy(&direct.stderr).contains("Permission denied"),
+            "{direct:?}"
+        );
+    } else {
+        eprintln!("not root: the two-user checks need root and are skipped (CI runs them)");
+    }
+    drop(stdin);
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    assert!(app.wait().unwrap().success(), "{rest}");
+    assert!(
+        service
+            .wait_sessions(2)
+            .contains("stdin source, 1 event(s)"),
+        "{}",
+        service.log()
+    );
+
+    // A package that is not provisioned: a clear refusal, no enclave needed.
+    let other = device.dir.path("policy.toml");
+    let out = output({
+        let mut c = as_user(OMG, APP_ID);
+        c.arg("run")
+            .arg(&other)
+            .args(["--wav", &clip("yes_en-us"), "--socket"])
+            .arg(&service.socket);
+        c
+    });
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not provisioned on this device"), "{err}");
+
+    // Garbage on the socket: a length prefix far beyond any request, then a frame that is not
+    // a request. Each gets a refusal; neither brings the service down.
+    for garbage in [
+        &[0xff, 0xff, 0xff, 0x7f][..],
+        &[3, 0, 0, 0, 0xa1, 0x01, 0x02][..],
+    ] {
+        let mut raw = UnixStream::connect(&service.socket).unwrap();
+        raw.write_all(garbage).unwrap();
+        let mut answer = Vec::new();
+        raw.read_to_end(&mut answer).unwrap();
+        let reply: omg_enclave::messages::EnclaveReply =
+            omg_enclave::messages::decode(&answer[4..]).unwrap();
+        assert!(
+            matches!(&reply, omg_enclave::messages::EnclaveReply::Failed { reason } if reason.contains("malformed request")),
+            "{reply:?}"
+        );
+    }
+    // And the service still serves.
+    let out = ok(output(app_run(
+        &device,
+        &service,
+        &["--wav", &clip("no_en-us")],
+    )));
+    assert!(out.contains("\"no\""), "{out}");
+    drop(service);
+    drop(device);
+}
+
+#[test]
+fn a_busy_service_refuses_more_sessions_than_it_allows() {
+    let device = support::provisioned(TempDir::new("service-busy"), "micro_speech");
+    let run = hand_to_platform(&device);
+    let service = Service::start(
+        &device.home.join("device"),
+        &run.join("p.sock"),
+        &["--max-sessions", "1"],
+    );
+    let mut first = app_run(&device, &service, &["--stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = first.stdin.take().unwrap();
+    let mut stdout = BufReader::new(first.stdout.take().unwrap());
+    stdin.write_all(&clip_pcm("yes_en-us")).unwrap();
+    stdin.write_all(&vec![0u8; 32_000]).unwrap();
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert!(line.contains("\"yes\""), "{line:?}");
+    let second = output(app_run(&device, &service, &["--wav", &clip("no_en-us")]));
+    assert!(!second.status.success());
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains("busy"), "{err}");
+    drop(stdin);
+    assert!(first.wait().unwrap().success());
+    // The slot is free again once the first session ended.
+    service.wait_sessions(2);
+    let third = ok(output(app_run(
+        &device,
+        &service,
+        &["--wav", &clip("no_en-us")],
+    )));
+    assert!(third.contains("\"no\""), "{third}");
+}
+
+/// Not a test on its own: the attacker, started by [`attack`] as another user with
+/// `OMG_TEST_ATTACK="PID...;FILE..."`. It tries to trace and read each process and to read
+/// each file, and prints how many attempts were refused.
+#[test]
+fn attacker_role() {
+    let Ok(targets) = std::env::var(ATTACK_ENV) else {
+        return;
+    };
+    let (pids, files) = targets.split_once(';').unwrap();
+    let pids: Vec<i32> = pids
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    let files: Vec<&str> = files.split_whitespace().collect();
+    let mut refused = 0;
+    let mut tried = 0;
+    let mut check = |what: &str, outcome: Result<(), std::io::Error>| {
+        tried += 1;
+        match outcome {
+            Err(e) => {
+                println!("{what}: refused ({e})");
+                refused += 1;
+            }
+            Ok(()) => println!("{what}: SUCCEEDED"),
+        }
+    };
+    for pid in pids {
+        // SAFETY: PTRACE_ATTACH on another process touches no memory of this one.
+        let r = unsafe {
+            libc::ptrace(
+                libc::PTRACE_ATTACH,
+                pid,
+                std::ptr::null_mut::<libc::c_void>(),
+                std::ptr::null_mut::<libc::c_void>(),
+            )
+        };
+        check(
+            &format!("ptrace attach {pid}"),
+            if r == -1 {
+                Err(std::io::Error::last_os_error())
+            } else {
+                Ok(())
+            },
+        );
+        check(
+            &format!("open /proc/{pid}/mem"),
+            std::fs::File::open(format!("/proc/{pid}/mem")).map(drop),
+        );
+        let mut buf = [0u8; 64];
+        let local = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        let remote = libc::iovec {
+            iov_base: 0x10000 as *mut libc::c_void,
+            iov_len: buf.len(),
+        };
+        // SAFETY: `local` describes `buf`, valid for writes of its length.
+        let n = unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) };
+        let e = std::io::Error::last_os_error();
+        // Reading address 0x10000 of a process one may read gives EFAULT (nothing mapped
+        // there): only EPERM means the read was refused.
+        check(
+            &format!("process_vm_readv {pid}"),
+            if n == -1 && e.raw_os_error() == Some(libc::EPERM) {
+                Err(e)
+            } else {
+                Ok(())
+            },
+        );
+        check(
+            &format!("read /proc/{pid}/environ"),
+            std::fs::read(format!("/proc/{pid}/environ")).map(drop),
+        );
+    }
+    for f in &files {
+        check(&format!("read {f}"), std::fs::read(f).map(drop));
+    }
+    println!("refused: {refused} of {tried}");
+}
