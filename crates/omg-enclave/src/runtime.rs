@@ -40,6 +40,9 @@ impl<B> core::fmt::Debug for Unlocked<B> {
     }
 }
 
+/// Heap that must remain free once the pipeline is built, for what operation allocates.
+pub const OPERATION_HEADROOM: usize = 64 << 10;
+
 /// Initialization: unseals `sealed` with the platform's sealing key for the package's model
 /// (fails on another device or another enclave build), checks the package's vendor signature
 /// and the licence (device, model, version, revocation epoch, expiry, `source`, quota), then
@@ -106,6 +109,13 @@ impl<B: AsRef<[u8]>> Unlocked<B> {
     pub fn session(&self) -> Result<Session<'_>, EnclaveError> {
         let bundle = self.bundle()?;
         let pipeline = pipeline::build(&bundle)?;
+        // The pipeline's large buffers are allocated fallibly; what operation allocates
+        // (events, replies) must still fit beside them.
+        drop(omg_engine::memory::filled(
+            OPERATION_HEADROOM,
+            0u8,
+            "operation (the pipeline leaves too little of the enclave's memory)",
+        )?);
         Ok(Session {
             hop: pipeline::hop_samples(&bundle)?,
             pipeline,

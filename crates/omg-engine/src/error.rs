@@ -26,6 +26,13 @@ pub enum Error {
     Eval(String),
     /// The caller passed data that does not fit the model (e.g. wrong input size).
     Usage(String),
+    /// The model needs more memory than the heap can give.
+    OutOfMemory {
+        /// What the memory was for.
+        what: &'static str,
+        /// How many bytes were asked for.
+        bytes: usize,
+    },
 }
 
 /// Shorthand for results with [`Error`].
@@ -42,6 +49,9 @@ impl fmt::Display for Error {
             Error::Unsupported(what) => write!(f, "unsupported model: {what}"),
             Error::Eval(what) => write!(f, "evaluation failed: {what}"),
             Error::Usage(what) => f.write_str(what),
+            Error::OutOfMemory { what, bytes } => {
+                write!(f, "not enough memory for the {what} ({bytes} bytes)")
+            }
         }
     }
 }

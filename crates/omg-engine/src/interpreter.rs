@@ -1,7 +1,6 @@
 //! The interpreter: a validated model, its planned arena and its prepared operators.
 
 use alloc::format;
-use alloc::vec;
 use alloc::vec::Vec;
 
 use crate::error::{Error, Result};
@@ -67,7 +66,7 @@ impl<'m> Interpreter<'m> {
             };
             kernels.push(ops::prepare(&ctx)?);
         }
-        let arena = vec![0u64; plan.size.div_ceil(8)];
+        let arena = crate::memory::filled(plan.size.div_ceil(8), 0u64, "tensor arena")?;
         Ok(Self {
             model,
             kernels,

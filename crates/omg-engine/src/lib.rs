@@ -23,6 +23,7 @@ mod exec;
 mod flatbuf;
 mod flexbuf;
 mod interpreter;
+pub mod memory;
 pub mod model;
 mod ops;
 pub mod planner;

@@ -19,6 +19,7 @@ use alloc::format;
 use alloc::vec;
 use alloc::vec::Vec;
 
+use omg_engine::memory::filled;
 use omg_engine::{DType, Interpreter};
 
 use crate::error::expect_len;
@@ -280,12 +281,12 @@ impl<'m> Pipeline<'m> {
             window: FeatureWindow::new(frames, features)?,
             recognizer: Recognizer::new(&config.recognizer, is_keyword)?,
             classify_every_hops: config.classify_every_hops,
-            audio: vec![0; window_samples],
+            audio: filled(window_samples, 0, "audio window")?,
             filled: 0,
             skip: 0,
-            feature: vec![0; features],
+            feature: filled(features, 0, "feature buffer")?,
             scores: vec![0; is_keyword.len()],
-            levels: vec![0; frames],
+            levels: filled(frames, 0, "level buffer")?,
             frames: 0,
             until_classify: 0,
             classifications: 0,

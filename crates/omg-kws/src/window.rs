@@ -1,6 +1,5 @@
 //! The sliding window of the latest feature frames (the classifier's input).
 
-use alloc::vec;
 use alloc::vec::Vec;
 
 use crate::KwsError;
@@ -34,7 +33,7 @@ impl FeatureWindow {
             .filter(|&s| s <= 1 << 24)
             .ok_or(KwsError::Config("feature window too large"))?;
         Ok(Self {
-            data: vec![0; size],
+            data: omg_engine::memory::filled(size, 0, "feature window")?,
             features,
             frames,
             next: 0,

@@ -9,6 +9,7 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use omg_enclave::messages::{EnclaveReply, HostRequest, PlatformReply, PlatformRequest};
 use omg_enclave::platform::Counter;
@@ -32,6 +33,24 @@ pub const ENCLAVE_HEAP_SIZE: usize = 6 << 20;
 /// The largest host request the enclave reads: a request's package is held up to three times
 /// over (the frame, the message, the verified ciphertext) besides its decrypted bundle.
 pub const MAX_HOST_REQUEST: usize = ENCLAVE_HEAP_SIZE / 5;
+
+/// How long the enclave waits for the host's next request before it ends (between the two
+/// halves of provisioning the host talks to the vendor service).
+pub const HOST_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long the enclave waits for the host to take a reply (an event) before it ends.
+pub const HOST_SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the enclave waits for the platform to take a request or answer it.
+pub const PLATFORM_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Bounds every wait on the socket `fd`: reads after `read`, writes after `write` fail with
+/// `EAGAIN` instead of blocking for ever. (The audio descriptor has no such bound: a live
+/// source may pause.)
+fn set_timeouts(fd: &OwnedFd, read: Duration, write: Duration) -> io::Result<()> {
+    use rustix::net::sockopt::{Timeout, set_socket_timeout};
+    set_socket_timeout(fd, Timeout::Recv, Some(read))?;
+    set_socket_timeout(fd, Timeout::Send, Some(write))?;
+    Ok(())
+}
 
 /// Takes ownership of a descriptor the launcher placed, if it is open.
 #[allow(unsafe_code)]
@@ -271,10 +290,16 @@ where
         return ExitCode::from(2);
     };
     let audio = adopt(AUDIO_FD);
+    let timeouts = set_timeouts(&host, HOST_IDLE_TIMEOUT, HOST_SEND_TIMEOUT)
+        .and_then(|()| set_timeouts(&platform, PLATFORM_TIMEOUT, PLATFORM_TIMEOUT));
     // Ask the platform first: it answers only once the launcher guards this process against
     // tracing, which must happen before the process makes itself non-dumpable.
     let mut host = File::from(host);
-    let platform = match ChannelPlatform::connect(File::from(platform)) {
+    let connected = match timeouts {
+        Ok(()) => ChannelPlatform::connect(File::from(platform)),
+        Err(e) => Err(PlatformError::new("channel timeouts", e.to_string())),
+    };
+    let platform = match connected {
         Ok(p) => p,
         Err(e) => {
             let _ = send(

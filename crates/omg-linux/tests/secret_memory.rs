@@ -71,6 +71,16 @@ fn allocates_on_the_secret_heap() {
     // Not even this process can read its own heap through /proc: the kernel cannot see it.
     let own = common::read_proc_mem(std::process::id(), text.as_ptr() as usize, 8);
     assert_eq!(outcome(own), "EIO");
+    // A full heap says so to a fallible allocation (the engine's arena, for one) instead of
+    // aborting the process, and serves small allocations again afterwards.
+    let mut too_big: Vec<u8> = Vec::new();
+    assert!(too_big.try_reserve_exact(DEFAULT_SECRET_HEAP_SIZE).is_err());
+    let model_error = omg_engine::memory::filled(DEFAULT_SECRET_HEAP_SIZE, 0u8, "tensor arena");
+    assert!(matches!(
+        model_error,
+        Err(omg_engine::Error::OutOfMemory { .. })
+    ));
+    assert_eq!(vec![3u8; 1000].len(), 1000);
 }
 
 fn survives_many_threads() {

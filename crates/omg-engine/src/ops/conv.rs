@@ -2,7 +2,6 @@
 
 use alloc::boxed::Box;
 use alloc::format;
-use alloc::vec;
 use alloc::vec::Vec;
 
 use omg_kernels::QuantizedMultiplier;
@@ -12,6 +11,7 @@ use omg_kernels::quant::{WindowGeometry, activation_range_i8, compute_padding_he
 
 use crate::error::Result;
 use crate::exec::{Memory, Slot};
+use crate::memory::filled;
 use crate::model::DType;
 use crate::ops::{
     BoxedKernel, Kernel, OpCtx, Prepared, activation, kernel_err, padding, shape4, weights_i8,
@@ -76,7 +76,11 @@ fn prepare_common<'m>(ctx: &OpCtx<'_, 'm>, w: Window, channel_axis: usize) -> Re
             fq.axis
         )));
     }
-    let mut multipliers = vec![QuantizedMultiplier::default(); out_c];
+    let mut multipliers = filled(
+        out_c,
+        QuantizedMultiplier::default(),
+        "per-channel parameters",
+    )?;
     conv::populate_conv_quantization(in_scale, &fq.scale, out_scale, &mut multipliers)
         .map_err(|e| kernel_err(ctx, e))?;
     let bias = match ctx.opt_input(2) {

@@ -2,7 +2,6 @@
 
 use alloc::boxed::Box;
 use alloc::format;
-use alloc::vec;
 use alloc::vec::Vec;
 
 use omg_kernels::QuantizedMultiplier;
@@ -12,6 +11,7 @@ use omg_kernels::quant::activation_range_i8;
 
 use crate::error::Result;
 use crate::exec::{Memory, Slot};
+use crate::memory::filled;
 use crate::model::DType;
 use crate::ops::{BoxedKernel, Kernel, OpCtx, Prepared, activation, kernel_err, weights_i8};
 
@@ -130,7 +130,11 @@ pub(crate) fn prepare<'m>(ctx: &OpCtx<'_, 'm>) -> Result<BoxedKernel<'m>> {
                 fq.axis
             )));
         }
-        let mut m = vec![QuantizedMultiplier::default(); out_depth];
+        let mut m = filled(
+            out_depth,
+            QuantizedMultiplier::default(),
+            "per-channel parameters",
+        )?;
         fc::fc_per_channel_multipliers(in_scale, &fq.scale, out_scale, &mut m)
             .map_err(|e| kernel_err(ctx, e))?;
         Quant::PerChannel(m)

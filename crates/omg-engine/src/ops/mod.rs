@@ -8,12 +8,12 @@ use alloc::borrow::Cow;
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
-use alloc::vec;
 use alloc::vec::Vec;
 
 use crate::error::{Error, Result};
 use crate::exec::{Memory, Slot};
 use crate::flatbuf::{Scalar, Table};
+use crate::memory::filled;
 use crate::model::{DType, OpCode, Operator, Tensor};
 use omg_kernels::KernelError;
 use omg_kernels::QuantizedMultiplier;
@@ -245,13 +245,14 @@ pub(crate) struct ScratchBuffers {
 
 impl ScratchBuffers {
     /// Buffers of `len` elements.
-    pub(crate) fn new(len: ScratchLen) -> Self {
-        ScratchBuffers {
-            i8: vec![0; len.i8],
-            i16: vec![0; len.i16],
-            i32: vec![0; len.i32],
-            usize: vec![0; len.usize],
-        }
+    pub(crate) fn new(len: ScratchLen) -> Result<Self> {
+        const WHAT: &str = "kernel scratch memory";
+        Ok(ScratchBuffers {
+            i8: filled(len.i8, 0, WHAT)?,
+            i16: filled(len.i16, 0, WHAT)?,
+            i32: filled(len.i32, 0, WHAT)?,
+            usize: filled(len.usize, 0, WHAT)?,
+        })
     }
 
     /// The buffers, for one eval call.
@@ -290,16 +291,16 @@ impl<'m, P: WeightPlan> Prepared<'m, P> {
         let weights = match plan.packed_len(isa) {
             0 => Cow::Borrowed(filter),
             len => {
-                let mut packed = vec![0; len];
+                let mut packed = filled(len, 0, "repacked weights")?;
                 plan.pack(isa, filter, &mut packed)
                     .map_err(|e| kernel_err(ctx, e))?;
                 Cow::Owned(packed)
             }
         };
-        let mut channels = vec![0; plan.channels_len()];
+        let mut channels = filled(plan.channels_len(), 0, "per-channel parameters")?;
         plan.prepare_channels(filter, bias, multipliers, &mut channels)
             .map_err(|e| kernel_err(ctx, e))?;
-        let scratch = ScratchBuffers::new(plan.scratch_len(isa));
+        let scratch = ScratchBuffers::new(plan.scratch_len(isa))?;
         Ok(Prepared {
             plan,
             isa,

@@ -2,7 +2,6 @@
 
 use alloc::boxed::Box;
 use alloc::format;
-use alloc::vec;
 use alloc::vec::Vec;
 
 use omg_kernels::fast::{self, Isa};
@@ -111,9 +110,17 @@ pub(crate) fn prepare<'m>(ctx: &OpCtx<'_, 'm>, reduce: Reduce) -> Result<BoxedKe
         shapes: (in_shape, out_shape),
         params,
         reduce,
-        fast: ctx
-            .isa()
-            .map(|isa| (isa, vec![0; fast::pool_scratch_len(in_shape)])),
+        fast: match ctx.isa() {
+            Some(isa) => Some((
+                isa,
+                crate::memory::filled(
+                    fast::pool_scratch_len(in_shape),
+                    0,
+                    "kernel scratch memory",
+                )?,
+            )),
+            None => None,
+        },
     }))
 }
 
