@@ -132,15 +132,8 @@ enum Command {
     Run {
         /// The model package (.omgpkg), provisioned on this device.
         package: PathBuf,
-        /// Read a WAV file.
-        #[arg(long, group = "source")]
-        wav: Option<PathBuf>,
-        /// Read raw signed 16-bit little-endian 16 kHz mono samples from standard input.
-        #[arg(long, group = "source")]
-        stdin: bool,
-        /// Capture from the default microphone (ALSA).
-        #[arg(long, group = "source")]
-        mic: bool,
+        #[command(flatten)]
+        source: SourceArgs,
         /// Device directory (default: $OMG_HOME/device or ~/.local/share/omg/device).
         #[arg(long, conflicts_with = "socket")]
         dir: Option<PathBuf>,
@@ -188,15 +181,8 @@ enum Command {
     Listen {
         /// Bundled pipeline name (e.g. micro_speech), directory, or manifest file.
         pipeline: String,
-        /// Read a WAV file.
-        #[arg(long, group = "source")]
-        wav: Option<PathBuf>,
-        /// Read raw signed 16-bit little-endian 16 kHz mono samples from standard input.
-        #[arg(long, group = "source")]
-        stdin: bool,
-        /// Capture from the default microphone (ALSA).
-        #[arg(long, group = "source")]
-        mic: bool,
+        #[command(flatten)]
+        source: SourceArgs,
         /// One JSON object per event (label, time_ms, score).
         #[arg(long)]
         json: bool,
@@ -329,19 +315,28 @@ fn kernel_set(reference: bool) -> omg_engine::KernelSet {
 }
 
 /// The audio source of `listen` / `run`, or the usage error's exit code.
-fn source(
+/// Where the audio comes from: exactly one of the three.
+#[derive(clap::Args)]
+#[group(required = true, multiple = false)]
+struct SourceArgs {
+    /// Read a WAV file.
+    #[arg(long)]
     wav: Option<PathBuf>,
+    /// Read raw signed 16-bit little-endian 16 kHz mono samples from standard input.
+    #[arg(long)]
     stdin: bool,
+    /// Capture from the default microphone (ALSA).
+    #[arg(long)]
     mic: bool,
-    command: &str,
-) -> Result<stream::Source, ExitCode> {
-    match (wav, stdin, mic) {
-        (Some(w), _, _) => Ok(stream::Source::Wav(w)),
-        (None, true, _) => Ok(stream::Source::Stdin),
-        (None, false, true) => Ok(stream::Source::Mic),
-        _ => {
-            eprintln!("omg: {command} needs one of --wav FILE, --stdin or --mic");
-            Err(ExitCode::from(2))
+}
+
+impl SourceArgs {
+    fn source(self) -> stream::Source {
+        match (self.wav, self.stdin) {
+            (Some(w), _) => stream::Source::Wav(w),
+            (None, true) => stream::Source::Stdin,
+            // clap lets exactly one through.
+            (None, false) => stream::Source::Mic,
         }
     }
 }
@@ -450,16 +445,11 @@ fn main() -> ExitCode {
         ),
         Command::Run {
             package,
-            wav,
-            stdin,
-            mic,
+            source,
             dir,
             socket,
             json,
-        } => match source(wav, stdin, mic, "run") {
-            Ok(source) => run::run(&package, source, dir, socket, json),
-            Err(code) => return code,
-        },
+        } => run::run(&package, source.source(), dir, socket, json),
         Command::Attest {
             nonce,
             dir,
@@ -485,14 +475,9 @@ fn main() -> ExitCode {
         } => kws::classify(&pipeline, &wavs, json),
         Command::Listen {
             pipeline,
-            wav,
-            stdin,
-            mic,
+            source,
             json,
-        } => match source(wav, stdin, mic, "listen") {
-            Ok(source) => kws::listen(&pipeline, source, json),
-            Err(code) => return code,
-        },
+        } => kws::listen(&pipeline, source.source(), json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

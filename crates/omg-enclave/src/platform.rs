@@ -48,6 +48,25 @@ pub enum Counter {
     Inferences,
 }
 
+impl Counter {
+    /// The counter's number on the platform channel.
+    pub const fn code(self) -> u8 {
+        match self {
+            Counter::Epoch => 0,
+            Counter::Inferences => 1,
+        }
+    }
+
+    /// The counter numbered `code` on the platform channel, if any.
+    pub const fn from_code(code: u8) -> Option<Self> {
+        match code {
+            0 => Some(Counter::Epoch),
+            1 => Some(Counter::Inferences),
+            _ => None,
+        }
+    }
+}
+
 /// What the enclave needs from its platform.
 pub trait Platform {
     /// The measurement (SHA-256) of the running enclave image, computed by the platform.

@@ -123,13 +123,6 @@ impl ChannelPlatform {
     }
 }
 
-fn counter_bits(counter: Counter) -> u8 {
-    match counter {
-        Counter::Epoch => 0,
-        Counter::Inferences => 1,
-    }
-}
-
 impl Platform for ChannelPlatform {
     fn measurement(&self) -> [u8; 32] {
         self.measurement
@@ -168,7 +161,7 @@ impl Platform for ChannelPlatform {
     fn counter(&mut self, model_id: &str, counter: Counter) -> Result<u64, PlatformError> {
         self.number(&PlatformRequest::Counter {
             model_id: model_id.to_string(),
-            counter: counter_bits(counter),
+            counter: counter.code(),
         })
     }
 
@@ -180,7 +173,7 @@ impl Platform for ChannelPlatform {
     ) -> Result<u64, PlatformError> {
         self.number(&PlatformRequest::RaiseCounter {
             model_id: model_id.to_string(),
-            counter: counter_bits(counter),
+            counter: counter.code(),
             value,
         })
     }

@@ -10,14 +10,6 @@ use omg_enclave::platform::Counter;
 use crate::channel::{recv, send};
 use crate::platform::LinuxPlatform;
 
-fn counter(bits: u8) -> Option<Counter> {
-    match bits {
-        0 => Some(Counter::Epoch),
-        1 => Some(Counter::Inferences),
-        _ => None,
-    }
-}
-
 /// One request's answer.
 pub fn answer(platform: &mut LinuxPlatform, request: PlatformRequest) -> PlatformReply {
     let failed = |e: omg_enclave::PlatformError| PlatformReply::Failed(e.to_string());
@@ -40,7 +32,7 @@ pub fn answer(platform: &mut LinuxPlatform, request: PlatformRequest) -> Platfor
         PlatformRequest::Counter {
             model_id,
             counter: c,
-        } => match counter(c) {
+        } => match Counter::from_code(c) {
             Some(c) => platform
                 .counter(&model_id, c)
                 .map_or_else(failed, PlatformReply::Number),
@@ -50,7 +42,7 @@ pub fn answer(platform: &mut LinuxPlatform, request: PlatformRequest) -> Platfor
             model_id,
             counter: c,
             value,
-        } => match counter(c) {
+        } => match Counter::from_code(c) {
             Some(c) => platform
                 .raise_counter(&model_id, c, value)
                 .map_or_else(failed, PlatformReply::Number),

@@ -13,7 +13,7 @@
 //! ])
 //! ```
 //!
-//! and the strict verifier ([`verify_strict`], used by every `verify`/`open` of this crate)
+//! and the strict verifier (`verify_strict`, used by every `verify`/`open` of this crate)
 //! accepts nothing else: canonical CBOR, tag 18, exactly that protected header, empty
 //! unprotected header, external AAD empty. The signature is checked over the standard
 //! `Sig_structure` `["Signature1", protected, h'', payload]`.

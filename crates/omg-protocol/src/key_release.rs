@@ -58,8 +58,8 @@ pub const KEY_RELEASE_INFO: &[u8] = b"omg key release v1";
 pub const KEY_RELEASE_FORMAT_VERSION: u64 = 1;
 /// Length of an X25519 public key / HPKE encapsulated key.
 pub const HPKE_PUBLIC_KEY_LEN: usize = 32;
-/// Maximum length of a model id.
-pub const MAX_MODEL_ID_LEN: usize = 128;
+/// Maximum length of a model id (the same for every format).
+pub use crate::package::MAX_MODEL_ID_LEN;
 
 const TAG_LEN: usize = 16;
 const PAYLOAD_PREFIX: [u8; 3] = [0x83, 0x58, 0x20];

@@ -43,8 +43,8 @@ use crate::keys::{UEID_LEN, ct_eq};
 
 /// Maximum encoded size of a licence.
 pub const MAX_LICENCE_LEN: usize = 4096;
-/// Maximum length of a model id.
-pub const MAX_MODEL_ID_LEN: usize = 128;
+/// Maximum length of a model id (the same for every format).
+pub use crate::package::MAX_MODEL_ID_LEN;
 /// COSE content type of a licence.
 pub const LICENCE_CONTENT_TYPE: &str = "application/vnd.omg.licence+cbor";
 

@@ -56,8 +56,8 @@ pub const SEALED_INFO_PREFIX: &[u8] = b"omg sealed v1";
 pub const SEALED_FORMAT_VERSION: u64 = 1;
 /// Minimum HUK length in bytes.
 pub const MIN_HUK_LEN: usize = 16;
-/// Maximum length of a model id.
-pub const MAX_MODEL_ID_LEN: usize = 128;
+/// Maximum length of a model id (the same for every format).
+pub use crate::package::MAX_MODEL_ID_LEN;
 
 const NONCE_LEN: usize = 12;
 const TAG_LEN: usize = 16;
