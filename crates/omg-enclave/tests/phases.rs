@@ -48,7 +48,7 @@ impl TestPlatform {
 }
 
 fn counter_key(model_id: &str, counter: Counter) -> (String, u8) {
-    (model_id.to_string(), counter as u8)
+    (model_id.to_string(), counter.code())
 }
 
 impl Platform for TestPlatform {
