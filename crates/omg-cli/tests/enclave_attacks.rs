@@ -8,12 +8,12 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::Command;
 
 use serde_json::Value;
-use support::{Device, OMG, TempDir, children, clip, clip_pcm, ok, omg};
+use support::{Device, OMG, Streaming, TempDir, children, clip, ok, omg, streaming};
 
 const MODEL: &[u8] =
     include_bytes!("../../../assets/pipelines/micro_speech/micro_speech_quantized.tflite");
@@ -139,34 +139,32 @@ fn provisioned(tag: &str, private: bool) -> Device {
 
 /// `omg run --stdin --json`, fed one clip and then held open; returns once the clip's event
 /// arrived, with the enclave's pid.
-fn running(device: &Device) -> (Child, std::process::ChildStdin, BufReader<ChildStdout>, u32) {
-    let mut child = Command::new(OMG)
-        .env("OMG_HOME", &device.home)
-        .args(["run", device.package.to_str().unwrap(), "--stdin", "--json"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    stdin.write_all(&clip_pcm("yes_en-us")).unwrap();
-    // A second of silence pushes the keyword through the classifier's window.
-    stdin.write_all(&vec![0u8; 32_000]).unwrap();
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    let event: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("{line:?}"));
-    assert_eq!(event["label"], "yes");
-    let enclave = children(child.id());
+fn running(device: &Device) -> (Streaming, u32) {
+    let mut run = Command::new(OMG);
+    run.env("OMG_HOME", &device.home).args([
+        "run",
+        device.package.to_str().unwrap(),
+        "--stdin",
+        "--json",
+    ]);
+    let stream = streaming(run, "yes_en-us", "yes");
+    let enclave = children(stream.child.id());
     assert_eq!(enclave.len(), 1, "{enclave:?}");
-    (child, stdin, stdout, enclave[0])
+    (stream, enclave[0])
 }
 
 #[test]
 fn the_enclave_cannot_be_traced_or_read_and_the_host_never_holds_the_model() {
     let device = provisioned("attack", true);
     let needles = weight_needles(&private_model());
-    let (mut child, stdin, mut stdout, enclave) = running(&device);
+    let (
+        Streaming {
+            mut child,
+            stdin,
+            mut stdout,
+        },
+        enclave,
+    ) = running(&device);
 
     // The enclave reports its hardening through /proc.
     let status = std::fs::read_to_string(format!("/proc/{enclave}/status")).unwrap();
@@ -242,31 +240,21 @@ fn the_enclave_cannot_be_traced_or_read_and_the_host_never_holds_the_model() {
     );
     // The scanner does find them where they are: in `omg listen`, which runs the same
     // pipeline in the open.
-    let mut open = Command::new(OMG)
-        .args([
-            "listen",
-            private_pipeline(&device.dir).to_str().unwrap(),
-            "--stdin",
-            "--json",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut open_in = open.stdin.take().unwrap();
-    open_in.write_all(&clip_pcm("yes_en-us")).unwrap();
-    open_in.write_all(&vec![0u8; 32_000]).unwrap();
-    let mut first = String::new();
-    BufReader::new(open.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    assert!(first.contains("yes"), "{first}");
-    let (found, _) = scan(open.id(), &needles);
+    let mut listen = Command::new(OMG);
+    listen.args([
+        "listen",
+        private_pipeline(&device.dir).to_str().unwrap(),
+        "--stdin",
+        "--json",
+    ]);
+    let open = streaming(listen, "yes_en-us", "yes");
+    let (found, _) = scan(open.child.id(), &needles);
     assert!(
         !found.is_empty(),
         "the scanner misses weights that are there"
     );
-    drop(open_in);
+    drop(open.stdin);
+    let mut open = open.child;
     open.wait().unwrap();
 
     drop(stdin);
@@ -353,7 +341,7 @@ fn an_enclave_killed_mid_stream_leaves_the_device_state_intact() {
         all
     };
     let before = snapshot(&models);
-    let (child, stdin, _stdout, enclave) = running(&device);
+    let (Streaming { child, stdin, .. }, enclave) = running(&device);
     // SAFETY: kill(2) on the enclave's pid touches no memory of this process.
     let killed = unsafe { libc::kill(enclave as libc::pid_t, libc::SIGKILL) };
     assert_eq!(killed, 0);

@@ -19,7 +19,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::{Device, OMG, TempDir, children, clip, clip_pcm, ok, omg};
+use support::{Device, OMG, Streaming, TempDir, children, clip, ok, omg, streaming};
 
 /// The platform service's user and group (numeric: no account needed).
 const PLATFORM_ID: u32 = 61_873;
@@ -208,19 +208,11 @@ fn an_app_of_another_user_gets_only_events_through_the_platform_service() {
 
     // A stream held open: the enclave runs as the platform user, and the app can do nothing to
     // it, to the service, or to the device's files.
-    let mut app = app_run(&device, &service, &["--stdin"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = app.stdin.take().unwrap();
-    let mut stdout = BufReader::new(app.stdout.take().unwrap());
-    stdin.write_all(&clip_pcm("no_en-us")).unwrap();
-    stdin.write_all(&vec![0u8; 32_000]).unwrap();
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    assert!(line.contains("\"no\""), "{line:?}");
+    let Streaming {
+        child: mut app,
+        stdin,
+        mut stdout,
+    } = streaming(app_run(&device, &service, &["--stdin"]), "no_en-us", "no");
     let enclaves = children(service.child.id());
     assert_eq!(enclaves.len(), 1, "{enclaves:?}");
     let enclave = enclaves[0];
@@ -328,19 +320,11 @@ fn a_busy_service_refuses_more_sessions_than_it_allows() {
         &run.join("p.sock"),
         &["--max-sessions", "1"],
     );
-    let mut first = app_run(&device, &service, &["--stdin"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = first.stdin.take().unwrap();
-    let mut stdout = BufReader::new(first.stdout.take().unwrap());
-    stdin.write_all(&clip_pcm("yes_en-us")).unwrap();
-    stdin.write_all(&vec![0u8; 32_000]).unwrap();
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    assert!(line.contains("\"yes\""), "{line:?}");
+    let Streaming {
+        child: mut first,
+        stdin,
+        ..
+    } = streaming(app_run(&device, &service, &["--stdin"]), "yes_en-us", "yes");
     let second = output(app_run(&device, &service, &["--wav", &clip("no_en-us")]));
     assert!(!second.status.success());
     let err = String::from_utf8_lossy(&second.stderr);

@@ -43,19 +43,23 @@ static HEAP: Capped = Capped {
     live: AtomicUsize::new(0),
 };
 
-#[test]
-fn a_model_bigger_than_the_heap_is_refused_with_an_error() {
+/// ADD of two int8 inputs of `shape` (three activation tensors of that size, no weights).
+fn add_model(shape: &[i32]) -> Vec<u8> {
     const I8: i8 = 9;
     let mut m = ModelSpec::new();
     let add = m.opcode(0, 1);
-    let big = [1, 8192, 8192];
-    let a = m.tensor(TensorSpec::new(&big, I8, 0).quant(1.0, 0));
-    let b = m.tensor(TensorSpec::new(&big, I8, 0).quant(1.0, 0));
-    let y = m.tensor(TensorSpec::new(&big, I8, 0).quant(1.0, 0));
+    let a = m.tensor(TensorSpec::new(shape, I8, 0).quant(1.0, 0));
+    let b = m.tensor(TensorSpec::new(shape, I8, 0).quant(1.0, 0));
+    let y = m.tensor(TensorSpec::new(shape, I8, 0).quant(1.0, 0));
     m.ops.push(OpSpec::new(add, &[a, b], &[y]).options(11, &[]));
     m.inputs = vec![a, b];
     m.outputs = vec![y];
-    let bytes = m.build();
+    m.build()
+}
+
+#[test]
+fn a_model_bigger_than_the_heap_is_refused_with_an_error() {
+    let bytes = add_model(&[1, 8192, 8192]);
     assert!(bytes.len() < 4096, "the model itself is tiny");
     match Interpreter::new(&bytes) {
         Err(e @ Error::OutOfMemory { what, bytes }) => {
@@ -67,14 +71,5 @@ fn a_model_bigger_than_the_heap_is_refused_with_an_error() {
         Ok(_) => panic!("a 192 MiB arena fit under a 96 MiB cap"),
     }
     // The same shape at a size that fits still loads (the cap is not what refused it).
-    let mut m = ModelSpec::new();
-    let add = m.opcode(0, 1);
-    let small = [1, 1024, 1024];
-    let a = m.tensor(TensorSpec::new(&small, I8, 0).quant(1.0, 0));
-    let b = m.tensor(TensorSpec::new(&small, I8, 0).quant(1.0, 0));
-    let y = m.tensor(TensorSpec::new(&small, I8, 0).quant(1.0, 0));
-    m.ops.push(OpSpec::new(add, &[a, b], &[y]).options(11, &[]));
-    m.inputs = vec![a, b];
-    m.outputs = vec![y];
-    Interpreter::new(&m.build()).unwrap();
+    Interpreter::new(&add_model(&[1, 1024, 1024])).unwrap();
 }

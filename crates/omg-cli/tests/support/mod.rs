@@ -216,3 +216,40 @@ pub fn provisioned(dir: TempDir, pipeline: &str) -> Device {
     server.kill();
     Device { dir, home, package }
 }
+
+/// A streaming `omg run` or `omg listen` (`--stdin --json`) with its standard input still open.
+pub struct Streaming {
+    /// The process.
+    pub child: std::process::Child,
+    /// Its standard input: dropping it ends the stream.
+    pub stdin: std::process::ChildStdin,
+    /// Its standard output, after the first event.
+    pub stdout: BufReader<std::process::ChildStdout>,
+}
+
+/// Starts `command` with piped standard streams, feeds it the clip `name` and a second of
+/// silence (which pushes the keyword through the classifier's window) and returns once its
+/// first event arrived, asserting that it is `label`.
+pub fn streaming(mut command: Command, name: &str, label: &str) -> Streaming {
+    use std::io::Write;
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    stdin.write_all(&clip_pcm(name)).unwrap();
+    stdin.write_all(&vec![0u8; 32_000]).unwrap();
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let event: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|_| panic!("not an event: {line:?}"));
+    assert_eq!(event["label"], label, "{line}");
+    Streaming {
+        child,
+        stdin,
+        stdout,
+    }
+}
