@@ -10,16 +10,16 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::os::unix::fs::{PermissionsExt, chown};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::{Device, OMG, Streaming, TempDir, children, clip, ok, omg, streaming};
+use support::{Device, OMG, Streaming, TempDir, children, clip, ok, omg, spawn_service, streaming};
 
 /// The platform service's user and group (numeric: no account needed).
 const PLATFORM_ID: u32 = 61_873;
@@ -61,18 +61,14 @@ struct Service {
 
 impl Service {
     fn start(device_dir: &Path, socket: &Path, extra: &[&str]) -> Service {
-        let mut child = as_user(OMG, PLATFORM_ID)
+        let mut serve = as_user(OMG, PLATFORM_ID);
+        serve
             .args(["platform", "serve", "--dir"])
             .arg(device_dir)
             .arg("--socket")
             .arg(socket)
-            .args(extra)
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stderr = BufReader::new(child.stderr.take().unwrap());
-        let mut banner = String::new();
-        stderr.read_line(&mut banner).unwrap();
+            .args(extra);
+        let (child, mut stderr, banner) = spawn_service(serve);
         assert!(banner.contains("serving the device"), "{banner:?}");
         let log = Arc::new(Mutex::new(banner));
         let sink = log.clone();

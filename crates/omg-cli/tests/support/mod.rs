@@ -66,6 +66,18 @@ pub fn vendor_keygen(dir: &TempDir) -> PathBuf {
     keys
 }
 
+/// Spawns `command` (a service) with standard error piped and waits for its first line, the
+/// startup line; returns the process, the rest of its standard error and that line.
+pub fn spawn_service(
+    mut command: Command,
+) -> (Child, BufReader<std::process::ChildStderr>, String) {
+    let mut child = command.stderr(Stdio::piped()).spawn().unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut banner = String::new();
+    stderr.read_line(&mut banner).unwrap();
+    (child, stderr, banner)
+}
+
 /// A running `omg vendor serve`; SIGKILLed on drop.
 pub struct Server {
     child: Child,
@@ -79,18 +91,14 @@ impl Server {
     /// Starts `omg vendor serve --listen 127.0.0.1:0 --db DB --key-dir KEYS EXTRA...` and
     /// waits for its startup line.
     pub fn start(db: &Path, keys: &Path, extra: &[&str]) -> Server {
-        let mut child = Command::new(OMG)
+        let mut serve = Command::new(OMG);
+        serve
             .args(["vendor", "serve", "--listen", "127.0.0.1:0", "--db"])
             .arg(db)
             .arg("--key-dir")
             .arg(keys)
-            .args(extra)
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stderr = BufReader::new(child.stderr.take().unwrap());
-        let mut banner = String::new();
-        stderr.read_line(&mut banner).unwrap();
+            .args(extra);
+        let (child, mut stderr, banner) = spawn_service(serve);
         // Keep draining stderr so the service never writes into a closed pipe.
         std::thread::spawn(move || {
             let mut sink = Vec::new();
