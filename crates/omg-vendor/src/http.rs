@@ -648,15 +648,7 @@ pub async fn serve(listener: TcpListener, service: Service) -> std::io::Result<(
 /// connection in a task of its own, its client address handed to the router (for the rate
 /// limit), and closed if a request's headers take longer than [`HEADER_READ_TIMEOUT`].
 pub async fn serve_router(listener: TcpListener, router: Router) -> std::io::Result<()> {
-    loop {
-        match listener.accept().await {
-            Ok((tcp, peer)) => {
-                set_nodelay(&tcp);
-                tokio::spawn(serve_connection(tcp, peer, router.clone()));
-            }
-            Err(e) => accept_error(e).await,
-        }
-    }
+    serve_router_with(listener, router, None, HEADER_READ_TIMEOUT).await
 }
 
 /// Serves a router over TLS on `listener` (HTTP/1.1 inside TLS 1.2 or 1.3), otherwise as
@@ -666,6 +658,29 @@ pub async fn serve_router_tls(
     router: Router,
     tls: TlsConfig,
 ) -> std::io::Result<()> {
+    serve_router_with(listener, router, Some(tls), HEADER_READ_TIMEOUT).await
+}
+
+/// Serves a router over TLS (`tls`) or plain HTTP (`None`) as [`serve_router`] does, closing a
+/// connection whose request headers take longer than `header_read_timeout`.
+pub async fn serve_router_with(
+    listener: TcpListener,
+    router: Router,
+    tls: Option<TlsConfig>,
+    header_read_timeout: Duration,
+) -> std::io::Result<()> {
+    let Some(tls) = tls else {
+        loop {
+            match listener.accept().await {
+                Ok((tcp, peer)) => {
+                    set_nodelay(&tcp);
+                    let router = router.clone();
+                    tokio::spawn(serve_connection(tcp, peer, router, header_read_timeout));
+                }
+                Err(e) => accept_error(e).await,
+            }
+        }
+    };
     let mut listener = TlsListener {
         tcp: listener,
         acceptor: TlsAcceptor::from(tls.server),
@@ -673,13 +688,14 @@ pub async fn serve_router_tls(
     };
     loop {
         let (stream, peer) = listener.accept().await;
-        tokio::spawn(serve_connection(stream, peer, router.clone()));
+        let router = router.clone();
+        tokio::spawn(serve_connection(stream, peer, router, header_read_timeout));
     }
 }
 
 /// Serves one connection until the client closes it, breaks the protocol or is too slow to
 /// send a request's headers.
-async fn serve_connection<I>(io: I, peer: SocketAddr, router: Router)
+async fn serve_connection<I>(io: I, peer: SocketAddr, router: Router, header_read_timeout: Duration)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -691,7 +707,7 @@ where
         });
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(header_read_timeout)
         .serve_connection(TokioIo::new(io), service);
     // A broken or timed-out connection concerns only that client.
     let _ = connection.await;
@@ -840,5 +856,114 @@ async fn accept_error(e: std::io::Error) {
         ErrorKind::ConnectionRefused | ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset
     ) {
         tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transient_store_errors_are_503_with_retry_after_and_others_500() {
+        for (error, status) in [
+            (
+                StoreError::Busy("pool".into()),
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+            (
+                StoreError::Connect {
+                    database: "postgresql://omg@db/omg".into(),
+                    reason: "refused".into(),
+                },
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+            (
+                StoreError::Sqlite(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                    None,
+                )),
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+            (
+                StoreError::Corrupt("policy"),
+                StatusCode::INTERNAL_SERVER_ERROR,
+            ),
+            (
+                StoreError::Batch("disk full".into()),
+                StatusCode::INTERNAL_SERVER_ERROR,
+            ),
+        ] {
+            let text = error.to_string();
+            let response = ApiError::from(error).into_response();
+            assert_eq!(response.status(), status, "{text}");
+            let retry_after = response.headers().get(header::RETRY_AFTER);
+            if status == StatusCode::SERVICE_UNAVAILABLE {
+                assert_eq!(retry_after.unwrap(), "1", "{text}");
+            } else {
+                assert!(retry_after.is_none(), "{text}");
+            }
+        }
+    }
+
+    #[test]
+    fn clients_are_limited_by_ipv4_address_or_ipv6_prefix() {
+        let key = |s: &str| client_key(s.parse().unwrap());
+        assert_eq!(key("192.0.2.7"), key("192.0.2.7"));
+        assert_ne!(key("192.0.2.7"), key("192.0.2.8"));
+        assert_eq!(key("::ffff:192.0.2.7"), key("192.0.2.7"));
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), key("2001:db8:1:2:bbbb::2"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+    }
+
+    #[test]
+    fn token_buckets_refill_and_stay_bounded() {
+        let limiter = Limiter::new(RateLimit {
+            per_second: 10,
+            burst: 3,
+        });
+        let t0 = Instant::now();
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        for _ in 0..3 {
+            assert_eq!(limiter.check(a, t0), Ok(()));
+        }
+        assert_eq!(limiter.check(a, t0), Err(1));
+        // Another client has a bucket of its own.
+        assert_eq!(limiter.check(b, t0), Ok(()));
+        // 10 per second: one token after 0.1 s, not two.
+        let t1 = t0 + Duration::from_millis(100);
+        assert_eq!(limiter.check(a, t1), Ok(()));
+        assert_eq!(limiter.check(a, t1), Err(1));
+        // Refilled at most to the burst.
+        let t2 = t1 + Duration::from_secs(60);
+        for _ in 0..3 {
+            assert_eq!(limiter.check(a, t2), Ok(()));
+        }
+        assert_eq!(limiter.check(a, t2), Err(1));
+
+        // Bounded: with the table full of busy clients, a new one is refused; once their
+        // buckets are full again they are forgotten and new clients get in.
+        let full = Limiter::new(RateLimit {
+            per_second: 1,
+            burst: 1,
+        });
+        let t0 = Instant::now();
+        for i in 0..MAX_TRACKED_CLIENTS {
+            let ip = IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i as u32));
+            assert_eq!(full.check(ip, t0), Ok(()));
+        }
+        let newcomer: IpAddr = "203.0.113.9".parse().unwrap();
+        assert_eq!(
+            full.check(newcomer, t0 + Duration::from_millis(500)),
+            Err(1)
+        );
+        assert_eq!(full.check(newcomer, t0 + Duration::from_secs(2)), Ok(()));
+        let tracked = full
+            .buckets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .by_client
+            .len();
+        assert_eq!(tracked, 1);
     }
 }

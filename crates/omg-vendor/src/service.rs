@@ -626,27 +626,9 @@ impl Service {
         now: u64,
         rng: &mut R,
     ) -> Result<Activation, ActivateError> {
-        let device_key = verifying_key_from_sec1(&request.device_public_key);
-        let subject = AuditSubject {
-            ueid: device_key.as_ref().ok().map(|k| hex::encode(&ueid(k))),
-            model_id: request.model_id.clone(),
-            version: request.version,
-        };
-        // Stateless checks first; their refusals get an audit row of their own.
-        let pre = (|| {
-            let device_key =
-                device_key.map_err(|_| Refusal::MalformedRequest("device_public_key"))?;
-            let enclave_key = HpkePublicKey::from_bytes(&request.enclave_public_key)
-                .map_err(|_| Refusal::MalformedRequest("enclave_public_key"))?;
-            store::check_model_id(&request.model_id)
-                .map_err(|_| Refusal::MalformedRequest("model_id"))?;
-            let claims =
-                Token::verify(&request.token, &device_key).map_err(|e| token_refusal(&e))?;
-            Ok::<_, Refusal>((device_key, enclave_key, claims))
-        })();
-        let (device_key, enclave_key, claims) = match pre {
+        let (checked, device_ueid, enclave_key) = match Self::check_request(request) {
             Ok(v) => v,
-            Err(refusal) => {
+            Err((refusal, subject)) => {
                 let audited = refusal.clone();
                 self.inner
                     .store
@@ -654,20 +636,7 @@ impl Service {
                 return Err(ActivateError::Refused(refusal));
             }
         };
-        let device_ueid = ueid(&device_key);
-        let ueid_hex = hex::encode(&device_ueid);
-        let checked = Arc::new(Checked {
-            subject: AuditSubject {
-                ueid: Some(ueid_hex.clone()),
-                ..subject
-            },
-            claims,
-            ueid_hex,
-            device_key_hex: hex::encode(&omg_protocol::public_key_sec1(&device_key)),
-            model_id: request.model_id.clone(),
-            version: request.version,
-            enclave_public_key: request.enclave_public_key.clone(),
-        });
+        let checked = Arc::new(checked);
         for _ in 0..MAX_PREPARE_ATTEMPTS {
             let prepared = self.prepare(
                 &checked,
@@ -693,6 +662,51 @@ impl Service {
             "the model's terms changed during each of {MAX_PREPARE_ATTEMPTS} attempts to \
              activate it"
         ))))
+    }
+
+    /// The stateless checks 1 and 2 of the module documentation; a refusal comes with what its
+    /// audit row records.
+    #[allow(clippy::type_complexity)]
+    fn check_request(
+        request: &ActivationRequest,
+    ) -> Result<(Checked, [u8; omg_protocol::keys::UEID_LEN], HpkePublicKey), (Refusal, AuditSubject)>
+    {
+        let device_key = verifying_key_from_sec1(&request.device_public_key);
+        let subject = AuditSubject {
+            ueid: device_key.as_ref().ok().map(|k| hex::encode(&ueid(k))),
+            model_id: request.model_id.clone(),
+            version: request.version,
+        };
+        let pre = (|| {
+            let device_key =
+                device_key.map_err(|_| Refusal::MalformedRequest("device_public_key"))?;
+            let enclave_key = HpkePublicKey::from_bytes(&request.enclave_public_key)
+                .map_err(|_| Refusal::MalformedRequest("enclave_public_key"))?;
+            store::check_model_id(&request.model_id)
+                .map_err(|_| Refusal::MalformedRequest("model_id"))?;
+            let claims =
+                Token::verify(&request.token, &device_key).map_err(|e| token_refusal(&e))?;
+            Ok::<_, Refusal>((device_key, enclave_key, claims))
+        })();
+        let (device_key, enclave_key, claims) = match pre {
+            Ok(v) => v,
+            Err(refusal) => return Err((refusal, subject)),
+        };
+        let device_ueid = ueid(&device_key);
+        let ueid_hex = hex::encode(&device_ueid);
+        let checked = Checked {
+            subject: AuditSubject {
+                ueid: Some(ueid_hex.clone()),
+                ..subject
+            },
+            claims,
+            ueid_hex,
+            device_key_hex: hex::encode(&omg_protocol::public_key_sec1(&device_key)),
+            model_id: request.model_id.clone(),
+            version: request.version,
+            enclave_public_key: request.enclave_public_key.clone(),
+        };
+        Ok((checked, device_ueid, enclave_key))
     }
 
     /// Signs the licence and seals the key release of an activation outside its write
@@ -777,5 +791,102 @@ impl Service {
     /// The audit log.
     pub fn audit_log(&self) -> Result<Vec<AuditRecord>, StoreError> {
         self.inner.store.audit_log()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use omg_protocol::key_release::HpkeKeyPair;
+    use omg_protocol::token::{Claims, SoftwareComponent};
+    use omg_testkit::DeterministicRng;
+
+    use super::*;
+
+    const NOW: u64 = 1_800_000_000;
+
+    fn policy(not_after: u64) -> Policy {
+        Policy::from_toml(&format!(
+            "allowed_measurements = [\"{}\"]\nmax_devices = 5\nnot_after = {not_after}\n",
+            "11".repeat(32)
+        ))
+        .unwrap()
+    }
+
+    /// A licence prepared under terms that change before the write transaction is not issued:
+    /// the transaction rolls back (the nonce stays unused, no audit row), and `activate`
+    /// prepares again under the new terms.
+    #[test]
+    fn a_licence_prepared_under_old_terms_is_made_again() {
+        let dir = std::env::temp_dir().join(format!("omg-vendor-stale-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut rng = DeterministicRng::new(5);
+        let store = Store::open(dir.join("vendor.sqlite")).unwrap();
+        store.put_model("m", &policy(NOW + 100), NOW).unwrap();
+        store
+            .add_model_version("m", 1, &ContentKey::generate(&mut rng), NOW)
+            .unwrap();
+        let vendor = omg_protocol::generate_signing_key(&mut rng);
+        let service = Service::new(store, vendor.clone());
+
+        let device = omg_protocol::generate_signing_key(&mut rng);
+        let enclave = HpkeKeyPair::generate(&mut rng);
+        let challenge = service.issue_nonce(NOW, &mut rng).unwrap();
+        let claims = Claims::new(
+            device.verifying_key(),
+            &challenge.nonce,
+            [0x33; 32],
+            vec![SoftwareComponent {
+                measurement_type: None,
+                measurement_value: vec![0x11; 32],
+                version: None,
+                signer_id: vec![0x22; 32],
+                measurement_desc: None,
+            }],
+            enclave.public_key_hash(),
+        );
+        let request = ActivationRequest {
+            token: Token::sign(&claims, &device).unwrap(),
+            device_public_key: omg_protocol::public_key_sec1(device.verifying_key()).to_vec(),
+            model_id: "m".into(),
+            version: 1,
+            enclave_public_key: enclave.public_key.to_bytes().to_vec(),
+        };
+
+        let Ok((checked, device_ueid, enclave_key)) = Service::check_request(&request) else {
+            panic!("the request is well-formed");
+        };
+        let checked = Arc::new(checked);
+        let prepared = service
+            .prepare(
+                &checked,
+                device_ueid,
+                &enclave_key,
+                &request.token,
+                NOW,
+                &mut rng,
+            )
+            .unwrap()
+            .expect("prepared");
+        // The terms change in between.
+        service
+            .store()
+            .put_model("m", &policy(NOW + 200), NOW)
+            .unwrap();
+        let job = Arc::clone(&checked);
+        let stale = service
+            .store()
+            .write_batched(move |tx| decide(tx, &job, Some(prepared), NOW));
+        assert!(matches!(stale, Err(Undo::Stale)));
+        assert!(service.audit_log().unwrap().is_empty());
+        assert!(service.list_activations().unwrap().is_empty());
+
+        // The whole activation: prepared again, under the new terms.
+        let activation = service.activate(&request, NOW, &mut rng).unwrap();
+        let licence = Licence::verify(&activation.licence, vendor.verifying_key()).unwrap();
+        assert_eq!(licence.not_after, NOW + 200);
+        assert_eq!(service.audit_log().unwrap().len(), 1);
+        drop(service);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
