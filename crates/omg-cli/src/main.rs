@@ -211,6 +211,13 @@ enum VendorCommand {
         /// The PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1).
         #[arg(long, requires = "tls_cert")]
         tls_key: Option<PathBuf>,
+        /// Requests per second one client address may make in the long run (429 beyond);
+        /// 0 turns the limit off.
+        #[arg(long, default_value_t = omg_vendor::http::DEFAULT_RATE_LIMIT.per_second)]
+        rate_limit: u32,
+        /// Requests one client address may make at once after a pause.
+        #[arg(long, default_value_t = omg_vendor::http::DEFAULT_RATE_LIMIT.burst)]
+        rate_burst: u32,
     },
     /// Encrypt and sign a pipeline as a model package, and register it (policy, content key)
     /// in the service database.
@@ -377,8 +384,20 @@ fn main() -> ExitCode {
                     admin_token_file,
                     tls_cert,
                     tls_key,
+                    rate_limit,
+                    rate_burst,
                 },
-        } => vendor::serve(&db, &key_dir, listen, admin_token_file, tls_cert, tls_key),
+        } => vendor::serve(
+            &db,
+            &key_dir,
+            listen,
+            admin_token_file,
+            vendor::Tls {
+                cert: tls_cert,
+                key: tls_key,
+            },
+            vendor::rate_limit(rate_limit, rate_burst),
+        ),
         Command::Device {
             command: DeviceCommand::Init { dir, force, json },
         } => device::init(dir, force, json),

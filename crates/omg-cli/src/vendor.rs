@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use omg_protocol::SigningKey;
-use omg_vendor::http::{ApiConfig, TlsConfig, router_with, serve_router, serve_router_tls};
+use omg_vendor::http::{
+    ApiConfig, RateLimit, TlsConfig, router_with, serve_router, serve_router_tls,
+};
 use omg_vendor::{Service, Store};
 
 use crate::files::read_limited;
@@ -41,17 +43,34 @@ fn load_tls(cert: Option<PathBuf>, key: Option<PathBuf>) -> Result<Option<TlsCon
     Ok(Some(config))
 }
 
+/// The `--tls-cert` and `--tls-key` files (both or neither).
+pub(crate) struct Tls {
+    /// The PEM certificate chain.
+    pub(crate) cert: Option<PathBuf>,
+    /// Its PEM private key.
+    pub(crate) key: Option<PathBuf>,
+}
+
+/// The per-client rate limit of `--rate-limit` and `--rate-burst` (`None` when the rate is 0;
+/// a burst of 0 counts as 1).
+pub(crate) fn rate_limit(per_second: u32, burst: u32) -> Option<RateLimit> {
+    (per_second > 0).then(|| RateLimit {
+        per_second,
+        burst: burst.max(1),
+    })
+}
+
 /// Runs the service until the process is stopped: HTTPS when given a certificate and key,
 /// plain HTTP otherwise.
-pub fn serve(
+pub(crate) fn serve(
     db: &Path,
     key_dir: &Path,
     listen: SocketAddr,
     admin_token_file: Option<PathBuf>,
-    tls_cert: Option<PathBuf>,
-    tls_key: Option<PathBuf>,
+    tls: Tls,
+    rate_limit: Option<RateLimit>,
 ) -> Result<()> {
-    let tls = load_tls(tls_cert, tls_key)?;
+    let tls = load_tls(tls.cert, tls.key)?;
     let key = load_vendor_key(key_dir)?;
     let store = Store::open(db)
         .with_context(|| format!("cannot open the service database {}", db.display()))?;
@@ -68,6 +87,7 @@ pub fn serve(
         Service::new(store, key),
         ApiConfig {
             admin_token,
+            rate_limit,
             ..ApiConfig::default()
         },
     );
@@ -86,8 +106,16 @@ pub fn serve(
                  (give --tls-cert and --tls-key)"
             );
         }
+        let rate = match rate_limit {
+            Some(r) => format!(
+                "{}/s per client address, bursts of {}",
+                r.per_second, r.burst
+            ),
+            None => "off".into(),
+        };
         eprintln!(
-            "omg: vendor service listening on {}://{addr} (database {}, admin API {})",
+            "omg: vendor service listening on {}://{addr} (database {}, admin API {}, rate \
+             limit {rate})",
             if tls.is_some() { "https" } else { "http" },
             db.display(),
             if admin { "on" } else { "off" }

@@ -15,7 +15,8 @@
 //! Request bodies are limited to [`ApiConfig::body_limit`] (64 KiB by default; 413 beyond).
 //! Every error is `{"error": CATEGORY, "reason": CODE, "message": TEXT}` with a matching
 //! status: 400 malformed, 401/403 admin authentication, 403 refused, 404 unknown model,
-//! 413 too large, 500 internal (never with internal details).
+//! 413 too large, 503 with `Retry-After` when the database is busy or unreachable, 500 other
+//! internal failures (never with internal details).
 //!
 //! Admin endpoints need `Authorization: Bearer <admin token>`; with no admin token configured
 //! they are disabled (403 `admin_api_disabled`). Database work runs on the blocking thread pool.
@@ -26,25 +27,26 @@
 //! ([`TLS_HANDSHAKE_TIMEOUT`]), so a slow or silent client holds up no one else, and a failed
 //! handshake (a plain-HTTP client on the TLS port, say) only closes that connection.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::body::Body;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::serve::{Listener, ListenerExt};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
@@ -64,6 +66,31 @@ pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
 /// A source of the current time, seconds since the Unix epoch.
 pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
 
+/// Default time a client has to send a request's body, once its headers are in: 10 s.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a client may take to send a request's headers (from the connection's start, or
+/// from the end of the previous request on a kept-alive connection) before the connection is
+/// closed.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Default per-client rate limit: 2,000 requests per second, bursts of 4,000.
+pub const DEFAULT_RATE_LIMIT: RateLimit = RateLimit {
+    per_second: 2000,
+    burst: 4000,
+};
+
+/// A per-client request rate limit (a token bucket per client address: an IPv4 address, or
+/// the /64 prefix of an IPv6 address). Requests beyond it are answered 429 with
+/// `Retry-After`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Requests per second a client may make in the long run (at least 1).
+    pub per_second: u32,
+    /// Requests a client may make at once after a pause (the bucket's size, at least 1).
+    pub burst: u32,
+}
+
 /// HTTP API settings.
 #[derive(Clone)]
 pub struct ApiConfig {
@@ -71,6 +98,13 @@ pub struct ApiConfig {
     pub admin_token: Option<String>,
     /// Maximum request body size in bytes.
     pub body_limit: usize,
+    /// How long a client has to send a request's body once its headers are in (408 beyond,
+    /// and the connection is closed).
+    pub body_timeout: Duration,
+    /// The per-client rate limit; `None` turns it off. Requests that arrive without a client
+    /// address (a router called in-process, not through [`serve_router`] or
+    /// [`serve_router_tls`]) are not limited.
+    pub rate_limit: Option<RateLimit>,
     /// The clock (the system clock by default).
     pub clock: Clock,
 }
@@ -80,6 +114,8 @@ impl Default for ApiConfig {
         ApiConfig {
             admin_token: None,
             body_limit: DEFAULT_BODY_LIMIT,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+            rate_limit: Some(DEFAULT_RATE_LIMIT),
             clock: Arc::new(system_now),
         }
     }
@@ -90,6 +126,8 @@ impl std::fmt::Debug for ApiConfig {
         f.debug_struct("ApiConfig")
             .field("admin_token", &self.admin_token.as_ref().map(|_| "<set>"))
             .field("body_limit", &self.body_limit)
+            .field("body_timeout", &self.body_timeout)
+            .field("rate_limit", &self.rate_limit)
             .finish_non_exhaustive()
     }
 }
@@ -108,14 +146,19 @@ struct AppState {
     config: ApiConfig,
 }
 
-/// An API error: status, category, reason code and a human message.
+/// An API error: status, category, reason code and a human message; for 429 and 503 the
+/// seconds after which the client may try again (`Retry-After`).
 #[derive(Debug)]
 struct ApiError {
     status: StatusCode,
     error: &'static str,
     reason: &'static str,
     message: String,
+    retry_after: Option<u64>,
 }
+
+/// `Retry-After` of a 503 answer (database busy or unreachable), in seconds.
+const BUSY_RETRY_AFTER_SECS: u64 = 1;
 
 impl ApiError {
     fn new(status: StatusCode, error: &'static str, reason: &'static str, message: &str) -> Self {
@@ -124,6 +167,19 @@ impl ApiError {
             error,
             reason,
             message: message.to_owned(),
+            retry_after: None,
+        }
+    }
+
+    fn unavailable() -> Self {
+        ApiError {
+            retry_after: Some(BUSY_RETRY_AFTER_SECS),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "service_busy",
+                "the service is busy, try again later",
+            )
         }
     }
 
@@ -144,7 +200,13 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({"error": self.error, "reason": self.reason, "message": self.message});
-        (self.status, axum::Json(body)).into_response()
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+        }
+        response
     }
 }
 
@@ -158,6 +220,7 @@ impl From<StoreError> for ApiError {
                 &format!("{what} not found"),
             ),
             StoreError::Invalid(_) => Self::bad_request("invalid_argument", "invalid argument"),
+            e if e.is_transient() => Self::unavailable(),
             _ => Self::internal(),
         }
     }
@@ -174,17 +237,30 @@ fn refusal_error(r: &Refusal) -> ApiError {
     ApiError::new(status, error, r.code(), &r.to_string())
 }
 
-/// Reads the (size-limited) body and parses it as JSON.
-fn json_body<T: for<'de> Deserialize<'de>>(
-    body: Result<Bytes, BytesRejection>,
+/// Reads the body (at most `body_limit` bytes, within `body_timeout`) and parses it as JSON.
+async fn json_body<T: for<'de> Deserialize<'de>>(
+    config: &ApiConfig,
+    body: Body,
 ) -> Result<T, ApiError> {
-    let body = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            too_large()
-        } else {
-            ApiError::bad_request("unreadable_body", "request body could not be read")
+    let read = axum::body::to_bytes(body, config.body_limit);
+    let body = match tokio::time::timeout(config.body_timeout, read).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(e)) => {
+            return Err(if e.into_inner().is::<http_body_util::LengthLimitError>() {
+                too_large()
+            } else {
+                ApiError::bad_request("unreadable_body", "request body could not be read")
+            });
         }
-    })?;
+        Err(_) => {
+            return Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "body_timeout",
+                "the request body was not received in time",
+            ));
+        }
+    };
     serde_json::from_slice(&body)
         .map_err(|_| ApiError::bad_request("invalid_json", "request body is not the expected JSON"))
 }
@@ -301,11 +377,8 @@ struct ActivateResponse {
     licence: String,
 }
 
-async fn activate(
-    State(state): State<AppState>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let body: ActivateBody = json_body(body)?;
+async fn activate(State(state): State<AppState>, body: Body) -> Result<Response, ApiError> {
+    let body: ActivateBody = json_body(&state.config, body).await?;
     let request = ActivationRequest {
         token: b64("token", &body.token)?,
         device_public_key: b64("device_public_key", &body.device_public_key)?,
@@ -320,7 +393,7 @@ async fn activate(
             .activate(&request, now, &mut OsRng)
             .map_err(|e| match e {
                 ActivateError::Refused(r) => refusal_error(&r),
-                ActivateError::Internal(_) => ApiError::internal(),
+                ActivateError::Internal(e) => ApiError::from(e),
             })
     })
     .await?;
@@ -340,10 +413,10 @@ struct RevokeDeviceBody {
 async fn revoke_device(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Response, ApiError> {
     check_admin(&state, &headers)?;
-    let body: RevokeDeviceBody = json_body(body)?;
+    let body: RevokeDeviceBody = json_body(&state.config, body).await?;
     let ueid = hex::decode_n::<{ omg_protocol::keys::UEID_LEN }>(&body.ueid)
         .ok_or_else(|| ApiError::bad_request("invalid_ueid", "ueid must be 66 hex digits"))?;
     let now = (state.config.clock)();
@@ -362,10 +435,10 @@ struct RevokeModelBody {
 async fn revoke_model(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Response, ApiError> {
     check_admin(&state, &headers)?;
-    let body: RevokeModelBody = json_body(body)?;
+    let body: RevokeModelBody = json_body(&state.config, body).await?;
     store::check_model_id(&body.model_id)
         .map_err(|_| ApiError::bad_request("invalid_model_id", "model_id must be 1..=128 bytes"))?;
     let now = (state.config.clock)();
@@ -420,8 +493,8 @@ async fn not_found() -> ApiError {
     )
 }
 
-/// The API router with default settings (admin endpoints disabled, 64 KiB body limit, system
-/// clock).
+/// The API router with default settings (admin endpoints disabled, 64 KiB body limit,
+/// [`DEFAULT_BODY_TIMEOUT`], [`DEFAULT_RATE_LIMIT`], system clock).
 pub fn router(service: Service) -> Router {
     router_with(service, ApiConfig::default())
 }
@@ -429,6 +502,7 @@ pub fn router(service: Service) -> Router {
 /// The API router with explicit settings.
 pub fn router_with(service: Service, config: ApiConfig) -> Router {
     let limit = config.body_limit;
+    let limiter = Arc::new(config.rate_limit.map(Limiter::new));
     Router::new()
         .route("/v1/challenge", post(challenge))
         .route("/v1/activate", post(activate))
@@ -438,9 +512,131 @@ pub fn router_with(service: Service, config: ApiConfig) -> Router {
         .route("/v1/activations", get(activations))
         .route("/v1/openapi.yaml", get(openapi))
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn_with_state(limit, limit_declared_length))
+        .layer(middleware::from_fn_with_state(limiter, rate_limit))
         .with_state(AppState { service, config })
+}
+
+/// Clients tracked by the rate limiter at most; beyond, clients whose bucket is full again are
+/// forgotten (they are as good as new), and if that frees nothing, requests of clients not yet
+/// tracked are refused until it does.
+const MAX_TRACKED_CLIENTS: usize = 65_536;
+
+/// The per-client token buckets.
+struct Limiter {
+    limit: RateLimit,
+    buckets: Mutex<Buckets>,
+}
+
+struct Buckets {
+    by_client: HashMap<IpAddr, Bucket>,
+    /// When full buckets were last forgotten (at most once a second).
+    last_sweep: Instant,
+}
+
+#[derive(Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn refilled(self, now: Instant, limit: RateLimit) -> f64 {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        (self.tokens + elapsed * f64::from(limit.per_second.max(1)))
+            .min(f64::from(limit.burst.max(1)))
+    }
+}
+
+/// The address a client is limited by: an IPv4 address (also when mapped into IPv6), or the
+/// /64 prefix of an IPv6 address (one host usually has a whole /64).
+fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut segments = v6.segments();
+                segments[4..].fill(0);
+                IpAddr::V6(segments.into())
+            }
+        },
+    }
+}
+
+impl Limiter {
+    fn new(limit: RateLimit) -> Self {
+        Limiter {
+            limit,
+            buckets: Mutex::new(Buckets {
+                by_client: HashMap::new(),
+                last_sweep: Instant::now(),
+            }),
+        }
+    }
+
+    /// Takes a token from `client`'s bucket; if there is none, the whole seconds until there
+    /// is one.
+    fn check(&self, client: IpAddr, now: Instant) -> Result<(), u64> {
+        let limit = self.limit;
+        let burst = f64::from(limit.burst.max(1));
+        let key = client_key(client);
+        // Every critical section leaves the map consistent, so a poisoned lock is usable.
+        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+        if buckets.by_client.len() >= MAX_TRACKED_CLIENTS && !buckets.by_client.contains_key(&key) {
+            if now.saturating_duration_since(buckets.last_sweep) >= Duration::from_secs(1) {
+                buckets.last_sweep = now;
+                buckets
+                    .by_client
+                    .retain(|_, bucket| bucket.refilled(now, limit) < burst);
+            }
+            if buckets.by_client.len() >= MAX_TRACKED_CLIENTS {
+                return Err(1);
+            }
+        }
+        let bucket = buckets.by_client.entry(key).or_insert(Bucket {
+            tokens: burst,
+            at: now,
+        });
+        let tokens = bucket.refilled(now, limit);
+        bucket.at = now;
+        if tokens >= 1.0 {
+            bucket.tokens = tokens - 1.0;
+            Ok(())
+        } else {
+            bucket.tokens = tokens;
+            let wait = (1.0 - tokens) / f64::from(limit.per_second.max(1));
+            // At most one second per token, so this is small.
+            Err((wait.ceil() as u64).max(1))
+        }
+    }
+}
+
+/// Answers 429 with `Retry-After` to a client over its rate (see [`RateLimit`]).
+async fn rate_limit(
+    State(limiter): State<Arc<Option<Limiter>>>,
+    request: axum::extract::Request,
+    next: Next,
+) -> Response {
+    let client = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip());
+    if let (Some(limiter), Some(client)) = (limiter.as_ref(), client)
+        && let Err(retry_after) = limiter.check(client, Instant::now())
+    {
+        return ApiError {
+            retry_after: Some(retry_after),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "rate_limited",
+                "too many requests from this client, try again later",
+            )
+        }
+        .into_response();
+    }
+    next.run(request).await
 }
 
 /// Serves the API with default settings on `listener` until the task is dropped or fails.
@@ -448,27 +644,77 @@ pub async fn serve(listener: TcpListener, service: Service) -> std::io::Result<(
     serve_router(listener, router(service)).await
 }
 
-/// Serves a router (e.g. from [`router_with`]) over plain HTTP on `listener`.
+/// Serves a router (e.g. from [`router_with`]) over plain HTTP/1.1 on `listener`: each
+/// connection in a task of its own, its client address handed to the router (for the rate
+/// limit), and closed if a request's headers take longer than [`HEADER_READ_TIMEOUT`].
 pub async fn serve_router(listener: TcpListener, router: Router) -> std::io::Result<()> {
-    axum::serve(listener.tap_io(set_nodelay), router).await
+    serve_router_with(listener, router, None, HEADER_READ_TIMEOUT).await
 }
 
-/// Serves a router over TLS on `listener` (HTTP/1.1 inside TLS 1.2 or 1.3).
+/// Serves a router over TLS on `listener` (HTTP/1.1 inside TLS 1.2 or 1.3), otherwise as
+/// [`serve_router`].
 pub async fn serve_router_tls(
     listener: TcpListener,
     router: Router,
     tls: TlsConfig,
 ) -> std::io::Result<()> {
-    let listener = TlsListener {
+    serve_router_with(listener, router, Some(tls), HEADER_READ_TIMEOUT).await
+}
+
+/// Serves a router over TLS (`tls`) or plain HTTP (`None`) as [`serve_router`] does, closing a
+/// connection whose request headers take longer than `header_read_timeout`.
+pub async fn serve_router_with(
+    listener: TcpListener,
+    router: Router,
+    tls: Option<TlsConfig>,
+    header_read_timeout: Duration,
+) -> std::io::Result<()> {
+    let Some(tls) = tls else {
+        loop {
+            match listener.accept().await {
+                Ok((tcp, peer)) => {
+                    set_nodelay(&tcp);
+                    let router = router.clone();
+                    tokio::spawn(serve_connection(tcp, peer, router, header_read_timeout));
+                }
+                Err(e) => accept_error(e).await,
+            }
+        }
+    };
+    let mut listener = TlsListener {
         tcp: listener,
         acceptor: TlsAcceptor::from(tls.server),
         handshakes: JoinSet::new(),
     };
-    axum::serve(listener, router).await
+    loop {
+        let (stream, peer) = listener.accept().await;
+        let router = router.clone();
+        tokio::spawn(serve_connection(stream, peer, router, header_read_timeout));
+    }
+}
+
+/// Serves one connection until the client closes it, breaks the protocol or is too slow to
+/// send a request's headers.
+async fn serve_connection<I>(io: I, peer: SocketAddr, router: Router, header_read_timeout: Duration)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service =
+        hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            let mut router = router.clone();
+            async move { tower_service::Service::call(&mut router, request.map(Body::new)).await }
+        });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout)
+        .serve_connection(TokioIo::new(io), service);
+    // A broken or timed-out connection concerns only that client.
+    let _ = connection.await;
 }
 
 /// Small request and response bodies: send them at once rather than wait for an ACK.
-fn set_nodelay(stream: &mut TcpStream) {
+fn set_nodelay(stream: &TcpStream) {
     // Only a latency optimisation; a socket that refuses it still works.
     let _ = stream.set_nodelay(true);
 }
@@ -557,8 +803,8 @@ impl TlsConfig {
     }
 }
 
-/// A TLS listener for `axum::serve`: accepts TCP connections and runs each handshake in a task
-/// of its own (bounded by [`TLS_HANDSHAKE_TIMEOUT`]); only completed handshakes are handed on.
+/// A TLS listener: accepts TCP connections and runs each handshake in a task of its own
+/// (bounded by [`TLS_HANDSHAKE_TIMEOUT`]); only completed handshakes are handed on.
 struct TlsListener {
     tcp: TcpListener,
     acceptor: TlsAcceptor,
@@ -568,10 +814,10 @@ struct TlsListener {
 
 async fn handshake(
     acceptor: TlsAcceptor,
-    mut tcp: TcpStream,
+    tcp: TcpStream,
     peer: SocketAddr,
 ) -> Option<(TlsStream<TcpStream>, SocketAddr)> {
-    set_nodelay(&mut tcp);
+    set_nodelay(&tcp);
     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
         Ok(Ok(stream)) => Some((stream, peer)),
         // A failed or timed-out handshake concerns only that client: drop its connection.
@@ -579,11 +825,9 @@ async fn handshake(
     }
 }
 
-impl Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+impl TlsListener {
+    /// The next connection whose handshake completed, and its client's address.
+    async fn accept(&mut self) -> (TlsStream<TcpStream>, SocketAddr) {
         loop {
             tokio::select! {
                 accepted = self.tcp.accept() => match accepted {
@@ -600,13 +844,9 @@ impl Listener for TlsListener {
             }
         }
     }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.tcp.local_addr()
-    }
 }
 
-/// What axum's own TCP listener does on an accept error: a connection that died before it was
+/// What axum's TCP listener does on an accept error: a connection that died before it was
 /// accepted is skipped; anything else (out of file descriptors, say) is waited out for a second
 /// rather than turned into a busy loop.
 async fn accept_error(e: std::io::Error) {
@@ -616,5 +856,114 @@ async fn accept_error(e: std::io::Error) {
         ErrorKind::ConnectionRefused | ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset
     ) {
         tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transient_store_errors_are_503_with_retry_after_and_others_500() {
+        for (error, status) in [
+            (
+                StoreError::Busy("pool".into()),
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+            (
+                StoreError::Connect {
+                    database: "postgresql://omg@db/omg".into(),
+                    reason: "refused".into(),
+                },
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+            (
+                StoreError::Sqlite(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                    None,
+                )),
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+            (
+                StoreError::Corrupt("policy"),
+                StatusCode::INTERNAL_SERVER_ERROR,
+            ),
+            (
+                StoreError::Batch("disk full".into()),
+                StatusCode::INTERNAL_SERVER_ERROR,
+            ),
+        ] {
+            let text = error.to_string();
+            let response = ApiError::from(error).into_response();
+            assert_eq!(response.status(), status, "{text}");
+            let retry_after = response.headers().get(header::RETRY_AFTER);
+            if status == StatusCode::SERVICE_UNAVAILABLE {
+                assert_eq!(retry_after.unwrap(), "1", "{text}");
+            } else {
+                assert!(retry_after.is_none(), "{text}");
+            }
+        }
+    }
+
+    #[test]
+    fn clients_are_limited_by_ipv4_address_or_ipv6_prefix() {
+        let key = |s: &str| client_key(s.parse().unwrap());
+        assert_eq!(key("192.0.2.7"), key("192.0.2.7"));
+        assert_ne!(key("192.0.2.7"), key("192.0.2.8"));
+        assert_eq!(key("::ffff:192.0.2.7"), key("192.0.2.7"));
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), key("2001:db8:1:2:bbbb::2"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+    }
+
+    #[test]
+    fn token_buckets_refill_and_stay_bounded() {
+        let limiter = Limiter::new(RateLimit {
+            per_second: 10,
+            burst: 3,
+        });
+        let t0 = Instant::now();
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        for _ in 0..3 {
+            assert_eq!(limiter.check(a, t0), Ok(()));
+        }
+        assert_eq!(limiter.check(a, t0), Err(1));
+        // Another client has a bucket of its own.
+        assert_eq!(limiter.check(b, t0), Ok(()));
+        // 10 per second: one token after 0.1 s, not two.
+        let t1 = t0 + Duration::from_millis(100);
+        assert_eq!(limiter.check(a, t1), Ok(()));
+        assert_eq!(limiter.check(a, t1), Err(1));
+        // Refilled at most to the burst.
+        let t2 = t1 + Duration::from_secs(60);
+        for _ in 0..3 {
+            assert_eq!(limiter.check(a, t2), Ok(()));
+        }
+        assert_eq!(limiter.check(a, t2), Err(1));
+
+        // Bounded: with the table full of busy clients, a new one is refused; once their
+        // buckets are full again they are forgotten and new clients get in.
+        let full = Limiter::new(RateLimit {
+            per_second: 1,
+            burst: 1,
+        });
+        let t0 = Instant::now();
+        for i in 0..MAX_TRACKED_CLIENTS {
+            let ip = IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i as u32));
+            assert_eq!(full.check(ip, t0), Ok(()));
+        }
+        let newcomer: IpAddr = "203.0.113.9".parse().unwrap();
+        assert_eq!(
+            full.check(newcomer, t0 + Duration::from_millis(500)),
+            Err(1)
+        );
+        assert_eq!(full.check(newcomer, t0 + Duration::from_secs(2)), Ok(()));
+        let tracked = full
+            .buckets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .by_client
+            .len();
+        assert_eq!(tracked, 1);
     }
 }

@@ -27,9 +27,19 @@
 //! 10. the device is already activated for this model, or fewer than `max_devices` distinct
 //!     devices are ([`Refusal::DeviceLimitReached`]); revoked devices keep counting.
 //!
-//! On success it signs the licence, HPKE-seals the content key to the enclave key (AAD = hash
-//! of the token), records the device, the activation and an audit row, commits, and only then
-//! returns. Every attempt, refused or not, leaves exactly one audit row.
+//! On success it records the device, the activation (with its licence) and an audit row,
+//! commits, and only then returns the licence and the key release (the content key
+//! HPKE-sealed to the enclave key, AAD = hash of the token). Every attempt, refused or not,
+//! leaves exactly one audit row.
+//!
+//! The licence's signature and the HPKE sealing are made *before* the write transaction, so
+//! they do not hold up other writers: checks 3 to 10 first run on a read-only snapshot (a
+//! request the snapshot refuses gets nothing signed), the licence is signed under the model's
+//! terms seen there, and the write transaction runs the checks again and uses the prepared
+//! answer only if the model's policy and revocation epoch are still those it was made under;
+//! otherwise it rolls back (consuming nothing) and the activation is prepared again. The write
+//! transaction itself is one write of a group commit ([`crate::Store`]): it may share its
+//! transaction and commit with other activations, each in a savepoint of its own.
 
 use std::fmt;
 use std::sync::Arc;
@@ -39,12 +49,16 @@ use omg_protocol::key_release::{HpkePublicKey, KeyRelease};
 use omg_protocol::licence::Licence;
 use omg_protocol::rand_core::CryptoRng;
 use omg_protocol::token::{Claims, Token};
-use omg_protocol::{ProtocolError, SigningKey, VerifyingKey, ct_eq, ueid, verifying_key_from_sec1};
+use omg_protocol::{
+    ContentKey, ProtocolError, SigningKey, VerifyingKey, ct_eq, ueid, verifying_key_from_sec1,
+};
 
 use crate::hex;
+use crate::policy::Policy;
 use crate::sql::{Tx, args};
 use crate::store::{
-    self, ActivationRecord, AuditRecord, DeviceRecord, Sequence, Store, StoreError, sql_time,
+    self, ActivationRecord, AuditRecord, DeviceRecord, ModelRecord, Sequence, Store, StoreError,
+    sql_time,
 };
 
 /// Service settings.
@@ -309,6 +323,247 @@ fn measurements_allowed(claims: &Claims, allowed: &[[u8; 32]]) -> bool {
         })
 }
 
+/// How many times an activation is prepared again when the model's terms changed between its
+/// preparation and its write transaction (each time, someone changed the policy or revoked a
+/// version in between).
+const MAX_PREPARE_ATTEMPTS: usize = 8;
+
+/// An activation request past its stateless checks: what its write transaction needs.
+struct Checked {
+    subject: AuditSubject,
+    claims: Claims,
+    ueid_hex: String,
+    device_key_hex: String,
+    model_id: String,
+    version: u32,
+    enclave_public_key: Vec<u8>,
+}
+
+/// An activation's licence and key release, made before its write transaction, and the
+/// model's terms they were made under.
+struct Prepared {
+    policy: Policy,
+    epoch: u32,
+    activation: Activation,
+}
+
+/// What an activation's write transaction decided; either is committed with its audit row.
+enum Decision {
+    Activated(Activation),
+    Refused(Refusal),
+}
+
+/// Why an activation's write transaction was rolled back.
+enum Undo {
+    /// The model's terms are no longer those the licence was prepared under: prepare again.
+    Stale,
+    /// The store failed.
+    Store(StoreError),
+}
+
+impl From<StoreError> for Undo {
+    fn from(e: StoreError) -> Self {
+        Undo::Store(e)
+    }
+}
+
+/// Why the checks of an activation stopped.
+enum Stop {
+    Refuse(Refusal),
+    Undo(Undo),
+}
+
+impl From<StoreError> for Stop {
+    fn from(e: StoreError) -> Self {
+        Stop::Undo(Undo::Store(e))
+    }
+}
+
+/// What the checks of an activation do with its nonce.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Nonce {
+    /// Only check it (a read-only snapshot, before the write transaction).
+    Check,
+    /// Check it and mark it used (in the write transaction), before the checks after it, so
+    /// any later refusal burns it too.
+    Consume,
+}
+
+/// The terms an activation that passed every check is granted under.
+struct Terms {
+    model: ModelRecord,
+    content_key: ContentKey,
+    /// Whether the device has no activation of this model yet (so it counts towards the
+    /// device limit from now on).
+    new_device: bool,
+}
+
+/// Checks 3 to 10 of the module documentation, in that order, against the database as `tx`
+/// sees it.
+fn check_in(tx: &mut dyn Tx, c: &Checked, now: u64, nonce: Nonce) -> Result<Terms, Stop> {
+    let refuse = |r| Err(Stop::Refuse(r));
+
+    // 3. Nonce: issued here, unused, unexpired; consume it.
+    if c.claims.nonce.len() != NONCE_LEN {
+        return refuse(Refusal::UnknownNonce);
+    }
+    let nonce_hex = hex::encode(&c.claims.nonce);
+    let Some(mut row) = tx.query_opt(
+        "SELECT expires_at, used FROM nonces WHERE nonce = ?1",
+        args![&nonce_hex],
+    )?
+    else {
+        return refuse(Refusal::UnknownNonce);
+    };
+    let expires_at = row.int(0, "nonce expiry")?;
+    if row.int(1, "nonce used flag")? != 0 {
+        return refuse(Refusal::ReusedNonce);
+    }
+    if nonce == Nonce::Consume {
+        tx.execute(
+            "UPDATE nonces SET used = 1, used_at = ?2 WHERE nonce = ?1 AND used = 0",
+            args![&nonce_hex, sql_time(now)],
+        )?;
+    }
+    if sql_time(now) > expires_at {
+        return refuse(Refusal::ExpiredNonce);
+    }
+
+    // 4. Model and version.
+    let Some(model) = store::load_model(tx, &c.model_id)? else {
+        return refuse(Refusal::UnknownModel);
+    };
+    let Some((content_key, revoked)) = store::load_version(tx, &c.model_id, c.version)? else {
+        return refuse(Refusal::UnknownModel);
+    };
+    if revoked {
+        return refuse(Refusal::ModelVersionRevoked);
+    }
+    let policy = &model.policy;
+
+    // 5.-7. Attestation against the policy.
+    if !measurements_allowed(&c.claims, &policy.measurements()) {
+        return refuse(Refusal::WrongMeasurement);
+    }
+    if c.claims.check_enclave_key(&c.enclave_public_key).is_err() {
+        return refuse(Refusal::EnclaveKeyMismatch);
+    }
+    if !policy.allow_insecure_lifecycle && !c.claims.security_lifecycle.is_secured() {
+        return refuse(Refusal::InsecureLifecycle);
+    }
+
+    // 8. Device revocation.
+    let device_revoked = tx
+        .query_opt(
+            "SELECT revoked FROM devices WHERE ueid = ?1",
+            args![&c.ueid_hex],
+        )?
+        .map(|mut row| row.int(0, "device revoked flag"))
+        .transpose()?;
+    if device_revoked == Some(1) {
+        return refuse(Refusal::DeviceRevoked);
+    }
+
+    // 9. Licence period.
+    if now > policy.not_after {
+        return refuse(Refusal::LicenceExpired);
+    }
+
+    // 10. Device limit: distinct devices with an activation of this model (kept in
+    // model_device_counts by the activations that add a device).
+    let new_device = tx
+        .query_opt(
+            "SELECT 1 FROM activations WHERE model_id = ?1 AND ueid = ?2 LIMIT 1",
+            args![&c.model_id, &c.ueid_hex],
+        )?
+        .is_none();
+    if new_device {
+        let count = tx
+            .query_opt(
+                "SELECT devices FROM model_device_counts WHERE model_id = ?1",
+                args![&c.model_id],
+            )?
+            .map(|mut row| row.int(0, "device count"))
+            .transpose()?
+            .unwrap_or(0);
+        if count >= i64::from(policy.max_devices) {
+            return refuse(Refusal::DeviceLimitReached);
+        }
+    }
+    Ok(Terms {
+        model,
+        content_key,
+        new_device,
+    })
+}
+
+/// An activation's write transaction: the checks, then (granted) the device, the activation
+/// and the device count with the prepared licence and key release, or (refused) only the
+/// consumed nonce; and its audit row either way. Rolled back if the prepared licence no longer
+/// fits the model's terms.
+fn decide(
+    tx: &mut dyn Tx,
+    c: &Checked,
+    prepared: Option<Prepared>,
+    now: u64,
+) -> Result<Decision, Undo> {
+    match grant(tx, c, prepared, now) {
+        Ok(activation) => {
+            write_audit(tx, now, &c.subject, None)?;
+            Ok(Decision::Activated(activation))
+        }
+        Err(Stop::Refuse(refusal)) => {
+            // Commit the refusal's audit row (and the consumed nonce).
+            write_audit(tx, now, &c.subject, Some(&refusal))?;
+            Ok(Decision::Refused(refusal))
+        }
+        Err(Stop::Undo(undo)) => Err(undo),
+    }
+}
+
+fn grant(
+    tx: &mut dyn Tx,
+    c: &Checked,
+    prepared: Option<Prepared>,
+    now: u64,
+) -> Result<Activation, Stop> {
+    let terms = check_in(tx, c, now, Nonce::Consume)?;
+    let activation = match prepared {
+        Some(p) if p.policy == terms.model.policy && p.epoch == terms.model.revocation_epoch => {
+            p.activation
+        }
+        _ => return Err(Stop::Undo(Undo::Stale)),
+    };
+    tx.execute(
+        "INSERT INTO devices (ueid, public_key, first_seen, revoked) VALUES (?1, ?2, ?3, 0)
+         ON CONFLICT (ueid) DO UPDATE SET
+             public_key = COALESCE(devices.public_key, excluded.public_key),
+             first_seen = COALESCE(devices.first_seen, excluded.first_seen)",
+        args![&c.ueid_hex, &c.device_key_hex, sql_time(now)],
+    )?;
+    let id = store::next_seq(tx, Sequence::Activations)?;
+    tx.execute(
+        "INSERT INTO activations (id, ueid, model_id, version, activated_at, licence)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        args![
+            id,
+            &c.ueid_hex,
+            &c.model_id,
+            i64::from(c.version),
+            sql_time(now),
+            &hex::encode(&activation.licence)
+        ],
+    )?;
+    if terms.new_device {
+        tx.execute(
+            "INSERT INTO model_device_counts (model_id, devices) VALUES (?1, 1)
+             ON CONFLICT (model_id) DO UPDATE SET devices = model_device_counts.devices + 1",
+            args![&c.model_id],
+        )?;
+    }
+    Ok(activation)
+}
+
 impl Service {
     /// A service over `store`, signing licences with `vendor_key`, default settings.
     pub fn new(store: Store, vendor_key: SigningKey) -> Self {
@@ -337,7 +592,8 @@ impl Service {
     }
 
     /// Issues a fresh single-use challenge valid for [`ServiceConfig::nonce_ttl_secs`], and
-    /// purges nonces expired longer than [`ServiceConfig::nonce_retention_secs`].
+    /// purges nonces expired longer than [`ServiceConfig::nonce_retention_secs`]. Returns once
+    /// the nonce is committed.
     pub fn issue_nonce<R: CryptoRng + ?Sized>(
         &self,
         now: u64,
@@ -345,16 +601,17 @@ impl Service {
     ) -> Result<Challenge, StoreError> {
         let cfg = self.inner.config;
         let challenge = Challenge::generate(rng, now, cfg.nonce_ttl_secs);
-        let purge_before = now.saturating_sub(cfg.nonce_retention_secs);
+        let purge_before = sql_time(now.saturating_sub(cfg.nonce_retention_secs));
         let nonce_hex = hex::encode(&challenge.nonce);
-        self.inner.store.write(|tx| {
+        let (issued_at, expires_at) = (sql_time(now), sql_time(challenge.expires_at));
+        self.inner.store.write_batched(move |tx| {
             tx.execute(
                 "DELETE FROM nonces WHERE expires_at < ?1",
-                args![sql_time(purge_before)],
+                args![purge_before],
             )?;
             tx.execute(
                 "INSERT INTO nonces (nonce, issued_at, expires_at, used) VALUES (?1, ?2, ?3, 0)",
-                args![&nonce_hex, sql_time(now), sql_time(challenge.expires_at)],
+                args![&nonce_hex, issued_at, expires_at],
             )?;
             Ok::<_, StoreError>(())
         })?;
@@ -369,13 +626,57 @@ impl Service {
         now: u64,
         rng: &mut R,
     ) -> Result<Activation, ActivateError> {
+        let (checked, device_ueid, enclave_key) = match Self::check_request(request) {
+            Ok(v) => v,
+            Err((refusal, subject)) => {
+                let audited = refusal.clone();
+                self.inner
+                    .store
+                    .write_batched(move |tx| write_audit(tx, now, &subject, Some(&audited)))?;
+                return Err(ActivateError::Refused(refusal));
+            }
+        };
+        let checked = Arc::new(checked);
+        for _ in 0..MAX_PREPARE_ATTEMPTS {
+            let prepared = self.prepare(
+                &checked,
+                device_ueid,
+                &enclave_key,
+                &request.token,
+                now,
+                rng,
+            )?;
+            let job = Arc::clone(&checked);
+            match self
+                .inner
+                .store
+                .write_batched(move |tx| decide(tx, &job, prepared, now))
+            {
+                Ok(Decision::Activated(activation)) => return Ok(activation),
+                Ok(Decision::Refused(refusal)) => return Err(ActivateError::Refused(refusal)),
+                Err(Undo::Stale) => {}
+                Err(Undo::Store(e)) => return Err(ActivateError::Internal(e)),
+            }
+        }
+        Err(ActivateError::Internal(StoreError::Busy(format!(
+            "the model's terms changed during each of {MAX_PREPARE_ATTEMPTS} attempts to \
+             activate it"
+        ))))
+    }
+
+    /// The stateless checks 1 and 2 of the module documentation; a refusal comes with what its
+    /// audit row records.
+    #[allow(clippy::type_complexity)]
+    fn check_request(
+        request: &ActivationRequest,
+    ) -> Result<(Checked, [u8; omg_protocol::keys::UEID_LEN], HpkePublicKey), (Refusal, AuditSubject)>
+    {
         let device_key = verifying_key_from_sec1(&request.device_public_key);
-        let mut subject = AuditSubject {
+        let subject = AuditSubject {
             ueid: device_key.as_ref().ok().map(|k| hex::encode(&ueid(k))),
             model_id: request.model_id.clone(),
             version: request.version,
         };
-        // Stateless checks first; their refusals get an audit row of their own.
         let pre = (|| {
             let device_key =
                 device_key.map_err(|_| Refusal::MalformedRequest("device_public_key"))?;
@@ -385,193 +686,79 @@ impl Service {
                 .map_err(|_| Refusal::MalformedRequest("model_id"))?;
             let claims =
                 Token::verify(&request.token, &device_key).map_err(|e| token_refusal(&e))?;
-            Ok((device_key, enclave_key, claims))
+            Ok::<_, Refusal>((device_key, enclave_key, claims))
         })();
         let (device_key, enclave_key, claims) = match pre {
             Ok(v) => v,
-            Err(refusal) => {
-                self.inner.store.write(|tx| {
-                    write_audit(tx, now, &subject, Some(&refusal))?;
-                    Ok::<_, StoreError>(())
-                })?;
-                return Err(ActivateError::Refused(refusal));
-            }
+            Err(refusal) => return Err((refusal, subject)),
         };
         let device_ueid = ueid(&device_key);
-        subject.ueid = Some(hex::encode(&device_ueid));
-
-        let outcome = self.inner.store.write(|tx| {
-            let result =
-                self.activate_in(tx, request, now, rng, &device_key, &enclave_key, &claims);
-            match result {
-                Ok(activation) => {
-                    write_audit(tx, now, &subject, None)?;
-                    Ok(Ok(activation))
-                }
-                Err(ActivateError::Refused(refusal)) => {
-                    // Commit the refusal's audit row (and the consumed nonce).
-                    write_audit(tx, now, &subject, Some(&refusal))?;
-                    Ok(Err(refusal))
-                }
-                Err(internal) => Err(internal),
-            }
-        })?;
-        outcome.map_err(ActivateError::Refused)
+        let ueid_hex = hex::encode(&device_ueid);
+        let checked = Checked {
+            subject: AuditSubject {
+                ueid: Some(ueid_hex.clone()),
+                ..subject
+            },
+            claims,
+            ueid_hex,
+            device_key_hex: hex::encode(&omg_protocol::public_key_sec1(&device_key)),
+            model_id: request.model_id.clone(),
+            version: request.version,
+            enclave_public_key: request.enclave_public_key.clone(),
+        };
+        Ok((checked, device_ueid, enclave_key))
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn activate_in<R: CryptoRng + ?Sized>(
+    /// Signs the licence and seals the key release of an activation outside its write
+    /// transaction, from a snapshot of the database; `None` if the snapshot already refuses
+    /// the activation (then nothing is signed, and the write transaction refuses it, or finds
+    /// that the database changed and asks for a new preparation).
+    fn prepare<R: CryptoRng + ?Sized>(
         &self,
-        tx: &mut dyn Tx,
-        request: &ActivationRequest,
+        checked: &Checked,
+        device_ueid: [u8; omg_protocol::keys::UEID_LEN],
+        enclave_key: &HpkePublicKey,
+        token: &[u8],
         now: u64,
         rng: &mut R,
-        device_key: &VerifyingKey,
-        enclave_key: &HpkePublicKey,
-        claims: &Claims,
-    ) -> Result<Activation, ActivateError> {
-        let refuse = |r| Err(ActivateError::Refused(r));
-
-        // 3. Nonce: issued here, unused, unexpired; consume it.
-        if claims.nonce.len() != NONCE_LEN {
-            return refuse(Refusal::UnknownNonce);
-        }
-        let nonce_hex = hex::encode(&claims.nonce);
-        let Some(mut nonce) = tx.query_opt(
-            "SELECT expires_at, used FROM nonces WHERE nonce = ?1",
-            args![&nonce_hex],
-        )?
-        else {
-            return refuse(Refusal::UnknownNonce);
-        };
-        let expires_at = nonce.int(0, "nonce expiry")?;
-        if nonce.int(1, "nonce used flag")? != 0 {
-            return refuse(Refusal::ReusedNonce);
-        }
-        tx.execute(
-            "UPDATE nonces SET used = 1, used_at = ?2 WHERE nonce = ?1 AND used = 0",
-            args![&nonce_hex, sql_time(now)],
-        )?;
-        if sql_time(now) > expires_at {
-            return refuse(Refusal::ExpiredNonce);
-        }
-
-        // 4. Model and version.
-        let Some(model) = store::load_model(tx, &request.model_id)? else {
-            return refuse(Refusal::UnknownModel);
-        };
-        let Some((content_key, revoked)) =
-            store::load_version(tx, &request.model_id, request.version)?
-        else {
-            return refuse(Refusal::UnknownModel);
-        };
-        if revoked {
-            return refuse(Refusal::ModelVersionRevoked);
-        }
-        let policy = &model.policy;
-
-        // 5.-7. Attestation against the policy.
-        if !measurements_allowed(claims, &policy.measurements()) {
-            return refuse(Refusal::WrongMeasurement);
-        }
-        if claims
-            .check_enclave_key(&request.enclave_public_key)
-            .is_err()
+    ) -> Result<Option<Prepared>, StoreError> {
+        let terms = match self
+            .inner
+            .store
+            .read(|tx| Ok(check_in(tx, checked, now, Nonce::Check)))?
         {
-            return refuse(Refusal::EnclaveKeyMismatch);
-        }
-        if !policy.allow_insecure_lifecycle && !claims.security_lifecycle.is_secured() {
-            return refuse(Refusal::InsecureLifecycle);
-        }
-
-        // 8. Device revocation.
-        let device_ueid = ueid(device_key);
-        let ueid_hex = hex::encode(&device_ueid);
-        let device_revoked = tx
-            .query_opt(
-                "SELECT revoked FROM devices WHERE ueid = ?1",
-                args![&ueid_hex],
-            )?
-            .map(|mut row| row.int(0, "device revoked flag"))
-            .transpose()?;
-        if device_revoked == Some(1) {
-            return refuse(Refusal::DeviceRevoked);
-        }
-
-        // 9. Licence period.
-        if now > policy.not_after {
-            return refuse(Refusal::LicenceExpired);
-        }
-
-        // 10. Device limit: distinct devices with an activation of this model.
-        let already = tx.query_opt(
-            "SELECT 1 FROM activations WHERE model_id = ?1 AND ueid = ?2 LIMIT 1",
-            args![&request.model_id, &ueid_hex],
-        )?;
-        if already.is_none() {
-            let count = tx
-                .query_one(
-                    "SELECT COUNT(DISTINCT ueid) FROM activations WHERE model_id = ?1",
-                    args![&request.model_id],
-                )?
-                .int(0, "device count")?;
-            if count >= i64::from(policy.max_devices) {
-                return refuse(Refusal::DeviceLimitReached);
-            }
-        }
-
-        // Build the answer.
+            Ok(terms) => terms,
+            Err(Stop::Refuse(_)) | Err(Stop::Undo(Undo::Stale)) => return Ok(None),
+            Err(Stop::Undo(Undo::Store(e))) => return Err(e),
+        };
+        let policy = &terms.model.policy;
         let licence = Licence {
             device_ueid,
-            model_id: request.model_id.clone(),
-            model_version: request.version,
+            model_id: checked.model_id.clone(),
+            model_version: checked.version,
             not_after: policy.not_after,
-            epoch: model.revocation_epoch,
+            epoch: terms.model.revocation_epoch,
             quota: policy.inference_quota,
             output_policy: policy.output_policy.into(),
             input_sources: policy.input_source_set(),
         }
-        .sign(&self.inner.vendor_key)
-        .map_err(StoreError::from)?;
+        .sign(&self.inner.vendor_key)?;
         let key_release = KeyRelease::seal(
             enclave_key,
-            &request.token,
-            &content_key,
-            &request.model_id,
-            request.version,
+            token,
+            &terms.content_key,
+            &checked.model_id,
+            checked.version,
             rng,
-        )
-        .map_err(StoreError::from)?;
-
-        // Record device and activation.
-        tx.execute(
-            "INSERT INTO devices (ueid, public_key, first_seen, revoked) VALUES (?1, ?2, ?3, 0)
-             ON CONFLICT (ueid) DO UPDATE SET
-                 public_key = COALESCE(devices.public_key, excluded.public_key),
-                 first_seen = COALESCE(devices.first_seen, excluded.first_seen)",
-            args![
-                &ueid_hex,
-                &hex::encode(&omg_protocol::public_key_sec1(device_key)),
-                sql_time(now)
-            ],
         )?;
-        let id = store::next_seq(tx, Sequence::Activations)?;
-        tx.execute(
-            "INSERT INTO activations (id, ueid, model_id, version, activated_at, licence)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            args![
-                id,
-                &ueid_hex,
-                &request.model_id,
-                i64::from(request.version),
-                sql_time(now),
-                &hex::encode(&licence)
-            ],
-        )?;
-        Ok(Activation {
-            key_release,
-            licence,
-        })
+        Ok(Some(Prepared {
+            policy: terms.model.policy,
+            epoch: terms.model.revocation_epoch,
+            activation: Activation {
+                key_release,
+                licence,
+            },
+        }))
     }
 
     /// Revokes a device by UEID (33 bytes): it gets no further activation of any model.
@@ -604,5 +791,102 @@ impl Service {
     /// The audit log.
     pub fn audit_log(&self) -> Result<Vec<AuditRecord>, StoreError> {
         self.inner.store.audit_log()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use omg_protocol::key_release::HpkeKeyPair;
+    use omg_protocol::token::{Claims, SoftwareComponent};
+    use omg_testkit::DeterministicRng;
+
+    use super::*;
+
+    const NOW: u64 = 1_800_000_000;
+
+    fn policy(not_after: u64) -> Policy {
+        Policy::from_toml(&format!(
+            "allowed_measurements = [\"{}\"]\nmax_devices = 5\nnot_after = {not_after}\n",
+            "11".repeat(32)
+        ))
+        .unwrap()
+    }
+
+    /// A licence prepared under terms that change before the write transaction is not issued:
+    /// the transaction rolls back (the nonce stays unused, no audit row), and `activate`
+    /// prepares again under the new terms.
+    #[test]
+    fn a_licence_prepared_under_old_terms_is_made_again() {
+        let dir = std::env::temp_dir().join(format!("omg-vendor-stale-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut rng = DeterministicRng::new(5);
+        let store = Store::open(dir.join("vendor.sqlite")).unwrap();
+        store.put_model("m", &policy(NOW + 100), NOW).unwrap();
+        store
+            .add_model_version("m", 1, &ContentKey::generate(&mut rng), NOW)
+            .unwrap();
+        let vendor = omg_protocol::generate_signing_key(&mut rng);
+        let service = Service::new(store, vendor.clone());
+
+        let device = omg_protocol::generate_signing_key(&mut rng);
+        let enclave = HpkeKeyPair::generate(&mut rng);
+        let challenge = service.issue_nonce(NOW, &mut rng).unwrap();
+        let claims = Claims::new(
+            device.verifying_key(),
+            &challenge.nonce,
+            [0x33; 32],
+            vec![SoftwareComponent {
+                measurement_type: None,
+                measurement_value: vec![0x11; 32],
+                version: None,
+                signer_id: vec![0x22; 32],
+                measurement_desc: None,
+            }],
+            enclave.public_key_hash(),
+        );
+        let request = ActivationRequest {
+            token: Token::sign(&claims, &device).unwrap(),
+            device_public_key: omg_protocol::public_key_sec1(device.verifying_key()).to_vec(),
+            model_id: "m".into(),
+            version: 1,
+            enclave_public_key: enclave.public_key.to_bytes().to_vec(),
+        };
+
+        let Ok((checked, device_ueid, enclave_key)) = Service::check_request(&request) else {
+            panic!("the request is well-formed");
+        };
+        let checked = Arc::new(checked);
+        let prepared = service
+            .prepare(
+                &checked,
+                device_ueid,
+                &enclave_key,
+                &request.token,
+                NOW,
+                &mut rng,
+            )
+            .unwrap()
+            .expect("prepared");
+        // The terms change in between.
+        service
+            .store()
+            .put_model("m", &policy(NOW + 200), NOW)
+            .unwrap();
+        let job = Arc::clone(&checked);
+        let stale = service
+            .store()
+            .write_batched(move |tx| decide(tx, &job, Some(prepared), NOW));
+        assert!(matches!(stale, Err(Undo::Stale)));
+        assert!(service.audit_log().unwrap().is_empty());
+        assert!(service.list_activations().unwrap().is_empty());
+
+        // The whole activation: prepared again, under the new terms.
+        let activation = service.activate(&request, NOW, &mut rng).unwrap();
+        let licence = Licence::verify(&activation.licence, vendor.verifying_key()).unwrap();
+        assert_eq!(licence.not_after, NOW + 200);
+        assert_eq!(service.audit_log().unwrap().len(), 1);
+        drop(service);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -4,8 +4,9 @@
 //! Schema (see `migrations/*.sql`): `models` (policy as JSON, revocation epoch),
 //! `model_versions` (content key, revoked flag), `devices` (UEID, public key, first seen,
 //! revoked flag), `nonces` (value, expiry, used flag), `activations` (device, model, version,
-//! time, licence) and the append-only `audit` table (every activation attempt with its outcome
-//! and refusal reason). Binary values are lowercase hex TEXT, times BIGINT seconds, flags
+//! time, licence), `model_device_counts` (distinct devices activated per model, for the device
+//! limit) and the append-only `audit` table (every activation attempt with its outcome and
+//! refusal reason). Binary values are lowercase hex TEXT, times BIGINT seconds, flags
 //! INTEGER 0/1, sequence numbers assigned as `MAX + 1` inside the write transaction: portable
 //! SQL, so one set of statements ([`crate::sql`]) serves both backends. Only the migration that
 //! makes `audit` append-only has a dialect of its own per backend (triggers); the
@@ -14,6 +15,13 @@
 //! Write transactions are serialized on both backends (SQLite: `BEGIN IMMEDIATE`; PostgreSQL:
 //! a transaction-level advisory lock, see [`crate::pg`]), so a check made inside one (a device
 //! limit, the next sequence number) still holds when it commits.
+//!
+//! The service's frequent writes (nonces, activations, their audit rows) go through
+//! `Store::write_batched`: on SQLite one writer thread per store commits the writes waiting at
+//! a time together, each in a savepoint of its own (group commit, see [`crate::sqlite`]), so a
+//! burst of activations costs one fsync instead of one each. Each write still sees all those
+//! before it (the batch is one write transaction, its writes run in order), and none is
+//! answered before the batch's commit returns.
 
 use std::ffi::OsStr;
 use std::fmt;
@@ -51,10 +59,16 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/0002_audit_append_only.sqlite.sql"),
         postgres: include_str!("../migrations/0002_audit_append_only.postgres.sql"),
     },
+    Migration {
+        version: 3,
+        description: "per-model device counts",
+        sqlite: include_str!("../migrations/0003_model_device_counts.sql"),
+        postgres: include_str!("../migrations/0003_model_device_counts.sql"),
+    },
 ];
 
 /// The schema version this crate writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// A store failure (never a policy refusal).
 #[derive(Debug)]
@@ -72,8 +86,12 @@ pub enum StoreError {
         /// Why the connection failed.
         reason: String,
     },
-    /// Every database connection stayed in use for too long (the service is overloaded).
+    /// Every database connection stayed in use for too long, or the database stayed locked by
+    /// another writer for too long (the service is overloaded; trying again later may work).
     Busy(String),
+    /// A batch of writes committed together (see [`Store`]) failed as a whole: this write was
+    /// not committed. The reason names the batch's failure.
+    Batch(String),
     /// The database holds a value this crate cannot read (or a newer schema).
     Corrupt(&'static str),
     /// The model or model version named does not exist.
@@ -96,6 +114,7 @@ impl fmt::Display for StoreError {
                 )
             }
             StoreError::Busy(e) => write!(f, "database busy: {e}"),
+            StoreError::Batch(e) => write!(f, "the write batch was not committed: {e}"),
             StoreError::Corrupt(what) => write!(f, "database holds an unreadable {what}"),
             StoreError::NotFound(what) => write!(f, "{what} not found"),
             StoreError::Invalid(e) => write!(f, "invalid input: {e}"),
@@ -105,6 +124,46 @@ impl fmt::Display for StoreError {
 }
 
 impl std::error::Error for StoreError {}
+
+impl StoreError {
+    /// Whether the failure is temporary and says nothing about the request: the database is
+    /// busy or locked, or cannot be reached. Trying again later may succeed (the HTTP API
+    /// answers 503 with `Retry-After`).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Busy(_) | StoreError::Connect { .. } => true,
+            StoreError::Sqlite(e) => matches!(
+                e.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+            ),
+            StoreError::Postgres(e) => {
+                e.is_closed()
+                    || e.code().is_some_and(|c| {
+                        *c == postgres::error::SqlState::LOCK_NOT_AVAILABLE
+                            || *c == postgres::error::SqlState::TOO_MANY_CONNECTIONS
+                            || *c == postgres::error::SqlState::ADMIN_SHUTDOWN
+                            || *c == postgres::error::SqlState::CANNOT_CONNECT_NOW
+                    })
+            }
+            StoreError::Batch(_)
+            | StoreError::Corrupt(_)
+            | StoreError::NotFound(_)
+            | StoreError::Invalid(_)
+            | StoreError::Protocol(_) => false,
+        }
+    }
+
+    /// The error to hand every write of a batch that failed with `self` as a whole: a
+    /// transient failure stays [`StoreError::Busy`] (so it is still answered as such), any
+    /// other becomes [`StoreError::Batch`] with this error's message.
+    pub(crate) fn for_batch(&self) -> StoreError {
+        if self.is_transient() {
+            StoreError::Busy(self.to_string())
+        } else {
+            StoreError::Batch(self.to_string())
+        }
+    }
+}
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
@@ -324,8 +383,27 @@ impl Store {
         }
     }
 
+    /// Runs `f` as one write of a group commit: on SQLite the store's writer thread runs it
+    /// in a savepoint of its own inside a transaction shared with the other writes waiting at
+    /// that moment, and commits them together (one fsync for the batch); `f`'s writes are kept
+    /// if it returns `Ok` and rolled back to its savepoint otherwise. This returns only once
+    /// the batch's commit is durable, with `f`'s result, or with an error if the batch as a
+    /// whole failed (then nothing of `f` was committed either). On PostgreSQL it is
+    /// [`Store::write`].
+    pub(crate) fn write_batched<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut dyn Tx) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        match &self.backend {
+            Backend::Sqlite(db) => db.write_batched(f),
+            Backend::Postgres(db) => db.transaction(Mode::Write, f),
+        }
+    }
+
     /// Runs `f` in a read-only transaction (one consistent snapshot).
-    fn read<T>(
+    pub(crate) fn read<T>(
         &self,
         f: impl FnOnce(&mut dyn Tx) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {

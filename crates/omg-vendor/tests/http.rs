@@ -9,7 +9,9 @@
 mod common;
 
 use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
@@ -21,7 +23,7 @@ use omg_protocol::challenge::Challenge;
 use omg_protocol::key_release::KeyRelease;
 use omg_protocol::licence::Licence;
 use omg_protocol::public_key_sec1;
-use omg_vendor::http::{ApiConfig, router, router_with};
+use omg_vendor::http::{ApiConfig, RateLimit, router, router_with, serve_router_with};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -301,4 +303,326 @@ fn serve_on_loopback() {
     assert!(out.starts_with("HTTP/1.1 413"), "{out}");
     assert!(out.contains("payload_too_large"));
     server.abort();
+}
+
+// --- Hostile clients ----------------------------------------------------------------------
+
+/// A served router on a loopback port of its own runtime (dropped with the runtime).
+struct Served {
+    addr: std::net::SocketAddr,
+    _rt: tokio::runtime::Runtime,
+}
+
+fn serve_with(f: &Fixture, config: ApiConfig, header_timeout: Duration) -> Served {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = router_with(f.service.clone(), config);
+    rt.spawn(serve_router_with(listener, app, None, header_timeout));
+    Served { addr, _rt: rt }
+}
+
+/// Sends `raw` and reads the answer until the server closes the connection (or `wait`).
+fn exchange(addr: std::net::SocketAddr, raw: &[u8], wait: Duration) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(wait)).unwrap();
+    s.write_all(raw).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn status_of(answer: &str) -> u16 {
+    answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP status in {answer:?}"))
+}
+
+const ROUTES: [(&str, &str); 8] = [
+    ("POST", "/v1/challenge"),
+    ("POST", "/v1/activate"),
+    ("POST", "/v1/revoke/device"),
+    ("POST", "/v1/revoke/model"),
+    ("GET", "/v1/devices"),
+    ("GET", "/v1/activations"),
+    ("GET", "/v1/openapi.yaml"),
+    ("POST", "/v1/no-such-route"),
+];
+
+/// Every route refuses a declared body over the limit with 413 before reading it (the
+/// client sends only the headers), and a chunked body as soon as it passes the limit.
+#[test]
+fn oversized_bodies_are_refused_on_every_route_without_reading_them() {
+    let f = fixture("oversized", 30, &policy(5));
+    let served = serve_with(&f, config(Some("s3cret")), Duration::from_secs(5));
+    for (method, path) in ROUTES {
+        let start = Instant::now();
+        let answer = exchange(
+            served.addr,
+            format!(
+                "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cret\r\n\
+                 Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                1 << 30
+            )
+            .as_bytes(),
+            Duration::from_secs(5),
+        );
+        assert_eq!(status_of(&answer), 413, "{method} {path}: {answer}");
+        assert!(answer.contains("\"payload_too_large\""), "{answer}");
+        assert!(start.elapsed() < Duration::from_secs(4), "{method} {path}");
+    }
+    // Chunked, never finished: 413 once 64 KiB are passed, while the client still "sends".
+    for path in ["/v1/activate", "/v1/revoke/device", "/v1/revoke/model"] {
+        let mut s = TcpStream::connect(served.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        write!(
+            s,
+            "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cret\r\n\
+             Transfer-Encoding: chunked\r\n\r\n"
+        )
+        .unwrap();
+        let chunk = format!("{:x}\r\n{}\r\n", 4096, "a".repeat(4096));
+        for _ in 0..20 {
+            // The server may stop reading (and close) once it has answered.
+            if s.write_all(chunk.as_bytes()).is_err() {
+                break;
+            }
+        }
+        let mut out = vec![0; 4096];
+        let n = s.read(&mut out).unwrap();
+        let answer = String::from_utf8_lossy(&out[..n]);
+        assert_eq!(status_of(&answer), 413, "{path}: {answer}");
+    }
+}
+
+/// Clients that send their headers or their body byte by byte are cut off after the header
+/// timeout or the body timeout, while a normal client is served at once.
+#[test]
+fn slow_clients_are_cut_off_and_others_still_served() {
+    const SLOW: usize = 40;
+    let f = fixture("slow", 31, &policy(5));
+    let served = serve_with(
+        &f,
+        ApiConfig {
+            body_timeout: Duration::from_secs(1),
+            ..config(None)
+        },
+        Duration::from_secs(1),
+    );
+    let addr = served.addr;
+    let start = Instant::now();
+    let slow: Vec<_> = (0..SLOW)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let mut s = TcpStream::connect(addr).unwrap();
+                s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+                // Half send their headers slowly, half a declared body.
+                let (head, drip): (String, &[u8]) = if i % 2 == 0 {
+                    (
+                        "POST /v1/challenge HTTP/1.1\r\nHost: x\r\n".into(),
+                        b"X-Slow: yes\r\n",
+                    )
+                } else {
+                    (
+                        "POST /v1/activate HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n"
+                            .into(),
+                        b"{\"token\": \"",
+                    )
+                };
+                s.write_all(head.as_bytes()).unwrap();
+                let mut answer = Vec::new();
+                for byte in drip.iter().cycle() {
+                    if start.elapsed() > Duration::from_secs(10) {
+                        panic!("slow client {i} still connected after 10 s");
+                    }
+                    if s.write_all(&[*byte]).is_err() {
+                        break;
+                    }
+                    let mut buf = [0; 1024];
+                    match s.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => answer.extend_from_slice(&buf[..n]),
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+                        Err(_) => break,
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                (
+                    i,
+                    start.elapsed(),
+                    String::from_utf8_lossy(&answer).into_owned(),
+                )
+            })
+        })
+        .collect();
+
+    // Meanwhile a normal client is served promptly, more than once.
+    std::thread::sleep(Duration::from_millis(300));
+    for _ in 0..3 {
+        let t = Instant::now();
+        let answer = exchange(
+            addr,
+            b"POST /v1/challenge HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            Duration::from_secs(5),
+        );
+        assert_eq!(status_of(&answer), 200, "{answer}");
+        assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    for handle in slow {
+        let (i, closed_after, answer) = handle.join().unwrap();
+        assert!(
+            closed_after < Duration::from_secs(4),
+            "slow client {i} cut off only after {closed_after:?}"
+        );
+        if i % 2 == 1 {
+            // A slow body is answered 408 before the connection is closed.
+            assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+            assert!(answer.contains("\"body_timeout\""), "{answer}");
+        }
+    }
+}
+
+/// Past its burst, one client address is answered 429 with `Retry-After`; the limit refills
+/// with time.
+#[test]
+fn request_floods_are_rate_limited_per_client() {
+    let f = fixture("flood", 32, &policy(5));
+    let served = serve_with(
+        &f,
+        ApiConfig {
+            rate_limit: Some(RateLimit {
+                per_second: 2,
+                burst: 5,
+            }),
+            ..config(None)
+        },
+        Duration::from_secs(5),
+    );
+    let get = b"GET /v1/openapi.yaml HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let statuses: Vec<u16> = (0..8)
+        .map(|_| status_of(&exchange(served.addr, get, Duration::from_secs(5))))
+        .collect();
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 429, 429, 429]);
+    let answer = exchange(served.addr, get, Duration::from_secs(5));
+    assert_eq!(status_of(&answer), 429);
+    assert!(
+        answer.to_ascii_lowercase().contains("retry-after: 1\r\n"),
+        "{answer}"
+    );
+    assert!(answer.contains("\"rate_limited\""), "{answer}");
+    // Two tokens a second: after 0.6 s one request passes again.
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(
+        status_of(&exchange(served.addr, get, Duration::from_secs(5))),
+        200
+    );
+}
+
+/// Malformed JSON, wrong types, bad base64 and malformed CBOR / COSE inside the token: 400
+/// with a stable reason code, and nothing internal in the message.
+#[test]
+fn malformed_requests_get_400_without_internal_details() {
+    let mut f = fixture("malformed", 33, &policy(5));
+    let device = Device::new(&mut f.rng);
+    let app = router_with(f.service.clone(), config(Some("s3cret")));
+    let good = activate_body(&device, &device.token_with(&[7; 32], MEASUREMENT), 1);
+    let with = |field: &str, value: Value| {
+        let mut body = good.clone();
+        body[field] = value;
+        body.to_string()
+    };
+    let cose = |bytes: &[u8]| with("token", json!(B64.encode(bytes)));
+    let cases: Vec<(String, &str)> = vec![
+        (String::new(), "invalid_json"),
+        ("{".into(), "invalid_json"),
+        ("[]".into(), "invalid_json"),
+        ("null".into(), "invalid_json"),
+        ("\"token\"".into(), "invalid_json"),
+        ("{\"token\": \"\u{0}\"".into(), "invalid_json"),
+        (with("token", json!(42)), "invalid_json"),
+        (with("version", json!(-1)), "invalid_json"),
+        (with("version", json!(1u64 << 32)), "invalid_json"),
+        (with("version", json!("1")), "invalid_json"),
+        (with("model_id", json!(null)), "invalid_json"),
+        (with("extra", json!(1)), "invalid_json"),
+        (with("token", json!("not base64!")), "invalid_base64"),
+        (with("device_public_key", json!("AAA")), "invalid_base64"),
+        (with("enclave_public_key", json!("====")), "invalid_base64"),
+        (
+            with("device_public_key", json!(B64.encode([4; 10]))),
+            "malformed_request",
+        ),
+        (
+            with("enclave_public_key", json!(B64.encode([1; 31]))),
+            "malformed_request",
+        ),
+        (with("model_id", json!("")), "malformed_request"),
+        (
+            with("model_id", json!("m".repeat(129))),
+            "malformed_request",
+        ),
+        (cose(b""), "malformed_token"),
+        (cose(&[0xd2]), "malformed_token"),
+        (cose(&[0xd2, 0x84, 0x40, 0xa0, 0x40]), "malformed_token"),
+        (cose(&[0xff; 64]), "malformed_token"),
+        (cose(&[0x9f; 300]), "malformed_token"),
+        (cose(&[0xd9, 0xd9, 0xf7, 0xd2, 0x84]), "malformed_token"),
+    ];
+    let admin_cases: Vec<(&str, String, &str)> = vec![
+        ("/v1/revoke/device", "{\"ueid\": 5}".into(), "invalid_json"),
+        (
+            "/v1/revoke/device",
+            "{\"ueid\": \"zz\"}".into(),
+            "invalid_ueid",
+        ),
+        (
+            "/v1/revoke/model",
+            "{\"model_id\": \"m\"}".into(),
+            "invalid_json",
+        ),
+        (
+            "/v1/revoke/model",
+            "{\"model_id\": \"\", \"version\": 1}".into(),
+            "invalid_model_id",
+        ),
+    ];
+    block_on(async {
+        let mut all: Vec<(&str, String, &str)> = cases
+            .into_iter()
+            .map(|(body, reason)| ("/v1/activate", body, reason))
+            .collect();
+        all.extend(admin_cases);
+        for (path, body, reason) in all {
+            let request = Request::post(path)
+                .header(header::CONTENT_TYPE, "application/json")
+                .header(header::AUTHORIZATION, "Bearer s3cret")
+                .body(Body::from(body.clone()))
+                .unwrap();
+            let (status, answer) = call(&app, request).await;
+            assert_eq!(
+                status,
+                StatusCode::BAD_REQUEST,
+                "{path} {body:.80}: {answer}"
+            );
+            assert_eq!(answer["error"], "bad_request", "{body:.80}");
+            assert_eq!(answer["reason"], reason, "{path} {body:.80}: {answer}");
+            let message = answer["message"].as_str().unwrap();
+            for leak in [
+                "::", "SELECT", "sqlite", "SQLite", "/", "panicked", "Error", "line ",
+            ] {
+                assert!(!message.contains(leak), "{body:.80}: message {message:?}");
+            }
+        }
+    });
 }

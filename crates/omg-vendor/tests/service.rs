@@ -371,8 +371,8 @@ fn store_reopens_and_audit_is_append_only(backend: Backend) {
 
     // Reopen: migrations are not re-applied, data is there.
     let store = Store::connect(f.db.spec()).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 2);
-    assert_eq!(f.db.raw_count("SELECT COUNT(*) FROM schema_migrations"), 2);
+    assert_eq!(store.schema_version().unwrap(), 3);
+    assert_eq!(f.db.raw_count("SELECT COUNT(*) FROM schema_migrations"), 3);
     assert_eq!(store.list_activations().unwrap().len(), 1);
     assert_eq!(store.model(MODEL).unwrap().unwrap().policy, policy(5));
     assert!(store.model("other").unwrap().is_none());
@@ -424,9 +424,9 @@ fn concurrent_opens_migrate_once(backend: Backend) {
         })
         .collect();
     for h in handles {
-        assert_eq!(h.join().unwrap().unwrap().unwrap(), 2);
+        assert_eq!(h.join().unwrap().unwrap().unwrap(), 3);
     }
-    assert_eq!(db.raw_count("SELECT COUNT(*) FROM schema_migrations"), 2);
+    assert_eq!(db.raw_count("SELECT COUNT(*) FROM schema_migrations"), 3);
 }
 
 /// A database written by a newer program is refused with a clear error.
