@@ -193,7 +193,8 @@ enum Command {
 enum VendorCommand {
     /// Run the provisioning and licensing service (HTTP, loopback by default).
     Serve {
-        /// SQLite database file (created and migrated if needed).
+        /// The service database: a SQLite file (created and migrated if needed) or a
+        /// postgres:// URL.
         #[arg(long)]
         db: PathBuf,
         /// Directory holding vendor.key (from `omg vendor keygen`).

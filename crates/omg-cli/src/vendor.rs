@@ -72,8 +72,10 @@ pub(crate) fn serve(
 ) -> Result<()> {
     let tls = load_tls(tls.cert, tls.key)?;
     let key = load_vendor_key(key_dir)?;
-    let store = Store::open(db)
-        .with_context(|| format!("cannot open the service database {}", db.display()))?;
+    // A SQLite file or a postgres:// URL; the error and the startup line name the database
+    // without its password.
+    let store = Store::connect(db).context("cannot open the service database")?;
+    let location = store.location().to_owned();
     let admin_token = match admin_token_file {
         Some(f) => {
             let t = String::from_utf8(read_limited(&f, 4096)?)
@@ -117,7 +119,7 @@ pub(crate) fn serve(
             "omg: vendor service listening on {}://{addr} (database {}, admin API {}, rate \
              limit {rate})",
             if tls.is_some() { "https" } else { "http" },
-            db.display(),
+            location,
             if admin { "on" } else { "off" }
         );
         let served = match tls {
