@@ -219,7 +219,10 @@ impl Pipeline {
         })
     }
 
-    fn assemble(
+    /// Builds a pipeline from a parsed `manifest` and the model files `file` returns by the
+    /// names the manifest uses, checking the models against the manifest; `origin` names the
+    /// pipeline in messages.
+    pub fn assemble(
         origin: String,
         manifest: Manifest,
         file: impl Fn(&str) -> Result<Vec<u8>>,
