@@ -92,4 +92,9 @@ fn manifest_seeds() {
     );
     assert!(Pipeline::assemble("seed".into(), parse(&model_frontend).unwrap(), model).is_err());
     write("manifest", "model_frontend.toml", model_frontend.as_bytes());
+    // A window whose sample count once overflowed 32 bits: refused.
+    let huge_window = model_frontend.replace("window_ms = 30", "window_ms = 300000");
+    let e = parse(&huge_window).unwrap_err();
+    assert!(format!("{e:#}").contains("at most 1000"), "{e:#}");
+    write("manifest", "huge_window.toml", huge_window.as_bytes());
 }
