@@ -89,13 +89,19 @@ pub fn decode_wav<R: Read>(reader: R) -> Result<Clip> {
         (format, bits) => bail!("{bits}-bit {format:?} samples are not supported"),
     }
     .map_err(|e| anyhow::anyhow!("corrupt or truncated sample data: {e}"))?;
+    // NaN or infinity would poison the resampler's FFT (rubato panics on it), and so could
+    // huge finite values: refuse the former, clip the latter to full scale (±1.0), where the
+    // 16-bit output clips anyway.
+    if interleaved.iter().any(|x| !x.is_finite()) {
+        bail!("the file holds NaN or infinite float samples");
+    }
     let frames = interleaved.len() / usize::from(channels);
     if frames > frames_declared {
         bail!("sample data is longer than the header declares");
     }
     let mono: Vec<f32> = interleaved
         .chunks_exact(usize::from(channels))
-        .map(|c| c.iter().sum::<f32>() / f32::from(channels))
+        .map(|c| c.iter().map(|x| x.clamp(-1.0, 1.0)).sum::<f32>() / f32::from(channels))
         .collect();
     let resampled = if spec.sample_rate == RATE {
         mono
@@ -238,6 +244,24 @@ mod tests {
             w.write_sample(1 << 22).unwrap()
         });
         assert_eq!(decode_wav(&i24[..]).unwrap().samples, [16384]);
+    }
+
+    #[test]
+    fn non_finite_and_huge_float_samples_do_not_reach_the_resampler() {
+        // Found by the `audio` fuzz target: a NaN in a 44.1 kHz float file made rubato panic.
+        let with = |x: f32| {
+            wav(spec(1, 44100, 32, hound::SampleFormat::Float), |w| {
+                for i in 0..4000 {
+                    w.write_sample(if i == 1234 { x } else { 0.25 }).unwrap();
+                }
+            })
+        };
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let e = decode_wav(&with(bad)[..]).err().expect("refused");
+            assert!(format!("{e:#}").contains("NaN or infinite"), "{e:#}");
+        }
+        let clip = decode_wav(&with(f32::MAX)[..]).unwrap();
+        assert!(clip.samples.len() > 1400);
     }
 
     #[test]

@@ -1,17 +1,14 @@
 //! `omg`: the Offline Model Guard command-line tool.
 #![forbid(unsafe_code)]
 
-mod audio;
 mod bench;
 mod bundle;
 mod demo;
 mod device;
 mod enclave;
-mod files;
 mod identity;
 mod infer;
 mod kws;
-mod manifest;
 #[cfg(feature = "mic")]
 mod mic;
 mod package;
@@ -24,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use omg_cli::{audio, files, manifest};
 
 /// Offline Model Guard: private, model-protecting, offline keyword spotting.
 #[derive(Parser)]

@@ -219,7 +219,10 @@ impl Pipeline {
         })
     }
 
-    fn assemble(
+    /// Builds a pipeline from a parsed `manifest` and the model files `file` returns by the
+    /// names the manifest uses, checking the models against the manifest; `origin` names the
+    /// pipeline in messages.
+    pub fn assemble(
         origin: String,
         manifest: Manifest,
         file: impl Fn(&str) -> Result<Vec<u8>>,
@@ -306,14 +309,22 @@ impl Pipeline {
 
     /// Samples per analysis window.
     pub fn window_samples(&self) -> usize {
-        (self.manifest.sample_rate * self.manifest.frontend.window_ms / 1000) as usize
+        samples(self.manifest.sample_rate, self.manifest.frontend.window_ms)
     }
 
     /// Samples per hop.
     pub fn hop_samples(&self) -> usize {
-        (self.manifest.sample_rate * self.manifest.frontend.stride_ms / 1000) as usize
+        samples(self.manifest.sample_rate, self.manifest.frontend.stride_ms)
     }
 }
+
+/// Samples in `ms` milliseconds at `rate` Hz (in 64 bits: the product overflows 32).
+fn samples(rate: u32, ms: u32) -> usize {
+    usize::try_from(u64::from(rate) * u64::from(ms) / 1000).unwrap_or(usize::MAX)
+}
+
+/// Longest front-end window a manifest may ask for, in ms.
+const MAX_WINDOW_MS: u32 = 1000;
 
 /// Parses and checks a manifest on its own (models are checked in [`Pipeline::load`]).
 pub fn parse(text: &str) -> Result<Manifest> {
@@ -327,6 +338,10 @@ pub fn parse(text: &str) -> Result<Manifest> {
     ensure!(
         f.window_ms > 0 && f.stride_ms > 0 && f.stride_ms <= f.window_ms,
         "frontend window_ms and stride_ms must be positive, stride <= window"
+    );
+    ensure!(
+        f.window_ms <= MAX_WINDOW_MS,
+        "frontend window_ms must be at most {MAX_WINDOW_MS}"
     );
     if f.kind == FrontendKind::Native {
         ensure!(
@@ -410,11 +425,23 @@ mod tests {
                 "minimum_level = 40000",
                 "recognizer.minimum_level",
             ),
+            // 16000 * 300000 overflowed u32 in window_samples (a panic in debug builds).
+            (
+                "kind = \"native\"\nwindow_ms = 30",
+                "kind = \"model\"\nwindow_ms = 300000",
+                "window_ms must be at most 1000",
+            ),
         ] {
             assert!(good.contains(from), "{from}");
             let e = parse(&good.replace(from, to)).unwrap_err();
             assert!(format!("{e:#}").contains(want), "{from} -> {e:#}");
         }
+    }
+
+    #[test]
+    fn sample_counts_do_not_overflow() {
+        assert_eq!(samples(16_000, 30), 480);
+        assert_eq!(samples(u32::MAX, u32::MAX), 18_446_744_065_119_617);
     }
 
     #[test]
