@@ -483,10 +483,14 @@ fuzz_target!(|data: &[u8]| {
         io.sent.clear();
         let ok = enclave.handle(request.clone(), &mut io).is_ok();
         check(&request, &io.sent, ok, known);
+        // A reply may echo what the host sent (a token carries its nonce): the content key
+        // only counts as leaked when the request did not hold it already.
+        let supplied = encode(&request).unwrap_or_default();
+        let known_to_host = supplied.windows(32).any(|w| w == v.content_key);
         for reply in &io.sent {
             let bytes = reply_bytes(reply);
             assert!(
-                !bytes.windows(32).any(|w| w == v.content_key),
+                known_to_host || !bytes.windows(32).any(|w| w == v.content_key),
                 "the content key left the enclave"
             );
             match reply {
