@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the trusted core as a #![no_std] static library (panic = abort, its own allocator) and
-# links it from a C program: if anything in its dependency tree needed std, this would not link.
+# Builds the trusted core (engine, KWS, protocol, enclave logic) as a #![no_std] static library
+# (panic = abort, its own allocator) and links it from a C program: if anything in its dependency
+# tree needed std, this would not link.
 # Optional arguments: .tflite models for the C program to load and run once.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -6,6 +6,7 @@
 int64_t omg_check_model(const uint8_t *data, size_t len);
 int32_t omg_check_frontend(void);
 int32_t omg_check_protocol(void);
+int32_t omg_check_enclave(void);
 
 /* The prebuilt `alloc` crate refers to the unwinding personality routine even though the library
  * is built with panic = abort and never unwinds; this stub satisfies the linker. */
@@ -23,6 +24,10 @@ int main(int argc, char **argv) {
     }
     if (omg_check_protocol() != 0) {
         fprintf(stderr, "a malformed token was accepted\n");
+        return 1;
+    }
+    if (omg_check_enclave() != 0) {
+        fprintf(stderr, "the enclave's message codec failed\n");
         return 1;
     }
     for (int i = 1; i < argc; i++) {

@@ -65,6 +65,18 @@ pub extern "C" fn omg_check_protocol() -> i32 {
     }
 }
 
+/// Decodes a well-formed host request frame and refuses a malformed one; returns 0 when both
+/// go as they should.
+#[unsafe(no_mangle)]
+pub extern "C" fn omg_check_enclave() -> i32 {
+    use omg_enclave::messages::{HostRequest, decode, encode};
+    let request = HostRequest::FinishProvision { key_release: alloc::vec![1; 8], licence: alloc::vec![2; 8] };
+    let Ok(frame) = encode(&request) else { return -1 };
+    let good = matches!(decode::<HostRequest>(&frame[4..]), Ok(r) if r == request);
+    let bad = decode::<HostRequest>(&[0xff, 0x00]).is_err();
+    if good && bad { 0 } else { -1 }
+}
+
 /// Loads a model and invokes it once on zeroed inputs; returns the arena size, or -1 on error.
 ///
 /// # Safety
