@@ -268,9 +268,10 @@ def compare_output(dt: np.dtype, expected: np.ndarray, got_bytes: bytes):
             "differing_elements": int(len(idx))}
 
 
-def run_omg(omg: Path, info: ModelInfo, case_dir: Path, arrs, timeout: float):
+def run_omg(omg: Path, info: ModelInfo, case_dir: Path, arrs, timeout: float,
+            kernels: str = "auto"):
     case_dir.mkdir(parents=True, exist_ok=True)
-    cmd = [str(omg), "infer", str(info.path)]
+    cmd = [str(omg), "infer", str(info.path), "--kernels", kernels]
     for i, (a, (dt, _)) in enumerate(zip(arrs, info.inputs)):
         p = case_dir / f"in{i}.bin"
         p.write_bytes(a.astype(_le(dt)).tobytes())
@@ -329,7 +330,7 @@ def test_model(args, idx: int, info: ModelInfo, workdir: Path, clips):
     for c, (label, arrs) in enumerate(cases):
         expected = run_tflm(info, arrs, frames)
         cdir = mdir / f"case{c:03d}"
-        got, err = run_omg(args.omg, info, cdir, arrs, args.timeout)
+        got, err = run_omg(args.omg, info, cdir, arrs, args.timeout, args.kernels)
         for o, e in enumerate(expected):
             (cdir / f"expected{o}.bin").write_bytes(
                 e.astype(_le(info.outputs[o][0])).tobytes())
@@ -433,6 +434,8 @@ def parse_args(argv):
                    help="16-bit WAV clips for realistic audio-preprocessor cases "
                         "(default: ../shared/data/micro_speech/testdata from the repository "
                         "root; a missing directory just disables those cases)")
+    p.add_argument("--kernels", default="auto", metavar="SET",
+                   help="omg's kernels: auto (default), reference, portable, avx2")
     p.add_argument("--timeout", type=float, default=120.0, metavar="SEC",
                    help="limit for one omg run (default: 120)")
     p.add_argument("--json", action="store_true",
@@ -490,6 +493,7 @@ def main(argv=None) -> int:
     report = {
         "tool": "difftest",
         "omg": str(args.omg),
+        "kernels": args.kernels,
         "tflm_version": getattr(__import__("tflite_micro"), "__version__", "?"),
         "seed": args.seed,
         "count": args.count,

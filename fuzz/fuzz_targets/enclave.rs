@@ -29,7 +29,6 @@ use omg_enclave::messages::{EnclaveReply, HostRequest, encode};
 use omg_enclave::platform::{Counter, sign_enclave_token};
 use omg_enclave::server::{Enclave, EnclaveIo};
 use omg_enclave::{Platform, PlatformError};
-use omg_protocol::bundle::{Bundle, RecognizerSettings};
 use omg_protocol::key_release::{HpkePublicKey, KeyRelease};
 use omg_protocol::licence::{InputSource, InputSources, Licence, OutputPolicy};
 use omg_protocol::package::{Package, PackageHeader};
@@ -50,7 +49,7 @@ const MAX_AUDIO: usize = 8_000;
 /// The package's output-policy ceiling.
 const CEILING: OutputPolicy = OutputPolicy::LabelAndScore;
 /// The bundle's labels; only the last two are keywords.
-const LABELS: [&str; 4] = ["silence", "unknown", "yes", "no"];
+use omg_testkit::MICRO_SPEECH_LABELS as LABELS;
 
 /// The vendor: its key, content key and package, made once.
 struct Vendor {
@@ -65,27 +64,9 @@ fn vendor() -> &'static Vendor {
         let mut rng = DeterministicRng::new(99);
         let key = generate_signing_key(&mut rng);
         let content_key = sha256(b"omg fuzz content key");
-        let bundle = Bundle {
-            name: "micro_speech",
-            sample_rate: 16_000,
-            window_ms: 30,
-            stride_ms: 20,
-            classifier: MODEL,
-            preprocessor: None,
-            labels: LABELS.to_vec(),
-            is_keyword: vec![false, false, true, true],
-            classify_every_hops: 1,
-            recognizer: RecognizerSettings {
-                average_window_ms: 40,
-                detection_threshold: 215,
-                suppression_ms: 1500,
-                minimum_count: 3,
-                minimum_level: 100,
-            },
-            output_policy: CEILING,
-        }
-        .to_bytes()
-        .expect("valid bundle");
+        let bundle = omg_testkit::micro_speech_bundle(MODEL, None, CEILING)
+            .to_bytes()
+            .expect("valid bundle");
         let header = PackageHeader::new("micro_speech", 2, NOW - 10, key.verifying_key());
         let package = Package::seal(
             &header,

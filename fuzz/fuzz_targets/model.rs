@@ -10,7 +10,9 @@ use libfuzzer_sys::fuzz_target;
 const MAX_RUN_ARENA: usize = 1 << 20;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(mut interp) = omg_engine::Interpreter::new(data) else { return };
+    let Ok(mut interp) = omg_engine::Interpreter::new(data) else {
+        return;
+    };
     if interp.arena_bytes() > MAX_RUN_ARENA {
         return;
     }

@@ -10,10 +10,12 @@ use omg_protocol::key_release::{HpkePrivateKey, KeyRelease};
 use omg_protocol::licence::Licence;
 use omg_protocol::package::Package;
 use omg_protocol::token::Token;
-use omg_protocol::{sealed, SigningKey};
+use omg_protocol::{SigningKey, sealed};
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&selector, rest)) = data.split_first() else { return };
+    let Some((&selector, rest)) = data.split_first() else {
+        return;
+    };
     let vendor = SigningKey::from_slice(&[7u8; 32]).expect("valid scalar");
     let key = vendor.verifying_key();
     match selector % 6 {

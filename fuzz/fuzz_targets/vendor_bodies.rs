@@ -10,22 +10,21 @@ use axum::body::Body;
 use axum::http::{Method, Request, header};
 use libfuzzer_sys::fuzz_target;
 use omg_protocol::{ContentKey, SigningKey};
-use omg_vendor::http::{ApiConfig, router_with};
+use omg_vendor::http::{ApiConfig, ROUTES, router_with};
 use omg_vendor::{Policy, Service, Store};
 
 /// The service's "now" (fixed, so that nothing expires while fuzzing).
 const NOW: u64 = 1_800_000_000;
 
-const ROUTES: [(&str, &str); 8] = [
-    ("POST", "/v1/challenge"),
-    ("POST", "/v1/activate"),
-    ("POST", "/v1/revoke/device"),
-    ("POST", "/v1/revoke/model"),
-    ("GET", "/v1/devices"),
-    ("GET", "/v1/activations"),
-    ("GET", "/v1/openapi.yaml"),
-    ("POST", "/v1/no-such-route"),
-];
+/// The API's routes and one that does not exist.
+const PATHS: usize = ROUTES.len() + 1;
+
+fn route(i: usize) -> (&'static str, &'static str) {
+    ROUTES
+        .get(i)
+        .copied()
+        .unwrap_or(("POST", "/v1/no-such-route"))
+}
 
 struct Fixture {
     runtime: tokio::runtime::Runtime,
@@ -37,7 +36,11 @@ fn fixture() -> &'static Fixture {
     FIXTURE.get_or_init(|| {
         // A RAM-backed directory where there is one: the store syncs every commit.
         let shm = std::path::Path::new("/dev/shm");
-        let dir = if shm.is_dir() { shm.to_path_buf() } else { std::env::temp_dir() };
+        let dir = if shm.is_dir() {
+            shm.to_path_buf()
+        } else {
+            std::env::temp_dir()
+        };
         let db = dir.join(format!("omg-fuzz-vendor-{}.sqlite", std::process::id()));
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
@@ -49,7 +52,9 @@ fn fixture() -> &'static Fixture {
             NOW + 86_400
         ))
         .expect("valid policy");
-        store.put_model("micro_speech", &policy, NOW).expect("model");
+        store
+            .put_model("micro_speech", &policy, NOW)
+            .expect("model");
         store
             .add_model_version("micro_speech", 1, &ContentKey::from_bytes([9; 32]), NOW)
             .expect("model version");
@@ -71,9 +76,11 @@ fn fixture() -> &'static Fixture {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&selector, body)) = data.split_first() else { return };
+    let Some((&selector, body)) = data.split_first() else {
+        return;
+    };
     let f = fixture();
-    let (method, path) = ROUTES[usize::from(selector) % ROUTES.len()];
+    let (method, path) = route(usize::from(selector) % PATHS);
     let mut request = Request::builder()
         .method(Method::from_bytes(method.as_bytes()).expect("method"))
         .uri(path)

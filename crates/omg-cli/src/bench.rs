@@ -13,6 +13,8 @@ use crate::files::{MAX_MODEL_BYTES, read_limited};
 #[derive(Serialize)]
 struct Report {
     model: String,
+    /// Which kernels ran (`reference`, `optimized (avx2)`, ...).
+    kernels: String,
     runs: usize,
     median_us: f64,
     p99_us: f64,
@@ -80,6 +82,7 @@ pub fn run(model: &Path, runs: Option<usize>, json: bool, kernels: KernelSet) ->
     let total: Duration = times.iter().sum();
     let report = Report {
         model: model.display().to_string(),
+        kernels: kernels.to_string(),
         runs,
         median_us: percentile(&times, 0.5),
         p99_us: percentile(&times, 0.99),
@@ -95,6 +98,7 @@ pub fn run(model: &Path, runs: Option<usize>, json: bool, kernels: KernelSet) ->
         println!("{}", serde_json::to_string(&report)?);
     } else {
         println!("model        {}", report.model);
+        println!("kernels      {}", report.kernels);
         println!("runs         {}", report.runs);
         println!("median       {:.2} µs", report.median_us);
         println!("p99          {:.2} µs", report.p99_us);

@@ -46,9 +46,8 @@ enum Command {
         /// Inputs hold K consecutive tensors: reset once, invoke K times, concatenate the outputs.
         #[arg(long)]
         sequence: bool,
-        /// Run TFLM's reference kernels instead of the optimized ones (same bytes, slower).
-        #[arg(long)]
-        reference: bool,
+        #[command(flatten)]
+        kernels: KernelArgs,
     },
     /// Measure a model (latency per invoke, arena, model size) or a pipeline (cost per hop).
     Bench {
@@ -60,9 +59,8 @@ enum Command {
         /// Print one JSON object instead of a table.
         #[arg(long)]
         json: bool,
-        /// Run TFLM's reference kernels instead of the optimized ones.
-        #[arg(long)]
-        reference: bool,
+        #[command(flatten)]
+        kernels: KernelArgs,
     },
     /// Vendor tools.
     Vendor {
@@ -312,11 +310,35 @@ fn octal_mode(s: &str) -> Result<u32, String> {
         .ok_or_else(|| format!("{s:?} is not an octal permission mode (e.g. 0660)"))
 }
 
-fn kernel_set(reference: bool) -> omg_engine::KernelSet {
-    if reference {
-        omg_engine::KernelSet::Reference
-    } else {
-        omg_engine::KernelSet::Optimized
+/// Which kernels run a model. All compute the same bytes; they differ in speed.
+#[derive(clap::Args)]
+struct KernelArgs {
+    /// `auto` (the optimized kernels at the fastest level this CPU supports), `reference`
+    /// (TFLM's reference loops) or an optimized level: `portable`, `avx2`.
+    #[arg(long, default_value = "auto", value_parser = parse_kernels)]
+    kernels: omg_engine::KernelSet,
+    /// Short for `--kernels reference`.
+    #[arg(long, conflicts_with = "kernels")]
+    reference: bool,
+}
+
+impl KernelArgs {
+    fn set(&self) -> omg_engine::KernelSet {
+        if self.reference {
+            omg_engine::KernelSet::Reference
+        } else {
+            self.kernels
+        }
+    }
+}
+
+fn parse_kernels(s: &str) -> Result<omg_engine::KernelSet, String> {
+    match s {
+        "auto" => Ok(omg_engine::KernelSet::Optimized),
+        "reference" => Ok(omg_engine::KernelSet::Reference),
+        _ => omg_engine::Isa::from_name(s)
+            .map(omg_engine::KernelSet::Level)
+            .ok_or_else(|| format!("{s:?} is not one of auto, reference, portable, avx2")),
     }
 }
 
@@ -355,18 +377,18 @@ fn main() -> ExitCode {
             inputs,
             outputs,
             sequence,
-            reference,
-        } => infer::run(&model, &inputs, &outputs, sequence, kernel_set(reference)),
+            kernels,
+        } => infer::run(&model, &inputs, &outputs, sequence, kernels.set()),
         Command::Bench {
             target,
             runs,
             json,
-            reference,
+            kernels,
         } => {
             if target.ends_with(".tflite")
                 || Path::new(&target).is_file() && !target.ends_with(".toml")
             {
-                bench::run(Path::new(&target), runs, json, kernel_set(reference))
+                bench::run(Path::new(&target), runs, json, kernels.set())
             } else {
                 kws::bench(&target, runs, json)
             }

@@ -51,6 +51,34 @@ fn infer_sequence_concatenates_outputs() {
 }
 
 #[test]
+fn every_kernel_set_gives_the_same_bytes() {
+    let input = tmp("k-in.bin");
+    std::fs::write(&input, [1u8, 1]).unwrap();
+    let mut sets = vec!["auto", "reference", "portable"];
+    if omg_engine::Isa::Avx2.is_supported() {
+        sets.push("avx2");
+    }
+    for set in sets {
+        let output = tmp(&format!("k-out-{set}.bin"));
+        let r = infer(&fc_model(), &["--kernels", set], &input, &output);
+        assert!(
+            r.status.success(),
+            "{set}: {}",
+            String::from_utf8_lossy(&r.stderr)
+        );
+        assert_eq!(std::fs::read(&output).unwrap(), [3, 8], "{set}");
+    }
+    let r = infer(
+        &fc_model(),
+        &["--kernels", "neon"],
+        &input,
+        &tmp("k-out-neon.bin"),
+    );
+    assert_eq!(r.status.code(), Some(2), "a usage error");
+    assert!(String::from_utf8_lossy(&r.stderr).contains("auto, reference, portable, avx2"));
+}
+
+#[test]
 fn wrong_input_size_is_a_clear_error_and_writes_nothing() {
     let (input, output) = (tmp("bad-in.bin"), tmp("bad-out.bin"));
     std::fs::write(&input, [1u8, 2, 3]).unwrap();

@@ -5,7 +5,7 @@
 use omg_enclave::messages::{
     EnclaveReply, HostRequest, PlatformReply, PlatformRequest, decode, encode,
 };
-use omg_protocol::bundle::{Bundle, RecognizerSettings};
+use omg_protocol::bundle::Bundle;
 use omg_protocol::licence::OutputPolicy;
 
 const MODEL: &[u8] =
@@ -21,25 +21,7 @@ fn write(target: &str, name: &str, bytes: &[u8]) {
 
 #[test]
 fn bundle_seeds() {
-    let mut bundle = Bundle {
-        name: "micro_speech",
-        sample_rate: 16_000,
-        window_ms: 30,
-        stride_ms: 20,
-        classifier: MODEL,
-        preprocessor: None,
-        labels: vec!["silence", "unknown", "yes", "no"],
-        is_keyword: vec![false, false, true, true],
-        classify_every_hops: 1,
-        recognizer: RecognizerSettings {
-            average_window_ms: 40,
-            detection_threshold: 215,
-            suppression_ms: 1500,
-            minimum_count: 3,
-            minimum_level: 100,
-        },
-        output_policy: OutputPolicy::LabelAndScore,
-    };
+    let mut bundle = omg_testkit::micro_speech_bundle(MODEL, None, OutputPolicy::LabelAndScore);
     let bytes = bundle.to_bytes().unwrap();
     omg_enclave::pipeline::build(&Bundle::parse(&bytes).unwrap()).unwrap();
     write("bundle", "micro_speech", &bytes);

@@ -7,7 +7,6 @@ use omg_enclave::platform::{Counter, sign_enclave_token};
 use omg_enclave::provision::Preparation;
 use omg_enclave::runtime::{OutputEvent, initialize};
 use omg_enclave::{EnclaveError, Platform, PlatformError};
-use omg_protocol::bundle::{Bundle, RecognizerSettings};
 use omg_protocol::key_release::{HpkePublicKey, KeyRelease};
 use omg_protocol::licence::{InputSource, InputSources, Licence, OutputPolicy, Refusal};
 use omg_protocol::package::{Package, PackageHeader};
@@ -108,27 +107,9 @@ struct Vendor {
 }
 
 fn bundle(policy: OutputPolicy) -> Vec<u8> {
-    Bundle {
-        name: "micro_speech",
-        sample_rate: 16_000,
-        window_ms: 30,
-        stride_ms: 20,
-        classifier: MODEL,
-        preprocessor: None,
-        labels: vec!["silence", "unknown", "yes", "no"],
-        is_keyword: vec![false, false, true, true],
-        classify_every_hops: 1,
-        recognizer: RecognizerSettings {
-            average_window_ms: 40,
-            detection_threshold: 215,
-            suppression_ms: 1500,
-            minimum_count: 3,
-            minimum_level: 100,
-        },
-        output_policy: policy,
-    }
-    .to_bytes()
-    .unwrap()
+    omg_testkit::micro_speech_bundle(MODEL, None, policy)
+        .to_bytes()
+        .unwrap()
 }
 
 impl Vendor {

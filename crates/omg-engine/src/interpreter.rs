@@ -33,6 +33,14 @@ impl<'m> Interpreter<'m> {
 
     /// Loads `bytes` as a `.tflite` model and prepares it to run with the chosen kernels.
     pub fn with_kernels(bytes: &'m [u8], kernel_set: KernelSet) -> Result<Self> {
+        if let KernelSet::Level(isa) = kernel_set
+            && !isa.is_supported()
+        {
+            return Err(Error::Unsupported(format!(
+                "this CPU cannot run the {} kernels",
+                isa.name()
+            )));
+        }
         let model = Model::parse(bytes)?;
         let plan = planner::plan(&model);
         if plan.size > MAX_ARENA_BYTES {

@@ -31,4 +31,5 @@ pub mod planner;
 pub use error::{Error, Result};
 pub use interpreter::{Interpreter, MAX_ARENA_BYTES};
 pub use model::{DType, Model, Quantization, Tensor};
+pub use omg_kernels::fast::Isa;
 pub use ops::KernelSet;

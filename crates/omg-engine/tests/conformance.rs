@@ -81,16 +81,16 @@ fn preprocess(interp: &mut Interpreter<'_>, samples: &[i16]) -> Vec<u8> {
     out
 }
 
-/// Every reference is checked with both kernel sets: the reference kernels are the oracle, the
-/// optimized ones must give the same bytes.
-const KERNEL_SETS: [KernelSet; 2] = [KernelSet::Reference, KernelSet::Optimized];
+// Every reference is checked with the reference kernels (the oracle) and with the optimized
+// ones at every instruction-set level this CPU supports (`KernelSet::all_supported`): all must
+// give the same bytes.
 
 const CLIPS: [&str; 4] = ["yes_1000ms", "no_1000ms", "silence_1000ms", "noise_1000ms"];
 
 #[test]
 #[ignore = "needs ../shared/data (run by .ci/run)"]
 fn micro_speech_classifier_matches_tflm() {
-    for k in KERNEL_SETS {
+    for k in KernelSet::all_supported() {
         micro_speech_classifier_matches_tflm_with(k);
     }
 }
@@ -121,7 +121,7 @@ fn micro_speech_classifier_matches_tflm_with(k: KernelSet) {
 #[test]
 #[ignore = "needs ../shared/data (run by .ci/run)"]
 fn int8_preprocessor_matches_tflm_frame_by_frame() {
-    for k in KERNEL_SETS {
+    for k in KernelSet::all_supported() {
         int8_preprocessor_matches_tflm_frame_by_frame_with(k);
     }
 }
@@ -156,7 +156,7 @@ fn int8_preprocessor_matches_tflm_frame_by_frame_with(k: KernelSet) {
 #[test]
 #[ignore = "needs ../shared/data (run by .ci/run)"]
 fn float_preprocessor_path_gives_tflm_scores() {
-    for k in KERNEL_SETS {
+    for k in KernelSet::all_supported() {
         float_preprocessor_path_gives_tflm_scores_with(k);
     }
 }
@@ -198,7 +198,7 @@ fn float_preprocessor_path_gives_tflm_scores_with(k: KernelSet) {
 #[test]
 #[ignore = "needs ../shared/data (run by .ci/run)"]
 fn mlperf_tiny_random_inputs_match_tflm() {
-    for k in KERNEL_SETS {
+    for k in KernelSet::all_supported() {
         mlperf_tiny_random_inputs_match_tflm_with(k);
     }
 }
@@ -220,7 +220,7 @@ fn mlperf_tiny_random_inputs_match_tflm_with(k: KernelSet) {
 #[test]
 #[ignore = "needs ../shared/data (run by .ci/run)"]
 fn kws_real_audio_features_match_tflm() {
-    for k in KERNEL_SETS {
+    for k in KernelSet::all_supported() {
         kws_real_audio_features_match_tflm_with(k);
     }
 }
@@ -241,7 +241,7 @@ fn kws_real_audio_features_match_tflm_with(k: KernelSet) {
 #[test]
 #[ignore = "needs ../shared/data (run by .ci/run)"]
 fn anomaly_detection_196_real_windows_match_tflm() {
-    for k in KERNEL_SETS {
+    for k in KernelSet::all_supported() {
         anomaly_detection_196_real_windows_match_tflm_with(k);
     }
 }

@@ -595,6 +595,40 @@ fn dot_rows<K: Kernels, const M: usize>(
     }
 }
 
+/// Runs `count` rows against the weight `rows` (stride `stride`), two at a time where it can:
+/// `load(buffer)` widens the next row into `buffer` and returns its offset (added before
+/// requantization), and row `i`'s requantized outputs go to `output[range(i)]`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn rows_by_two<K: Kernels>(
+    k: K,
+    count: usize,
+    (rows, stride): (&[i8], usize),
+    ch: Channels<'_>,
+    (p0, p1): (&mut [i16], &mut [i16]),
+    (a0, a1): (&mut [i32], &mut [i32]),
+    mut load: impl FnMut(&mut [i16]) -> Result<i32>,
+    (output, range): (&mut [i8], impl Fn(usize) -> core::ops::Range<usize>),
+) -> Result<()> {
+    let oob = KernelError::Shape("output index out of range");
+    let mut i = 0;
+    while i < count {
+        let off0 = load(p0)?;
+        if i + 1 < count {
+            let off1 = load(p1)?;
+            dot_rows(k, [&*p0, &*p1], rows, stride, [&mut *a0, &mut *a1]);
+            k.requantize(a0, off0, ch, output.get_mut(range(i)).ok_or(oob)?);
+            k.requantize(a1, off1, ch, output.get_mut(range(i + 1)).ok_or(oob)?);
+            i += 2;
+        } else {
+            dot_rows(k, [&*p0], rows, stride, [&mut *a0]);
+            k.requantize(a0, off0, ch, output.get_mut(range(i)).ok_or(oob)?);
+            i += 1;
+        }
+    }
+    Ok(())
+}
+
 /// Splits `s` into two consecutive pieces of `n` elements.
 fn two<T>(s: &mut [T], n: usize) -> Result<(&mut [T], &mut [T])> {
     let oob = KernelError::Shape("scratch too short");
@@ -721,23 +755,22 @@ impl ConvJob<'_> {
                 .ok_or(oob)?;
             let ch = ch.group(group, per_group).ok_or(oob)?;
             let out_at = |px: usize| px * g.out_c + oc0..px * g.out_c + oc0 + per_group;
-            let (mut px, mut at) = (0, (0, 0, 0));
-            while px < pixels {
-                gather.gather(k, input, at, group, p0)?;
+            let mut at = (0, 0, 0);
+            let next_patch = |p: &mut [i16]| {
+                gather.gather(k, input, at, group, p)?;
                 at = g.next(at);
-                if px + 1 < pixels {
-                    gather.gather(k, input, at, group, p1)?;
-                    at = g.next(at);
-                    dot_rows(k, [&*p0, &*p1], rows, stride, [&mut *a0, &mut *a1]);
-                    k.requantize(a0, 0, ch, output.get_mut(out_at(px)).ok_or(oob)?);
-                    k.requantize(a1, 0, ch, output.get_mut(out_at(px + 1)).ok_or(oob)?);
-                    px += 2;
-                } else {
-                    dot_rows(k, [&*p0], rows, stride, [&mut *a0]);
-                    k.requantize(a0, 0, ch, output.get_mut(out_at(px)).ok_or(oob)?);
-                    px += 1;
-                }
-            }
+                Ok(0)
+            };
+            rows_by_two(
+                k,
+                pixels,
+                (rows, stride),
+                ch,
+                (&mut *p0, &mut *p1),
+                (&mut *a0, &mut *a1),
+                next_patch,
+                (&mut *output, out_at),
+            )?;
         }
         Ok(())
     }
@@ -1427,7 +1460,6 @@ impl Job for FcJob<'_> {
             output,
             scratch,
         } = self;
-        let oob = KernelError::Shape("fully connected index out of range");
         let (n, stride) = (plan.p.output_depth, aligned(plan.p.accum_depth));
         let (p0, p1) = two(scratch.i16, stride)?;
         let (a0, a1) = two(scratch.i32, n)?;
@@ -1435,24 +1467,20 @@ impl Job for FcJob<'_> {
         p0[plan.p.accum_depth..].fill(0);
         p1[plan.p.accum_depth..].fill(0);
         let mut b = 0;
-        while b < plan.p.batches {
-            let off0 = load_row(k, plan, input, b, p0)?;
-            if b + 1 < plan.p.batches {
-                let off1 = load_row(k, plan, input, b + 1, p1)?;
-                dot_rows(k, [&*p0, &*p1], weights, stride, [&mut *a0, &mut *a1]);
-                let out = output.get_mut(b * n..(b + 2) * n).ok_or(oob)?;
-                let (o0, o1) = out.split_at_mut(n);
-                k.requantize(a0, off0, ch, o0);
-                k.requantize(a1, off1, ch, o1);
-                b += 2;
-            } else {
-                dot_rows(k, [&*p0], weights, stride, [&mut *a0]);
-                let out = output.get_mut(b * n..(b + 1) * n).ok_or(oob)?;
-                k.requantize(a0, off0, ch, out);
-                b += 1;
-            }
-        }
-        Ok(())
+        let next_row = |p: &mut [i16]| {
+            b += 1;
+            load_row(k, plan, input, b - 1, p)
+        };
+        rows_by_two(
+            k,
+            plan.p.batches,
+            (weights, stride),
+            ch,
+            (p0, p1),
+            (a0, a1),
+            next_row,
+            (output, |b| b * n..(b + 1) * n),
+        )
     }
 }
 

@@ -1,29 +1,11 @@
 //! The pipeline bundle: round trip, zero-copy borrowing, and rejection of malformed bundles.
 
-use omg_protocol::bundle::{Bundle, RecognizerSettings};
+use omg_protocol::bundle::Bundle;
 use omg_protocol::licence::OutputPolicy;
 use omg_protocol::{Format, ProtocolError};
 
 fn sample<'a>(classifier: &'a [u8], preprocessor: Option<&'a [u8]>) -> Bundle<'a> {
-    Bundle {
-        name: "micro_speech",
-        sample_rate: 16_000,
-        window_ms: 30,
-        stride_ms: 20,
-        classifier,
-        preprocessor,
-        labels: vec!["silence", "unknown", "yes", "no"],
-        is_keyword: vec![false, false, true, true],
-        classify_every_hops: 1,
-        recognizer: RecognizerSettings {
-            average_window_ms: 40,
-            detection_threshold: 215,
-            suppression_ms: 1500,
-            minimum_count: 3,
-            minimum_level: 100,
-        },
-        output_policy: OutputPolicy::LabelAndScore,
-    }
+    omg_testkit::micro_speech_bundle(classifier, preprocessor, OutputPolicy::LabelAndScore)
 }
 
 #[test]

@@ -3,8 +3,13 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
+extern crate alloc;
+
+use alloc::vec;
 use core::convert::Infallible;
 
+use omg_protocol::bundle::{Bundle, RecognizerSettings};
+use omg_protocol::licence::OutputPolicy;
 use rand_core::{TryCryptoRng, TryRng};
 use sha2::{Digest, Sha256};
 
@@ -64,3 +69,35 @@ impl TryRng for DeterministicRng {
 }
 
 impl TryCryptoRng for DeterministicRng {}
+
+/// The labels of the micro_speech classifier, in output order.
+pub const MICRO_SPEECH_LABELS: [&str; 4] = ["silence", "unknown", "yes", "no"];
+
+/// A micro_speech pipeline bundle as the example pipeline ships it (30 ms windows every 20 ms,
+/// the recognizer settings of TFLM's example) around `classifier` and an optional
+/// model front end, with output policy `policy`.
+pub fn micro_speech_bundle<'a>(
+    classifier: &'a [u8],
+    preprocessor: Option<&'a [u8]>,
+    policy: OutputPolicy,
+) -> Bundle<'a> {
+    Bundle {
+        name: "micro_speech",
+        sample_rate: 16_000,
+        window_ms: 30,
+        stride_ms: 20,
+        classifier,
+        preprocessor,
+        labels: MICRO_SPEECH_LABELS.to_vec(),
+        is_keyword: vec![false, false, true, true],
+        classify_every_hops: 1,
+        recognizer: RecognizerSettings {
+            average_window_ms: 40,
+            detection_threshold: 215,
+            suppression_ms: 1500,
+            minimum_count: 3,
+            minimum_level: 100,
+        },
+        output_policy: policy,
+    }
+}

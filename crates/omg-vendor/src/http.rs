@@ -38,7 +38,7 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -499,18 +499,35 @@ pub fn router(service: Service) -> Router {
     router_with(service, ApiConfig::default())
 }
 
+/// Every route of the API as `(method, path)`.
+pub const ROUTES: [(&str, &str); 7] = [
+    ("POST", "/v1/challenge"),
+    ("POST", "/v1/activate"),
+    ("POST", "/v1/revoke/device"),
+    ("POST", "/v1/revoke/model"),
+    ("GET", "/v1/devices"),
+    ("GET", "/v1/activations"),
+    ("GET", "/v1/openapi.yaml"),
+];
+
 /// The API router with explicit settings.
 pub fn router_with(service: Service, config: ApiConfig) -> Router {
     let limit = config.body_limit;
     let limiter = Arc::new(config.rate_limit.map(Limiter::new));
-    Router::new()
-        .route("/v1/challenge", post(challenge))
-        .route("/v1/activate", post(activate))
-        .route("/v1/revoke/device", post(revoke_device))
-        .route("/v1/revoke/model", post(revoke_model))
-        .route("/v1/devices", get(devices))
-        .route("/v1/activations", get(activations))
-        .route("/v1/openapi.yaml", get(openapi))
+    // In the order of `ROUTES`.
+    let handlers: [MethodRouter<AppState>; ROUTES.len()] = [
+        post(challenge),
+        post(activate),
+        post(revoke_device),
+        post(revoke_model),
+        get(devices),
+        get(activations),
+        get(openapi),
+    ];
+    ROUTES
+        .into_iter()
+        .zip(handlers)
+        .fold(Router::new(), |r, ((_, path), h)| r.route(path, h))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(limit, limit_declared_length))
         .layer(middleware::from_fn_with_state(limiter, rate_limit))

@@ -60,9 +60,31 @@ pub(crate) type BoxedKernel<'m> = Box<dyn Kernel + 'm>;
 pub enum KernelSet {
     /// TFLM's reference loops, kept simple as the oracle for the optimized ones.
     Reference,
-    /// Faster kernels computing the same bytes (the default).
+    /// Faster kernels computing the same bytes, at the fastest instruction-set level this CPU
+    /// supports (the default).
     #[default]
     Optimized,
+    /// The optimized kernels at one instruction-set level (for tests and benchmarks that
+    /// compare levels); loading fails if this CPU cannot run it.
+    Level(Isa),
+}
+
+impl KernelSet {
+    /// The reference kernels and the optimized ones at every level this CPU supports, the
+    /// oracle first.
+    pub fn all_supported() -> impl Iterator<Item = KernelSet> {
+        core::iter::once(KernelSet::Reference).chain(Isa::supported().map(KernelSet::Level))
+    }
+}
+
+impl core::fmt::Display for KernelSet {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            KernelSet::Reference => f.write_str("reference"),
+            KernelSet::Optimized => write!(f, "optimized ({})", Isa::detect().name()),
+            KernelSet::Level(isa) => write!(f, "optimized ({})", isa.name()),
+        }
+    }
 }
 
 /// Everything prepare may look at for one operator.
@@ -100,7 +122,11 @@ impl<'a, 'm> OpCtx<'a, 'm> {
     /// The instruction-set level of the optimized kernels (the fastest this CPU supports), or
     /// `None` when the reference kernels run.
     pub(crate) fn isa(&self) -> Option<Isa> {
-        (self.kernels == KernelSet::Optimized).then(Isa::detect)
+        match self.kernels {
+            KernelSet::Reference => None,
+            KernelSet::Optimized => Some(Isa::detect()),
+            KernelSet::Level(isa) => Some(isa),
+        }
     }
 
     /// An error about this operator.

@@ -41,6 +41,19 @@ impl Isa {
     /// Every level, slowest first.
     pub const ALL: [Isa; 2] = [Isa::Portable, Isa::Avx2];
 
+    /// The level's lower-case name (`portable`, `avx2`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Portable => "portable",
+            Isa::Avx2 => "avx2",
+        }
+    }
+
+    /// The level named `name` (as [`Isa::name`] gives it).
+    pub fn from_name(name: &str) -> Option<Isa> {
+        Isa::ALL.into_iter().find(|isa| isa.name() == name)
+    }
+
     /// Whether this CPU (and build target) can run the level.
     pub fn is_supported(self) -> bool {
         match self {
