@@ -280,23 +280,19 @@ pub fn binary_i32(
     input2: &[i32],
     output: &mut [i32],
 ) -> Result<()> {
-    bc.apply(input1, input2, output, |a, b| {
-        let v = match op {
-            BinaryOp::Add => a.wrapping_add(b),
-            BinaryOp::Sub => a.wrapping_sub(b),
-            BinaryOp::Mul => a.wrapping_mul(b),
-            BinaryOp::Div => {
-                if b == 0 {
-                    0
-                } else {
-                    a.wrapping_div(b)
-                }
-            }
-            BinaryOp::Minimum => return a.min(b),
-            BinaryOp::Maximum => return a.max(b),
-        };
-        v.clamp(act_min, act_max)
-    })
+    // One loop per operator, so that each is compiled (and vectorized) on its own.
+    let clamp = |v: i32| v.clamp(act_min, act_max);
+    let (a, b, o) = (input1, input2, output);
+    match op {
+        BinaryOp::Add => bc.apply(a, b, o, |a, b| clamp(a.wrapping_add(b))),
+        BinaryOp::Sub => bc.apply(a, b, o, |a, b| clamp(a.wrapping_sub(b))),
+        BinaryOp::Mul => bc.apply(a, b, o, |a, b| clamp(a.wrapping_mul(b))),
+        BinaryOp::Div => bc.apply(a, b, o, |a, b| {
+            clamp(if b == 0 { 0 } else { a.wrapping_div(b) })
+        }),
+        BinaryOp::Minimum => bc.apply(a, b, o, i32::min),
+        BinaryOp::Maximum => bc.apply(a, b, o, i32::max),
+    }
 }
 
 #[cfg(test)]

@@ -129,11 +129,28 @@ impl Broadcast {
         mut f: impl FnMut(A, B) -> O,
     ) -> Result<()> {
         self.check_lengths(input1.len(), input2.len(), output.len())?;
-        if self.same_shape {
-            for ((o, &a), &b) in output.iter_mut().zip(input1).zip(input2) {
-                *o = f(a, b);
+        match (self.same_shape, input1, input2) {
+            (true, _, _) => {
+                for ((o, &a), &b) in output.iter_mut().zip(input1).zip(input2) {
+                    *o = f(a, b);
+                }
+                return Ok(());
             }
-            return Ok(());
+            // One operand is a single value (a scalar or a tensor of ones) and the other has
+            // the output's length: a plain loop.
+            (false, &[a], _) if input2.len() == output.len() => {
+                for (o, &b) in output.iter_mut().zip(input2) {
+                    *o = f(a, b);
+                }
+                return Ok(());
+            }
+            (false, _, &[b]) if input1.len() == output.len() => {
+                for (o, &a) in output.iter_mut().zip(input1) {
+                    *o = f(a, b);
+                }
+                return Ok(());
+            }
+            _ => {}
         }
         let d = self.out_dims;
         let (s1, s2) = (self.strides1, self.strides2);

@@ -9,6 +9,17 @@ use crate::{SignalError, expect_len, msb::msb32};
 /// sample replaces it; if it stays, the scale computed from it is 0).
 #[must_use]
 pub fn max_abs16(input: &[i16]) -> i16 {
+    // Without -32768 the running maximum never goes negative: it is the largest magnitude,
+    // found here in a loop that vectorizes.
+    if !input.contains(&i16::MIN) {
+        return input.iter().map(|v| v.unsigned_abs()).max().unwrap_or(0) as i16;
+    }
+    running_max(input)
+}
+
+/// TFLM's `MaxAbs16` loop as written: the running maximum, replaced by a sample above it or
+/// by the negation of a sample whose negation is above it.
+fn running_max(input: &[i16]) -> i16 {
     let mut max: i16 = 0;
     for &v in input {
         if v > max {
@@ -52,6 +63,28 @@ mod tests {
         assert_eq!(fft_auto_scale(&[-16384, 0, 0, 0], &mut out).unwrap(), 0);
         assert_eq!(fft_auto_scale(&[16383, 0, -1, 0], &mut out).unwrap(), 1);
         assert_eq!(out, [32766, 0, -2, 0]);
+    }
+
+    #[test]
+    fn max_abs_equals_the_running_maximum() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for case in 0..2000 {
+            let len = case % 97;
+            let frame: alloc::vec::Vec<i16> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    // Every fifth case has samples at the extremes.
+                    match (case % 5, x % 7) {
+                        (0, 0) => i16::MIN,
+                        (0, 1) => i16::MAX,
+                        _ => (x >> 16) as i16 >> (x % 16),
+                    }
+                })
+                .collect();
+            assert_eq!(max_abs16(&frame), running_max(&frame), "{frame:?}");
+        }
     }
 
     #[test]

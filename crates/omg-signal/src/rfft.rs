@@ -17,81 +17,146 @@ use crate::{SignalError, expect_len, trig};
 /// Largest supported `fft_length`.
 pub const MAX_FFT_LENGTH: usize = 1 << 16;
 
+/// A complex value of the twiddle tables.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct Cpx {
+struct Tw {
     r: i16,
     i: i16,
 }
 
 /// Q15 rounding of a product sum: `(x + 2^14) >> 15`, truncated to 16 bits.
-#[inline]
+#[inline(always)]
 fn round_q15(x: i32) -> i16 {
     (x.wrapping_add(1 << 14) >> 15) as i16
 }
 
 /// Q15 product of two 16-bit values, rounded.
-#[inline]
+#[inline(always)]
 fn mul_q15(a: i16, b: i16) -> i16 {
     round_q15(i32::from(a) * i32::from(b))
 }
 
-impl Cpx {
-    #[inline]
+/// `N` complex values, real and imaginary parts apart, on which the butterflies compute lane
+/// by lane: with `N = 8` the compiler turns every operation into vector instructions, `N = 1`
+/// is a single value. Every operation is kissfft's on each lane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Cpx<const N: usize> {
+    r: [i16; N],
+    i: [i16; N],
+}
+
+/// `[f(0), ..., f(N - 1)]`.
+#[inline(always)]
+fn lanes<const N: usize>(f: impl FnMut(usize) -> i16) -> [i16; N] {
+    core::array::from_fn(f)
+}
+
+impl<const N: usize> Cpx<N> {
+    /// `t` in every lane.
+    #[inline(always)]
+    fn splat(t: Tw) -> Self {
+        Self {
+            r: [t.r; N],
+            i: [t.i; N],
+        }
+    }
+
+    /// Lanes `k..k + N` of the parts `re`, `im` (callers stay inside both).
+    #[inline(always)]
+    fn load(re: &[i16], im: &[i16], k: usize) -> Self {
+        let chunk = |s: &[i16]| *s.get(k..).and_then(|s| s.first_chunk()).unwrap_or(&[0; N]);
+        Self {
+            r: chunk(re),
+            i: chunk(im),
+        }
+    }
+
+    /// Stores the lanes at `k..k + N` of `re`, `im`.
+    #[inline(always)]
+    fn store(self, re: &mut [i16], im: &mut [i16], k: usize) {
+        re[k..k + N].copy_from_slice(&self.r);
+        im[k..k + N].copy_from_slice(&self.i);
+    }
+
+    #[inline(always)]
     fn add(self, o: Self) -> Self {
         Self {
-            r: self.r.wrapping_add(o.r),
-            i: self.i.wrapping_add(o.i),
+            r: lanes(|l| self.r[l].wrapping_add(o.r[l])),
+            i: lanes(|l| self.i[l].wrapping_add(o.i[l])),
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn sub(self, o: Self) -> Self {
         Self {
-            r: self.r.wrapping_sub(o.r),
-            i: self.i.wrapping_sub(o.i),
+            r: lanes(|l| self.r[l].wrapping_sub(o.r[l])),
+            i: lanes(|l| self.i[l].wrapping_sub(o.i[l])),
         }
     }
 
-    /// Complex product with a twiddle factor (|components| <= 32767).
-    #[inline]
-    fn mul(self, tw: Self) -> Self {
-        let (ar, ai, br, bi) = (
-            i32::from(self.r),
-            i32::from(self.i),
-            i32::from(tw.r),
-            i32::from(tw.i),
-        );
+    /// `self + j * o`: `(r - o.i, i + o.r)`.
+    #[inline(always)]
+    fn add_j(self, o: Self) -> Self {
         Self {
-            r: round_q15((ar * br).wrapping_sub(ai * bi)),
-            i: round_q15((ar * bi).wrapping_add(ai * br)),
+            r: lanes(|l| self.r[l].wrapping_sub(o.i[l])),
+            i: lanes(|l| self.i[l].wrapping_add(o.r[l])),
+        }
+    }
+
+    /// `self - j * o`: `(r + o.i, i - o.r)`.
+    #[inline(always)]
+    fn sub_j(self, o: Self) -> Self {
+        Self {
+            r: lanes(|l| self.r[l].wrapping_add(o.i[l])),
+            i: lanes(|l| self.i[l].wrapping_sub(o.r[l])),
+        }
+    }
+
+    /// `self - o / 2` (arithmetic shift), kissfft's radix-3 midpoint.
+    #[inline(always)]
+    fn sub_half(self, o: Self) -> Self {
+        Self {
+            r: lanes(|l| self.r[l].wrapping_sub(o.r[l] >> 1)),
+            i: lanes(|l| self.i[l].wrapping_sub(o.i[l] >> 1)),
+        }
+    }
+
+    /// Complex product with twiddle factors (|components| <= 32767): each part is one rounded
+    /// sum of two products, as kissfft's `C_MUL`.
+    #[inline(always)]
+    fn mul(self, tw: Self) -> Self {
+        let w = |x: &[i16; N], l: usize| i32::from(x[l]);
+        Self {
+            r: lanes(|l| {
+                round_q15((w(&self.r, l) * w(&tw.r, l)).wrapping_sub(w(&self.i, l) * w(&tw.i, l)))
+            }),
+            i: lanes(|l| {
+                round_q15((w(&self.r, l) * w(&tw.i, l)).wrapping_add(w(&self.i, l) * w(&tw.r, l)))
+            }),
         }
     }
 
     /// Division by a small radix, as a Q15 multiplication by `32767 / radix`.
-    #[inline]
+    #[inline(always)]
     fn div(self, radix: i16) -> Self {
-        let k = i16::MAX / radix;
-        Self {
-            r: mul_q15(self.r, k),
-            i: mul_q15(self.i, k),
-        }
+        self.scale(i16::MAX / radix)
     }
 
-    /// Both components multiplied (Q15) by a real scalar.
-    #[inline]
+    /// Both parts multiplied (Q15) by a real scalar.
+    #[inline(always)]
     fn scale(self, s: i16) -> Self {
         Self {
-            r: mul_q15(self.r, s),
-            i: mul_q15(self.i, s),
+            r: lanes(|l| mul_q15(self.r[l], s)),
+            i: lanes(|l| mul_q15(self.i[l], s)),
         }
     }
 }
 
 /// kissfft's fixed-point twiddle for `phase`.
-fn twiddle(phase: f64) -> Cpx {
+fn twiddle(phase: f64) -> Tw {
     let (s, c) = trig::sin_cos(phase);
     let q = |v: f64| trig::floor(0.5 + f64::from(i16::MAX) * v) as i16;
-    Cpx { r: q(c), i: q(s) }
+    Tw { r: q(c), i: q(s) }
 }
 
 /// One decimation stage: `blocks` butterflies of radix `radix` over `m` points each.
@@ -101,26 +166,58 @@ struct Stage {
     m: usize,
     stride: usize,
     /// For radix 2 and 4, the twiddles each butterfly `k` uses (`tw[q * k * stride]` for
-    /// `q = 1..radix`), gathered contiguously so the hot loop walks them in order.
-    gathered: Vec<Cpx>,
+    /// `q = 1..radix`), gathered so the hot loop walks them in order: real parts of
+    /// `q = 1` for every `k`, then of `q = 2`, ...
+    gathered_r: Vec<i16>,
+    /// The imaginary parts, laid out like `gathered_r`.
+    gathered_i: Vec<i16>,
+    /// Whether the stage runs out of place with its lanes over the sub-transforms (see
+    /// [`Work`]) rather than in place with its lanes over `k`.
+    stockham: bool,
+    /// After the last out-of-place stage: for each position of kissfft's in-place order, the
+    /// position of the out-of-place order that holds its value (empty otherwise).
+    to_in_place: Vec<u32>,
+}
+
+/// The work buffers: real and imaginary parts, and a second pair for out-of-place stages.
+///
+/// kissfft runs every stage in place: a stage of radix `p` over blocks of `p * m` values
+/// computes butterfly `k < m` of each block from the values `k + q * m`. The first stages have
+/// small `m` (1, 4, ...) and so offer few lanes. Those run out of place instead, in the
+/// Stockham order: with `L` the length of the sub-transforms done so far and `S = N / L` their
+/// number, value `k` of sub-transform `r` (the transform of the inputs `r + S * i`) is kept at
+/// `k * S + r`, and a stage's lanes run over `r`. Each butterfly still gets the same inputs and
+/// twiddles as kissfft's, so every value is the same; once `m` is large enough the values are
+/// moved into kissfft's order and the remaining stages run in place.
+#[derive(Debug, Clone)]
+struct Work {
+    re: Vec<i16>,
+    im: Vec<i16>,
+    re2: Vec<i16>,
+    im2: Vec<i16>,
 }
 
 /// Real FFT of int16 frames, bit-exact with TFLM's `SignalRfft` for int16.
 ///
 /// TFLM options: `fft_length` (int), `T` (int, tensor type; 7 = int16 is the
 /// one implemented here).
+///
+/// The complex work buffer is kept as two arrays (real and imaginary parts) and the butterflies
+/// run on eight lanes at a time (`Cpx<8>`), which the compiler turns into vector instructions
+/// for the target (SSE2, NEON, ...); the first stages run out of place so that they too have
+/// lanes to fill. Every butterfly computes what kissfft's does, value for value.
 #[derive(Debug, Clone)]
 pub struct Rfft {
     fft_length: usize,
     /// Twiddles of the half-length complex FFT.
-    twiddles: Vec<Cpx>,
-    /// Twiddles of the real-signal split, `fft_length / 4` of them.
-    split_twiddles: Vec<Cpx>,
-    /// For each position of the work buffer, the complex input sample it starts from.
-    leaf_source: Vec<u32>,
+    twiddles: Vec<Tw>,
+    /// Twiddles of the real-signal split, `fft_length / 4` of them: real parts.
+    split_r: Vec<i16>,
+    /// Imaginary parts of the split's twiddles.
+    split_i: Vec<i16>,
     /// Stages in execution order (innermost first).
     stages: Vec<Stage>,
-    work: Vec<Cpx>,
+    work: Work,
 }
 
 /// kissfft's radix order: 4s first, then at most one 2, then 3s and 5s.
@@ -142,6 +239,9 @@ fn factorize(mut n: usize) -> Option<Vec<(usize, usize)>> {
     Some(out)
 }
 
+/// Fills `leaves[out_off..]` with the input index each position of kissfft's in-place order
+/// starts from, for the sub-transform of the inputs `in_off + stride * i` with the radices
+/// `factors`.
 fn fill_leaves(
     leaves: &mut [u32],
     out_off: usize,
@@ -193,22 +293,24 @@ impl Rfft {
             .ok_or_else(|| err("fft_length / 2 must have only the prime factors 2, 3 and 5"))?;
 
         let pi = core::f64::consts::PI;
-        let twiddles: Vec<Cpx> = (0..ncfft)
+        let twiddles: Vec<Tw> = (0..ncfft)
             .map(|i| twiddle(-2.0 * pi * i as f64 / ncfft as f64))
             .collect();
-        let split_twiddles = (0..ncfft / 2)
+        let split_twiddles: Vec<Tw> = (0..ncfft / 2)
             .map(|i| twiddle(-pi * ((i + 1) as f64 / ncfft as f64 + 0.5)))
             .collect();
 
+        // For each position of kissfft's in-place order, the complex input sample it starts
+        // from.
         let mut leaf_source = vec![0u32; ncfft];
         fill_leaves(&mut leaf_source, 0, 0, 1, &factors);
 
         let mut stages = Vec::with_capacity(factors.len());
         let mut stride = 1;
         for &(radix, m) in &factors {
-            let gathered = match radix {
-                2 | 4 => (0..m)
-                    .flat_map(|k| (1..radix).map(move |q| q * k * stride))
+            let gathered: Vec<Tw> = match radix {
+                2 | 4 => (1..radix)
+                    .flat_map(|q| (0..m).map(move |k| q * k * stride))
                     .map(|i| twiddles_at(&twiddles, i))
                     .collect(),
                 _ => Vec::new(),
@@ -217,19 +319,41 @@ impl Rfft {
                 radix,
                 m,
                 stride,
-                gathered,
+                gathered_r: gathered.iter().map(|t| t.r).collect(),
+                gathered_i: gathered.iter().map(|t| t.i).collect(),
+                // Out of place while that gives at least as many lanes (always the first).
+                stockham: stride >= m,
+                to_in_place: Vec::new(),
             });
             stride *= radix;
         }
         stages.reverse();
+        let out_of_place = stages.iter().take_while(|s| s.stockham).count();
+        if let Some(last) = out_of_place.checked_sub(1).and_then(|i| stages.get_mut(i)) {
+            // Block `b` of kissfft's order holds sub-transform `r`, the one whose first input
+            // is its first leaf.
+            let len = last.radix * last.m;
+            let count = ncfft / len;
+            last.to_in_place = (0..ncfft)
+                .map(|n| {
+                    let (b, k) = (n / len, n % len);
+                    (k * count + leaf_source[b * len] as usize) as u32
+                })
+                .collect();
+        }
 
         Ok(Self {
             fft_length: n,
             twiddles,
-            split_twiddles,
-            leaf_source,
+            split_r: split_twiddles.iter().map(|t| t.r).collect(),
+            split_i: split_twiddles.iter().map(|t| t.i).collect(),
             stages,
-            work: vec![Cpx::default(); ncfft],
+            work: Work {
+                re: vec![0; ncfft],
+                im: vec![0; ncfft],
+                re2: vec![0; ncfft],
+                im2: vec![0; ncfft],
+            },
         })
     }
 
@@ -267,195 +391,394 @@ impl Rfft {
     /// dimensions) is handled by calling this once per frame.
     pub fn apply(&mut self, input: &[i16], output: &mut [i16]) -> Result<(), SignalError> {
         self.check_lengths(input.len(), output.len())?;
-        let sample = |j: usize| input.get(j).copied().unwrap_or(0);
-        for (slot, &src) in self.work.iter_mut().zip(&self.leaf_source) {
-            let j = 2 * src as usize;
-            *slot = Cpx {
-                r: sample(j),
-                i: sample(j + 1),
-            };
+        let w = &mut self.work;
+        let (re, im) = (w.re.iter_mut(), w.im.iter_mut());
+        // The first stage always runs out of place (see `Work`): its input is the samples in
+        // order, zero-padded.
+        let pairs = input.chunks_exact(2);
+        let (odd, full) = (pairs.remainder().first().copied(), pairs.len());
+        for ((r, i), pair) in re.zip(im).zip(pairs) {
+            (*r, *i) = (pair[0], pair[1]);
         }
+        w.re[full..].fill(0);
+        w.im[full..].fill(0);
+        if let (Some(x), Some(r)) = (odd, w.re.get_mut(full)) {
+            *r = x;
+        }
+        let tw = &self.twiddles[..];
         for stage in &self.stages {
-            let span = stage.radix * stage.m;
-            for block in self.work.chunks_exact_mut(span) {
-                match stage.radix {
-                    2 => butterfly2(block, &stage.gathered, stage.m),
-                    3 => butterfly3(block, &self.twiddles, stage.m, stage.stride),
-                    4 => butterfly4(block, &stage.gathered, stage.m),
-                    _ => butterfly5(block, &self.twiddles, stage.m, stage.stride),
-                }
+            let (tr, ti) = (&stage.gathered_r[..], &stage.gathered_i[..]);
+            let (m, stride) = (stage.m, stage.stride);
+            match stage.radix {
+                2 => w.run(&Radix2 { tr, ti }, stage),
+                3 => w.run(&Radix3::new(tw, m, stride), stage),
+                4 => w.run(&Radix4 { tr, ti, m }, stage),
+                _ => w.run(&Radix5::new(tw, m, stride), stage),
             }
         }
         self.split(output);
         Ok(())
     }
 
-    /// Turns the half-length complex FFT in `work` into the real-signal spectrum.
+    /// The complex value at `k` of the work buffer.
+    fn at(&self, k: usize) -> Cpx<1> {
+        Cpx::load(&self.work.re, &self.work.im, k)
+    }
+
+    /// Turns the half-length complex FFT in the work buffer into the real-signal spectrum.
     fn split(&self, output: &mut [i16]) {
-        let ncfft = self.work.len();
-        let mut put = |k: usize, v: Cpx| {
-            output[2 * k] = v.r;
-            output[2 * k + 1] = v.i;
-        };
-        let dc = self.work[0].div(2);
-        put(
-            0,
-            Cpx {
-                r: dc.r.wrapping_add(dc.i),
-                i: 0,
-            },
-        );
-        put(
-            ncfft,
-            Cpx {
-                r: dc.r.wrapping_sub(dc.i),
-                i: 0,
-            },
-        );
-        let half = |a: i16, b: i32| ((i32::from(a) + b) >> 1) as i16;
-        for k in 1..=ncfft / 2 {
-            let fpk = self.work[k].div(2);
-            let mirror = self.work[ncfft - k];
-            let fpnk = Cpx {
-                r: mirror.r,
-                i: mirror.i.wrapping_neg(),
-            }
-            .div(2);
-            let f1k = fpk.add(fpnk);
-            let f2k = fpk.sub(fpnk);
-            let tw = f2k.mul(self.split_twiddles[k - 1]);
-            put(
-                k,
-                Cpx {
-                    r: half(f1k.r, i32::from(tw.r)),
-                    i: half(f1k.i, i32::from(tw.i)),
-                },
-            );
-            put(
-                ncfft - k,
-                Cpx {
-                    r: half(f1k.r, -i32::from(tw.r)),
-                    i: half(tw.i, -i32::from(f1k.i)),
-                },
-            );
+        let ncfft = self.work.re.len();
+        let dc = self.at(0).div(2);
+        let ([r], [i]) = (dc.r, dc.i);
+        output[..2].copy_from_slice(&[r.wrapping_add(i), 0]);
+        output[2 * ncfft..2 * ncfft + 2].copy_from_slice(&[r.wrapping_sub(i), 0]);
+        let mut k = 1;
+        while k + 8 <= ncfft / 2 + 1 {
+            self.split_lanes::<8>(k, output);
+            k += 8;
         }
+        while k <= ncfft / 2 {
+            self.split_lanes::<1>(k, output);
+            k += 1;
+        }
+    }
+
+    /// Bins `k..k + N` and `ncfft - k - N + 1..=ncfft - k` of the spectrum (bin `ncfft - k - l`
+    /// written after bin `k + l`, as kissfft does: they are the same bin in the middle).
+    #[inline(always)]
+    fn split_lanes<const N: usize>(&self, k: usize, output: &mut [i16]) {
+        let (re, im) = (&self.work.re[..], &self.work.im[..]);
+        let ncfft = re.len();
+        let fpk = Cpx::<N>::load(re, im, k).div(2);
+        // Bins ncfft - k - l, in that order.
+        let mut mirror = Cpx::<N>::load(re, im, ncfft + 1 - k - N);
+        mirror.r.reverse();
+        mirror.i.reverse();
+        let fpnk = Cpx {
+            r: mirror.r,
+            i: mirror.i.map(i16::wrapping_neg),
+        }
+        .div(2);
+        let (f1k, f2k) = (fpk.add(fpnk), fpk.sub(fpnk));
+        let tw = f2k.mul(Cpx::load(&self.split_r, &self.split_i, k - 1));
+        let half = |a: i16, b: i32| ((i32::from(a) + b) >> 1) as i16;
+        let low: [[i16; 2]; N] = core::array::from_fn(|l| {
+            let (f1r, f1i, twr, twi) = (f1k.r[l], f1k.i[l], tw.r[l], tw.i[l]);
+            [half(f1r, i32::from(twr)), half(f1i, i32::from(twi))]
+        });
+        // Lane `l` goes to bin `ncfft - k - l`: these bins in increasing order are the lanes
+        // reversed. They are written second (the middle bin is in both).
+        let high: [[i16; 2]; N] = core::array::from_fn(|j| {
+            let l = N - 1 - j;
+            let (f1r, f1i, twr, twi) = (f1k.r[l], f1k.i[l], tw.r[l], tw.i[l]);
+            [half(f1r, -i32::from(twr)), half(twi, -i32::from(f1i))]
+        });
+        output[2 * k..2 * (k + N)].copy_from_slice(low.as_flattened());
+        output[2 * (ncfft + 1 - k - N)..2 * (ncfft + 1 - k)].copy_from_slice(high.as_flattened());
     }
 }
 
 /// Twiddle `i` of the table (every index used is below its length by construction).
-fn twiddles_at(tw: &[Cpx], i: usize) -> Cpx {
+fn twiddles_at(tw: &[Tw], i: usize) -> Tw {
     tw.get(i).copied().unwrap_or_default()
 }
 
-/// Radix-2 butterflies; `tw` holds one twiddle per `k`.
-fn butterfly2(f: &mut [Cpx], tw: &[Cpx], m: usize) {
-    let (f0, f1) = f.split_at_mut(m);
-    for ((a, b), &t) in f0.iter_mut().zip(f1.iter_mut()).zip(tw) {
+/// `R` consecutive pieces of `m` values of `s` (`s` holds `R * m` of them).
+fn pieces<T, const R: usize>(s: &mut [T], m: usize) -> [&mut [T]; R] {
+    let mut rest = s;
+    core::array::from_fn(|_| {
+        let (head, tail) = core::mem::take(&mut rest).split_at_mut(m);
+        rest = tail;
+        head
+    })
+}
+
+/// A radix-`R` butterfly of kissfft: for output index `k` of a block of `R * m` values, it
+/// combines the values `k + q * m` (`q < R`) with twiddles that depend on `q` and `k`.
+trait Butterfly<const R: usize> {
+    /// The twiddle of input `q` of butterfly `k` (`q = 0`: not used).
+    fn twiddle(&self, q: usize, k: usize) -> Tw;
+    /// The twiddles of lanes `k..k + N` (entry `q` for input `q`; entry 0 is not used).
+    fn twiddles<const N: usize>(&self, k: usize) -> [Cpx<N>; R];
+    /// The butterfly on `N` lanes.
+    fn apply<const N: usize>(&self, x: [Cpx<N>; R], tw: [Cpx<N>; R]) -> [Cpx<N>; R];
+}
+
+impl Work {
+    /// Runs `stage` with butterfly `b`.
+    fn run<const R: usize, B: Butterfly<R>>(&mut self, b: &B, stage: &Stage) {
+        let (m, span) = (stage.m, stage.radix * stage.m);
+        if !stage.stockham {
+            let blocks = self
+                .re
+                .chunks_exact_mut(span)
+                .zip(self.im.chunks_exact_mut(span));
+            for (re, im) in blocks {
+                run_block(b, re, im, m);
+            }
+            return;
+        }
+        let (src, dst) = (
+            (&self.re[..], &self.im[..]),
+            (&mut self.re2[..], &mut self.im2[..]),
+        );
+        for k in 0..m {
+            stockham_row(b, k, (m, stage.stride), src, (&mut *dst.0, &mut *dst.1));
+        }
+        self.swap();
+        if !stage.to_in_place.is_empty() {
+            let moves = self.re2.iter_mut().zip(self.im2.iter_mut());
+            for ((r, i), &from) in moves.zip(&stage.to_in_place) {
+                (*r, *i) = (self.re[from as usize], self.im[from as usize]);
+            }
+            self.swap();
+        }
+    }
+
+    /// Makes the second pair of buffers the first.
+    fn swap(&mut self) {
+        core::mem::swap(&mut self.re, &mut self.re2);
+        core::mem::swap(&mut self.im, &mut self.im2);
+    }
+}
+
+/// Butterfly `k` of an out-of-place stage (`m` its number, `count` the number of new
+/// sub-transforms) for every new sub-transform `r`, eight lanes at a time, then one: inputs at
+/// `(k * R + q) * count + r` of `src`, outputs at `(k + q * m) * count + r` of `dst`.
+#[inline(always)]
+fn stockham_row<const R: usize, B: Butterfly<R>>(
+    b: &B,
+    k: usize,
+    (m, count): (usize, usize),
+    (sr, si): (&[i16], &[i16]),
+    (dr, di): (&mut [i16], &mut [i16]),
+) {
+    let tw: [Tw; R] = core::array::from_fn(|q| b.twiddle(q, k));
+    #[inline(always)]
+    fn lanes_at<const R: usize, const N: usize, B: Butterfly<R>>(
+        b: &B,
+        tw: [Tw; R],
+        (k, m, count, r): (usize, usize, usize, usize),
+        (sr, si): (&[i16], &[i16]),
+        (dr, di): (&mut [i16], &mut [i16]),
+    ) {
+        let x = core::array::from_fn(|q| Cpx::<N>::load(sr, si, (k * R + q) * count + r));
+        let y = b.apply(x, tw.map(Cpx::splat));
+        for (q, y) in y.into_iter().enumerate() {
+            y.store(dr, di, (k + q * m) * count + r);
+        }
+    }
+    let mut r = 0;
+    while r + 8 <= count {
+        lanes_at::<R, 8, B>(b, tw, (k, m, count, r), (sr, si), (dr, di));
+        r += 8;
+    }
+    while r < count {
+        lanes_at::<R, 1, B>(b, tw, (k, m, count, r), (sr, si), (dr, di));
+        r += 1;
+    }
+}
+
+/// Runs butterfly `b` over a block of `R * m` values, eight lanes at a time, then one.
+#[inline(always)]
+fn run_block<const R: usize, B: Butterfly<R>>(b: &B, re: &mut [i16], im: &mut [i16], m: usize) {
+    let mut re: [&mut [i16]; R] = pieces(re, m);
+    let mut im: [&mut [i16]; R] = pieces(im, m);
+    let mut k = 0;
+    while k + 8 <= m {
+        step::<R, 8, B>(b, &mut re, &mut im, k);
+        k += 8;
+    }
+    while k < m {
+        step::<R, 1, B>(b, &mut re, &mut im, k);
+        k += 1;
+    }
+}
+
+/// Butterflies `k..k + N` of a block.
+#[inline(always)]
+fn step<const R: usize, const N: usize, B: Butterfly<R>>(
+    b: &B,
+    re: &mut [&mut [i16]; R],
+    im: &mut [&mut [i16]; R],
+    k: usize,
+) {
+    let x = core::array::from_fn(|q| Cpx::<N>::load(re[q], im[q], k));
+    let y = b.apply(x, b.twiddles(k));
+    for (q, y) in y.into_iter().enumerate() {
+        y.store(re[q], im[q], k);
+    }
+}
+
+/// Radix 2; `tr`, `ti` hold one twiddle per `k`.
+struct Radix2<'a> {
+    tr: &'a [i16],
+    ti: &'a [i16],
+}
+
+impl Butterfly<2> for Radix2<'_> {
+    fn twiddle(&self, _: usize, k: usize) -> Tw {
+        Tw {
+            r: self.tr[k],
+            i: self.ti[k],
+        }
+    }
+
+    #[inline(always)]
+    fn twiddles<const N: usize>(&self, k: usize) -> [Cpx<N>; 2] {
+        let t = Cpx::load(self.tr, self.ti, k);
+        [t, t]
+    }
+
+    #[inline(always)]
+    fn apply<const N: usize>(&self, [a, b]: [Cpx<N>; 2], [_, t]: [Cpx<N>; 2]) -> [Cpx<N>; 2] {
         let x = a.div(2);
         let t = b.div(2).mul(t);
-        *b = x.sub(t);
-        *a = x.add(t);
+        [x.add(t), x.sub(t)]
     }
 }
 
-fn butterfly3(f: &mut [Cpx], tw: &[Cpx], m: usize, stride: usize) {
-    let epi3 = tw[stride * m];
-    for k in 0..m {
-        let a = f[k].div(3);
-        let s1 = f[k + m].div(3).mul(tw[k * stride]);
-        let s2 = f[k + 2 * m].div(3).mul(tw[2 * k * stride]);
+/// Radix 3, twiddles read from the table with `stride`.
+struct Radix3<'a> {
+    tw: &'a [Tw],
+    stride: usize,
+    epi3: i16,
+}
+
+impl<'a> Radix3<'a> {
+    fn new(tw: &'a [Tw], m: usize, stride: usize) -> Self {
+        Self {
+            tw,
+            stride,
+            epi3: twiddles_at(tw, stride * m).i,
+        }
+    }
+}
+
+/// Twiddles `q * (k + l) * stride` of `tw` for the lanes `l < N` and `q < R`.
+#[inline(always)]
+fn gather<const R: usize, const N: usize>(tw: &[Tw], k: usize, stride: usize) -> [Cpx<N>; R] {
+    core::array::from_fn(|q| {
+        let t = |l: usize| twiddles_at(tw, q * (k + l) * stride);
+        Cpx {
+            r: lanes(|l| t(l).r),
+            i: lanes(|l| t(l).i),
+        }
+    })
+}
+
+impl Butterfly<3> for Radix3<'_> {
+    fn twiddle(&self, q: usize, k: usize) -> Tw {
+        twiddles_at(self.tw, q * k * self.stride)
+    }
+
+    #[inline(always)]
+    fn twiddles<const N: usize>(&self, k: usize) -> [Cpx<N>; 3] {
+        gather(self.tw, k, self.stride)
+    }
+
+    #[inline(always)]
+    fn apply<const N: usize>(&self, x: [Cpx<N>; 3], [_, t1, t2]: [Cpx<N>; 3]) -> [Cpx<N>; 3] {
+        let a = x[0].div(3);
+        let s1 = x[1].div(3).mul(t1);
+        let s2 = x[2].div(3).mul(t2);
         let s3 = s1.add(s2);
-        let s0 = s1.sub(s2).scale(epi3.i);
-        let mid = Cpx {
-            r: (i32::from(a.r) - (i32::from(s3.r) >> 1)) as i16,
-            i: (i32::from(a.i) - (i32::from(s3.i) >> 1)) as i16,
-        };
-        f[k] = a.add(s3);
-        f[k + 2 * m] = Cpx {
-            r: mid.r.wrapping_add(s0.i),
-            i: mid.i.wrapping_sub(s0.r),
-        };
-        f[k + m] = Cpx {
-            r: mid.r.wrapping_sub(s0.i),
-            i: mid.i.wrapping_add(s0.r),
-        };
+        let s0 = s1.sub(s2).scale(self.epi3);
+        let mid = a.sub_half(s3);
+        [a.add(s3), mid.add_j(s0), mid.sub_j(s0)]
     }
 }
 
-/// Radix-4 butterflies; `tw` holds three twiddles per `k`.
-fn butterfly4(f: &mut [Cpx], tw: &[Cpx], m: usize) {
-    let (f0, rest) = f.split_at_mut(m);
-    let (f1, rest) = rest.split_at_mut(m);
-    let (f2, f3) = rest.split_at_mut(m);
-    let quarters = f0
-        .iter_mut()
-        .zip(f1.iter_mut())
-        .zip(f2.iter_mut())
-        .zip(f3.iter_mut());
-    for ((((x0, x1), x2), x3), t) in quarters.zip(tw.chunks_exact(3)) {
-        let a = x0.div(4);
-        let s0 = x1.div(4).mul(t[0]);
-        let s1 = x2.div(4).mul(t[1]);
-        let s2 = x3.div(4).mul(t[2]);
+/// Radix 4; `tr`, `ti` hold the twiddles of `q = 1, 2, 3` for every `k`, `m` apart.
+struct Radix4<'a> {
+    tr: &'a [i16],
+    ti: &'a [i16],
+    m: usize,
+}
+
+impl Butterfly<4> for Radix4<'_> {
+    fn twiddle(&self, q: usize, k: usize) -> Tw {
+        let at = q.saturating_sub(1) * self.m + k;
+        Tw {
+            r: self.tr[at],
+            i: self.ti[at],
+        }
+    }
+
+    #[inline(always)]
+    fn twiddles<const N: usize>(&self, k: usize) -> [Cpx<N>; 4] {
+        let t = |q: usize| Cpx::load(self.tr, self.ti, (q - 1) * self.m + k);
+        [t(1), t(1), t(2), t(3)]
+    }
+
+    #[inline(always)]
+    fn apply<const N: usize>(&self, x: [Cpx<N>; 4], [_, t1, t2, t3]: [Cpx<N>; 4]) -> [Cpx<N>; 4] {
+        let a = x[0].div(4);
+        let s0 = x[1].div(4).mul(t1);
+        let s1 = x[2].div(4).mul(t2);
+        let s2 = x[3].div(4).mul(t3);
         let s5 = a.sub(s1);
         let a = a.add(s1);
         let s3 = s0.add(s2);
         let s4 = s0.sub(s2);
-        *x2 = a.sub(s3);
-        *x0 = a.add(s3);
-        *x1 = Cpx {
-            r: s5.r.wrapping_add(s4.i),
-            i: s5.i.wrapping_sub(s4.r),
-        };
-        *x3 = Cpx {
-            r: s5.r.wrapping_sub(s4.i),
-            i: s5.i.wrapping_add(s4.r),
-        };
+        [a.add(s3), s5.sub_j(s4), a.sub(s3), s5.add_j(s4)]
     }
 }
 
-fn butterfly5(f: &mut [Cpx], tw: &[Cpx], m: usize, stride: usize) {
-    let ya = tw[stride * m];
-    let yb = tw[2 * stride * m];
-    // Sum of 16-bit values in int, stored back to 16 bits.
-    let sum3 = |a: i16, b: i16, c: i16| (i32::from(a) + i32::from(b) + i32::from(c)) as i16;
-    for u in 0..m {
-        let s0 = f[u].div(5);
-        let s1 = f[u + m].div(5).mul(tw[u * stride]);
-        let s2 = f[u + 2 * m].div(5).mul(tw[2 * u * stride]);
-        let s3 = f[u + 3 * m].div(5).mul(tw[3 * u * stride]);
-        let s4 = f[u + 4 * m].div(5).mul(tw[4 * u * stride]);
+/// Radix 5, twiddles read from the table with `stride`.
+struct Radix5<'a> {
+    tw: &'a [Tw],
+    stride: usize,
+    ya: Tw,
+    yb: Tw,
+}
+
+impl<'a> Radix5<'a> {
+    fn new(tw: &'a [Tw], m: usize, stride: usize) -> Self {
+        Self {
+            tw,
+            stride,
+            ya: twiddles_at(tw, stride * m),
+            yb: twiddles_at(tw, 2 * stride * m),
+        }
+    }
+}
+
+impl Butterfly<5> for Radix5<'_> {
+    fn twiddle(&self, q: usize, k: usize) -> Tw {
+        twiddles_at(self.tw, q * k * self.stride)
+    }
+
+    #[inline(always)]
+    fn twiddles<const N: usize>(&self, k: usize) -> [Cpx<N>; 5] {
+        gather(self.tw, k, self.stride)
+    }
+
+    #[inline(always)]
+    fn apply<const N: usize>(&self, x: [Cpx<N>; 5], t: [Cpx<N>; 5]) -> [Cpx<N>; 5] {
+        let (ya, yb) = (self.ya, self.yb);
+        let s0 = x[0].div(5);
+        let s1 = x[1].div(5).mul(t[1]);
+        let s2 = x[2].div(5).mul(t[2]);
+        let s3 = x[3].div(5).mul(t[3]);
+        let s4 = x[4].div(5).mul(t[4]);
         let s7 = s1.add(s4);
         let s10 = s1.sub(s4);
         let s8 = s2.add(s3);
         let s9 = s2.sub(s3);
-
-        f[u] = Cpx {
-            r: sum3(s0.r, s7.r, s8.r),
-            i: sum3(s0.i, s7.i, s8.i),
-        };
-
-        let s5 = Cpx {
-            r: sum3(s0.r, mul_q15(s7.r, ya.r), mul_q15(s8.r, yb.r)),
-            i: sum3(s0.i, mul_q15(s7.i, ya.r), mul_q15(s8.i, yb.r)),
-        };
-        let s6 = Cpx {
-            r: sum3(0, mul_q15(s10.i, ya.i), mul_q15(s9.i, yb.i)),
-            i: (-i32::from(mul_q15(s10.r, ya.i)) - i32::from(mul_q15(s9.r, yb.i))) as i16,
-        };
-        f[u + m] = s5.sub(s6);
-        f[u + 4 * m] = s5.add(s6);
-
-        let s11 = Cpx {
-            r: sum3(s0.r, mul_q15(s7.r, yb.r), mul_q15(s8.r, ya.r)),
-            i: sum3(s0.i, mul_q15(s7.i, yb.r), mul_q15(s8.i, ya.r)),
-        };
-        let s12 = Cpx {
-            r: (-i32::from(mul_q15(s10.i, yb.i)) + i32::from(mul_q15(s9.i, ya.i))) as i16,
-            i: (i32::from(mul_q15(s10.r, yb.i)) - i32::from(mul_q15(s9.r, ya.i))) as i16,
-        };
-        f[u + 2 * m] = s11.add(s12);
-        f[u + 3 * m] = s11.sub(s12);
+        let s5 = s0.add(s7.scale(ya.r)).add(s8.scale(yb.r));
+        // kissfft's scratch[6] is -j * u.
+        let u = s10.scale(ya.i).add(s9.scale(yb.i));
+        let s11 = s0.add(s7.scale(yb.r)).add(s8.scale(ya.r));
+        // kissfft's scratch[12] is j * w.
+        let w = s10.scale(yb.i).sub(s9.scale(ya.i));
+        [
+            s0.add(s7).add(s8),
+            s5.add_j(u),
+            s11.add_j(w),
+            s11.sub_j(w),
+            s5.sub_j(u),
+        ]
     }
 }
 
@@ -498,13 +821,34 @@ mod tests {
         for n in (4..=MAX_FFT_LENGTH as i32).step_by(2) {
             let Ok(fft) = Rfft::new(n) else { continue };
             count += 1;
-            for t in fft.twiddles.iter().chain(&fft.split_twiddles) {
+            for t in &fft.twiddles {
                 feed(t.r);
                 feed(t.i);
+            }
+            for (&r, &i) in fft.split_r.iter().zip(&fft.split_i) {
+                feed(r);
+                feed(i);
             }
         }
         assert_eq!(count, 239);
         assert_eq!(h, 0xeeda_19a4_ee91_0e04);
+    }
+
+    #[test]
+    fn short_inputs_are_zero_padded() {
+        for n in [8, 20, 240, 486, 512] {
+            let mut fft = Rfft::new(n).unwrap();
+            let len = n as usize;
+            let frame: Vec<i16> = (0..len).map(|j| (j as i16).wrapping_mul(2477)).collect();
+            for short in [0, 1, len / 2 - 1, len / 2, len - 1] {
+                let mut padded = frame[..short].to_vec();
+                padded.resize(len, 0);
+                let (mut a, mut b) = (vec![0; len + 2], vec![0; len + 2]);
+                fft.apply(&frame[..short], &mut a).unwrap();
+                fft.apply(&padded, &mut b).unwrap();
+                assert_eq!(a, b, "fft_length {n}, {short} samples");
+            }
+        }
     }
 
     #[test]

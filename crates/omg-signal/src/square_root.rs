@@ -1,30 +1,16 @@
 //! Integer square roots with TFLM's rounding (`Sqrt32`, `Sqrt64`).
 
-use crate::msb::msb64;
-
-/// Digit-by-digit square root of a non-zero `num < 2^bits` (`bits` 32 or 64), starting at
-/// the highest even bit position at or below the leading bit, rounded up when the remainder
-/// exceeds the root except when that would overflow `bits / 2` bits (TFLM's `Sqrt32` /
-/// `Sqrt64` loop, whose intermediate values fit their type: computing in `u64` is exact).
+/// TFLM's `Sqrt32` / `Sqrt64` loop for a non-zero `num < 2^bits` (`bits` 32 or 64): its
+/// digit-by-digit root is `floor(sqrt(num))`, rounded up when the remainder exceeds it except
+/// when that would overflow `bits / 2` bits.
 fn rounded_sqrt(num: u64, bits: u32) -> u64 {
-    let mut rem = num;
-    let mut root: u64 = 0;
-    let top = (bits - msb64(num)) | 1;
-    let mut bit: u64 = 1 << (bits - 1 - top);
-    for _ in 0..=((bits - 1 - top) / 2) {
-        let trial = root + bit;
-        if rem >= trial {
-            rem -= trial;
-            root = (root >> 1) + bit;
-        } else {
-            root >>= 1;
-        }
-        bit >>= 2;
-    }
+    let root = num.isqrt();
+    let rem = num - root * root;
     if rem > root && root != (1 << (bits / 2)) - 1 {
-        root += 1;
+        root + 1
+    } else {
+        root
     }
-    root
 }
 
 /// Rounded integer square root of a 32-bit value (TFLM `Sqrt32`).
@@ -92,6 +78,28 @@ mod tests {
             if x < 8 {
                 break;
             }
+        }
+    }
+
+    #[test]
+    fn sqrt64_is_rounded_root() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..100_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let v = x >> (x % 40);
+            if v < 1 << 32 {
+                continue;
+            }
+            let r = u128::from(sqrt64(v));
+            let fl = if r * r > u128::from(v) { r - 1 } else { r };
+            assert!(
+                fl * fl <= u128::from(v) && (fl + 1) * (fl + 1) > u128::from(v),
+                "{v}"
+            );
+            let rounded = u128::from(v) - fl * fl > fl && fl != 0xFFFF_FFFF;
+            assert_eq!(r, fl + u128::from(rounded), "{v}");
         }
     }
 
