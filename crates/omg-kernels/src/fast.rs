@@ -139,10 +139,19 @@ fn row_sum(row: &[i8]) -> i32 {
 /// Length of the prepared channel data of `groups` groups of `per_group` output channels: a
 /// [`Block`] (48 values) per 8 channels of each group.
 fn channels_len(groups: usize, per_group: usize) -> usize {
+    blocks_len(groups, per_group).saturating_add(FLAGS)
+}
+
+/// The values of the [`Block`]s of `groups` groups of `per_group` channels.
+fn blocks_len(groups: usize, per_group: usize) -> usize {
     groups
         .saturating_mul(per_group.div_ceil(8))
         .saturating_mul(8 * 6)
 }
+
+/// Values after the blocks: whether some multiplier is `i32::MIN`, whether some left shift is
+/// not 0 (see [`Channels`]), found once at prepare time.
+const FLAGS: usize = 2;
 
 /// Views prepared channel data (see [`fill_channels`]) of `groups` groups of `per_group`
 /// output channels, with the output stage `clamp`.
@@ -154,13 +163,12 @@ fn channels(
     if buf.len() != channels_len(groups, per_group) {
         return Err(KernelError::Shape("prepared channel data length"));
     }
-    let blocks: &[Block] = buf.as_chunks::<8>().0.as_chunks::<6>().0;
-    let lanes = |field: usize| blocks.iter().flat_map(move |b| b[field]);
+    let (blocks, flags) = buf.split_at(blocks_len(groups, per_group));
     Ok(Channels {
-        blocks,
+        blocks: blocks.as_chunks::<8>().0.as_chunks::<6>().0,
         len: groups * per_group,
-        saturating: lanes(MULTIPLIER).any(|m| m == i32::MIN),
-        shifts_left: lanes(LEFT).any(|l| l != 0),
+        saturating: flags[0] != 0,
+        shifts_left: flags[1] != 0,
         clamp,
     })
 }
@@ -193,7 +201,8 @@ fn fill_channels(
         ));
     }
     out.fill(0);
-    let blocks: &mut [Block] = out.as_chunks_mut::<8>().0.as_chunks_mut::<6>().0;
+    let (blocks, flags) = out.split_at_mut(blocks_len(groups, per_group));
+    let blocks: &mut [Block] = blocks.as_chunks_mut::<8>().0.as_chunks_mut::<6>().0;
     for oc in 0..n {
         let bias_c = bias.map_or(0, |b| b[oc]);
         let qm = multipliers[if multipliers.len() == 1 { 0 } else { oc }];
@@ -212,6 +221,9 @@ fn fill_channels(
         block[MASK][lane] = mask;
         block[HALF][lane] = mask >> 1;
     }
+    let lanes = |field: usize| blocks.iter().flat_map(move |b| b[field]);
+    flags[0] = i32::from(lanes(MULTIPLIER).any(|m| m == i32::MIN));
+    flags[1] = i32::from(lanes(LEFT).any(|l| l != 0));
     Ok(())
 }
 
@@ -595,27 +607,52 @@ fn dot_rows<K: Kernels, const M: usize>(
     }
 }
 
-/// Runs `count` rows against the weight `rows` (stride `stride`), two at a time where it can:
-/// `load(buffer)` widens the next row into `buffer` and returns its offset (added before
-/// requantization), and row `i`'s requantized outputs go to `output[range(i)]`.
+/// Where [`rows_by_two`] takes its rows from: the patches of a convolution, the input rows of
+/// a fully connected layer. (A trait rather than a closure: a closure would not be compiled
+/// with the target features of the level, and the kernels it calls would not be inlined.)
+trait RowSource {
+    /// Widens the next row into `buffer` and returns its offset (added before requantization).
+    fn next_row<K: Kernels>(&mut self, k: K, buffer: &mut [i16]) -> Result<i32>;
+}
+
+/// The patches of one group of a convolution, pixel by pixel from `at` on.
+struct PatchRows<'a, 'g> {
+    gather: &'a Patches<'g>,
+    input: &'a [i8],
+    at: Pixel,
+    group: usize,
+}
+
+impl RowSource for PatchRows<'_, '_> {
+    #[inline(always)]
+    fn next_row<K: Kernels>(&mut self, k: K, buffer: &mut [i16]) -> Result<i32> {
+        self.gather
+            .gather(k, self.input, self.at, self.group, buffer)?;
+        self.at = self.gather.g.next(self.at);
+        Ok(0)
+    }
+}
+
+/// Runs `count` rows from `source` against the weight `rows` (stride `stride`), two at a time
+/// where it can; row `i`'s requantized outputs go to `output[range(i)]`.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn rows_by_two<K: Kernels>(
+fn rows_by_two<K: Kernels, S: RowSource>(
     k: K,
     count: usize,
     (rows, stride): (&[i8], usize),
     ch: Channels<'_>,
     (p0, p1): (&mut [i16], &mut [i16]),
     (a0, a1): (&mut [i32], &mut [i32]),
-    mut load: impl FnMut(&mut [i16]) -> Result<i32>,
+    source: &mut S,
     (output, range): (&mut [i8], impl Fn(usize) -> core::ops::Range<usize>),
 ) -> Result<()> {
     let oob = KernelError::Shape("output index out of range");
     let mut i = 0;
     while i < count {
-        let off0 = load(p0)?;
+        let off0 = source.next_row(k, p0)?;
         if i + 1 < count {
-            let off1 = load(p1)?;
+            let off1 = source.next_row(k, p1)?;
             dot_rows(k, [&*p0, &*p1], rows, stride, [&mut *a0, &mut *a1]);
             k.requantize(a0, off0, ch, output.get_mut(range(i)).ok_or(oob)?);
             k.requantize(a1, off1, ch, output.get_mut(range(i + 1)).ok_or(oob)?);
@@ -755,11 +792,11 @@ impl ConvJob<'_> {
                 .ok_or(oob)?;
             let ch = ch.group(group, per_group).ok_or(oob)?;
             let out_at = |px: usize| px * g.out_c + oc0..px * g.out_c + oc0 + per_group;
-            let mut at = (0, 0, 0);
-            let next_patch = |p: &mut [i16]| {
-                gather.gather(k, input, at, group, p)?;
-                at = g.next(at);
-                Ok(0)
+            let mut patches = PatchRows {
+                gather: &gather,
+                input,
+                at: (0, 0, 0),
+                group,
             };
             rows_by_two(
                 k,
@@ -768,7 +805,7 @@ impl ConvJob<'_> {
                 ch,
                 (&mut *p0, &mut *p1),
                 (&mut *a0, &mut *a1),
-                next_patch,
+                &mut patches,
                 (&mut *output, out_at),
             )?;
         }
@@ -1426,25 +1463,29 @@ struct FcJob<'a> {
     scratch: Scratch<'a>,
 }
 
-/// Widens input row `b` of `plan` into the start of `dst` and returns its row offset
-/// `filter_offset * sum x`.
-#[inline(always)]
-fn load_row<K: Kernels>(
-    k: K,
-    plan: &FcPlan,
-    input: &[i8],
+/// The input rows of a fully connected layer, from row `b` on.
+struct FcRows<'a> {
+    plan: &'a FcPlan,
+    input: &'a [i8],
     b: usize,
-    dst: &mut [i16],
-) -> Result<i32> {
-    let depth = plan.p.accum_depth;
-    let oob = KernelError::Shape("fully connected index out of range");
-    let x = input.get(b * depth..(b + 1) * depth).ok_or(oob)?;
-    k.widen(dst.get_mut(..depth).ok_or(oob)?, x);
-    Ok(if plan.filter_offset == 0 {
-        0
-    } else {
-        plan.filter_offset.wrapping_mul(row_sum(x))
-    })
+}
+
+impl RowSource for FcRows<'_> {
+    /// Widens input row `b` into the start of `dst` and returns its row offset
+    /// `filter_offset * sum x`.
+    #[inline(always)]
+    fn next_row<K: Kernels>(&mut self, k: K, dst: &mut [i16]) -> Result<i32> {
+        let (depth, b) = (self.plan.p.accum_depth, self.b);
+        self.b += 1;
+        let oob = KernelError::Shape("fully connected index out of range");
+        let x = self.input.get(b * depth..(b + 1) * depth).ok_or(oob)?;
+        k.widen(dst.get_mut(..depth).ok_or(oob)?, x);
+        Ok(if self.plan.filter_offset == 0 {
+            0
+        } else {
+            self.plan.filter_offset.wrapping_mul(row_sum(x))
+        })
+    }
 }
 
 impl Job for FcJob<'_> {
@@ -1466,11 +1507,7 @@ impl Job for FcJob<'_> {
         // The rows' padding to the stride stays zero.
         p0[plan.p.accum_depth..].fill(0);
         p1[plan.p.accum_depth..].fill(0);
-        let mut b = 0;
-        let next_row = |p: &mut [i16]| {
-            b += 1;
-            load_row(k, plan, input, b - 1, p)
-        };
+        let mut source = FcRows { plan, input, b: 0 };
         rows_by_two(
             k,
             plan.p.batches,
@@ -1478,7 +1515,7 @@ impl Job for FcJob<'_> {
             ch,
             (p0, p1),
             (a0, a1),
-            next_row,
+            &mut source,
             (output, |b| b * n..(b + 1) * n),
         )
     }

@@ -210,7 +210,10 @@ impl StridedSlicePlan {
         let d = self.input_dims.map(|v| v as i64);
         let lc = |i: i64, stop: i64, stride: i64| if stride < 0 { i > stop } else { i < stop };
         let (s, e, st) = (self.start, self.stop, self.stride);
-        let mut out_iter = output.iter_mut();
+        let oob = KernelError::Shape("strided slice index out of range");
+        // The innermost axis is copied as a run of `n4` values (a plain copy when contiguous).
+        let n4 = usize::try_from(axis_count(s[4], e[4], st[4])).map_err(|_| oob)?;
+        let mut at = 0;
         let mut i0 = s[0];
         while lc(i0, e[0], st[0]) {
             let mut i1 = s[1];
@@ -219,19 +222,18 @@ impl StridedSlicePlan {
                 while lc(i2, e[2], st[2]) {
                     let mut i3 = s[3];
                     while lc(i3, e[3], st[3]) {
-                        let base = (((i0 * d[1] + i1) * d[2] + i2) * d[3] + i3) * d[4];
-                        let mut i4 = s[4];
-                        while lc(i4, e[4], st[4]) {
-                            let src = usize::try_from(base + i4).ok().and_then(|i| input.get(i));
-                            match (src, out_iter.next()) {
-                                (Some(&v), Some(o)) => *o = v,
-                                _ => {
-                                    return Err(KernelError::Shape(
-                                        "strided slice index out of range",
-                                    ));
+                        let base = (((i0 * d[1] + i1) * d[2] + i2) * d[3] + i3) * d[4] + s[4];
+                        let dst = output.get_mut(at..at + n4).ok_or(oob)?;
+                        at += n4;
+                        let first = usize::try_from(base).ok();
+                        match first.and_then(|f| input.get(f..f + n4)) {
+                            Some(run) if st[4] == 1 => dst.copy_from_slice(run),
+                            _ => {
+                                for (j, o) in dst.iter_mut().enumerate() {
+                                    let i = usize::try_from(base + j as i64 * st[4]).ok();
+                                    *o = *i.and_then(|i| input.get(i)).ok_or(oob)?;
                                 }
                             }
-                            i4 += st[4];
                         }
                         i3 += st[3];
                     }
