@@ -6,7 +6,8 @@ Runs, in one process on one machine, for every model given (default: every
 
 * omg:    ``omg bench MODEL --json`` (its own timing loop; the JSON object it
           prints is kept as is: median_us, p99_us, arena_bytes, model_bytes,
-          runs, ...);
+          runs, ...), and again with ``--kernels portable`` (the level CPUs
+          without AVX2 run) unless --no-portable;
 * TFLM:   the PyPI ``tflite-micro`` interpreter, timing ``invoke()`` only, after
           warm-up; the arena use is what TFLM's RecordingMicroAllocator prints
           (``print_allocations()``, captured from the C++ side's fd 1/2);
@@ -157,9 +158,10 @@ def bench_litert(path: Path, args, seed: int) -> dict:
     return res
 
 
-def bench_omg(omg: Path, path: Path, timeout: float) -> dict:
+def bench_omg(omg: Path, path: Path, timeout: float, kernels: str = "auto") -> dict:
     try:
-        r = subprocess.run([str(omg), "bench", str(path), "--json"], stdin=subprocess.DEVNULL,
+        r = subprocess.run([str(omg), "bench", str(path), "--json", "--kernels", kernels],
+                           stdin=subprocess.DEVNULL,
                            capture_output=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout:g} s"}
@@ -224,7 +226,7 @@ def _get(d: dict, key: str):
 
 
 def print_markdown(report) -> None:
-    hdr = ["model", "omg median µs", "TFLM median µs", "LiteRT median µs", "TFLM/omg speedup",
+    hdr = ["model", "omg median µs", "omg portable µs", "TFLM median µs", "LiteRT median µs", "TFLM/omg speedup",
            "omg/LiteRT ratio", "omg arena bytes", "TFLM arena bytes"]
     print("| " + " | ".join(hdr) + " |")
     print("|" + "|".join(["---"] + ["---:"] * (len(hdr) - 1)) + "|")
@@ -238,7 +240,10 @@ def print_markdown(report) -> None:
             o_cell = "error"
         else:
             o_cell = _us(o)
-        cells = [r["model"], o_cell, _us(t), _us(lt),
+        port = r.get("omg_portable")
+        p_cell = "skipped" if port is None else "error" if "error" in port else \
+            _us(port["median_us"])
+        cells = [r["model"], o_cell, p_cell, _us(t), _us(lt),
                  f"{t / o:.2f}x" if o and t else "n/a",
                  f"{o / lt:.2f}" if o and lt else "n/a",
                  str(_get(r.get("omg"), "arena_bytes") or "n/a"),
@@ -251,7 +256,9 @@ def print_markdown(report) -> None:
           f"{s['runs']}+ timed `invoke()` calls "
           f"(at least {s['min_seconds']} s per model) after {s['warmup']} warm-up calls; their "
           "figures include the Python binding's call overhead (about 1 µs per call). omg: "
-          "`omg bench --json` (its own loop, no Python). p99, mean, min and run counts: --json.")
+          "`omg bench --json` (its own loop, no Python; the fastest kernel level this CPU "
+          "has), omg portable: `omg bench --json --kernels portable` (plain Rust, "
+          "auto-vectorized for the build target). p99, mean, min and run counts: --json.")
     print(f"LiteRT: ai-edge-litert {v['ai-edge-litert']}, default delegate (XNNPACK), "
           "num_threads=1; n/a = LiteRT cannot load the model (TFLM-only Signal custom ops). "
           f"TFLM: tflite-micro {v['tflite-micro']} (portable reference kernels); arena = "
@@ -259,7 +266,7 @@ def print_markdown(report) -> None:
     print(f"Machine: {m['cpu']}, {m['cores']} cores, {m['system']}, Python {m['python']}"
           + (f", pinned to CPU {s['cpu']}" if s.get("cpu") is not None else "") + ".")
     for r in report["models"]:
-        for name in ("omg", "litert"):
+        for name in ("omg", "omg_portable", "litert"):
             e = (r.get(name) or {}).get("error")
             if e and not (name == "litert" and "custom op" in e):
                 print(f"- {r['model']}: {name}: {e}")
@@ -284,6 +291,8 @@ def parse_args(argv):
     p.add_argument("--no-omg", action="store_true",
                    help="benchmark only TFLM and LiteRT (no omg binary needed)")
     p.add_argument("--no-litert", action="store_true", help="skip LiteRT")
+    p.add_argument("--no-portable", action="store_true",
+                   help="skip omg's portable kernel level")
     p.add_argument("--runs", type=int, default=200, metavar="N",
                    help="minimum timed invokes per model for TFLM and LiteRT (default: 200)")
     p.add_argument("--rounds", type=int, default=3, metavar="N",
@@ -345,10 +354,13 @@ def main(argv=None) -> int:
         r = {"model": path.stem, "path": str(path), "model_bytes": path.stat().st_size}
         # The runtimes take turns, round after round, so that a burst of load on a shared
         # machine hits all of them rather than one.
-        rounds = {"omg": [], "tflm": [], "litert": []}
+        rounds = {"omg": [], "omg_portable": [], "tflm": [], "litert": []}
         for _ in range(args.rounds):
             if omg:
                 rounds["omg"].append(bench_omg(omg, path, args.timeout))
+                if not args.no_portable:
+                    rounds["omg_portable"].append(
+                        bench_omg(omg, path, args.timeout, "portable"))
             try:
                 rounds["tflm"].append(bench_tflm(path, args, args.seed + idx))
             except Exception as exc:
@@ -357,12 +369,14 @@ def main(argv=None) -> int:
             rounds["litert"].append({"error": "skipped (--no-litert)"} if args.no_litert
                                     else bench_litert(path, args, args.seed + idx))
         r["omg"] = combine_rounds(rounds["omg"]) if omg else None
+        r["omg_portable"] = combine_rounds(rounds["omg_portable"]) \
+            if rounds["omg_portable"] else None
         r["tflm"] = combine_rounds(rounds["tflm"])
         r["litert"] = combine_rounds(rounds["litert"])
         results.append(r)
         if not args.quiet:
             parts = []
-            for name in ("omg", "tflm", "litert"):
+            for name in ("omg", "omg_portable", "tflm", "litert"):
                 v = r[name]
                 parts.append(f"{name} " + ("-" if v is None else
                                            v.get("error", "?") if "error" in v else

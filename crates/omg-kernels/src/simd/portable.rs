@@ -27,10 +27,10 @@ impl Kernels for Portable {
         let mut out = [[0i32; NR]; MR];
         for (o, p) in out.iter_mut().zip(patches) {
             for (o, r) in o.iter_mut().zip(rows) {
-                // Patches hold int8 values: |x * w| <= 128 * 128 is exact in i16, which lets
-                // LLVM use 16-bit multiplies.
+                // Sums of 16-bit products: LLVM turns this into multiply-adds of pairs
+                // (PMADDWD on x86, pairwise multiply-accumulates on ARM).
                 *o = p[..len].iter().zip(&r[..len]).fold(0i32, |acc, (&x, &w)| {
-                    acc.wrapping_add(i32::from(x.wrapping_mul(i16::from(w))))
+                    acc.wrapping_add(i32::from(x) * i32::from(w))
                 });
             }
         }
