@@ -45,6 +45,9 @@ struct Cpx<const N: usize> {
     i: [i16; N],
 }
 
+/// A wrapping 16-bit operation.
+type Op = fn(i16, i16) -> i16;
+
 /// `[f(0), ..., f(N - 1)]`.
 #[inline(always)]
 fn lanes<const N: usize>(f: impl FnMut(usize) -> i16) -> [i16; N] {
@@ -78,47 +81,42 @@ impl<const N: usize> Cpx<N> {
         im[k..k + N].copy_from_slice(&self.i);
     }
 
+    /// `(f(r, or), g(i, oi))` lane by lane: the parts of `self` combined with `(or, oi)`.
     #[inline(always)]
-    fn add(self, o: Self) -> Self {
+    fn combine(self, (or, oi): ([i16; N], [i16; N]), f: Op, g: Op) -> Self {
         Self {
-            r: lanes(|l| self.r[l].wrapping_add(o.r[l])),
-            i: lanes(|l| self.i[l].wrapping_add(o.i[l])),
+            r: lanes(|l| f(self.r[l], or[l])),
+            i: lanes(|l| g(self.i[l], oi[l])),
         }
     }
 
     #[inline(always)]
+    fn add(self, o: Self) -> Self {
+        self.combine((o.r, o.i), i16::wrapping_add, i16::wrapping_add)
+    }
+
+    #[inline(always)]
     fn sub(self, o: Self) -> Self {
-        Self {
-            r: lanes(|l| self.r[l].wrapping_sub(o.r[l])),
-            i: lanes(|l| self.i[l].wrapping_sub(o.i[l])),
-        }
+        self.combine((o.r, o.i), i16::wrapping_sub, i16::wrapping_sub)
     }
 
     /// `self + j * o`: `(r - o.i, i + o.r)`.
     #[inline(always)]
     fn add_j(self, o: Self) -> Self {
-        Self {
-            r: lanes(|l| self.r[l].wrapping_sub(o.i[l])),
-            i: lanes(|l| self.i[l].wrapping_add(o.r[l])),
-        }
+        self.combine((o.i, o.r), i16::wrapping_sub, i16::wrapping_add)
     }
 
     /// `self - j * o`: `(r + o.i, i - o.r)`.
     #[inline(always)]
     fn sub_j(self, o: Self) -> Self {
-        Self {
-            r: lanes(|l| self.r[l].wrapping_add(o.i[l])),
-            i: lanes(|l| self.i[l].wrapping_sub(o.r[l])),
-        }
+        self.combine((o.i, o.r), i16::wrapping_add, i16::wrapping_sub)
     }
 
     /// `self - o / 2` (arithmetic shift), kissfft's radix-3 midpoint.
     #[inline(always)]
     fn sub_half(self, o: Self) -> Self {
-        Self {
-            r: lanes(|l| self.r[l].wrapping_sub(o.r[l] >> 1)),
-            i: lanes(|l| self.i[l].wrapping_sub(o.i[l] >> 1)),
-        }
+        let half = (o.r.map(|v| v >> 1), o.i.map(|v| v >> 1));
+        self.combine(half, i16::wrapping_sub, i16::wrapping_sub)
     }
 
     /// Complex product with twiddle factors (|components| <= 32767): each part is one rounded
