@@ -496,8 +496,15 @@ fn pieces<T, const R: usize>(s: &mut [T], m: usize) -> [&mut [T]; R] {
 trait Butterfly<const R: usize> {
     /// The twiddle of input `q` of butterfly `k` (`q = 0`: not used).
     fn twiddle(&self, q: usize, k: usize) -> Tw;
-    /// The twiddles of lanes `k..k + N` (entry `q` for input `q`; entry 0 is not used).
-    fn twiddles<const N: usize>(&self, k: usize) -> [Cpx<N>; R];
+    /// The twiddles of lanes `k..k + N` (entry `q` for input `q`; entry 0 is not used), lane by
+    /// lane from [`Butterfly::twiddle`] unless a radix has them contiguous.
+    #[inline(always)]
+    fn twiddles<const N: usize>(&self, k: usize) -> [Cpx<N>; R] {
+        core::array::from_fn(|q| Cpx {
+            r: lanes(|l| self.twiddle(q, k + l).r),
+            i: lanes(|l| self.twiddle(q, k + l).i),
+        })
+    }
     /// The butterfly on `N` lanes.
     fn apply<const N: usize>(&self, x: [Cpx<N>; R], tw: [Cpx<N>; R]) -> [Cpx<N>; R];
 }
@@ -653,26 +660,10 @@ impl<'a> Radix3<'a> {
     }
 }
 
-/// Twiddles `q * (k + l) * stride` of `tw` for the lanes `l < N` and `q < R`.
-#[inline(always)]
-fn gather<const R: usize, const N: usize>(tw: &[Tw], k: usize, stride: usize) -> [Cpx<N>; R] {
-    core::array::from_fn(|q| {
-        let t = |l: usize| twiddles_at(tw, q * (k + l) * stride);
-        Cpx {
-            r: lanes(|l| t(l).r),
-            i: lanes(|l| t(l).i),
-        }
-    })
-}
-
 impl Butterfly<3> for Radix3<'_> {
+    #[inline(always)]
     fn twiddle(&self, q: usize, k: usize) -> Tw {
         twiddles_at(self.tw, q * k * self.stride)
-    }
-
-    #[inline(always)]
-    fn twiddles<const N: usize>(&self, k: usize) -> [Cpx<N>; 3] {
-        gather(self.tw, k, self.stride)
     }
 
     #[inline(always)]
@@ -743,13 +734,9 @@ impl<'a> Radix5<'a> {
 }
 
 impl Butterfly<5> for Radix5<'_> {
+    #[inline(always)]
     fn twiddle(&self, q: usize, k: usize) -> Tw {
         twiddles_at(self.tw, q * k * self.stride)
-    }
-
-    #[inline(always)]
-    fn twiddles<const N: usize>(&self, k: usize) -> [Cpx<N>; 5] {
-        gather(self.tw, k, self.stride)
     }
 
     #[inline(always)]

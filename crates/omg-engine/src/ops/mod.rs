@@ -70,6 +70,17 @@ pub enum KernelSet {
 }
 
 impl KernelSet {
+    /// The instruction-set level of the optimized kernels this set runs (for
+    /// [`KernelSet::Optimized`], the fastest this CPU supports), or `None` for the reference
+    /// kernels.
+    pub fn isa(self) -> Option<Isa> {
+        match self {
+            KernelSet::Reference => None,
+            KernelSet::Optimized => Some(Isa::detect()),
+            KernelSet::Level(isa) => Some(isa),
+        }
+    }
+
     /// The reference kernels and the optimized ones at every level this CPU supports, the
     /// oracle first.
     pub fn all_supported() -> impl Iterator<Item = KernelSet> {
@@ -79,10 +90,9 @@ impl KernelSet {
 
 impl core::fmt::Display for KernelSet {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            KernelSet::Reference => f.write_str("reference"),
-            KernelSet::Optimized => write!(f, "optimized ({})", Isa::detect().name()),
-            KernelSet::Level(isa) => write!(f, "optimized ({})", isa.name()),
+        match self.isa() {
+            None => f.write_str("reference"),
+            Some(isa) => write!(f, "optimized ({})", isa.name()),
         }
     }
 }
@@ -122,11 +132,7 @@ impl<'a, 'm> OpCtx<'a, 'm> {
     /// The instruction-set level of the optimized kernels (the fastest this CPU supports), or
     /// `None` when the reference kernels run.
     pub(crate) fn isa(&self) -> Option<Isa> {
-        match self.kernels {
-            KernelSet::Reference => None,
-            KernelSet::Optimized => Some(Isa::detect()),
-            KernelSet::Level(isa) => Some(isa),
-        }
+        self.kernels.isa()
     }
 
     /// An error about this operator.

@@ -27,8 +27,8 @@ impl Kernels for Portable {
         let mut out = [[0i32; NR]; MR];
         for (o, p) in out.iter_mut().zip(patches) {
             for (o, r) in o.iter_mut().zip(rows) {
-                // Sums of 16-bit products: LLVM turns this into multiply-adds of pairs
-                // (PMADDWD on x86, pairwise multiply-accumulates on ARM).
+                // Sums of widened 16-bit products: on x86-64 LLVM turns this into PMADDWD
+                // (multiply-adds of pairs).
                 *o = p[..len].iter().zip(&r[..len]).fold(0i32, |acc, (&x, &w)| {
                     acc.wrapping_add(i32::from(x) * i32::from(w))
                 });
