@@ -30,7 +30,7 @@ use omg_enclave::platform::{Counter, sign_enclave_token};
 use omg_enclave::server::{Enclave, EnclaveIo};
 use omg_enclave::{Platform, PlatformError};
 use omg_protocol::key_release::{HpkePublicKey, KeyRelease};
-use omg_protocol::licence::{InputSource, InputSources, Licence, OutputPolicy};
+use omg_protocol::licence::{InputSource, InputSources, Lease, Licence, OutputPolicy};
 use omg_protocol::package::{Package, PackageHeader};
 use omg_protocol::rand_core::{CryptoRng, Rng};
 use omg_protocol::sealed::SealingKey;
@@ -255,8 +255,9 @@ fn begin(s: &mut Script<'_>, v: &Vendor) -> HostRequest {
 
 /// `1 flags [terms]`: flags bit 0 takes the key release from the input (else the vendor seals
 /// the content key to the last attested enclave key), bit 1 the licence (else the vendor signs
-/// terms read from the input: policy, sources, expiry offset, epoch, quota, wrong-device and
-/// wrong-model flags).
+/// terms read from the input: policy, sources, expiry offset, epoch, quota, and flags: bit 0
+/// another device, bit 1 another model, bit 2 another version, bit 3 another activation (not
+/// the last attested token), bit 4 a lease that ends at the target's time).
 fn finish(s: &mut Script<'_>, v: &Vendor, device: [u8; 33], host: &mut Host) -> HostRequest {
     let flags = s.byte();
     let mut rng = DeterministicRng::new(7);
@@ -304,6 +305,14 @@ fn finish(s: &mut Script<'_>, v: &Vendor, device: [u8; 33], host: &mut Host) -> 
             quota,
             output_policy,
             input_sources: sources,
+            activation: match &host.attested {
+                Some((token, _)) if wrong & 8 == 0 => sha256(token),
+                _ => [0; 32],
+            },
+            lease: (wrong & 16 != 0).then_some(Lease {
+                renew_after: NOW,
+                lease_until: NOW,
+            }),
         };
         host.offered = Some(output_policy);
         terms.sign(&v.key).expect("licence")

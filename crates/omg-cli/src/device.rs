@@ -1,5 +1,10 @@
 //! The device side of the Linux backend: `omg device init | info`, `omg attest`,
-//! `omg verify-token` and `omg provision`.
+//! `omg verify-token`, `omg provision` and `omg renew`.
+//!
+//! `omg renew` is `omg provision` again for a package already provisioned here: a fresh
+//! attestation and activation whose licence (with a new lease) replaces the sealed blob. The
+//! blob is written only after the vendor and the enclave have accepted everything, so a refused
+//! renewal (a revoked device or model version) leaves the old one in place.
 //!
 //! Provisioning goes through the enclave process (see [`crate::enclave`]); this process only
 //! relays messages between the enclave and the vendor service.
@@ -324,6 +329,8 @@ struct Provisioned {
     sealed: String,
     measurement: String,
     not_after: u64,
+    renew_after: Option<u64>,
+    lease_until: Option<u64>,
     timings_ms: Timings,
 }
 
@@ -347,9 +354,73 @@ pub fn provision(
     let dir = device_dir(dir)?;
     let package = read_limited(package_path, MAX_PACKAGE_LEN as u64)?;
     let vendor_key = read_public_key(vendor_key_path)?;
+    activate(
+        package_path,
+        package,
+        server,
+        &vendor_key,
+        &dir,
+        ca_cert,
+        json,
+    )
+}
+
+/// `omg renew`: a new activation of a package already provisioned on this device (with the
+/// vendor key given, else the one it was provisioned with), replacing its sealed blob; a
+/// refusal leaves the old blob as it was.
+pub fn renew(
+    package_path: &Path,
+    server: &str,
+    vendor_key_path: Option<&Path>,
+    dir: Option<PathBuf>,
+    ca_cert: Option<&Path>,
+    json: bool,
+) -> Result<()> {
+    let dir = device_dir(dir)?;
+    let package = read_limited(package_path, MAX_PACKAGE_LEN as u64)?;
+    let (vendor_key, header) = match vendor_key_path {
+        Some(path) => {
+            let key = read_public_key(path)?;
+            let verified = omg_protocol::package::Package::open_signed(&package, &key)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", package_path.display()))?;
+            (key, verified.header().clone())
+        }
+        None => crate::run::provisioned_vendor_key(&dir, &package)?,
+    };
+    let sealed = sealed_path(&dir, &header.model_id, header.version);
+    anyhow::ensure!(
+        sealed.is_file(),
+        "{} version {} is not provisioned here: run `omg provision` first",
+        header.model_id,
+        header.version
+    );
+    activate(
+        package_path,
+        package,
+        server,
+        &vendor_key,
+        &dir,
+        ca_cert,
+        json,
+    )
+    .context("renewal refused; the sealed licence on this device is unchanged")
+}
+
+/// The preparation phase for `package` against the vendor service at `server`: challenge,
+/// attestation, activation, sealing; stores the sealed blob (replacing any earlier one) only
+/// once everything checked out.
+fn activate(
+    package_path: &Path,
+    package: Vec<u8>,
+    server: &str,
+    vendor_key: &VerifyingKey,
+    dir: &Path,
+    ca_cert: Option<&Path>,
+    json: bool,
+) -> Result<()> {
     let client = Client::new(server, ca_cert)?;
     let ms = |t: std::time::Instant| t.elapsed().as_secs_f64() * 1e3;
-    let identity = crate::enclave::identity(&dir)?;
+    let identity = crate::enclave::identity(dir)?;
     let device_public_key = identity.public_key();
     drop(identity);
 
@@ -359,10 +430,10 @@ pub fn provision(
     let t_challenge = ms(t);
 
     let t = std::time::Instant::now();
-    let mut enclave = crate::enclave::start(&dir, None)?;
+    let mut enclave = crate::enclave::start(dir, None)?;
     enclave.send(&HostRequest::BeginProvision {
-        package: package.clone(),
-        vendor_key: omg_protocol::public_key_sec1(&vendor_key).to_vec(),
+        package,
+        vendor_key: omg_protocol::public_key_sec1(vendor_key).to_vec(),
         nonce,
     })?;
     let EnclaveReply::Attested {
@@ -396,7 +467,12 @@ pub fn provision(
         key_release: b64("key release", &answer.key_release)?,
         licence: b64("licence", &answer.licence)?,
     })?;
-    let EnclaveReply::Sealed { blob, not_after } = enclave
+    let EnclaveReply::Sealed {
+        blob,
+        not_after,
+        renew_after,
+        lease_until,
+    } = enclave
         .reply()
         .context("the vendor's answer does not check out")?
     else {
@@ -404,13 +480,13 @@ pub fn provision(
     };
     let measurement = enclave.measurement();
     enclave.shutdown()?;
-    let sealed_path = sealed_path(&dir, &model_id, version);
-    let parent = sealed_path.parent().unwrap_or(&dir);
+    let sealed_path = sealed_path(dir, &model_id, version);
+    let parent = sealed_path.parent().unwrap_or(dir);
     omg_linux::fs::create_private_dir(parent)
         .with_context(|| format!("cannot create {}", parent.display()))?;
     write_atomic(
-        &stored_vendor_key_path(&dir, &model_id),
-        &omg_protocol::public_key_sec1(&vendor_key),
+        &stored_vendor_key_path(dir, &model_id),
+        &omg_protocol::public_key_sec1(vendor_key),
     )?;
     write_atomic(&sealed_path, &blob)?;
     let t_seal = ms(t);
@@ -421,6 +497,8 @@ pub fn provision(
         sealed: sealed_path.display().to_string(),
         measurement: hex(&measurement),
         not_after,
+        renew_after,
+        lease_until,
         timings_ms: Timings {
             challenge: t_challenge,
             attest: t_attest,
@@ -439,8 +517,14 @@ pub fn provision(
             "attested     enclave {} signed by the device key ({:.1} ms)",
             out.measurement, out.timings_ms.attest
         );
+        let lease = match (out.renew_after, out.lease_until) {
+            (Some(renew), Some(until)) => {
+                format!(", lease until {until} (renew after {renew} with `omg renew`)")
+            }
+            _ => String::new(),
+        };
         println!(
-            "activated    key released to this enclave, licence until {} ({:.1} ms)",
+            "activated    key released to this enclave, licence until {}{lease} ({:.1} ms)",
             out.not_after, out.timings_ms.activate
         );
         println!(

@@ -124,7 +124,30 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Initialization and operation, offline: run a provisioned package on audio.
+    /// Renew a provisioned package's licence online: a fresh attestation and activation whose
+    /// licence (and lease) replaces the sealed one. A refused renewal (e.g. a revoked device or
+    /// model version) leaves the sealed licence as it was and says why.
+    Renew {
+        /// The model package (.omgpkg), provisioned on this device.
+        package: PathBuf,
+        /// The vendor service (http:// or https:// URL).
+        #[arg(long)]
+        server: String,
+        /// The vendor's public key (default: the one the package was provisioned with).
+        #[arg(long)]
+        vendor_key: Option<PathBuf>,
+        /// Device directory (default: $OMG_HOME/device or ~/.local/share/omg/device).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Trust this PEM certificate (e.g. the service's self-signed one) for https://.
+        #[arg(long)]
+        ca_cert: Option<PathBuf>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Initialization and operation, offline: run a provisioned package on audio. A licence
+    /// past its lease is refused (run `omg renew`); past its renewal time, a warning.
     Run {
         /// The model package (.omgpkg), provisioned on this device.
         package: PathBuf,
@@ -479,6 +502,21 @@ fn main() -> ExitCode {
             &package,
             &server,
             &vendor_key,
+            dir,
+            ca_cert.as_deref(),
+            json,
+        ),
+        Command::Renew {
+            package,
+            server,
+            vendor_key,
+            dir,
+            ca_cert,
+            json,
+        } => device::renew(
+            &package,
+            &server,
+            vendor_key.as_deref(),
             dir,
             ca_cert.as_deref(),
             json,

@@ -2,6 +2,9 @@
 //! unseals the model's key and licence, checks them, decrypts the pipeline into protected
 //! memory and turns the audio it reads from its own descriptor into keyword events filtered by
 //! the output policy; this process only sees the events.
+//!
+//! A licence with a lease is refused by the enclave once the lease has ended (the refusal says
+//! to run `omg renew`); past its renewal time, this process warns on stderr before the events.
 
 use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
@@ -25,7 +28,7 @@ use crate::stream::{EventLine, EventPrinter, Source};
 
 /// Finds the vendor key a package was provisioned with (among the provisioned models) and
 /// returns it with the verified header.
-fn provisioned_vendor_key(
+pub(crate) fn provisioned_vendor_key(
     dir: &Path,
     package: &[u8],
 ) -> Result<(
@@ -151,11 +154,21 @@ fn present(
         version,
         output_policy,
         not_after,
+        renew_after,
+        lease_until,
         memory,
     } = next().context("the enclave refused to start")?
     else {
         bail!("the enclave answered out of turn");
     };
+    if let (Some(renew), Some(until)) = (renew_after, lease_until)
+        && omg_vendor::http::system_now() > renew
+    {
+        eprintln!(
+            "omg: warning: the licence's lease was due for renewal at {renew} and ends at \
+             {until}; run `omg renew` while online"
+        );
+    }
     if !json {
         let pid = enclave.map(|p| format!(" (pid {p})")).unwrap_or_default();
         eprintln!(

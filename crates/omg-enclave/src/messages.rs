@@ -84,6 +84,10 @@ pub enum EnclaveReply {
         blob: Vec<u8>,
         /// The licence's expiry.
         not_after: u64,
+        /// When the licence's lease asks for an online renewal (`None`: no lease).
+        renew_after: Option<u64>,
+        /// The lease's last second (`None`: no lease, the licence runs to `not_after`).
+        lease_until: Option<u64>,
     },
     /// Initialization succeeded; audio is being read.
     Ready {
@@ -95,6 +99,10 @@ pub enum EnclaveReply {
         output_policy: u8,
         /// The licence's expiry.
         not_after: u64,
+        /// When the licence's lease asks for an online renewal (`None`: no lease).
+        renew_after: Option<u64>,
+        /// The lease's last second (`None`: no lease, the licence runs to `not_after`).
+        lease_until: Option<u64>,
         /// How the enclave protects its memory (e.g. "memfd_secret" or "mlock").
         memory: String,
     },

@@ -6,7 +6,8 @@
 //! ```
 //!
 //! The HPKE private key never leaves the [`Preparation`] value, which is consumed by
-//! [`Preparation::finish`], so a key release can be opened at most once.
+//! [`Preparation::finish`], so a key release can be opened at most once; the licence must name
+//! the same activation (the token's hash), so an older licence cannot ride on a new release.
 
 use alloc::vec::Vec;
 
@@ -14,7 +15,7 @@ use omg_protocol::key_release::{HpkeKeyPair, KeyRelease};
 use omg_protocol::licence::Licence;
 use omg_protocol::package::{Package, VerifiedPackage};
 use omg_protocol::sealed::SealedContent;
-use omg_protocol::{VerifyingKey, ct_eq};
+use omg_protocol::{VerifyingKey, ct_eq, sha256};
 
 use crate::EnclaveError;
 use crate::platform::{Counter, Platform};
@@ -78,7 +79,8 @@ impl Preparation {
     }
 
     /// Opens the vendor's key release, checks the licence (vendor signature, this device,
-    /// this model and version), proves that the key decrypts the package, raises the model's
+    /// this model and version, this activation: the SHA-256 of this preparation's token, as
+    /// the key release's AAD), proves that the key decrypts the package, raises the model's
     /// epoch counter to the licence's epoch, and returns the sealed blob for the host to store
     /// with the licence's terms.
     pub fn finish<P: Platform + ?Sized>(
@@ -97,6 +99,11 @@ impl Preparation {
         if terms.model_id != header.model_id || terms.model_version != header.version {
             return Err(EnclaveError::Mismatch(
                 "the licence is for another model or version",
+            ));
+        }
+        if !ct_eq(&terms.activation, &sha256(&self.token)) {
+            return Err(EnclaveError::Mismatch(
+                "the licence answers another activation than this key release",
             ));
         }
         // A wrong key would only be noticed offline, too late: check it now. The plaintext

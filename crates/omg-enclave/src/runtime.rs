@@ -45,8 +45,8 @@ pub const OPERATION_HEADROOM: usize = 64 << 10;
 
 /// Initialization: unseals `sealed` with the platform's sealing key for the package's model
 /// (fails on another device or another enclave build), checks the package's vendor signature
-/// and the licence (device, model, version, revocation epoch, expiry, `source`, quota), then
-/// decrypts the bundle into the buffer `alloc(len)` returns and validates it.
+/// and the licence (device, model, version, revocation epoch, expiry, lease, `source`,
+/// quota), then decrypts the bundle into the buffer `alloc(len)` returns and validates it.
 pub fn initialize<P, B>(
     platform: &mut P,
     package: &[u8],

@@ -103,9 +103,12 @@ impl<P: Platform> Enclave<P> {
                     .take()
                     .ok_or(EnclaveError::Mismatch("no provisioning in progress"))?;
                 let done = prep.finish(&mut self.platform, &key_release, &licence)?;
+                let lease = done.licence.lease;
                 io.send(&EnclaveReply::Sealed {
                     blob: done.sealed,
                     not_after: done.licence.not_after,
+                    renew_after: lease.map(|l| l.renew_after),
+                    lease_until: lease.map(|l| l.lease_until),
                 })?;
                 Ok(())
             }
@@ -145,6 +148,8 @@ impl<P: Platform> Enclave<P> {
                 OutputPolicy::AllScores => 2,
             },
             not_after: licence.not_after,
+            renew_after: licence.lease.map(|l| l.renew_after),
+            lease_until: licence.lease.map(|l| l.lease_until),
             memory: io.memory_kind().to_string(),
         })?;
         let mut block = vec![0i16; AUDIO_BLOCK];

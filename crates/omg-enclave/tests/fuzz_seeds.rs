@@ -96,6 +96,8 @@ fn message_seeds() {
             version: 2,
             output_policy: 1,
             not_after: 1_800_003_600,
+            renew_after: Some(1_800_000_600),
+            lease_until: Some(1_800_001_200),
             memory: "memfd_secret".into(),
         },
     );

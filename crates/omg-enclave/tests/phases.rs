@@ -8,12 +8,12 @@ use omg_enclave::provision::Preparation;
 use omg_enclave::runtime::{OutputEvent, initialize};
 use omg_enclave::{EnclaveError, Platform, PlatformError};
 use omg_protocol::key_release::{HpkePublicKey, KeyRelease};
-use omg_protocol::licence::{InputSource, InputSources, Licence, OutputPolicy, Refusal};
+use omg_protocol::licence::{InputSource, InputSources, Lease, Licence, OutputPolicy, Refusal};
 use omg_protocol::package::{Package, PackageHeader};
 use omg_protocol::rand_core::{CryptoRng, Rng};
 use omg_protocol::sealed::SealingKey;
 use omg_protocol::token::Token;
-use omg_protocol::{ContentKey, ProtocolError, SigningKey, generate_signing_key, ueid};
+use omg_protocol::{ContentKey, ProtocolError, SigningKey, generate_signing_key, sha256, ueid};
 use omg_testkit::DeterministicRng;
 use zeroize::Zeroizing;
 
@@ -138,6 +138,9 @@ impl Vendor {
             quota: None,
             output_policy: OutputPolicy::AllScores,
             input_sources: InputSources::of(&[InputSource::File, InputSource::Stdin]),
+            // Set to the token's hash by `provision`.
+            activation: [0; 32],
+            lease: None,
         }
     }
 }
@@ -174,8 +177,12 @@ fn provision(
         &mut vendor.rng,
     )
     .unwrap();
-    let licence = terms.sign(&vendor.key).unwrap();
-    prep.finish(platform, &release, &licence).map(|p| p.sealed)
+    let licence = Licence {
+        activation: sha256(prep.token()),
+        ..terms.clone()
+    };
+    prep.finish(platform, &release, &licence.sign(&vendor.key).unwrap())
+        .map(|p| p.sealed)
 }
 
 fn clip(name: &str) -> Vec<i16> {
@@ -381,6 +388,10 @@ fn preparation_refuses_what_does_not_fit() {
     .unwrap();
     let enclave_key = HpkePublicKey::from_bytes(&prep.enclave_public_key()).unwrap();
     let wrong = ContentKey::generate(&mut vendor.rng);
+    let licence = Licence {
+        activation: sha256(prep.token()),
+        ..terms.clone()
+    };
     let release = KeyRelease::seal(
         &enclave_key,
         prep.token(),
@@ -391,7 +402,7 @@ fn preparation_refuses_what_does_not_fit() {
     )
     .unwrap();
     assert!(matches!(
-        prep.finish(&mut platform, &release, &terms.sign(&vendor.key).unwrap()),
+        prep.finish(&mut platform, &release, &licence.sign(&vendor.key).unwrap()),
         Err(EnclaveError::Protocol(
             ProtocolError::DecryptionFailed { .. }
         ))
@@ -491,4 +502,89 @@ fn quota_stops_before_the_first_uncovered_inference() {
         ),
         Err(EnclaveError::Refused(Refusal::QuotaExhausted { .. }))
     ));
+}
+
+/// Two activations of the same device, model and version: the licence of the first paired
+/// with the key release of the second is refused (it names the first token), and nothing is
+/// sealed or raised; the second's own licence is accepted.
+#[test]
+fn a_licence_from_an_earlier_activation_is_refused() {
+    let mut platform = TestPlatform::new(8);
+    let mut vendor = Vendor::new(OutputPolicy::LabelOnly);
+    let terms = vendor.terms(&platform);
+    let mut activate = |platform: &mut TestPlatform, nonce: [u8; 32]| {
+        let prep = Preparation::begin(
+            platform,
+            &vendor.package,
+            vendor.key.verifying_key(),
+            &nonce,
+        )
+        .unwrap();
+        let enclave_key = HpkePublicKey::from_bytes(&prep.enclave_public_key()).unwrap();
+        let release = KeyRelease::seal(
+            &enclave_key,
+            prep.token(),
+            &vendor.content_key,
+            "micro_speech",
+            2,
+            &mut vendor.rng,
+        )
+        .unwrap();
+        let licence = Licence {
+            activation: sha256(prep.token()),
+            ..terms.clone()
+        }
+        .sign(&vendor.key)
+        .unwrap();
+        (prep, release, licence)
+    };
+    let (_, _, earlier_licence) = activate(&mut platform, [1; 32]);
+    let (prep, release, licence) = activate(&mut platform, [2; 32]);
+    assert_eq!(
+        prep.finish(&mut platform, &release, &earlier_licence)
+            .unwrap_err(),
+        EnclaveError::Mismatch("the licence answers another activation than this key release")
+    );
+    assert_eq!(platform.counter("micro_speech", Counter::Epoch).unwrap(), 0);
+    let (prep, release, _) = activate(&mut platform, [3; 32]);
+    assert!(matches!(
+        prep.finish(&mut platform, &release, &licence),
+        Err(EnclaveError::Mismatch(_))
+    ));
+    let (prep, release, licence) = activate(&mut platform, [4; 32]);
+    prep.finish(&mut platform, &release, &licence).unwrap();
+}
+
+/// A leased licence: initialization works up to the lease's last second and is refused with
+/// `LeaseExpired` after it (the not-after is still far), and `Ready`'s lease comes from it.
+#[test]
+fn initialization_refuses_a_licence_past_its_lease() {
+    let mut platform = TestPlatform::new(9);
+    let mut vendor = Vendor::new(OutputPolicy::LabelOnly);
+    let mut terms = vendor.terms(&platform);
+    terms.lease = Some(Lease {
+        renew_after: NOW + 60,
+        lease_until: NOW + 120,
+    });
+    let sealed = provision(&mut platform, &mut vendor, &terms).unwrap();
+    let mut init = |now| {
+        platform.now = now;
+        initialize(
+            &mut platform,
+            &vendor.package,
+            &sealed,
+            vendor.key.verifying_key(),
+            InputSource::File,
+            protected,
+        )
+        .map(|u| u.licence().lease)
+    };
+    assert_eq!(init(NOW + 120).unwrap(), terms.lease);
+    assert_eq!(
+        init(NOW + 121).unwrap_err(),
+        EnclaveError::Refused(Refusal::LeaseExpired {
+            lease_until: NOW + 120,
+            now: NOW + 121
+        })
+    );
 }

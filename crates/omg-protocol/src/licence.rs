@@ -19,12 +19,25 @@
 //!     ? 6: uint,            ; inference quota (u64); absent = unlimited
 //!     7: uint,              ; output policy: 0 label only, 1 label and score, 2 all scores
 //!     8: uint,              ; allowed input sources, bit set: 1 mic, 2 file, 4 stdin
+//!     9: bstr .size 32,     ; activation: SHA-256 of the attestation token this licence answers
+//!     ? 10: uint,           ; renew after: seconds since the Unix epoch (u64)   } both or
+//!     ? 11: uint,           ; lease until: seconds since the Unix epoch, incl.  } neither
 //! }
 //! ```
 //!
 //! Canonical CBOR, no other keys, at most [`MAX_LICENCE_LEN`] bytes in all. The content type in
 //! the protected header keeps a licence from being confused with a package signed by the
 //! same vendor key.
+//!
+//! Activation: the licence names the attestation token it was issued for by the token's
+//! SHA-256, the same hash the key release uses as its AAD; the enclave accepts a licence only
+//! with the key release of the same activation, so an older licence for the same device, model
+//! and version cannot be paired with a newer key release.
+//!
+//! Lease: a licence with a lease is usable offline until `lease until` only; the device should
+//! renew it online (a fresh attestation and activation) after `renew after`. A revoked device or
+//! model version gets no renewal, so revocation reaches the device when its lease ends. Without
+//! a lease the licence runs to its not-after.
 //!
 //! Revocation: the enclave knows a current revocation epoch (e.g. from its monotonic counter or
 //! the newest licence it has seen); a licence whose epoch is lower is revoked.
@@ -58,6 +71,9 @@ const KEYS: &[(i64, &str)] = &[
     (6, "inference quota"),
     (7, "output policy"),
     (8, "input sources"),
+    (9, "activation"),
+    (10, "renew after"),
+    (11, "lease until"),
 ];
 
 /// What the enclave may reveal about a decision; ordered from the most to the least
@@ -187,6 +203,13 @@ pub enum Refusal {
     },
     /// The input source is not allowed.
     SourceNotAllowed(InputSource),
+    /// `now` is past the licence's lease: it must be renewed online.
+    LeaseExpired {
+        /// The lease's last second (inclusive), seconds since the Unix epoch.
+        lease_until: u64,
+        /// The caller's time.
+        now: u64,
+    },
     /// The inference quota is used up.
     QuotaExhausted {
         /// The licensed quota.
@@ -218,6 +241,10 @@ impl fmt::Display for Refusal {
                 f,
                 "licence revoked (epoch {licence_epoch} < current epoch {current_epoch})"
             ),
+            Refusal::LeaseExpired { lease_until, now } => write!(
+                f,
+                "licence lease ended at {lease_until} (now {now}); renew it online with `omg renew`"
+            ),
             Refusal::SourceNotAllowed(s) => write!(f, "input source {s} is not allowed"),
             Refusal::QuotaExhausted { quota, used } => {
                 write!(f, "inference quota exhausted ({used} of {quota} used)")
@@ -227,6 +254,15 @@ impl fmt::Display for Refusal {
 }
 
 impl core::error::Error for Refusal {}
+
+/// A licence's lease: how long it may be used offline before an online renewal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lease {
+    /// When the device should renew online, seconds since the Unix epoch.
+    pub renew_after: u64,
+    /// Last second (inclusive) at which the licence may be used without renewal.
+    pub lease_until: u64,
+}
 
 /// The terms of a licence.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -247,6 +283,10 @@ pub struct Licence {
     pub output_policy: OutputPolicy,
     /// Allowed input sources.
     pub input_sources: InputSources,
+    /// SHA-256 of the attestation token this licence answers (the key release's AAD).
+    pub activation: [u8; 32],
+    /// The lease, `None` for a licence that runs to its not-after.
+    pub lease: Option<Lease>,
 }
 
 fn invalid(field: &'static str, reason: &'static str) -> ProtocolError {
@@ -278,6 +318,11 @@ impl Licence {
         }
         m.push((7, cbor::u(self.output_policy as u64)));
         m.push((8, cbor::u(self.input_sources.bits().into())));
+        m.push((9, Value::Bytes(self.activation.to_vec())));
+        if let Some(lease) = self.lease {
+            m.push((10, cbor::u(lease.renew_after)));
+            m.push((11, cbor::u(lease.lease_until)));
+        }
         cbor::encode(&cbor::int_map(m), F)
     }
 
@@ -305,6 +350,17 @@ impl Licence {
             .ok()
             .and_then(InputSources::from_bits)
             .ok_or(invalid("input sources", "undefined source bit set"))?;
+        let activation = cbor::bytes_n::<32>(map.require(9, "activation")?, F, "activation")?;
+        let renew_after = map.take(10).map(|v| cbor::uint(v, F, "renew after"));
+        let lease_until = map.take(11).map(|v| cbor::uint(v, F, "lease until"));
+        let lease = match (renew_after.transpose()?, lease_until.transpose()?) {
+            (Some(renew_after), Some(lease_until)) => Some(Lease {
+                renew_after,
+                lease_until,
+            }),
+            (None, None) => None,
+            _ => return Err(invalid("lease", "renew after and lease until go together")),
+        };
         Ok(Licence {
             device_ueid,
             model_id,
@@ -314,6 +370,8 @@ impl Licence {
             quota,
             output_policy,
             input_sources,
+            activation,
+            lease,
         })
     }
 
@@ -339,7 +397,7 @@ impl Licence {
 
     /// Decides whether this licence allows running `model_id` version `version` on the device
     /// `device_ueid` from `source` at time `now`, given the current revocation epoch.
-    /// Checks in this order: device, model, version, revocation, expiry, source.
+    /// Checks in this order: device, model, version, revocation, expiry, lease, source.
     pub fn check(
         &self,
         now: u64,
@@ -373,6 +431,14 @@ impl Licence {
                 now,
             });
         }
+        if let Some(lease) = self.lease
+            && now > lease.lease_until
+        {
+            return Err(Refusal::LeaseExpired {
+                lease_until: lease.lease_until,
+                now,
+            });
+        }
         if !self.input_sources.contains(source) {
             return Err(Refusal::SourceNotAllowed(source));
         }
@@ -385,5 +451,59 @@ impl Licence {
             Some(quota) if used >= quota => Err(Refusal::QuotaExhausted { quota, used }),
             _ => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn terms(lease: Option<Lease>) -> Licence {
+        Licence {
+            device_ueid: [1; UEID_LEN],
+            model_id: "m".into(),
+            model_version: 1,
+            not_after: 100,
+            epoch: 0,
+            quota: None,
+            output_policy: OutputPolicy::LabelOnly,
+            input_sources: InputSources::ALL,
+            activation: [2; 32],
+            lease,
+        }
+    }
+
+    /// The encoded terms with the entry of key `drop` left out.
+    fn without(licence: &Licence, drop: i64) -> Vec<u8> {
+        let Value::Map(entries) = cbor::decode_canonical(&licence.to_cbor().unwrap(), F).unwrap()
+        else {
+            unreachable!("terms are a map");
+        };
+        let kept = entries
+            .into_iter()
+            .filter(|(k, _)| *k != Value::Integer(drop.into()))
+            .collect();
+        cbor::encode(&Value::Map(kept), F).unwrap()
+    }
+
+    #[test]
+    fn activation_is_required_and_the_lease_is_both_fields_or_none() {
+        let leased = terms(Some(Lease {
+            renew_after: 50,
+            lease_until: 60,
+        }));
+        assert_eq!(
+            Licence::from_cbor(&leased.to_cbor().unwrap()),
+            Ok(leased.clone())
+        );
+        assert!(Licence::from_cbor(&without(&leased, 9)).is_err());
+        for half in [10, 11] {
+            assert_eq!(
+                Licence::from_cbor(&without(&leased, half)),
+                Err(invalid("lease", "renew after and lease until go together"))
+            );
+        }
+        let plain = terms(None);
+        assert_eq!(Licence::from_cbor(&plain.to_cbor().unwrap()), Ok(plain));
     }
 }

@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use omg_protocol::challenge::Challenge;
 use omg_protocol::key_release::{HpkeKeyPair, HpkePublicKey, KeyRelease};
-use omg_protocol::licence::{InputSource, InputSources, Licence, OutputPolicy, Refusal};
+use omg_protocol::licence::{InputSource, InputSources, Lease, Licence, OutputPolicy, Refusal};
 use omg_protocol::package::{Package, PackageHeader};
 use omg_protocol::sealed::{self, SealedContent};
 use omg_protocol::token::{Claims, ReferenceValue, SecurityLifecycle, Token};
@@ -287,6 +287,8 @@ fn sample_licence(device_ueid: [u8; 33]) -> Licence {
         quota: Some(1000),
         output_policy: OutputPolicy::LabelAndScore,
         input_sources: InputSources::of(&[InputSource::Mic, InputSource::File]),
+        activation: [0xac; 32],
+        lease: None,
     }
 }
 
@@ -361,6 +363,47 @@ fn licence_round_trip_and_refusals() {
     assert_eq!(
         Refusal::SourceNotAllowed(InputSource::Stdin).to_string(),
         "input source stdin is not allowed"
+    );
+}
+
+/// A leased licence round-trips, is usable up to its lease's last second and refused after it
+/// (before the source check), and names `omg renew` when refused.
+#[test]
+fn licence_lease_round_trip_and_refusal() {
+    let mut rng = TestRng::new(42);
+    let vendor = key(&mut rng);
+    let device = key(&mut rng);
+    let id = ueid(device.verifying_key());
+    let mut lic = sample_licence(id);
+    lic.lease = Some(Lease {
+        renew_after: 1_900_000_000,
+        lease_until: 1_900_000_100,
+    });
+    let got = Licence::verify(&lic.sign(&vendor).unwrap(), vendor.verifying_key()).unwrap();
+    assert_eq!(got, lic);
+    let check = |now, source| got.check(now, &id, "micro_speech", 3, 5, source);
+    check(1_900_000_100, InputSource::Mic).unwrap();
+    let refusal = Refusal::LeaseExpired {
+        lease_until: 1_900_000_100,
+        now: 1_900_000_101,
+    };
+    assert_eq!(check(1_900_000_101, InputSource::Mic), Err(refusal.clone()));
+    assert_eq!(
+        check(1_900_000_101, InputSource::Stdin),
+        Err(refusal.clone())
+    );
+    assert!(refusal.to_string().contains("omg renew"), "{refusal}");
+    // The not-after still bounds a lease that runs past it.
+    assert!(matches!(
+        check(2_000_000_001, InputSource::Mic),
+        Err(Refusal::Expired { .. })
+    ));
+    // The activation is signed: another one is another licence.
+    let mut other = lic.clone();
+    other.activation[0] ^= 1;
+    assert_ne!(
+        Licence::verify(&other.sign(&vendor).unwrap(), vendor.verifying_key()).unwrap(),
+        got
     );
 }
 
@@ -474,6 +517,7 @@ fn provisioning_and_initialization_flow() {
     let mut lic = sample_licence(got.instance_id);
     lic.model_id = "kws".into();
     lic.model_version = 1;
+    lic.activation = omg_protocol::sha256(&token);
     let lic = lic.sign(&vendor).unwrap();
     // Enclave.
     let released = KeyRelease::open(&kr, &kp.private_key, &token).unwrap();
@@ -550,5 +594,30 @@ fn parsers_never_panic_on_garbage() {
             }
             run_all(&b);
         }
+    }
+}
+
+/// The `protocol` fuzz target's licence seed (selector 2, then a leased licence signed with the
+/// target's vendor key), checked here and, with `OMG_WRITE_FUZZ_SEEDS=DIR`, written to
+/// `DIR/protocol/licence`.
+#[test]
+fn licence_fuzz_seed() {
+    let vendor = omg_protocol::SigningKey::from_slice(&[7u8; 32]).unwrap();
+    let mut lic = sample_licence([1; 33]);
+    lic.lease = Some(Lease {
+        renew_after: 1_900_000_000,
+        lease_until: 1_900_086_400,
+    });
+    let bytes = lic.sign(&vendor).unwrap();
+    assert_eq!(
+        Licence::verify(&bytes, vendor.verifying_key()).unwrap(),
+        lic
+    );
+    if let Some(dir) = std::env::var_os("OMG_WRITE_FUZZ_SEEDS") {
+        let dir = std::path::Path::new(&dir).join("protocol");
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut seed = vec![2u8];
+        seed.extend_from_slice(&bytes);
+        std::fs::write(dir.join("licence"), seed).unwrap();
     }
 }

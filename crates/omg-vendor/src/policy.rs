@@ -9,13 +9,22 @@
 //! input_sources = ["mic", "file"] # any of "mic", "file", "stdin"; default all three
 //! inference_quota = 100000        # optional; absent = unlimited
 //! allow_insecure_lifecycle = false  # optional; true accepts tokens not in the "secured" state
+//! lease_seconds = 86400           # optional; absent = licences run to not_after offline
+//! offline_grace_seconds = 3600    # optional, default 0; needs lease_seconds
 //! ```
+//!
+//! With `lease_seconds`, each licence is a lease: the device should renew it online (a fresh
+//! attestation) `lease_seconds` after its activation, and the enclave refuses it once
+//! `offline_grace_seconds` more have passed (never later than `not_after`). A revoked device or
+//! model version gets no renewal, so revocation reaches the device within
+//! `lease_seconds + offline_grace_seconds`. Each is at most [`MAX_LEASE_SECONDS`] (ten years),
+//! and a lease of 0 is refused.
 //!
 //! Unknown keys are rejected, so a misspelt option cannot silently loosen the policy.
 
 use std::fmt;
 
-use omg_protocol::licence::{InputSource, InputSources, OutputPolicy};
+use omg_protocol::licence::{InputSource, InputSources, Lease, OutputPolicy};
 use serde::{Deserialize, Serialize};
 
 use crate::hex;
@@ -74,6 +83,9 @@ fn all_sources() -> Vec<InputSourceName> {
     ]
 }
 
+/// Longest lease and longest offline grace a policy may set: ten years, in seconds.
+pub const MAX_LEASE_SECONDS: u64 = 10 * 365 * 24 * 3600;
+
 /// The licensing policy of one model (all its versions).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -100,6 +112,13 @@ pub struct Policy {
     /// Accept tokens whose PSA security lifecycle is not "secured" (development only).
     #[serde(default)]
     pub allow_insecure_lifecycle: bool,
+    /// Lease length in seconds: the licence asks for an online renewal this long after its
+    /// activation; `None` = no lease (the licence runs to `not_after`).
+    #[serde(default)]
+    pub lease_seconds: Option<u64>,
+    /// How long after the renewal time the licence still works offline, in seconds.
+    #[serde(default)]
+    pub offline_grace_seconds: u64,
 }
 
 /// Why a policy is invalid.
@@ -131,7 +150,8 @@ impl Policy {
     }
 
     /// Checks the values: at least one measurement, each 64 hex digits; at least one device;
-    /// at least one input source.
+    /// at least one input source; a lease (if any) of 1 to [`MAX_LEASE_SECONDS`] seconds, and an
+    /// offline grace of at most as much, only with a lease.
     pub fn validate(&self) -> Result<(), PolicyError> {
         if self.allowed_measurements.is_empty() {
             return Err(PolicyError::Invalid(
@@ -153,7 +173,38 @@ impl Policy {
         if self.input_sources.is_empty() {
             return Err(PolicyError::Invalid("input_sources must not be empty"));
         }
+        match self.lease_seconds {
+            Some(0) => return Err(PolicyError::Invalid("lease_seconds must be at least 1")),
+            Some(s) if s > MAX_LEASE_SECONDS => {
+                return Err(PolicyError::Invalid(
+                    "lease_seconds must be at most ten years (315360000)",
+                ));
+            }
+            None if self.offline_grace_seconds != 0 => {
+                return Err(PolicyError::Invalid(
+                    "offline_grace_seconds needs lease_seconds",
+                ));
+            }
+            _ => {}
+        }
+        if self.offline_grace_seconds > MAX_LEASE_SECONDS {
+            return Err(PolicyError::Invalid(
+                "offline_grace_seconds must be at most ten years (315360000)",
+            ));
+        }
         Ok(())
+    }
+
+    /// The lease of a licence activated at `now` and ending no later than `not_after`, if the
+    /// policy sets one: renew after `now + lease_seconds`, usable until the grace has passed.
+    pub fn lease(&self, now: u64) -> Option<Lease> {
+        let renew_after = now.saturating_add(self.lease_seconds?);
+        Some(Lease {
+            renew_after,
+            lease_until: renew_after
+                .saturating_add(self.offline_grace_seconds)
+                .min(self.not_after),
+        })
     }
 
     /// The allowed measurements as bytes (invalid entries are skipped; see [`Policy::validate`]).

@@ -32,6 +32,13 @@
 //! HPKE-sealed to the enclave key, AAD = hash of the token). Every attempt, refused or not,
 //! leaves exactly one audit row.
 //!
+//! The licence names its activation (the same SHA-256 of the token) and, when the policy sets
+//! `lease_seconds`, carries a lease: renew after `now + lease_seconds`, usable offline until
+//! `min(not_after, renew_after + offline_grace_seconds)`. A renewal is a new activation of an
+//! already activated device (check 10 lets it through without counting the device twice);
+//! checks 4 and 8 refuse it for a revoked model version or device, which is how revocation
+//! reaches a device: its lease runs out and is not renewed.
+//!
 //! The licence's signature and the HPKE sealing are made *before* the write transaction, so
 //! they do not hold up other writers: checks 3 to 10 first run on a read-only snapshot (a
 //! request the snapshot refuses gets nothing signed), the licence is signed under the model's
@@ -741,6 +748,8 @@ impl Service {
             quota: policy.inference_quota,
             output_policy: policy.output_policy.into(),
             input_sources: policy.input_source_set(),
+            activation: omg_protocol::sha256(token),
+            lease: policy.lease(now),
         }
         .sign(&self.inner.vendor_key)?;
         let key_release = KeyRelease::seal(

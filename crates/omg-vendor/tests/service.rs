@@ -10,10 +10,10 @@ use std::time::Instant;
 
 use common::*;
 use omg_protocol::key_release::{HpkeKeyPair, KeyRelease};
-use omg_protocol::licence::{InputSource, Licence, OutputPolicy};
+use omg_protocol::licence::{InputSource, Lease, Licence, OutputPolicy, Refusal as LicenceRefusal};
 use omg_vendor::{ActivateError, Policy, Refusal, Service, Store};
 
-fn refusal(r: Result<omg_vendor::Activation, ActivateError>) -> Refusal {
+fn refusal<T>(r: Result<T, ActivateError>) -> Refusal {
     match r {
         Err(ActivateError::Refused(r)) => r,
         Err(e) => panic!("internal error instead of a refusal: {e}"),
@@ -74,6 +74,9 @@ fn successful_activation_releases_key_and_licence(backend: Backend) {
     licence
         .check(NOW, &device.ueid(), MODEL, 1, 0, InputSource::File)
         .unwrap();
+    // Bound to this activation (the key release's AAD); no lease without `lease_seconds`.
+    assert_eq!(licence.activation, omg_protocol::sha256(&request.token));
+    assert_eq!(licence.lease, None);
 
     // Recorded: device, activation, audit row.
     let devices = f.service.list_devices().unwrap();
@@ -257,6 +260,66 @@ fn revoked_model_version_is_refused_and_epoch_rises(backend: Backend) {
         .unwrap();
     let licence = Licence::verify(&a.licence, f.vendor.verifying_key()).unwrap();
     assert_eq!((licence.model_version, licence.epoch), (2, 1));
+}
+
+/// With `lease_seconds`, the licence is a lease from its activation time plus the grace, never
+/// past `not_after`; a renewal is a new activation (new token, new lease) that does not count
+/// the device twice; a revoked device or model version gets no renewal.
+fn leases_and_renewal(backend: Backend) {
+    let mut p = policy(1);
+    p.lease_seconds = Some(600);
+    p.offline_grace_seconds = 60;
+    p.validate().unwrap();
+    let mut f = fixture_on(backend, "lease", 9, &p);
+    let device = Device::new(&mut f.rng);
+    let activate = |f: &mut Fixture, version, now| {
+        let c = f.service.issue_nonce(now, &mut f.rng).unwrap();
+        let request = device.request(&c.nonce, version);
+        let a = f.service.activate(&request, now, &mut f.rng);
+        a.map(|a| {
+            let licence = Licence::verify(&a.licence, f.vendor.verifying_key()).unwrap();
+            assert_eq!(licence.activation, omg_protocol::sha256(&request.token));
+            licence
+        })
+    };
+    let first = activate(&mut f, 1, NOW).unwrap();
+    let lease = Lease {
+        renew_after: NOW + 600,
+        lease_until: NOW + 660,
+    };
+    assert_eq!(first.lease, Some(lease));
+    let refused = first.check(NOW + 661, &device.ueid(), MODEL, 1, 0, InputSource::File);
+    assert_eq!(
+        refused,
+        Err(LicenceRefusal::LeaseExpired {
+            lease_until: NOW + 660,
+            now: NOW + 661
+        })
+    );
+    // Renewed after the lease (max_devices = 1: the same device again is no second device).
+    let renewed = activate(&mut f, 1, NOW + 700).unwrap();
+    assert_eq!(renewed.lease.unwrap().lease_until, NOW + 1360);
+    assert_ne!(renewed.activation, first.activation);
+    // Near not_after the lease ends with the licence.
+    let late = activate(&mut f, 1, NOW + 86_000).unwrap();
+    assert_eq!(
+        late.lease,
+        Some(Lease {
+            renew_after: NOW + 86_600,
+            lease_until: NOW + 86_400
+        })
+    );
+    // Revocations stop renewals.
+    f.service.revoke_model_version(MODEL, 2, NOW + 800).unwrap();
+    assert_eq!(
+        refusal(activate(&mut f, 2, NOW + 801)),
+        Refusal::ModelVersionRevoked
+    );
+    f.service.revoke_device(&device.ueid(), NOW + 900).unwrap();
+    assert_eq!(
+        refusal(activate(&mut f, 1, NOW + 901)),
+        Refusal::DeviceRevoked
+    );
 }
 
 fn device_limit_counts_distinct_devices(backend: Backend) {
@@ -447,6 +510,7 @@ on_both_backends!(
     attestation_refusals,
     revoked_device_is_refused,
     expired_licence_is_refused,
+    leases_and_renewal,
     revoked_model_version_is_refused_and_epoch_rises,
     device_limit_counts_distinct_devices,
     parallel_activations_respect_the_device_limit,
@@ -526,4 +590,33 @@ fn policy_toml() {
         hex(&MEASUREMENT)
     );
     assert!(Policy::from_toml(&unknown).is_err());
+
+    // Leases: 1 s to ten years, a grace only with a lease; each refusal names its field.
+    let with = |extra: &str| {
+        Policy::from_toml(&format!(
+            "allowed_measurements = [\"{}\"]\nmax_devices = 1\nnot_after = 5\n{extra}",
+            hex(&MEASUREMENT)
+        ))
+    };
+    assert_eq!(minimal.lease_seconds, None);
+    assert_eq!(minimal.lease(100), None);
+    let leased = with("lease_seconds = 1\n").unwrap();
+    assert_eq!(
+        (leased.lease_seconds, leased.offline_grace_seconds),
+        (Some(1), 0)
+    );
+    with("lease_seconds = 315360000\noffline_grace_seconds = 315360000\n").unwrap();
+    for (bad, field) in [
+        ("lease_seconds = 0\n", "lease_seconds"),
+        ("lease_seconds = 315360001\n", "lease_seconds"),
+        (
+            "lease_seconds = 1\noffline_grace_seconds = 315360001\n",
+            "offline_grace_seconds",
+        ),
+        ("offline_grace_seconds = 60\n", "offline_grace_seconds"),
+        ("lease_seconds = -1\n", "lease_seconds"),
+    ] {
+        let err = with(bad).unwrap_err().to_string();
+        assert!(err.contains(field), "{bad}: {err}");
+    }
 }
