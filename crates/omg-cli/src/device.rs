@@ -358,8 +358,8 @@ pub fn provision(
         package_path,
         package,
         server,
-        &vendor_key,
-        &dir,
+        vendor_key,
+        dir,
         ca_cert,
         json,
     )
@@ -398,12 +398,12 @@ pub fn renew(
         package_path,
         package,
         server,
-        &vendor_key,
-        &dir,
+        vendor_key,
+        dir,
         ca_cert,
         json,
     )
-    .context("renewal refused; the sealed licence on this device is unchanged")
+    .context("no renewal: the sealed licence on this device is unchanged")
 }
 
 /// The preparation phase for `package` against the vendor service at `server`: challenge,
@@ -413,14 +413,14 @@ fn activate(
     package_path: &Path,
     package: Vec<u8>,
     server: &str,
-    vendor_key: &VerifyingKey,
-    dir: &Path,
+    vendor_key: VerifyingKey,
+    dir: PathBuf,
     ca_cert: Option<&Path>,
     json: bool,
 ) -> Result<()> {
     let client = Client::new(server, ca_cert)?;
     let ms = |t: std::time::Instant| t.elapsed().as_secs_f64() * 1e3;
-    let identity = crate::enclave::identity(dir)?;
+    let identity = crate::enclave::identity(&dir)?;
     let device_public_key = identity.public_key();
     drop(identity);
 
@@ -430,10 +430,10 @@ fn activate(
     let t_challenge = ms(t);
 
     let t = std::time::Instant::now();
-    let mut enclave = crate::enclave::start(dir, None)?;
+    let mut enclave = crate::enclave::start(&dir, None)?;
     enclave.send(&HostRequest::BeginProvision {
         package,
-        vendor_key: omg_protocol::public_key_sec1(vendor_key).to_vec(),
+        vendor_key: omg_protocol::public_key_sec1(&vendor_key).to_vec(),
         nonce,
     })?;
     let EnclaveReply::Attested {
@@ -480,13 +480,13 @@ fn activate(
     };
     let measurement = enclave.measurement();
     enclave.shutdown()?;
-    let sealed_path = sealed_path(dir, &model_id, version);
-    let parent = sealed_path.parent().unwrap_or(dir);
+    let sealed_path = sealed_path(&dir, &model_id, version);
+    let parent = sealed_path.parent().unwrap_or(&dir);
     omg_linux::fs::create_private_dir(parent)
         .with_context(|| format!("cannot create {}", parent.display()))?;
     write_atomic(
-        &stored_vendor_key_path(dir, &model_id),
-        &omg_protocol::public_key_sec1(vendor_key),
+        &stored_vendor_key_path(&dir, &model_id),
+        &omg_protocol::public_key_sec1(&vendor_key),
     )?;
     write_atomic(&sealed_path, &blob)?;
     let t_seal = ms(t);
