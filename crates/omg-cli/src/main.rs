@@ -390,7 +390,7 @@ fn main() -> ExitCode {
             {
                 bench::run(Path::new(&target), runs, json, kernels.set())
             } else {
-                kws::bench(&target, runs, json)
+                kws::bench(&target, runs, json, kernels.set())
             }
         }
         Command::Vendor {
