@@ -4,8 +4,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
-use omg_engine::Interpreter;
+use anyhow::{Result, bail};
+use omg_engine::{Interpreter, KernelSet};
 use omg_kws::{FeatureExtractor, Pipeline, Recognizer};
 use serde::Serialize;
 
@@ -15,14 +15,22 @@ use crate::files::write_atomic;
 use crate::manifest::{self, OutputPolicy};
 use crate::stream::{EventLine, EventPrinter, Source, feed_source};
 
-/// The front end a manifest asks for (as the enclave builds it from the same bundle).
-fn frontend<'m>(p: &'m manifest::Pipeline) -> Result<FeatureExtractor<'m>> {
-    Ok(omg_enclave::pipeline::frontend(&bundle::of(p)?)?)
+/// The front end a manifest asks for (as the enclave builds it from the same bundle), a
+/// preprocessor model running on `kernels`.
+fn frontend<'m>(p: &'m manifest::Pipeline, kernels: KernelSet) -> Result<FeatureExtractor<'m>> {
+    Ok(omg_enclave::pipeline::frontend_with_kernels(
+        &bundle::of(p)?,
+        kernels,
+    )?)
 }
 
-/// The whole streaming pipeline of a manifest (as the enclave builds it from the same bundle).
-fn pipeline<'m>(p: &'m manifest::Pipeline) -> Result<Pipeline<'m>> {
-    Ok(omg_enclave::pipeline::build(&bundle::of(p)?)?)
+/// The whole streaming pipeline of a manifest (as the enclave builds it from the same bundle),
+/// its models running on `kernels`.
+fn pipeline<'m>(p: &'m manifest::Pipeline, kernels: KernelSet) -> Result<Pipeline<'m>> {
+    Ok(omg_enclave::pipeline::build_with_kernels(
+        &bundle::of(p)?,
+        kernels,
+    )?)
 }
 
 /// `omg features PIPELINE WAV -o OUT`: int8 [frames][channels], frame i from samples
@@ -30,7 +38,7 @@ fn pipeline<'m>(p: &'m manifest::Pipeline) -> Result<Pipeline<'m>> {
 pub fn features(spec: &str, wav: &Path, out: &Path) -> Result<()> {
     let p = manifest::Pipeline::load(spec)?;
     let clip = audio::read_wav(wav)?;
-    let mut fe = frontend(&p)?;
+    let mut fe = frontend(&p, KernelSet::Optimized)?;
     let (window, hop, channels) = (fe.window_samples(), fe.hop_samples(), fe.feature_count());
     let frames = if clip.samples.len() < window {
         0
@@ -57,16 +65,37 @@ struct Decision<'a> {
     scores: Vec<i8>,
 }
 
-/// `omg classify PIPELINE WAV...`: one decision per clip over its first frames.
+/// One clip's decision: its scores and the clip (for the conversion note).
+fn classify_one(pipe: &mut Pipeline<'_>, wav: &Path) -> Result<(Vec<i8>, audio::Clip)> {
+    let clip = audio::read_wav(wav)?;
+    if clip.samples.is_empty() {
+        bail!("{} holds no audio samples", wav.display());
+    }
+    let scores = pipe.classify_clip(&clip.samples)?.to_vec();
+    Ok((scores, clip))
+}
+
+/// `omg classify PIPELINE WAV...`: one decision per clip over its first frames. A clip that
+/// cannot be classified (unreadable, not a WAV, no samples) is reported on stderr and the
+/// others still are; the command then fails at the end.
 pub fn classify(spec: &str, wavs: &[PathBuf], json: bool) -> Result<()> {
     let p = manifest::Pipeline::load(spec)?;
-    let mut pipe = pipeline(&p)?;
+    let mut pipe = pipeline(&p, KernelSet::Optimized)?;
     let labels = &p.manifest.classifier.labels;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
+    let mut failed = 0usize;
     for wav in wavs {
-        let clip = audio::read_wav(wav)?;
-        let scores = pipe.classify_clip(&clip.samples)?.to_vec();
+        let (scores, clip) = match classify_one(&mut pipe, wav) {
+            Ok(decision) => decision,
+            Err(e) => {
+                // Flush first so stdout and stderr stay in file order on a terminal.
+                out.flush()?;
+                eprintln!("omg: {e:#}");
+                failed += 1;
+                continue;
+            }
+        };
         // The first of equal maxima, like numpy's argmax.
         let best = scores
             .iter()
@@ -96,13 +125,19 @@ pub fn classify(spec: &str, wavs: &[PathBuf], json: bool) -> Result<()> {
             writeln!(out, "{}: {}  [{}]{note}", d.file, d.label, parts.join(", "))?;
         }
     }
+    if failed > 0 {
+        bail!(
+            "{failed} of {} clip(s) could not be classified (see above)",
+            wavs.len()
+        );
+    }
     Ok(())
 }
 
 /// `omg listen PIPELINE SOURCE`: streaming keyword events, in the open (no enclave).
 pub fn listen(spec: &str, source: Source, json: bool) -> Result<()> {
     let p = manifest::Pipeline::load(spec)?;
-    let mut pipe = pipeline(&p)?;
+    let mut pipe = pipeline(&p, KernelSet::Optimized)?;
     let labels = &p.manifest.classifier.labels;
     let show_score = p.manifest.output.policy != OutputPolicy::Label;
     let mut printer = EventPrinter::new(json);
@@ -128,6 +163,9 @@ pub fn listen(spec: &str, source: Source, json: bool) -> Result<()> {
 #[derive(Serialize)]
 struct HopReport {
     pipeline: String,
+    /// Which kernels ran the preprocessor and classifier models (`reference`,
+    /// `optimized (avx2)`, ...).
+    kernels: String,
     hops: usize,
     frontend_us: f64,
     classifier_us: f64,
@@ -136,6 +174,9 @@ struct HopReport {
     hop_ms: f64,
     real_time_factor: f64,
     classifier_arena_bytes: usize,
+    /// The classifier's scores after the last hop of the streaming run: the same for every
+    /// kernel set.
+    scores: Vec<i8>,
 }
 
 fn median(mut v: Vec<Duration>) -> f64 {
@@ -143,8 +184,9 @@ fn median(mut v: Vec<Duration>) -> f64 {
     v.get(v.len() / 2).map_or(0.0, |d| d.as_secs_f64() * 1e6)
 }
 
-/// `omg bench PIPELINE`: the cost of one hop, stage by stage, and the real-time factor.
-pub fn bench(spec: &str, hops: Option<usize>, json: bool) -> Result<()> {
+/// `omg bench PIPELINE`: the cost of one hop, stage by stage, and the real-time factor, with
+/// the preprocessor and classifier models running on `kernels`.
+pub fn bench(spec: &str, hops: Option<usize>, json: bool, kernels: KernelSet) -> Result<()> {
     let p = manifest::Pipeline::load(spec)?;
     let hops = hops.unwrap_or(3000).max(100);
     // Deterministic noise-like audio keeps every stage busy (xorshift).
@@ -159,7 +201,7 @@ pub fn bench(spec: &str, hops: Option<usize>, json: bool) -> Result<()> {
         .collect();
     let (window, hop) = (p.window_samples(), p.hop_samples());
 
-    let mut fe = frontend(&p)?;
+    let mut fe = frontend(&p, kernels)?;
     let mut feature = vec![0i8; fe.feature_count()];
     let frontend_times: Vec<Duration> = (0..hops)
         .map(|i| {
@@ -170,7 +212,7 @@ pub fn bench(spec: &str, hops: Option<usize>, json: bool) -> Result<()> {
         .map(|(d, r)| r.map(|()| d))
         .collect::<Result<_, _>>()?;
 
-    let mut classifier = Interpreter::new(&p.classifier)?;
+    let mut classifier = Interpreter::with_kernels(&p.classifier, kernels)?;
     let classifier_times: Vec<Duration> = (0..hops / 4 + 25)
         .map(|i| {
             classifier.input_mut(0).map(|b| {
@@ -203,7 +245,7 @@ pub fn bench(spec: &str, hops: Option<usize>, json: bool) -> Result<()> {
         .map(|(d, r)| r.map(|_| d))
         .collect::<Result<_, _>>()?;
 
-    let mut pipe = pipeline(&p)?;
+    let mut pipe = pipeline(&p, kernels)?;
     pipe.push_samples(&audio[..50 * hop], |_| {})?;
     let total_times: Vec<Duration> = (0..hops)
         .map(|i| {
@@ -219,6 +261,7 @@ pub fn bench(spec: &str, hops: Option<usize>, json: bool) -> Result<()> {
     let total_us = median(total_times);
     let r = HopReport {
         pipeline: format!("{} ({})", p.manifest.name, p.origin),
+        kernels: kernels.to_string(),
         hops,
         frontend_us: median(frontend_times),
         classifier_us: median(classifier_times),
@@ -227,11 +270,13 @@ pub fn bench(spec: &str, hops: Option<usize>, json: bool) -> Result<()> {
         hop_ms,
         real_time_factor: total_us / (hop_ms * 1000.0),
         classifier_arena_bytes: classifier.arena_bytes(),
+        scores: pipe.scores().to_vec(),
     };
     if json {
         println!("{}", serde_json::to_string(&r)?);
     } else {
         println!("pipeline      {}", r.pipeline);
+        println!("kernels       {}", r.kernels);
         println!("hops          {} of {} ms", r.hops, r.hop_ms);
         println!("front end     {:8.2} µs/hop", r.frontend_us);
         println!(
@@ -244,6 +289,7 @@ pub fn bench(spec: &str, hops: Option<usize>, json: bool) -> Result<()> {
             r.total_us
         );
         println!("real time     {:.3} % of a hop", r.real_time_factor * 100.0);
+        println!("last scores   {:?}", r.scores);
     }
     Ok(())
 }

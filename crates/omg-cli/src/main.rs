@@ -49,7 +49,8 @@ enum Command {
         #[command(flatten)]
         kernels: KernelArgs,
     },
-    /// Measure a model (latency per invoke, arena, model size) or a pipeline (cost per hop).
+    /// Measure a model (latency per invoke, arena, model size) or a pipeline (cost per hop), on
+    /// the chosen kernels.
     Bench {
         /// A .tflite model, or a PIPELINE (bundled name, directory or manifest).
         target: String,
@@ -413,7 +414,7 @@ fn main() -> ExitCode {
             {
                 bench::run(Path::new(&target), runs, json, kernels.set())
             } else {
-                kws::bench(&target, runs, json)
+                kws::bench(&target, runs, json, kernels.set())
             }
         }
         Command::Vendor {

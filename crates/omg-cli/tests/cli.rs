@@ -121,3 +121,114 @@ fn bench_json_has_the_documented_fields() {
     assert_eq!(v["runs"], 50);
     assert!(v["arena_bytes"].as_u64().unwrap() >= 4);
 }
+
+/// The bundled clips (`assets/clips`).
+fn clip(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../../assets/clips/{name}"))
+}
+
+/// `omg bench PIPELINE --json` with the kernel flags `flags`.
+fn bench_pipeline(flags: &[&str]) -> serde_json::Value {
+    let r = omg()
+        .args(["bench", "micro_speech", "--json", "--runs", "100"])
+        .args(flags)
+        .output()
+        .unwrap();
+    assert!(
+        r.status.success(),
+        "{flags:?}: {}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    serde_json::from_slice(&r.stdout).unwrap()
+}
+
+/// `--kernels` and `--reference` reach a pipeline's models: the report names the set that ran,
+/// and every set computes the same scores on the same audio.
+#[test]
+fn bench_pipeline_runs_the_chosen_kernels() {
+    let reference = bench_pipeline(&["--reference"]);
+    assert_eq!(reference["kernels"], "reference", "{reference}");
+    let scores = &reference["scores"];
+    assert_eq!(scores.as_array().map(Vec::len), Some(4), "{reference}");
+    for (flags, name) in [
+        (&["--kernels", "reference"][..], "reference".to_string()),
+        (
+            &["--kernels", "portable"][..],
+            "optimized (portable)".into(),
+        ),
+        (
+            &[][..],
+            format!("optimized ({})", omg_engine::Isa::detect().name()),
+        ),
+    ] {
+        let v = bench_pipeline(flags);
+        assert_eq!(v["kernels"], name.as_str(), "{flags:?}: {v}");
+        assert_eq!(&v["scores"], scores, "{flags:?}: {v}");
+    }
+}
+
+/// Writes a 16 kHz mono WAV holding `samples`.
+fn write_wav(path: &Path, samples: &[i16]) {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 16_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    samples.iter().for_each(|&s| w.write_sample(s).unwrap());
+    w.finalize().unwrap();
+}
+
+/// A missing file, an empty WAV and a file that is not a WAV among good clips: each is
+/// reported on stderr, the good clips are still classified (text and JSON), and the exit
+/// status is a failure.
+#[test]
+fn classify_reports_bad_clips_and_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (missing, empty, text) = (
+        dir.path().join("missing.wav"),
+        dir.path().join("empty.wav"),
+        dir.path().join("notes.wav"),
+    );
+    write_wav(&empty, &[]);
+    std::fs::write(&text, "not audio").unwrap();
+    let (yes, no) = (clip("yes_en-us.wav"), clip("no_en-us.wav"));
+    let files = [&yes, &missing, &empty, &no, &text];
+    for json in [false, true] {
+        let r = omg()
+            .args(["classify", "micro_speech"])
+            .args(files)
+            .args(json.then_some("--json"))
+            .output()
+            .unwrap();
+        let (out, err) = (
+            String::from_utf8_lossy(&r.stdout),
+            String::from_utf8_lossy(&r.stderr),
+        );
+        assert_eq!(r.status.code(), Some(1), "json {json}: {out} / {err}");
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 2, "the two good clips: {out}");
+        for (line, (file, label)) in lines.iter().zip([(&yes, "yes"), (&no, "no")]) {
+            if json {
+                let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                assert_eq!(v["file"], file.display().to_string());
+                assert_eq!(v["label"], label);
+            } else {
+                assert!(
+                    line.starts_with(&format!("{}: {label} ", file.display())),
+                    "{line}"
+                );
+            }
+        }
+        let err_lines: Vec<&str> = err.lines().collect();
+        assert_eq!(err_lines.len(), 4, "three bad clips and a total: {err}");
+        assert!(err_lines[0].contains("missing.wav"), "{err}");
+        assert!(
+            err_lines[1].contains("empty.wav") && err_lines[1].contains("no audio samples"),
+            "{err}"
+        );
+        assert!(err_lines[2].contains("notes.wav"), "{err}");
+        assert!(err_lines[3].contains("3 of 5"), "{err}");
+    }
+}

@@ -1,5 +1,7 @@
-//! Builds the keyword-spotting pipeline a bundle describes.
+//! Builds the keyword-spotting pipeline a bundle describes, with the optimized kernels (as
+//! the enclave runs it) or with a chosen kernel set (`omg bench PIPELINE --kernels`).
 
+use omg_engine::{Interpreter, KernelSet};
 use omg_kws::{
     FeatureExtractor, FrontendConfig, MicroFrontend, ModelFrontend, Pipeline, PipelineConfig,
     RecognizerConfig,
@@ -11,9 +13,18 @@ use crate::EnclaveError;
 /// The front end of `bundle`: its preprocessor model, or the native micro_speech front end
 /// with the bundle's rate, window and stride.
 pub fn frontend<'m>(bundle: &Bundle<'m>) -> Result<FeatureExtractor<'m>, EnclaveError> {
+    frontend_with_kernels(bundle, KernelSet::Optimized)
+}
+
+/// Like [`frontend`], a preprocessor model running on `kernels` (the native front end has no
+/// kernels to choose).
+pub fn frontend_with_kernels<'m>(
+    bundle: &Bundle<'m>,
+    kernels: KernelSet,
+) -> Result<FeatureExtractor<'m>, EnclaveError> {
     Ok(match bundle.preprocessor {
-        Some(model) => FeatureExtractor::Model(ModelFrontend::new(
-            model,
+        Some(model) => FeatureExtractor::Model(ModelFrontend::from_interpreter(
+            Interpreter::with_kernels(model, kernels)?,
             hop_samples(bundle)?,
             bundle.sample_rate,
         )?),
@@ -56,9 +67,17 @@ pub fn config(bundle: &Bundle<'_>) -> PipelineConfig {
 /// The complete pipeline (front end, classifier, recognizer) of `bundle`; the models are
 /// validated and prepared here.
 pub fn build<'m>(bundle: &Bundle<'m>) -> Result<Pipeline<'m>, EnclaveError> {
-    Ok(Pipeline::new(
-        frontend(bundle)?,
-        bundle.classifier,
+    build_with_kernels(bundle, KernelSet::Optimized)
+}
+
+/// Like [`build`], the preprocessor and classifier models running on `kernels`.
+pub fn build_with_kernels<'m>(
+    bundle: &Bundle<'m>,
+    kernels: KernelSet,
+) -> Result<Pipeline<'m>, EnclaveError> {
+    Ok(Pipeline::with_classifier(
+        frontend_with_kernels(bundle, kernels)?,
+        Interpreter::with_kernels(bundle.classifier, kernels)?,
         &bundle.is_keyword,
         &config(bundle),
     )?)
