@@ -55,7 +55,7 @@ pub fn read_public_key(path: &Path) -> Result<VerifyingKey> {
         .map_err(|_| anyhow::anyhow!("{} is not a P-256 public key (SEC1)", path.display()))
 }
 
-fn parse_hex(s: &str, what: &str) -> Result<Vec<u8>> {
+pub(crate) fn parse_hex(s: &str, what: &str) -> Result<Vec<u8>> {
     let s = s.trim();
     if !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         bail!("{what} must be hexadecimal digits, an even number of them");

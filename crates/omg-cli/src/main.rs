@@ -243,6 +243,19 @@ enum VendorCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Enrol devices: only enrolled devices are given keys (also `POST /v1/devices/enroll`).
+    Enroll {
+        /// The service database: a SQLite file or a postgres:// URL.
+        #[arg(long)]
+        db: PathBuf,
+        /// Each device's attestation public key: a file as `omg device init` writes it
+        /// (attestation.pub, SEC1), or the key itself in hex (as `omg device info` prints it).
+        #[arg(required = true)]
+        device_pub: Vec<String>,
+        /// Print one JSON object per device.
+        #[arg(long)]
+        json: bool,
+    },
     /// Create the vendor's signing key (vendor.key, owner-only) and its public key (vendor.pub).
     Keygen {
         /// Directory for the key files (default: $OMG_HOME/vendor or ~/.local/share/omg/vendor).
@@ -419,6 +432,14 @@ fn main() -> ExitCode {
             },
             vendor::rate_limit(rate_limit, rate_burst),
         ),
+        Command::Vendor {
+            command:
+                VendorCommand::Enroll {
+                    db,
+                    device_pub,
+                    json,
+                },
+        } => vendor::enroll(&db, &device_pub, json),
         Command::Device {
             command: DeviceCommand::Init { dir, force, json },
         } => device::init(dir, force, json),

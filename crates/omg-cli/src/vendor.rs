@@ -1,4 +1,5 @@
-//! `omg vendor serve`: the provisioning and licensing service (omg-vendor's HTTP API).
+//! `omg vendor serve`: the provisioning and licensing service (omg-vendor's HTTP API); `omg
+//! vendor enroll`: the devices it gives keys to.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -10,6 +11,8 @@ use omg_vendor::http::{
 };
 use omg_vendor::{Service, Store};
 
+use serde::Serialize;
+
 use crate::files::read_limited;
 
 /// Loads the vendor signing key written by `omg vendor keygen`.
@@ -18,6 +21,63 @@ pub(crate) fn load_vendor_key(dir: &Path) -> Result<SigningKey> {
     let bytes = zeroize::Zeroizing::new(read_limited(&path, 64)?);
     SigningKey::from_slice(&bytes)
         .map_err(|_| anyhow::anyhow!("{} is not a P-256 private key", path.display()))
+}
+
+/// A device's attestation public key from the command line: a SEC1 key file (raw, as
+/// `attestation.pub`, or hex text), or the key itself in hex.
+fn device_public_key(arg: &str) -> Result<Vec<u8>> {
+    let path = Path::new(arg);
+    let bytes = if path.exists() {
+        read_limited(path, 1024)?
+    } else {
+        arg.as_bytes().to_vec()
+    };
+    let key = if omg_protocol::verifying_key_from_sec1(&bytes).is_ok() {
+        bytes
+    } else {
+        std::str::from_utf8(&bytes)
+            .ok()
+            .and_then(|text| crate::device::parse_hex(text, "the device key").ok())
+            .unwrap_or_default()
+    };
+    omg_protocol::verifying_key_from_sec1(&key).map_err(|_| {
+        anyhow::anyhow!(
+            "{arg} is neither a SEC1 public key file (attestation.pub) nor a SEC1 P-256 key in hex"
+        )
+    })?;
+    Ok(key)
+}
+
+#[derive(Serialize)]
+struct Enrolled {
+    ueid: String,
+    public_key: String,
+}
+
+/// `omg vendor enroll`: enrols the devices (their attestation public keys) in the service
+/// database in one transaction, printing each UEID. Every key is checked before any is
+/// enrolled.
+pub(crate) fn enroll(db: &Path, device_pubs: &[String], json: bool) -> Result<()> {
+    let keys = device_pubs
+        .iter()
+        .map(|arg| device_public_key(arg))
+        .collect::<Result<Vec<_>>>()?;
+    let store = Store::connect(db).context("cannot open the service database")?;
+    let ueids = store
+        .enroll_devices(&keys, omg_vendor::http::system_now())
+        .with_context(|| format!("cannot enrol the devices in {}", store.location()))?;
+    for (ueid, key) in ueids.iter().zip(&keys) {
+        let out = Enrolled {
+            ueid: crate::identity::hex(ueid),
+            public_key: crate::identity::hex(key),
+        };
+        if json {
+            println!("{}", serde_json::to_string(&out)?);
+        } else {
+            println!("enrolled device {}", out.ueid);
+        }
+    }
+    Ok(())
 }
 
 /// Largest certificate chain or key file read for TLS.

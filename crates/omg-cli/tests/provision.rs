@@ -1,6 +1,7 @@
 //! The device side end to end, through the real binary: vendor keygen and package, the service,
-//! device init, provision, attest / verify-token, and offline runs; with the refusals a user
-//! meets (wrong measurement, input source not licensed, another device, tampered files).
+//! device init, vendor enroll, provision, attest / verify-token, and offline runs; with the
+//! refusals a user meets (device not enrolled, wrong measurement, input source not licensed,
+//! another device, tampered files).
 
 mod support;
 
@@ -8,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use serde_json::Value;
-use support::{OMG, Server, TempDir, clip, ok, omg, vendor_keygen};
+use support::{OMG, Server, TempDir, clip, enroll, ok, omg, vendor_keygen};
 
 fn err(out: Output) -> String {
     assert!(!out.status.success(), "{out:?}");
@@ -103,6 +104,10 @@ fn provision_then_run_offline() {
             ],
         )
     };
+    // Not enrolled yet: refused.
+    let unknown = err(provision(&home, &pkg));
+    assert!(unknown.contains("unknown_device"), "{unknown}");
+    enroll(&home, &db);
     let provisioned = json(&ok(provision(&home, &pkg)));
     assert_eq!(provisioned["measurement"], measurement.as_str());
     let sealed = provisioned["sealed"].as_str().unwrap().to_string();
@@ -112,6 +117,7 @@ fn provision_then_run_offline() {
     // A second device exceeds max_devices = 1.
     let home2 = dir.path("home2");
     ok(omg(&home2, &["device", "init"]));
+    enroll(&home2, &db);
     let limit = err(provision(&home2, &pkg));
     assert!(limit.contains("device_limit_reached"), "{limit}");
     server.kill();

@@ -5,6 +5,7 @@
 //! |---|---|---|
 //! | `POST /v1/challenge` | none | `{nonce, expires_at, challenge}` |
 //! | `POST /v1/activate` | `{token, device_public_key, model_id, version, enclave_public_key}` | `{key_release, licence}` |
+//! | `POST /v1/devices/enroll` (admin) | `{device_public_key}` | `{ueid}` |
 //! | `POST /v1/revoke/device` (admin) | `{ueid}` | `{revoked: true}` |
 //! | `POST /v1/revoke/model` (admin) | `{model_id, version}` | `{revocation_epoch}` |
 //! | `GET /v1/devices` (admin) | | `[DeviceRecord]` |
@@ -406,6 +407,32 @@ async fn activate(State(state): State<AppState>, body: Body) -> Result<Response,
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct EnrollBody {
+    device_public_key: String,
+}
+
+async fn enroll_device(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    check_admin(&state, &headers)?;
+    let body: EnrollBody = json_body(&state.config, body).await?;
+    let key = b64("device_public_key", &body.device_public_key)?;
+    if omg_protocol::verifying_key_from_sec1(&key).is_err() {
+        return Err(ApiError::bad_request(
+            "invalid_device_public_key",
+            "device_public_key must be a SEC1 uncompressed P-256 key (65 bytes)",
+        ));
+    }
+    let now = (state.config.clock)();
+    let service = state.service.clone();
+    let ueid = blocking(move || Ok(service.enroll_device(&key, now)?)).await?;
+    Ok(axum::Json(json!({"ueid": hex::encode(&ueid)})).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RevokeDeviceBody {
     ueid: String,
 }
@@ -500,9 +527,10 @@ pub fn router(service: Service) -> Router {
 }
 
 /// Every route of the API as `(method, path)`.
-pub const ROUTES: [(&str, &str); 7] = [
+pub const ROUTES: [(&str, &str); 8] = [
     ("POST", "/v1/challenge"),
     ("POST", "/v1/activate"),
+    ("POST", "/v1/devices/enroll"),
     ("POST", "/v1/revoke/device"),
     ("POST", "/v1/revoke/model"),
     ("GET", "/v1/devices"),
@@ -518,6 +546,7 @@ pub fn router_with(service: Service, config: ApiConfig) -> Router {
     let handlers: [MethodRouter<AppState>; ROUTES.len()] = [
         post(challenge),
         post(activate),
+        post(enroll_device),
         post(revoke_device),
         post(revoke_model),
         get(devices),

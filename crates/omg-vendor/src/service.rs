@@ -22,15 +22,22 @@
 //!    ([`Refusal::EnclaveKeyMismatch`]);
 //! 7. the security lifecycle is "secured" unless the policy allows otherwise
 //!    ([`Refusal::InsecureLifecycle`]);
-//! 8. the device is not revoked ([`Refusal::DeviceRevoked`]);
+//! 8. the device is not revoked ([`Refusal::DeviceRevoked`]), and the vendor enrolled it
+//!    ([`Store::enroll_devices`]) with the very key the request sends (compared in constant
+//!    time) — [`Refusal::UnknownDevice`];
 //! 9. the policy's not-after has not passed ([`Refusal::LicenceExpired`]);
 //! 10. the device is already activated for this model, or fewer than `max_devices` distinct
 //!     devices are ([`Refusal::DeviceLimitReached`]); revoked devices keep counting.
 //!
-//! On success it records the device, the activation (with its licence) and an audit row,
-//! commits, and only then returns the licence and the key release (the content key
-//! HPKE-sealed to the enclave key, AAD = hash of the token). Every attempt, refused or not,
-//! leaves exactly one audit row.
+//! A device nobody enrolled is never recorded by an activation: the token's signature only
+//! proves that the request holds the key it sends, so without enrolment anyone with a
+//! self-made key would be served. Check 8 runs on the snapshot too, so such a request gets
+//! nothing signed or sealed.
+//!
+//! On success it records the device's first activation, the activation (with its licence)
+//! and an audit row, commits, and only then returns the licence and the key release (the
+//! content key HPKE-sealed to the enclave key, AAD = hash of the token). Every attempt,
+//! refused or not, leaves exactly one audit row.
 //!
 //! The licence's signature and the HPKE sealing are made *before* the write transaction, so
 //! they do not hold up other writers: checks 3 to 10 first run on a read-only snapshot (a
@@ -134,6 +141,8 @@ pub enum Refusal {
     InsecureLifecycle,
     /// The device is revoked.
     DeviceRevoked,
+    /// The device was never enrolled by the vendor (or its enrolled key is another one).
+    UnknownDevice,
     /// The licence period (the policy's not-after) is over.
     LicenceExpired,
     /// The model's device limit is reached.
@@ -157,6 +166,7 @@ impl Refusal {
             Refusal::EnclaveKeyMismatch => "enclave_key_mismatch",
             Refusal::InsecureLifecycle => "insecure_lifecycle",
             Refusal::DeviceRevoked => "device_revoked",
+            Refusal::UnknownDevice => "unknown_device",
             Refusal::LicenceExpired => "licence_expired",
             Refusal::DeviceLimitReached => "device_limit_reached",
         }
@@ -189,6 +199,7 @@ impl fmt::Display for Refusal {
                 f.write_str("the device is not in the secured lifecycle state")
             }
             Refusal::DeviceRevoked => f.write_str("the device is revoked"),
+            Refusal::UnknownDevice => f.write_str("the device is not enrolled with the vendor"),
             Refusal::LicenceExpired => f.write_str("the licence period is over"),
             Refusal::DeviceLimitReached => f.write_str("the model's device limit is reached"),
         }
@@ -452,16 +463,21 @@ fn check_in(tx: &mut dyn Tx, c: &Checked, now: u64, nonce: Nonce) -> Result<Term
         return refuse(Refusal::InsecureLifecycle);
     }
 
-    // 8. Device revocation.
-    let device_revoked = tx
-        .query_opt(
-            "SELECT revoked FROM devices WHERE ueid = ?1",
-            args![&c.ueid_hex],
-        )?
-        .map(|mut row| row.int(0, "device revoked flag"))
-        .transpose()?;
-    if device_revoked == Some(1) {
+    // 8. Device: not revoked, enrolled with the request's key.
+    let Some(mut device) = tx.query_opt(
+        "SELECT revoked, enrolled_at, public_key FROM devices WHERE ueid = ?1",
+        args![&c.ueid_hex],
+    )?
+    else {
+        return refuse(Refusal::UnknownDevice);
+    };
+    if device.int(0, "device revoked flag")? != 0 {
         return refuse(Refusal::DeviceRevoked);
+    }
+    let enrolled = device.opt_int(1, "device enrolment time")?.is_some();
+    let key = device.opt_text(2, "device public key")?.unwrap_or_default();
+    if !enrolled || !ct_eq(key.as_bytes(), c.device_key_hex.as_bytes()) {
+        return refuse(Refusal::UnknownDevice);
     }
 
     // 9. Licence period.
@@ -534,12 +550,10 @@ fn grant(
         }
         _ => return Err(Stop::Undo(Undo::Stale)),
     };
+    // The device's row exists: check 8 found it enrolled.
     tx.execute(
-        "INSERT INTO devices (ueid, public_key, first_seen, revoked) VALUES (?1, ?2, ?3, 0)
-         ON CONFLICT (ueid) DO UPDATE SET
-             public_key = COALESCE(devices.public_key, excluded.public_key),
-             first_seen = COALESCE(devices.first_seen, excluded.first_seen)",
-        args![&c.ueid_hex, &c.device_key_hex, sql_time(now)],
+        "UPDATE devices SET first_seen = COALESCE(first_seen, ?2) WHERE ueid = ?1",
+        args![&c.ueid_hex, sql_time(now)],
     )?;
     let id = store::next_seq(tx, Sequence::Activations)?;
     tx.execute(
@@ -761,6 +775,19 @@ impl Service {
         }))
     }
 
+    /// Enrols a device by its attestation public key (SEC1 uncompressed): only enrolled
+    /// devices are activated. Returns its UEID. See [`Store::enroll_devices`].
+    pub fn enroll_device(
+        &self,
+        public_key: &[u8],
+        now: u64,
+    ) -> Result<[u8; omg_protocol::keys::UEID_LEN], StoreError> {
+        let [ueid] = self.inner.store.enroll_devices(&[public_key], now)?[..] else {
+            return Err(StoreError::Corrupt("enrolment result (not one UEID)"));
+        };
+        Ok(ueid)
+    }
+
     /// Revokes a device by UEID (33 bytes): it gets no further activation of any model.
     pub fn revoke_device(&self, device_ueid: &[u8], now: u64) -> Result<(), StoreError> {
         self.inner.store.revoke_device(device_ueid, now)
@@ -831,6 +858,9 @@ mod tests {
 
         let device = omg_protocol::generate_signing_key(&mut rng);
         let enclave = HpkeKeyPair::generate(&mut rng);
+        service
+            .enroll_device(&omg_protocol::public_key_sec1(device.verifying_key()), NOW)
+            .unwrap();
         let challenge = service.issue_nonce(NOW, &mut rng).unwrap();
         let claims = Claims::new(
             device.verifying_key(),

@@ -2,8 +2,8 @@
 //! migrations and queries on both.
 //!
 //! Schema (see `migrations/*.sql`): `models` (policy as JSON, revocation epoch),
-//! `model_versions` (content key, revoked flag), `devices` (UEID, public key, first seen,
-//! revoked flag), `nonces` (value, expiry, used flag), `activations` (device, model, version,
+//! `model_versions` (content key, revoked flag), `devices` (UEID, public key, time of
+//! enrolment, first activation, revoked flag; only enrolled devices are activated), `nonces` (value, expiry, used flag), `activations` (device, model, version,
 //! time, licence), `model_device_counts` (distinct devices activated per model, for the device
 //! limit) and the append-only `audit` table (every activation attempt with its outcome and
 //! refusal reason). Binary values are lowercase hex TEXT, times BIGINT seconds, flags
@@ -65,10 +65,16 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/0003_model_device_counts.sql"),
         postgres: include_str!("../migrations/0003_model_device_counts.sql"),
     },
+    Migration {
+        version: 4,
+        description: "device enrolment",
+        sqlite: include_str!("../migrations/0004_device_enrolment.sql"),
+        postgres: include_str!("../migrations/0004_device_enrolment.sql"),
+    },
 ];
 
 /// The schema version this crate writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// A store failure (never a policy refusal).
 #[derive(Debug)]
@@ -211,6 +217,9 @@ pub struct DeviceRecord {
     pub public_key: Option<String>,
     /// Time of the first successful activation.
     pub first_seen: Option<u64>,
+    /// Time of the device's enrolment by the vendor; `None` if never enrolled (such a device
+    /// is refused as [`crate::Refusal::UnknownDevice`]).
+    pub enrolled_at: Option<u64>,
     /// Whether the device is revoked.
     pub revoked: bool,
 }
@@ -486,6 +495,47 @@ impl Store {
         self.read(|tx| load_model(tx, model_id))
     }
 
+    /// Enrols the devices whose attestation public keys are `public_keys` (SEC1 uncompressed,
+    /// as `attestation.pub`), all in one transaction: from now on the service activates them
+    /// (unless revoked). Returns their UEIDs, in order. Every key is checked before any is
+    /// enrolled. Enrolling an enrolled device changes nothing; a revoked device stays revoked.
+    pub fn enroll_devices<K: AsRef<[u8]>>(
+        &self,
+        public_keys: &[K],
+        now: u64,
+    ) -> Result<Vec<[u8; omg_protocol::keys::UEID_LEN]>, StoreError> {
+        let ueids = public_keys
+            .iter()
+            .map(|key| {
+                omg_protocol::verifying_key_from_sec1(key.as_ref())
+                    .map(|key| omg_protocol::ueid(&key))
+                    .map_err(|_| {
+                        StoreError::Invalid(
+                            "a device key is not a SEC1 uncompressed P-256 key".into(),
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.write(|tx| {
+            for (ueid, key) in ueids.iter().zip(public_keys) {
+                tx.execute(
+                    "INSERT INTO devices (ueid, public_key, revoked, enrolled_at)
+                     VALUES (?1, ?2, 0, ?3)
+                     ON CONFLICT (ueid) DO UPDATE SET
+                         public_key = COALESCE(devices.public_key, excluded.public_key),
+                         enrolled_at = COALESCE(devices.enrolled_at, excluded.enrolled_at)",
+                    args![
+                        &hex::encode(ueid),
+                        &hex::encode(key.as_ref()),
+                        sql_time(now)
+                    ],
+                )?;
+            }
+            Ok::<_, StoreError>(())
+        })?;
+        Ok(ueids)
+    }
+
     /// Marks the device revoked (creating its row if it was never seen).
     pub fn revoke_device(&self, ueid: &[u8], now: u64) -> Result<(), StoreError> {
         if ueid.len() != omg_protocol::keys::UEID_LEN || ueid[0] != 0x01 {
@@ -552,7 +602,8 @@ impl Store {
     pub fn list_devices(&self) -> Result<Vec<DeviceRecord>, StoreError> {
         let rows = self.read(|tx| {
             tx.query(
-                "SELECT ueid, public_key, first_seen, revoked FROM devices ORDER BY ueid",
+                "SELECT ueid, public_key, first_seen, enrolled_at, revoked FROM devices
+                 ORDER BY ueid",
                 &[],
             )
         })?;
@@ -565,7 +616,11 @@ impl Store {
                         .opt_int(2, "device first seen")?
                         .map(|t| from_sql_u64(t, "device first seen"))
                         .transpose()?,
-                    revoked: row.int(3, "device revoked flag")? != 0,
+                    enrolled_at: row
+                        .opt_int(3, "device enrolment time")?
+                        .map(|t| from_sql_u64(t, "device enrolment time"))
+                        .transpose()?,
+                    revoked: row.int(4, "device revoked flag")? != 0,
                 })
             })
             .collect()

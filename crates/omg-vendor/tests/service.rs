@@ -21,6 +21,16 @@ fn refusal(r: Result<omg_vendor::Activation, ActivateError>) -> Refusal {
     }
 }
 
+/// How many devices were activated at least once (enrolled devices refused are listed too).
+fn activated_devices(f: &Fixture) -> usize {
+    f.service
+        .list_devices()
+        .unwrap()
+        .iter()
+        .filter(|d| d.first_seen.is_some())
+        .count()
+}
+
 fn audit_reasons(f: &Fixture) -> Vec<Option<String>> {
     f.service
         .audit_log()
@@ -32,7 +42,7 @@ fn audit_reasons(f: &Fixture) -> Vec<Option<String>> {
 
 fn successful_activation_releases_key_and_licence(backend: Backend) {
     let mut f = fixture_on(backend, "ok", 1, &policy(5));
-    let device = Device::new(&mut f.rng);
+    let device = f.enrolled_device();
     let challenge = f.service.issue_nonce(NOW, &mut f.rng).unwrap();
     assert_eq!(challenge.expires_at, NOW + 60);
     let request = device.request(&challenge.nonce, 1);
@@ -93,7 +103,7 @@ fn successful_activation_releases_key_and_licence(backend: Backend) {
 
 fn nonce_refusals(backend: Backend) {
     let mut f = fixture_on(backend, "nonce", 2, &policy(5));
-    let device = Device::new(&mut f.rng);
+    let device = f.enrolled_device();
 
     // Reused.
     let c = f.service.issue_nonce(NOW, &mut f.rng).unwrap();
@@ -132,8 +142,8 @@ fn nonce_refusals(backend: Backend) {
 
 fn attestation_refusals(backend: Backend) {
     let mut f = fixture_on(backend, "attest", 3, &policy(5));
-    let device = Device::new(&mut f.rng);
-    let other = Device::new(&mut f.rng);
+    let device = f.enrolled_device();
+    let other = f.enrolled_device();
 
     // Wrong measurement.
     let c = f.service.issue_nonce(NOW, &mut f.rng).unwrap();
@@ -193,7 +203,7 @@ fn attestation_refusals(backend: Backend) {
 
 fn revoked_device_is_refused(backend: Backend) {
     let mut f = fixture_on(backend, "revdev", 4, &policy(5));
-    let device = Device::new(&mut f.rng);
+    let device = f.enrolled_device();
     let c = f.service.issue_nonce(NOW, &mut f.rng).unwrap();
     f.service
         .activate(&device.request(&c.nonce, 1), NOW, &mut f.rng)
@@ -223,7 +233,7 @@ fn expired_licence_is_refused(backend: Backend) {
     let mut p = policy(5);
     p.not_after = NOW - 1;
     let mut f = fixture_on(backend, "expired", 5, &p);
-    let device = Device::new(&mut f.rng);
+    let device = f.enrolled_device();
     let c = f.service.issue_nonce(NOW, &mut f.rng).unwrap();
     let r = refusal(
         f.service
@@ -235,7 +245,7 @@ fn expired_licence_is_refused(backend: Backend) {
 
 fn revoked_model_version_is_refused_and_epoch_rises(backend: Backend) {
     let mut f = fixture_on(backend, "revmodel", 6, &policy(5));
-    let device = Device::new(&mut f.rng);
+    let device = f.enrolled_device();
     assert_eq!(f.service.revoke_model_version(MODEL, 1, NOW).unwrap(), 1);
     // Idempotent.
     assert_eq!(f.service.revoke_model_version(MODEL, 1, NOW).unwrap(), 1);
@@ -261,7 +271,7 @@ fn revoked_model_version_is_refused_and_epoch_rises(backend: Backend) {
 
 fn device_limit_counts_distinct_devices(backend: Backend) {
     let mut f = fixture_on(backend, "limit", 7, &policy(2));
-    let devices: Vec<Device> = (0..3).map(|_| Device::new(&mut f.rng)).collect();
+    let devices: Vec<Device> = (0..3).map(|_| f.enrolled_device()).collect();
     for (i, d) in devices.iter().enumerate() {
         let c = f.service.issue_nonce(NOW, &mut f.rng).unwrap();
         let r = f.service.activate(&d.request(&c.nonce, 1), NOW, &mut f.rng);
@@ -279,7 +289,7 @@ fn device_limit_counts_distinct_devices(backend: Backend) {
             .unwrap();
     }
     assert_eq!(f.service.list_activations().unwrap().len(), 4);
-    assert_eq!(f.service.list_devices().unwrap().len(), 2);
+    assert_eq!(activated_devices(&f), 2);
 }
 
 /// N activations of N distinct devices at once against a limit of K: exactly K succeed, the
@@ -293,7 +303,7 @@ fn parallel_activations_respect_the_device_limit(backend: Backend) {
     let second = Service::new(Store::connect(f.db.spec()).unwrap(), f.vendor.clone());
     let jobs: Vec<_> = (0..N)
         .map(|_| {
-            let d = Device::new(&mut f.rng);
+            let d = f.enrolled_device();
             let c = f.service.issue_nonce(NOW, &mut f.rng).unwrap();
             d.request(&c.nonce, 1)
         })
@@ -354,12 +364,12 @@ fn parallel_activations_respect_the_device_limit(backend: Backend) {
         activations.iter().map(|a| a.id).collect::<Vec<_>>(),
         (1..=u64::from(K)).collect::<Vec<_>>()
     );
-    assert_eq!(f.service.list_devices().unwrap().len(), K as usize);
+    assert_eq!(activated_devices(&f), K as usize);
 }
 
 fn store_reopens_and_audit_is_append_only(backend: Backend) {
     let mut f = fixture_on(backend, "reopen", 9, &policy(5));
-    let device = Device::new(&mut f.rng);
+    let device = f.enrolled_device();
     let c = f.service.issue_nonce(NOW, &mut f.rng).unwrap();
     f.service
         .activate(&device.request(&c.nonce, 1), NOW, &mut f.rng)
@@ -371,8 +381,8 @@ fn store_reopens_and_audit_is_append_only(backend: Backend) {
 
     // Reopen: migrations are not re-applied, data is there.
     let store = Store::connect(f.db.spec()).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 3);
-    assert_eq!(f.db.raw_count("SELECT COUNT(*) FROM schema_migrations"), 3);
+    assert_eq!(store.schema_version().unwrap(), 4);
+    assert_eq!(f.db.raw_count("SELECT COUNT(*) FROM schema_migrations"), 4);
     assert_eq!(store.list_activations().unwrap().len(), 1);
     assert_eq!(store.model(MODEL).unwrap().unwrap().policy, policy(5));
     assert!(store.model("other").unwrap().is_none());
@@ -424,9 +434,9 @@ fn concurrent_opens_migrate_once(backend: Backend) {
         })
         .collect();
     for h in handles {
-        assert_eq!(h.join().unwrap().unwrap().unwrap(), 3);
+        assert_eq!(h.join().unwrap().unwrap().unwrap(), 4);
     }
-    assert_eq!(db.raw_count("SELECT COUNT(*) FROM schema_migrations"), 3);
+    assert_eq!(db.raw_count("SELECT COUNT(*) FROM schema_migrations"), 4);
 }
 
 /// A database written by a newer program is refused with a clear error.
@@ -441,7 +451,66 @@ fn newer_schema_is_refused(backend: Backend) {
     assert!(err.contains("newer than this program"), "{err}");
 }
 
+/// A device with a valid token over an issued nonce, the allowed measurement and its own
+/// key, but never enrolled, is refused as `unknown_device`, with nothing recorded about it but
+/// the audit row; once enrolled, the same device is activated. A device revoked and then
+/// enrolled stays refused.
+fn unknown_devices_are_refused_until_enrolled(backend: Backend) {
+    let mut f = fixture_on(backend, "unknown-device", 12, &policy(5));
+    let stranger = Device::new(&mut f.rng);
+    let c = f.service.issue_nonce(NOW, &mut f.rng).unwrap();
+    let r = refusal(
+        f.service
+            .activate(&stranger.request(&c.nonce, 1), NOW, &mut f.rng),
+    );
+    assert_eq!(r, Refusal::UnknownDevice);
+    assert_eq!(r.code(), "unknown_device");
+    assert!(f.service.list_devices().unwrap().is_empty());
+    assert!(f.service.list_activations().unwrap().is_empty());
+    assert_eq!(audit_reasons(&f), [Some("unknown_device".to_owned())]);
+
+    // Enrolled (twice: the second changes nothing), the same device gets its key.
+    let key = omg_protocol::public_key_sec1(stranger.key.verifying_key());
+    assert_eq!(
+        f.service.enroll_device(&key, NOW + 1).unwrap(),
+        stranger.ueid()
+    );
+    f.service.enroll_device(&key, NOW + 3).unwrap();
+    let c = f.service.issue_nonce(NOW + 2, &mut f.rng).unwrap();
+    let request = stranger.request(&c.nonce, 1);
+    let activation = f.service.activate(&request, NOW + 4, &mut f.rng).unwrap();
+    KeyRelease::open(
+        &activation.key_release,
+        &stranger.enclave.private_key,
+        &request.token,
+    )
+    .unwrap();
+    let devices = f.service.list_devices().unwrap();
+    assert_eq!(devices.len(), 1);
+    assert_eq!(devices[0].enrolled_at, Some(NOW + 1));
+    assert_eq!(devices[0].first_seen, Some(NOW + 4));
+    assert_eq!(devices[0].public_key.as_deref(), Some(hex(&key).as_str()));
+    assert!(f.service.enroll_device(&key[..64], NOW).is_err());
+
+    // Revoked before its enrolment: enrolment does not lift the revocation.
+    let revoked = Device::new(&mut f.rng);
+    f.service.revoke_device(&revoked.ueid(), NOW).unwrap();
+    f.service
+        .enroll_device(
+            &omg_protocol::public_key_sec1(revoked.key.verifying_key()),
+            NOW,
+        )
+        .unwrap();
+    let c = f.service.issue_nonce(NOW, &mut f.rng).unwrap();
+    let r = refusal(
+        f.service
+            .activate(&revoked.request(&c.nonce, 1), NOW, &mut f.rng),
+    );
+    assert_eq!(r, Refusal::DeviceRevoked);
+}
+
 on_both_backends!(
+    unknown_devices_are_refused_until_enrolled,
     successful_activation_releases_key_and_licence,
     nonce_refusals,
     attestation_refusals,
