@@ -8,9 +8,12 @@
 //! token claiming the genuine enclave measurement with that key and asks for the model key.
 //!
 //! The service must refuse it as `unknown_device`: the token's signature only proves that the
-//! client holds the key it sends. The positive control shows the refusal means something:
-//! once the vendor enrols that very key, the same client gets a key release, opens it with
-//! HPKE itself and decrypts the package, finding the classifier's bytes in it.
+//! client holds the key it sends. With an endorsement of its key signed by a "maker" key of
+//! its own, it must be refused as `untrusted_maker`. The positive controls show the refusals
+//! mean something: once the vendor enrols that very key, the same client gets a key release,
+//! opens it with HPKE itself and decrypts the package, finding the classifier's bytes in it;
+//! and once the vendor trusts that maker key, another self-made key with the client's own
+//! endorsement gets the key too.
 
 mod support;
 
@@ -69,6 +72,61 @@ fn map(entries: Vec<(i64, Value)>) -> Value {
     Value::Map(entries.into_iter().map(|(k, v)| (int(k), v)).collect())
 }
 
+fn random_key() -> SigningKey {
+    loop {
+        if let Ok(key) = SigningKey::from_slice(&random::<32>()) {
+            return key;
+        }
+    }
+}
+
+fn sec1(key: &SigningKey) -> Vec<u8> {
+    key.verifying_key().to_sec1_point(false).as_bytes().to_vec()
+}
+
+/// A tagged COSE_Sign1 with ES256 by `key` over `payload`: protected header
+/// `{1: -7, ? 3: content type, 4: kid}` (kid = the first 16 bytes of SHA-256 of the SEC1 key),
+/// empty unprotected header, signature r || s over `["Signature1", protected, h'', payload]`.
+fn sign1(key: &SigningKey, content_type: Option<&str>, payload: Vec<u8>) -> Vec<u8> {
+    let mut header = vec![(1, int(-7))];
+    if let Some(ct) = content_type {
+        header.push((3, Value::Text(ct.into())));
+    }
+    header.push((4, Value::Bytes(sha256(&sec1(key))[..16].to_vec())));
+    let protected = cbor(&map(header));
+    let to_sign = cbor(&Value::Array(vec![
+        Value::Text("Signature1".into()),
+        Value::Bytes(protected.clone()),
+        Value::Bytes(Vec::new()),
+        Value::Bytes(payload.clone()),
+    ]));
+    let signature: Signature = key.sign(&to_sign);
+    cbor(&Value::Tag(
+        18,
+        Box::new(Value::Array(vec![
+            Value::Bytes(protected),
+            Value::Map(Vec::new()),
+            Value::Bytes(payload),
+            Value::Bytes(signature.to_bytes().to_vec()),
+        ])),
+    ))
+}
+
+/// A device maker's endorsement of `device_public_key` signed with `maker`: the payload
+/// `{1: device SEC1 key, 2: maker key id, 3: issued at}` with the endorsement content type.
+fn endorsement(maker: &SigningKey, device_public_key: &[u8]) -> Vec<u8> {
+    let payload = map(vec![
+        (1, Value::Bytes(device_public_key.to_vec())),
+        (2, Value::Bytes(sha256(&sec1(maker))[..16].to_vec())),
+        (3, int(1_800_000_000)),
+    ]);
+    sign1(
+        maker,
+        Some("application/vnd.omg.endorsement+cbor"),
+        cbor(&payload),
+    )
+}
+
 /// The attacker: a self-made P-256 key posing as a device, and an HTTP client.
 struct Forger {
     key: SigningKey,
@@ -86,11 +144,7 @@ enum Answer {
 
 impl Forger {
     fn new(url: &str) -> Self {
-        let key = loop {
-            if let Ok(key) = SigningKey::from_slice(&random::<32>()) {
-                break key;
-            }
-        };
+        let key = random_key();
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .build()
@@ -104,11 +158,7 @@ impl Forger {
 
     /// The SEC1 uncompressed public key (what `omg device init` writes as attestation.pub).
     fn public_key(&self) -> Vec<u8> {
-        self.key
-            .verifying_key()
-            .to_sec1_point(false)
-            .as_bytes()
-            .to_vec()
+        sec1(&self.key)
     }
 
     fn post(&self, path: &str, body: &Json) -> (u16, Json) {
@@ -148,34 +198,16 @@ impl Forger {
             (2399, Value::Array(vec![component])),
             (-65537, Value::Bytes(sha256(enclave_public_key).to_vec())),
         ]);
-        let payload = cbor(&claims);
-        let protected = cbor(&map(vec![
-            (1, int(-7)),
-            (4, Value::Bytes(sha256(&sec1)[..16].to_vec())),
-        ]));
-        let to_sign = cbor(&Value::Array(vec![
-            Value::Text("Signature1".into()),
-            Value::Bytes(protected.clone()),
-            Value::Bytes(Vec::new()),
-            Value::Bytes(payload.clone()),
-        ]));
-        let signature: Signature = self.key.sign(&to_sign);
-        cbor(&Value::Tag(
-            18,
-            Box::new(Value::Array(vec![
-                Value::Bytes(protected),
-                Value::Map(Vec::new()),
-                Value::Bytes(payload),
-                Value::Bytes(signature.to_bytes().to_vec()),
-            ])),
-        ))
+        sign1(&self.key, None, cbor(&claims))
     }
 
-    /// The whole preparation phase of a device: challenge, token, activation. Returns the
-    /// answer, the token and the enclave's HPKE private key.
+    /// The whole preparation phase of a device: challenge, token, activation (with
+    /// `endorsement` if given). Returns the answer, the token and the enclave's HPKE private
+    /// key.
     fn activate(
         &self,
         measurement: [u8; 32],
+        endorsement: Option<&[u8]>,
     ) -> (Answer, Vec<u8>, <X25519HkdfSha256 as Kem>::PrivateKey) {
         let (status, challenge) = self.post("/v1/challenge", &json!({}));
         assert_eq!(status, 200, "{challenge}");
@@ -183,16 +215,17 @@ impl Forger {
         let (enclave_private, enclave_public) = X25519HkdfSha256::derive_keypair(&random::<32>());
         let enclave_public = enclave_public.to_bytes().to_vec();
         let token = self.token(&nonce, measurement, &enclave_public);
-        let (status, answer) = self.post(
-            "/v1/activate",
-            &json!({
-                "token": B64.encode(&token),
-                "device_public_key": B64.encode(self.public_key()),
-                "model_id": "micro_speech",
-                "version": 1,
-                "enclave_public_key": B64.encode(&enclave_public),
-            }),
-        );
+        let mut body = json!({
+            "token": B64.encode(&token),
+            "device_public_key": B64.encode(self.public_key()),
+            "model_id": "micro_speech",
+            "version": 1,
+            "enclave_public_key": B64.encode(&enclave_public),
+        });
+        if let Some(endorsement) = endorsement {
+            body["endorsement"] = json!(B64.encode(endorsement));
+        }
+        let (status, answer) = self.post("/v1/activate", &body);
         let answer = if status == 200 {
             Answer::Released {
                 key_release: B64.decode(answer["key_release"].as_str().unwrap()).unwrap(),
@@ -305,7 +338,7 @@ fn enroll_key(home: &Path, db: &Path, public_key: &[u8]) {
 }
 
 #[test]
-fn a_self_made_device_key_gets_no_model_key_until_the_vendor_enrols_it() {
+fn a_self_made_device_key_gets_no_model_key_unless_enrolled_or_endorsed_by_a_trusted_maker() {
     let dir = TempDir::new("forged");
     let home = dir.path("home");
     let keys = vendor_keygen(&dir);
@@ -341,16 +374,24 @@ fn a_self_made_device_key_gets_no_model_key_until_the_vendor_enrols_it() {
     ));
     let package = std::fs::read(&package).unwrap();
     let server = Server::start(&db, &keys, &[]);
-    let forger = Forger::new(&format!("http://{}", server.addr));
-
-    // The attack: refused, and the service recorded no device.
-    let (answer, _, _) = forger.activate(measurement);
-    match answer {
+    let url = format!("http://{}", server.addr);
+    let forger = Forger::new(&url);
+    let refused = |answer: Answer, expected: &str| match answer {
         Answer::Refused(status, reason) => {
-            assert_eq!((status, reason.as_str()), (403, "unknown_device"));
+            assert_eq!((status, reason.as_str()), (403, expected));
         }
         Answer::Released { .. } => panic!("a self-made device key was given the model key"),
-    }
+    };
+
+    // The attack: refused, with no endorsement and with one by a maker key of its own, and the
+    // service recorded no device.
+    refused(forger.activate(measurement, None).0, "unknown_device");
+    let own_maker = random_key();
+    let endorsed = endorsement(&own_maker, &forger.public_key());
+    refused(
+        forger.activate(measurement, Some(&endorsed)).0,
+        "untrusted_maker",
+    );
     let store = omg_vendor::Store::open(&db).unwrap();
     assert!(store.list_devices().unwrap().is_empty());
     assert!(store.list_activations().unwrap().is_empty());
@@ -358,16 +399,37 @@ fn a_self_made_device_key_gets_no_model_key_until_the_vendor_enrols_it() {
     // Positive control: the vendor enrols this very key; the same client now gets the key,
     // opens it and decrypts the package (so the refusal above was the enrolment's doing).
     enroll_key(&home, &db, &forger.public_key());
-    let (answer, token, enclave_private) = forger.activate(measurement);
-    let key_release = match answer {
-        Answer::Released { key_release } => key_release,
-        Answer::Refused(status, reason) => panic!("enrolled, still refused: {status} {reason}"),
+    let steal = |forger: &Forger, endorsement: Option<&[u8]>| {
+        let (answer, token, enclave_private) = forger.activate(measurement, endorsement);
+        let key_release = match answer {
+            Answer::Released { key_release } => key_release,
+            Answer::Refused(status, reason) => panic!("still refused: {status} {reason}"),
+        };
+        let content_key = open_key_release(&key_release, &enclave_private, &token);
+        let bundle = decrypt_package(&package, &content_key);
+        assert!(
+            memchr::memmem::find(&bundle, CLASSIFIER).is_some(),
+            "the decrypted bundle does not hold the classifier"
+        );
     };
-    let content_key = open_key_release(&key_release, &enclave_private, &token);
-    let bundle = decrypt_package(&package, &content_key);
-    assert!(
-        memchr::memmem::find(&bundle, CLASSIFIER).is_some(),
-        "the decrypted bundle does not hold the classifier"
+    steal(&forger, None);
+
+    // Positive control of the endorsement: once the vendor trusts that maker key, another
+    // self-made key with the client's own endorsement gets the model key.
+    ok(omg(
+        &home,
+        &[
+            "vendor",
+            "trust-maker",
+            "--db",
+            db.to_str().unwrap(),
+            &hex(&sec1(&own_maker)),
+        ],
+    ));
+    let second = Forger::new(&url);
+    steal(
+        &second,
+        Some(&endorsement(&own_maker, &second.public_key())),
     );
     server.kill();
 }

@@ -3,7 +3,9 @@
 //!
 //! Schema (see `migrations/*.sql`): `models` (policy as JSON, revocation epoch),
 //! `model_versions` (content key, revoked flag), `devices` (UEID, public key, time of
-//! enrolment, first activation, revoked flag; only enrolled devices are activated), `nonces` (value, expiry, used flag), `activations` (device, model, version,
+//! enrolment, endorsing maker, first activation, revoked flag: only devices enrolled or
+//! endorsed by a trusted maker are activated), `makers` (the device makers' keys the operator
+//! trusts), `nonces` (value, expiry, used flag), `activations` (device, model, version,
 //! time, licence), `model_device_counts` (distinct devices activated per model, for the device
 //! limit) and the append-only `audit` table (every activation attempt with its outcome and
 //! refusal reason). Binary values are lowercase hex TEXT, times BIGINT seconds, flags
@@ -67,9 +69,9 @@ const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 4,
-        description: "device enrolment",
-        sqlite: include_str!("../migrations/0004_device_enrolment.sql"),
-        postgres: include_str!("../migrations/0004_device_enrolment.sql"),
+        description: "device trust chain",
+        sqlite: include_str!("../migrations/0004_device_trust.sql"),
+        postgres: include_str!("../migrations/0004_device_trust.sql"),
     },
 ];
 
@@ -217,9 +219,12 @@ pub struct DeviceRecord {
     pub public_key: Option<String>,
     /// Time of the first successful activation.
     pub first_seen: Option<u64>,
-    /// Time of the device's enrolment by the vendor; `None` if never enrolled (such a device
-    /// is refused as [`crate::Refusal::UnknownDevice`]).
+    /// Time of the device's enrolment by the vendor; `None` if never enrolled.
     pub enrolled_at: Option<u64>,
+    /// Key id (hex) of the trusted device maker whose endorsement let the device in at its
+    /// first activation; `None` if it was enrolled. A device neither enrolled nor endorsed is
+    /// refused as [`crate::Refusal::UnknownDevice`].
+    pub endorsed_by: Option<String>,
     /// Whether the device is revoked.
     pub revoked: bool,
 }
@@ -536,6 +541,30 @@ impl Store {
         Ok(ueids)
     }
 
+    /// Trusts the device maker whose public key is `public_key` (SEC1 uncompressed, as
+    /// `maker.pub`): devices it endorses are activated without enrolment. Returns its key id.
+    /// Trusting a trusted maker again changes nothing.
+    pub fn trust_maker(
+        &self,
+        public_key: &[u8],
+        now: u64,
+    ) -> Result<[u8; omg_protocol::keys::KEY_ID_LEN], StoreError> {
+        let key = omg_protocol::verifying_key_from_sec1(public_key).map_err(|_| {
+            StoreError::Invalid("the maker key is not a SEC1 uncompressed P-256 key".into())
+        })?;
+        let key_id = omg_protocol::key_id(&key);
+        let (key_id_hex, key_hex) = (hex::encode(&key_id), hex::encode(public_key));
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO makers (key_id, public_key, trusted_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (key_id) DO NOTHING",
+                args![&key_id_hex, &key_hex, sql_time(now)],
+            )?;
+            Ok::<_, StoreError>(())
+        })?;
+        Ok(key_id)
+    }
+
     /// Marks the device revoked (creating its row if it was never seen).
     pub fn revoke_device(&self, ueid: &[u8], now: u64) -> Result<(), StoreError> {
         if ueid.len() != omg_protocol::keys::UEID_LEN || ueid[0] != 0x01 {
@@ -602,8 +631,8 @@ impl Store {
     pub fn list_devices(&self) -> Result<Vec<DeviceRecord>, StoreError> {
         let rows = self.read(|tx| {
             tx.query(
-                "SELECT ueid, public_key, first_seen, enrolled_at, revoked FROM devices
-                 ORDER BY ueid",
+                "SELECT ueid, public_key, first_seen, enrolled_at, endorsed_by, revoked
+                 FROM devices ORDER BY ueid",
                 &[],
             )
         })?;
@@ -620,7 +649,8 @@ impl Store {
                         .opt_int(3, "device enrolment time")?
                         .map(|t| from_sql_u64(t, "device enrolment time"))
                         .transpose()?,
-                    revoked: row.int(4, "device revoked flag")? != 0,
+                    endorsed_by: row.opt_text(4, "device endorser")?,
+                    revoked: row.int(5, "device revoked flag")? != 0,
                 })
             })
             .collect()
@@ -737,6 +767,24 @@ pub(crate) fn load_version(
         hex::decode_n::<32>(&key).ok_or(StoreError::Corrupt("content key"))?,
     );
     Ok(Some((ContentKey::from_bytes(*bytes), revoked != 0)))
+}
+
+/// The public key of the trusted device maker whose key id is `key_id` (hex), if trusted.
+pub(crate) fn load_maker(
+    tx: &mut dyn Tx,
+    key_id: &str,
+) -> Result<Option<omg_protocol::VerifyingKey>, StoreError> {
+    let Some(mut row) = tx.query_opt(
+        "SELECT public_key FROM makers WHERE key_id = ?1",
+        args![key_id],
+    )?
+    else {
+        return Ok(None);
+    };
+    let key = hex::decode(&row.text(0, "maker public key")?)
+        .and_then(|k| omg_protocol::verifying_key_from_sec1(&k).ok())
+        .ok_or(StoreError::Corrupt("maker public key"))?;
+    Ok(Some(key))
 }
 
 /// A sequence number the service assigns itself (`MAX + 1` inside a write transaction, which

@@ -239,6 +239,26 @@ async fn admin_endpoints_calls(f: &Fixture, device: &Device) {
         (StatusCode::BAD_REQUEST, Some("invalid_device_public_key"))
     );
 
+    // Trusting a device maker: admin only; answers its key id.
+    let maker =
+        public_key_sec1(omg_protocol::generate_signing_key(&mut TestRng::new(78)).verifying_key());
+    let trust = json!({"maker_public_key": B64.encode(maker)});
+    let (status, _) = call(&app, post("/v1/makers/trust", trust.clone())).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body) = call(&app, admin_post("/v1/makers/trust", trust)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let maker_key = omg_protocol::verifying_key_from_sec1(&maker).unwrap();
+    assert_eq!(body["key_id"], hex(&omg_protocol::key_id(&maker_key)));
+    let (status, body) = call(
+        &app,
+        admin_post("/v1/makers/trust", json!({"maker_public_key": "AAAA"})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["reason"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_maker_public_key"))
+    );
+
     let (status, body) = call(
         &app,
         admin_post("/v1/revoke/device", json!({"ueid": hex(&device.ueid())})),

@@ -9,8 +9,10 @@ use std::sync::{Arc, Barrier};
 use std::time::Instant;
 
 use common::*;
+use omg_protocol::endorsement::Endorsement;
 use omg_protocol::key_release::{HpkeKeyPair, KeyRelease};
 use omg_protocol::licence::{InputSource, Licence, OutputPolicy};
+use omg_protocol::{SigningKey, key_id, public_key_sec1};
 use omg_vendor::{ActivateError, Policy, Refusal, Service, Store};
 
 fn refusal(r: Result<omg_vendor::Activation, ActivateError>) -> Refusal {
@@ -509,7 +511,95 @@ fn unknown_devices_are_refused_until_enrolled(backend: Backend) {
     assert_eq!(r, Refusal::DeviceRevoked);
 }
 
+/// An endorsement signed by `maker` for `device`'s key, valid until `not_after`.
+fn endorsement(maker: &SigningKey, device: &Device, not_after: Option<u64>) -> Vec<u8> {
+    Endorsement {
+        device_public_key: public_key_sec1(device.key.verifying_key()),
+        maker_key_id: key_id(maker.verifying_key()),
+        issued_at: NOW - 1000,
+        not_after,
+    }
+    .sign(maker)
+    .unwrap()
+}
+
+/// A device the vendor never enrolled is activated with an endorsement of its key by a maker
+/// the service trusts, and recorded with that maker; an endorsement by an untrusted maker, for
+/// another device key, expired or malformed is refused with its own reason, and nothing about
+/// such a device is recorded.
+fn endorsed_devices_need_a_trusted_maker(backend: Backend) {
+    let mut f = fixture_on(backend, "endorsed", 13, &policy(5));
+    let maker = omg_protocol::generate_signing_key(&mut f.rng);
+    let stranger = omg_protocol::generate_signing_key(&mut f.rng);
+    let device = Device::new(&mut f.rng);
+    let other = Device::new(&mut f.rng);
+    let attempt = |f: &mut Fixture, endorsement: Option<Vec<u8>>| {
+        let c = f.service.issue_nonce(NOW, &mut f.rng).unwrap();
+        let mut request = device.request(&c.nonce, 1);
+        request.endorsement = endorsement;
+        f.service.activate(&request, NOW, &mut f.rng)
+    };
+
+    // The maker is not trusted yet.
+    let good = endorsement(&maker, &device, Some(NOW + 10));
+    assert_eq!(
+        refusal(attempt(&mut f, Some(good.clone()))),
+        Refusal::UntrustedMaker
+    );
+    let kid = f
+        .service
+        .trust_maker(&public_key_sec1(maker.verifying_key()), NOW)
+        .unwrap();
+    assert_eq!(kid, key_id(maker.verifying_key()));
+    for (sent, expected) in [
+        (None, Refusal::UnknownDevice),
+        (
+            Some(endorsement(&stranger, &device, None)),
+            Refusal::UntrustedMaker,
+        ),
+        (
+            Some(endorsement(&maker, &other, None)),
+            Refusal::EndorsementMismatch,
+        ),
+        (
+            Some(endorsement(&maker, &device, Some(NOW - 1))),
+            Refusal::EndorsementExpired,
+        ),
+        (
+            Some(good[..good.len() - 1].to_vec()),
+            Refusal::MalformedEndorsement,
+        ),
+    ] {
+        assert_eq!(refusal(attempt(&mut f, sent)), expected);
+    }
+    // A signature by the trusted maker's key id that does not verify.
+    let mut forged = good.clone();
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    assert_eq!(
+        refusal(attempt(&mut f, Some(forged))),
+        Refusal::UntrustedMaker
+    );
+    assert!(f.service.list_devices().unwrap().is_empty());
+
+    attempt(&mut f, Some(good)).unwrap();
+    let devices = f.service.list_devices().unwrap();
+    assert_eq!(devices.len(), 1);
+    assert_eq!(devices[0].ueid, hex(&device.ueid()));
+    assert_eq!(devices[0].endorsed_by.as_deref(), Some(hex(&kid).as_str()));
+    assert_eq!(devices[0].enrolled_at, None);
+    assert_eq!(devices[0].first_seen, Some(NOW));
+    // A revoked endorsed device stays refused, endorsement or not.
+    f.service.revoke_device(&device.ueid(), NOW).unwrap();
+    let again = endorsement(&maker, &device, None);
+    assert_eq!(
+        refusal(attempt(&mut f, Some(again))),
+        Refusal::DeviceRevoked
+    );
+}
+
 on_both_backends!(
+    endorsed_devices_need_a_trusted_maker,
     unknown_devices_are_refused_until_enrolled,
     successful_activation_releases_key_and_licence,
     nonce_refusals,

@@ -340,6 +340,7 @@ impl Device {
             model_id: MODEL.into(),
             version,
             enclave_public_key: self.enclave.public_key.to_bytes().to_vec(),
+            endorsement: None,
         }
     }
 }
