@@ -620,6 +620,12 @@ fn malformed_requests_get_400_without_internal_details() {
         (cose(&[0xff; 64]), "malformed_token"),
         (cose(&[0x9f; 300]), "malformed_token"),
         (cose(&[0xd9, 0xd9, 0xf7, 0xd2, 0x84]), "malformed_token"),
+        (with("endorsement", json!("not base64!")), "invalid_base64"),
+        (with("endorsement", json!(7)), "invalid_json"),
+        (
+            with("endorsement", json!(B64.encode([0xd2, 0x84, 0x40]))),
+            "malformed_endorsement",
+        ),
     ];
     let admin_cases: Vec<(&str, String, &str)> = vec![
         ("/v1/revoke/device", "{\"ueid\": 5}".into(), "invalid_json"),
@@ -637,6 +643,16 @@ fn malformed_requests_get_400_without_internal_details() {
             "/v1/revoke/model",
             "{\"model_id\": \"\", \"version\": 1}".into(),
             "invalid_model_id",
+        ),
+        (
+            "/v1/devices/enroll",
+            "{\"device_public_key\": \"!\"}".into(),
+            "invalid_base64",
+        ),
+        (
+            "/v1/makers/trust",
+            "{\"maker_public_key\": \"AAAA\"}".into(),
+            "invalid_maker_public_key",
         ),
     ];
     block_on(async {
