@@ -867,8 +867,9 @@ impl Service {
         }))
     }
 
-    /// Enrols a device by its attestation public key (SEC1 uncompressed): only enrolled
-    /// devices are activated. Returns its UEID. See [`Store::enroll_devices`].
+    /// Enrols a device by its attestation public key (SEC1 uncompressed): only devices
+    /// enrolled, or endorsed by a trusted maker, are activated. Returns its UEID. See
+    /// [`Store::enroll_devices`].
     pub fn enroll_device(
         &self,
         public_key: &[u8],

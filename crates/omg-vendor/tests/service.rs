@@ -458,7 +458,7 @@ fn newer_schema_is_refused(backend: Backend) {
 /// the audit row; once enrolled, the same device is activated. A device revoked and then
 /// enrolled stays refused.
 fn unknown_devices_are_refused_until_enrolled(backend: Backend) {
-    let mut f = fixture_on(backend, "unknown-device", 12, &policy(5));
+    let mut f = fixture_on(backend, "unknown_device", 12, &policy(5));
     let stranger = Device::new(&mut f.rng);
     let c = f.service.issue_nonce(NOW, &mut f.rng).unwrap();
     let r = refusal(
