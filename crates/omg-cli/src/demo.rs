@@ -1,6 +1,6 @@
 //! `omg demo`: the whole story on the bundled defaults, phase by phase, with timings. A vendor
 //! makes a key and a package, a device makes its identity, the vendor enrols that identity
-//! (only enrolled devices are given keys), an embedded vendor service on
+//! (the service gives no key to an unknown device), an embedded vendor service on
 //! loopback provisions the device through the enclave, then the service stops and the device
 //! runs the bundled clips offline in the enclave.
 
@@ -169,7 +169,7 @@ fn story(dir: &Path) -> Result<()> {
 
     phase(
         4,
-        "Vendor: enrol the device's attestation key (only enrolled devices get keys)",
+        "Vendor: enrol the device's attestation key (unknown devices get no key)",
     );
     let t = Instant::now();
     let device_pub = device.join(omg_linux::identity::ATTESTATION_PUB);

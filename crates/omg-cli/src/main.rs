@@ -249,7 +249,8 @@ enum VendorCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Enrol devices: only enrolled devices are given keys (also `POST /v1/devices/enroll`).
+    /// Enrol devices: the service gives keys only to devices enrolled or endorsed by a trusted
+    /// maker (also `POST /v1/devices/enroll`).
     Enroll {
         /// The service database: a SQLite file or a postgres:// URL.
         #[arg(long)]
