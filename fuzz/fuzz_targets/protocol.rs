@@ -1,11 +1,13 @@
 //! The protocol parsers on arbitrary bytes: attestation token (strict and lenient), model
-//! package, licence, key release, sealed blob and challenge. The first byte picks the parser.
+//! package, licence, key release, sealed blob, device maker's endorsement and challenge. The
+//! first byte picks the parser.
 //! Signatures fail on mutated input, so what this exercises is everything before and around
 //! them: size limits, canonical CBOR decoding, COSE structure and header checks.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use omg_protocol::challenge::Challenge;
+use omg_protocol::endorsement::Endorsement;
 use omg_protocol::key_release::{HpkePrivateKey, KeyRelease};
 use omg_protocol::licence::Licence;
 use omg_protocol::package::Package;
@@ -18,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let vendor = SigningKey::from_slice(&[7u8; 32]).expect("valid scalar");
     let key = vendor.verifying_key();
-    match selector % 6 {
+    match selector % 7 {
         0 => {
             let _ = Token::verify(rest, key);
             let _ = Token::verify_foreign(rest, key);
@@ -35,6 +37,10 @@ fuzz_target!(|data: &[u8]| {
         }
         4 => {
             let _ = sealed::unseal(rest, &[9u8; 32], &[1u8; 32], "model");
+        }
+        5 => {
+            let _ = Endorsement::maker_key_id(rest);
+            let _ = Endorsement::verify(rest, key);
         }
         _ => {
             let _ = Challenge::from_bytes(rest);

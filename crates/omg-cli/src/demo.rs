@@ -1,5 +1,6 @@
 //! `omg demo`: the whole story on the bundled defaults, phase by phase, with timings. A vendor
-//! makes a key and a package, a device makes its identity, an embedded vendor service on
+//! makes a key and a package, a device makes its identity, the vendor enrols that identity
+//! (the service gives no key to an unknown device), an embedded vendor service on
 //! loopback provisions the device through the enclave, then the service stops and the device
 //! runs the bundled clips offline in the enclave.
 
@@ -168,6 +169,22 @@ fn story(dir: &Path) -> Result<()> {
 
     phase(
         4,
+        "Vendor: enrol the device's attestation key (unknown devices get no key)",
+    );
+    let t = Instant::now();
+    let device_pub = device.join(omg_linux::identity::ATTESTATION_PUB);
+    crate::vendor::enroll(
+        &db,
+        &[device_pub
+            .to_str()
+            .context("the demo directory is not UTF-8")?
+            .to_owned()],
+        false,
+    )?;
+    done(t);
+
+    phase(
+        5,
         "Preparation (online, once): attestation, key release, sealing",
     );
     let t = Instant::now();
@@ -187,7 +204,7 @@ fn story(dir: &Path) -> Result<()> {
     done(t);
 
     phase(
-        5,
+        6,
         "Initialization and operation (offline, every start): the bundled clips",
     );
     for (name, said, bytes) in CLIPS {

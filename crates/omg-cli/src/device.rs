@@ -32,6 +32,10 @@ pub fn device_dir(dir: Option<PathBuf>) -> Result<PathBuf> {
     key_dir(dir, "device")
 }
 
+/// The device maker's endorsement of the attestation key, beside the device identity
+/// (`omg maker endorse --device-dir`); `omg provision` sends it when present.
+pub const ENDORSEMENT_FILE: &str = "endorsement.cose";
+
 /// Where the sealed blob of a model version lives in the device directory.
 pub fn sealed_path(device: &Path, model_id: &str, version: u32) -> PathBuf {
     model_dir(device, model_id).join(format!("v{version}.sealed"))
@@ -60,7 +64,7 @@ pub fn read_public_key(path: &Path) -> Result<VerifyingKey> {
         .map_err(|_| anyhow::anyhow!("{} is not a P-256 public key (SEC1)", path.display()))
 }
 
-fn parse_hex(s: &str, what: &str) -> Result<Vec<u8>> {
+pub(crate) fn parse_hex(s: &str, what: &str) -> Result<Vec<u8>> {
     let s = s.trim();
     if !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         bail!("{what} must be hexadecimal digits, an even number of them");
@@ -248,6 +252,8 @@ struct ActivateBody<'a> {
     model_id: &'a str,
     version: u32,
     enclave_public_key: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    endorsement: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -423,6 +429,15 @@ fn activate(
     let identity = crate::enclave::identity(&dir)?;
     let device_public_key = identity.public_key();
     drop(identity);
+    let endorsement_path = dir.join(ENDORSEMENT_FILE);
+    let endorsement = if endorsement_path.exists() {
+        Some(read_limited(
+            &endorsement_path,
+            omg_protocol::endorsement::MAX_ENDORSEMENT_LEN as u64,
+        )?)
+    } else {
+        None
+    };
 
     let t = std::time::Instant::now();
     let challenge: ChallengeResponse = client.post("/v1/challenge", &serde_json::json!({}))?;
@@ -458,6 +473,7 @@ fn activate(
             model_id: &model_id,
             version,
             enclave_public_key: B64.encode(&enclave_public_key),
+            endorsement: endorsement.as_ref().map(|e| B64.encode(e)),
         },
     )?;
     let t_activate = ms(t);

@@ -1,6 +1,7 @@
-//! The vendor's signing key on disk (`omg vendor keygen`; the device identity is omg-linux's).
-//! The secret file is created readable only by its owner and written atomically; an existing
-//! key is never replaced unless asked to (`--force`), so no key is lost by mistake.
+//! Signing keys on disk: the vendor's (`omg vendor keygen`) and a device maker's (`omg maker
+//! keygen`); the device identity is omg-linux's. The secret file is created readable only by
+//! its owner and written atomically; an existing key is never replaced unless asked to
+//! (`--force`), so no key is lost by mistake.
 
 use std::path::PathBuf;
 
@@ -28,7 +29,7 @@ pub(crate) fn key_dir(dir: Option<PathBuf>, name: &str) -> Result<PathBuf> {
 }
 
 #[derive(Serialize)]
-struct VendorKey {
+struct NewKey {
     dir: String,
     public_key: String,
     key_id: String,
@@ -37,15 +38,27 @@ struct VendorKey {
 /// `omg vendor keygen`: `vendor.key` (the 32-byte P-256 scalar, owner-only) and `vendor.pub`
 /// (SEC1 uncompressed public key, to hand out to devices and operators).
 pub fn vendor_keygen(dir: Option<PathBuf>, force: bool, json: bool) -> Result<()> {
-    let dir = key_dir(dir, "vendor")?;
-    omg_linux::fs::refuse_existing(&dir, &["vendor.key", "vendor.pub"], force)?;
+    keygen("vendor", dir, force, json)
+}
+
+/// `omg maker keygen`: a device maker's `maker.key` (owner-only) and `maker.pub` (to hand to
+/// the vendors that are to trust its endorsements).
+pub fn maker_keygen(dir: Option<PathBuf>, force: bool, json: bool) -> Result<()> {
+    keygen("maker", dir, force, json)
+}
+
+/// `ROLE.key` and `ROLE.pub` in `dir` (default `key_dir(None, ROLE)`).
+fn keygen(role: &str, dir: Option<PathBuf>, force: bool, json: bool) -> Result<()> {
+    let dir = key_dir(dir, role)?;
+    let (secret, public_name) = (format!("{role}.key"), format!("{role}.pub"));
+    omg_linux::fs::refuse_existing(&dir, &[&secret, &public_name], force)?;
     omg_linux::fs::create_private_dir(&dir)
         .with_context(|| format!("cannot create {}", dir.display()))?;
     let key = generate_signing_key(&mut OsRng);
     let public = public_key_sec1(key.verifying_key());
-    write_secret_atomic(&dir.join("vendor.key"), &key.to_bytes())?;
-    write_atomic(&dir.join("vendor.pub"), &public)?;
-    let out = VendorKey {
+    write_secret_atomic(&dir.join(&secret), &key.to_bytes())?;
+    write_atomic(&dir.join(&public_name), &public)?;
+    let out = NewKey {
         dir: dir.display().to_string(),
         public_key: hex(&public),
         key_id: hex(&key_id(key.verifying_key())),
@@ -53,8 +66,12 @@ pub fn vendor_keygen(dir: Option<PathBuf>, force: bool, json: bool) -> Result<()
     if json {
         println!("{}", serde_json::to_string(&out)?);
     } else {
-        println!("vendor signing key  {}/vendor.key (owner-only)", out.dir);
-        println!("public key          {}/vendor.pub", out.dir);
+        println!(
+            "{:<20}{}/{secret} (owner-only)",
+            format!("{role} signing key"),
+            out.dir
+        );
+        println!("public key          {}/{public_name}", out.dir);
         println!("key id              {}", out.key_id);
     }
     Ok(())

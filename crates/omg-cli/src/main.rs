@@ -9,6 +9,7 @@ mod enclave;
 mod identity;
 mod infer;
 mod kws;
+mod maker;
 #[cfg(feature = "mic")]
 mod mic;
 mod package;
@@ -67,6 +68,11 @@ enum Command {
     Vendor {
         #[command(subcommand)]
         command: VendorCommand,
+    },
+    /// Device maker tools: a signing key, and endorsements of the devices it makes.
+    Maker {
+        #[command(subcommand)]
+        command: MakerCommand,
     },
     /// Device (platform) tools for the Linux backend.
     Device {
@@ -267,6 +273,33 @@ enum VendorCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Enrol devices: the service gives keys only to devices enrolled or endorsed by a trusted
+    /// maker (also `POST /v1/devices/enroll`).
+    Enroll {
+        /// The service database: a SQLite file or a postgres:// URL.
+        #[arg(long)]
+        db: PathBuf,
+        /// Each device's attestation public key: a file as `omg device init` writes it
+        /// (attestation.pub, SEC1), or the key itself in hex (as `omg device info` prints it).
+        #[arg(required = true)]
+        device_pub: Vec<String>,
+        /// Print one JSON object per device.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Trust device makers: devices they endorse get keys without enrolment (also
+    /// `POST /v1/makers/trust`).
+    TrustMaker {
+        /// The service database: a SQLite file or a postgres:// URL.
+        #[arg(long)]
+        db: PathBuf,
+        /// Each maker's public key: maker.pub (from `omg maker keygen`) or the key in hex.
+        #[arg(required = true)]
+        maker_pub: Vec<String>,
+        /// Print one JSON object per maker.
+        #[arg(long)]
+        json: bool,
+    },
     /// Create the vendor's signing key (vendor.key, owner-only) and its public key (vendor.pub).
     Keygen {
         /// Directory for the key files (default: $OMG_HOME/vendor or ~/.local/share/omg/vendor).
@@ -275,6 +308,43 @@ enum VendorCommand {
         /// Replace existing key files.
         #[arg(long)]
         force: bool,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum MakerCommand {
+    /// Create the maker's signing key (maker.key, owner-only) and its public key (maker.pub).
+    Keygen {
+        /// Directory for the key files (default: $OMG_HOME/maker or ~/.local/share/omg/maker).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Replace existing key files.
+        #[arg(long)]
+        force: bool,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Endorse a device's attestation key (written beside the device identity by default).
+    Endorse {
+        /// The device's attestation public key: attestation.pub or the key in hex.
+        device_pub: String,
+        /// The maker's signing key (maker.key).
+        #[arg(long)]
+        key: PathBuf,
+        /// Last second the endorsement is valid (seconds since the Unix epoch; default: no end).
+        #[arg(long)]
+        not_after: Option<u64>,
+        /// Write the endorsement to this file (atomically).
+        #[arg(short = 'o', long = "output", conflicts_with = "device_dir")]
+        output: Option<PathBuf>,
+        /// Write it as endorsement.cose in this device directory (default: $OMG_HOME/device or
+        /// ~/.local/share/omg/device), where `omg provision` finds it.
+        #[arg(long)]
+        device_dir: Option<PathBuf>,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
@@ -442,6 +512,45 @@ fn main() -> ExitCode {
                 key: tls_key,
             },
             vendor::rate_limit(rate_limit, rate_burst),
+        ),
+        Command::Vendor {
+            command:
+                VendorCommand::Enroll {
+                    db,
+                    device_pub,
+                    json,
+                },
+        } => vendor::enroll(&db, &device_pub, json),
+        Command::Vendor {
+            command:
+                VendorCommand::TrustMaker {
+                    db,
+                    maker_pub,
+                    json,
+                },
+        } => vendor::trust_makers(&db, &maker_pub, json),
+        Command::Maker {
+            command: MakerCommand::Keygen { dir, force, json },
+        } => identity::maker_keygen(dir, force, json),
+        Command::Maker {
+            command:
+                MakerCommand::Endorse {
+                    device_pub,
+                    key,
+                    not_after,
+                    output,
+                    device_dir,
+                    json,
+                },
+        } => maker::endorse(
+            &device_pub,
+            &key,
+            not_after,
+            match output {
+                Some(file) => maker::Output::File(file),
+                None => maker::Output::DeviceDir(device_dir),
+            },
+            json,
         ),
         Command::Device {
             command: DeviceCommand::Init { dir, force, json },

@@ -1,4 +1,6 @@
-//! `omg vendor serve`: the provisioning and licensing service (omg-vendor's HTTP API).
+//! `omg vendor serve`: the provisioning and licensing service (omg-vendor's HTTP API); `omg
+//! vendor enroll` and `omg vendor trust-maker`: the devices it gives keys to (enrolled, or
+//! endorsed by a trusted device maker).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -10,14 +12,107 @@ use omg_vendor::http::{
 };
 use omg_vendor::{Service, Store};
 
+use serde::Serialize;
+
 use crate::files::read_limited;
 
 /// Loads the vendor signing key written by `omg vendor keygen`.
 pub(crate) fn load_vendor_key(dir: &Path) -> Result<SigningKey> {
-    let path = dir.join("vendor.key");
-    let bytes = zeroize::Zeroizing::new(read_limited(&path, 64)?);
+    load_signing_key(&dir.join("vendor.key"))
+}
+
+/// Loads a signing key file (`vendor.key`, `maker.key`: the 32-byte P-256 scalar).
+pub(crate) fn load_signing_key(path: &Path) -> Result<SigningKey> {
+    let bytes = zeroize::Zeroizing::new(read_limited(path, 64)?);
     SigningKey::from_slice(&bytes)
         .map_err(|_| anyhow::anyhow!("{} is not a P-256 private key", path.display()))
+}
+
+/// A public key from the command line: a SEC1 key file (raw, as `attestation.pub` or
+/// `maker.pub`, or hex text), or the key itself in hex.
+pub(crate) fn public_key_arg(arg: &str) -> Result<Vec<u8>> {
+    let path = Path::new(arg);
+    let bytes = if path.exists() {
+        read_limited(path, 1024)?
+    } else {
+        arg.as_bytes().to_vec()
+    };
+    let key = if omg_protocol::verifying_key_from_sec1(&bytes).is_ok() {
+        bytes
+    } else {
+        std::str::from_utf8(&bytes)
+            .ok()
+            .and_then(|text| crate::device::parse_hex(text, "the device key").ok())
+            .unwrap_or_default()
+    };
+    omg_protocol::verifying_key_from_sec1(&key).map_err(|_| {
+        anyhow::anyhow!("{arg} is neither a SEC1 public key file nor a SEC1 P-256 key in hex")
+    })?;
+    Ok(key)
+}
+
+#[derive(Serialize)]
+struct Enrolled {
+    ueid: String,
+    public_key: String,
+}
+
+/// `omg vendor enroll`: enrols the devices (their attestation public keys) in the service
+/// database in one transaction, printing each UEID. Every key is checked before any is
+/// enrolled.
+pub(crate) fn enroll(db: &Path, device_pubs: &[String], json: bool) -> Result<()> {
+    let keys = device_pubs
+        .iter()
+        .map(|arg| public_key_arg(arg))
+        .collect::<Result<Vec<_>>>()?;
+    let store = Store::connect(db).context("cannot open the service database")?;
+    let ueids = store
+        .enroll_devices(&keys, omg_vendor::http::system_now())
+        .with_context(|| format!("cannot enrol the devices in {}", store.location()))?;
+    for (ueid, key) in ueids.iter().zip(&keys) {
+        let out = Enrolled {
+            ueid: crate::identity::hex(ueid),
+            public_key: crate::identity::hex(key),
+        };
+        if json {
+            println!("{}", serde_json::to_string(&out)?);
+        } else {
+            println!("enrolled device {}", out.ueid);
+        }
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct TrustedMaker {
+    key_id: String,
+    public_key: String,
+}
+
+/// `omg vendor trust-maker`: trusts device makers (their public keys, `maker.pub`) in the
+/// service database: devices they endorse are activated without enrolment. Prints each key
+/// id. Every key is checked before any is trusted.
+pub(crate) fn trust_makers(db: &Path, maker_pubs: &[String], json: bool) -> Result<()> {
+    let keys = maker_pubs
+        .iter()
+        .map(|arg| public_key_arg(arg))
+        .collect::<Result<Vec<_>>>()?;
+    let store = Store::connect(db).context("cannot open the service database")?;
+    for key in &keys {
+        let key_id = store
+            .trust_maker(key, omg_vendor::http::system_now())
+            .with_context(|| format!("cannot trust a maker in {}", store.location()))?;
+        let out = TrustedMaker {
+            key_id: crate::identity::hex(&key_id),
+            public_key: crate::identity::hex(key),
+        };
+        if json {
+            println!("{}", serde_json::to_string(&out)?);
+        } else {
+            println!("trusted device maker {}", out.key_id);
+        }
+    }
+    Ok(())
 }
 
 /// Largest certificate chain or key file read for TLS.

@@ -79,6 +79,7 @@ fn setup(tag: &str, lease: &str) -> Setup {
             "--json",
         ],
     )));
+    support::enroll(&home, &db);
     let token = dir.path("admin.token");
     std::fs::write(&token, ADMIN_TOKEN).unwrap();
     let server = Server::start(&db, &keys, &["--admin-token-file", token.to_str().unwrap()]);

@@ -1,6 +1,7 @@
 //! The device side end to end, through the real binary: vendor keygen and package, the service,
-//! device init, provision, attest / verify-token, and offline runs; with the refusals a user
-//! meets (wrong measurement, input source not licensed, another device, tampered files).
+//! device init, vendor enroll, provision, attest / verify-token, and offline runs; with the
+//! refusals a user meets (device not enrolled, wrong measurement, input source not licensed,
+//! another device, tampered files).
 
 mod support;
 
@@ -8,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use serde_json::Value;
-use support::{OMG, Server, TempDir, clip, ok, omg, vendor_keygen};
+use support::{OMG, Server, TempDir, clip, enroll, ok, omg, vendor_keygen};
 
 fn err(out: Output) -> String {
     assert!(!out.status.success(), "{out:?}");
@@ -103,6 +104,10 @@ fn provision_then_run_offline() {
             ],
         )
     };
+    // Not enrolled yet: refused.
+    let unknown = err(provision(&home, &pkg));
+    assert!(unknown.contains("unknown_device"), "{unknown}");
+    enroll(&home, &db);
     let provisioned = json(&ok(provision(&home, &pkg)));
     assert_eq!(provisioned["measurement"], measurement.as_str());
     let sealed = provisioned["sealed"].as_str().unwrap().to_string();
@@ -112,6 +117,7 @@ fn provision_then_run_offline() {
     // A second device exceeds max_devices = 1.
     let home2 = dir.path("home2");
     ok(omg(&home2, &["device", "init"]));
+    enroll(&home2, &db);
     let limit = err(provision(&home2, &pkg));
     assert!(limit.contains("device_limit_reached"), "{limit}");
     server.kill();
@@ -239,4 +245,109 @@ fn attest_and_verify_token() {
         ],
     );
     assert!(err(other).contains("does not verify"));
+}
+
+/// The endorsement path of the trust chain, through the binary: a device maker endorses a
+/// device it made (`omg maker keygen`, `omg maker endorse --device-dir`); the vendor never
+/// enrols it. Provisioning is refused as `untrusted_maker` until the vendor trusts that maker
+/// (`omg vendor trust-maker`), then succeeds, and the service records the device with the
+/// maker's key id.
+#[test]
+fn an_endorsed_device_is_provisioned_once_its_maker_is_trusted() {
+    let dir = TempDir::new("endorsed");
+    let home = dir.path("home");
+    let keys = vendor_keygen(&dir);
+    let db = dir.path("vendor.sqlite");
+    let info = json(&ok(omg(&home, &["device", "init", "--json"])));
+    let measurement = info["enclave_measurement"].as_str().unwrap().to_string();
+    let pkg = dir.path("ms.omgpkg");
+    ok(omg(
+        &home,
+        &[
+            "vendor",
+            "package",
+            "micro_speech",
+            "--policy",
+            &policy(&dir, &measurement, ""),
+            "--db",
+            db.to_str().unwrap(),
+            "--key-dir",
+            keys.to_str().unwrap(),
+            "-o",
+            pkg.to_str().unwrap(),
+        ],
+    ));
+    let maker = dir.path("maker");
+    let made = json(&ok(omg(
+        &home,
+        &[
+            "maker",
+            "keygen",
+            "--dir",
+            maker.to_str().unwrap(),
+            "--json",
+        ],
+    )));
+    let maker_key_id = made["key_id"].as_str().unwrap().to_string();
+    let device = home.join("device");
+    let endorsed = json(&ok(omg(
+        &home,
+        &[
+            "maker",
+            "endorse",
+            device.join("attestation.pub").to_str().unwrap(),
+            "--key",
+            maker.join("maker.key").to_str().unwrap(),
+            "--device-dir",
+            device.to_str().unwrap(),
+            "--json",
+        ],
+    )));
+    assert_eq!(endorsed["maker_key_id"], maker_key_id.as_str());
+    assert!(device.join("endorsement.cose").exists());
+
+    let server = Server::start(&db, &keys, &[]);
+    let provision = || {
+        omg(
+            &home,
+            &[
+                "provision",
+                pkg.to_str().unwrap(),
+                "--server",
+                &format!("http://{}", server.addr),
+                "--vendor-key",
+                keys.join("vendor.pub").to_str().unwrap(),
+            ],
+        )
+    };
+    let untrusted = err(provision());
+    assert!(untrusted.contains("untrusted_maker"), "{untrusted}");
+    let trusted = json(&ok(omg(
+        &home,
+        &[
+            "vendor",
+            "trust-maker",
+            "--db",
+            db.to_str().unwrap(),
+            maker.join("maker.pub").to_str().unwrap(),
+            "--json",
+        ],
+    )));
+    assert_eq!(trusted["key_id"], maker_key_id.as_str());
+    ok(provision());
+    server.kill();
+    let devices = omg_vendor::Store::open(&db)
+        .unwrap()
+        .list_devices()
+        .unwrap();
+    assert_eq!(devices.len(), 1);
+    assert_eq!(
+        devices[0].endorsed_by.as_deref(),
+        Some(maker_key_id.as_str())
+    );
+    assert_eq!(devices[0].enrolled_at, None);
+    ok(omg(
+        &home,
+        &["run", pkg.to_str().unwrap(), "--wav", &clip("yes_en-us")],
+    ));
 }

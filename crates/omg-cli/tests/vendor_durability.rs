@@ -30,6 +30,8 @@ const CLIENTS: usize = 4;
 const BEFORE_CRASH: usize = 40;
 /// Acknowledged activations per client after the restart.
 const AFTER_RESTART: usize = 10;
+/// The admin token of the service: each client enrols its devices through the admin API.
+const ADMIN_TOKEN: &str = "durability-admin";
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -49,7 +51,8 @@ fn send(stream: &mut TcpStream, addr: &str, path: &str, body: &str) -> std::io::
     write!(
         stream,
         "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+         Authorization: Bearer {ADMIN_TOKEN}\r\nContent-Length: {}\r\nConnection: close\r\n\
+         \r\n{body}",
         body.len()
     )
 }
@@ -83,16 +86,22 @@ struct Attempt {
     body: String,
 }
 
-/// Asks for a challenge and builds an activation request for a new device over its nonce;
-/// `None` if the service is gone.
+/// Enrols a new device, asks for a challenge and builds an activation request for that
+/// device over its nonce; `None` if the service is gone.
 fn prepare(addr: &str) -> Option<Attempt> {
+    let device = generate_signing_key(&mut OsRng);
+    let enroll = json!({"device_public_key": B64.encode(public_key_sec1(device.verifying_key()))});
+    match post(addr, "/v1/devices/enroll", &enroll.to_string()) {
+        Reply::Answered(200, _) => {}
+        Reply::Answered(status, value) => panic!("enrolment answered {status}: {value}"),
+        Reply::NotSent | Reply::Lost => return None,
+    }
     let challenge = match post(addr, "/v1/challenge", "") {
         Reply::Answered(200, value) => value,
         Reply::Answered(status, value) => panic!("challenge answered {status}: {value}"),
         Reply::NotSent | Reply::Lost => return None,
     };
     let nonce = B64.decode(challenge["nonce"].as_str().unwrap()).unwrap();
-    let device = generate_signing_key(&mut OsRng);
     let enclave = HpkeKeyPair::generate(&mut OsRng);
     let claims = Claims::new(
         device.verifying_key(),
@@ -231,10 +240,13 @@ fn sigkill_mid_stream_loses_and_duplicates_no_activation() {
     let keys = vendor_keygen(&dir);
     let db = dir.path("vendor.sqlite");
     prepare_db(&db);
+    let token_file = dir.path("admin-token");
+    std::fs::write(&token_file, ADMIN_TOKEN).unwrap();
+    let admin = ["--admin-token-file", token_file.to_str().unwrap()];
 
     // Phase 1: stream, and SIGKILL the service mid-stream once BEFORE_CRASH activations are
     // acknowledged and one more is committed whose answer is never read.
-    let server = Server::start(&db, &keys, &[]);
+    let server = Server::start(&db, &keys, &admin);
     let addr = server.addr.clone();
     let mut unread = None;
     let before = with_clients(&addr, usize::MAX, |acks| {
@@ -269,7 +281,7 @@ fn sigkill_mid_stream_loses_and_duplicates_no_activation() {
 
     // Restart on the same database and send every request in doubt again: a committed one is
     // refused as a reused nonce, one that never was committed is activated now (once).
-    let server = Server::start(&db, &keys, &[]);
+    let server = Server::start(&db, &keys, &admin);
     let addr = server.addr.clone();
     let mut acknowledged = before.acknowledged.clone();
     let mut committed_unacknowledged = Vec::new();

@@ -36,6 +36,8 @@ type HttpClient = Client<HttpConnector, Full<Bytes>>;
 pub struct Target {
     challenge: Uri,
     activate: Uri,
+    enroll: Uri,
+    admin_token: String,
     measurement: [u8; 32],
 }
 
@@ -51,6 +53,8 @@ impl Target {
         Target {
             challenge: uri("/v1/challenge"),
             activate: uri("/v1/activate"),
+            enroll: uri("/v1/devices/enroll"),
+            admin_token: fixture.admin_token.clone(),
             measurement: fixture.measurement,
         }
     }
@@ -89,13 +93,29 @@ impl DeviceKeys {
         }
     }
 
-    /// A key made before the run if one is left, else a fresh one.
-    fn take(&self) -> SigningKey {
+    /// The public keys (SEC1) of the keys made before the run, to enrol.
+    pub fn public_keys(&self) -> Vec<[u8; 65]> {
+        self.ready
+            .lock()
+            .map(|keys| {
+                keys.iter()
+                    .map(|k| public_key_sec1(k.verifying_key()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// A key made (and enrolled) before the run if one is left, else a fresh one (`true`:
+    /// not enrolled yet).
+    fn take(&self) -> (SigningKey, bool) {
         let ready = self.ready.lock().ok().and_then(|mut keys| keys.pop());
-        ready.unwrap_or_else(|| {
-            self.made_during_run.fetch_add(1, Ordering::Relaxed);
-            generate_signing_key(&mut OsRng)
-        })
+        match ready {
+            Some(key) => (key, false),
+            None => {
+                self.made_during_run.fetch_add(1, Ordering::Relaxed);
+                (generate_signing_key(&mut OsRng), true)
+            }
+        }
     }
 
     /// How many keys clients had to make inside the timed loop.
@@ -113,8 +133,8 @@ pub struct Sample {
     pub total: Duration,
     /// The `POST /v1/challenge` round trip.
     pub challenge: Duration,
-    /// Making the enclave key pair and signing the token (and making the device key, once
-    /// those made before the run are used up).
+    /// Making the enclave key pair and signing the token (and making and enrolling the device
+    /// key, once those made before the run are used up).
     pub token: Duration,
     /// The `POST /v1/activate` round trip.
     pub activate: Duration,
@@ -198,17 +218,23 @@ pub async fn run(
     total
 }
 
-/// POSTs `body` and returns the status and the whole answer, or an error kind.
+/// POSTs `body` (with the admin token `admin`, if given) and returns the status and the whole
+/// answer, or an error kind.
 async fn post(
     client: &HttpClient,
     step: &str,
     uri: &Uri,
     body: Vec<u8>,
+    admin: Option<&str>,
 ) -> Result<(StatusCode, Bytes), String> {
-    let request = Request::builder()
+    let mut request = Request::builder()
         .method(Method::POST)
         .uri(uri)
-        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CONTENT_TYPE, "application/json");
+    if let Some(token) = admin {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let request = request
         .body(Full::new(Bytes::from(body)))
         .map_err(|e| format!("{step}: cannot build the request: {e}"))?;
     let exchange = async {
@@ -253,7 +279,7 @@ async fn activate_once(
     start: Instant,
 ) -> Result<Sample, String> {
     let t0 = Instant::now();
-    let (status, answer) = post(client, "challenge", &target.challenge, Vec::new()).await?;
+    let (status, answer) = post(client, "challenge", &target.challenge, Vec::new(), None).await?;
     if status != StatusCode::OK {
         return Err(refused("challenge", status, &answer));
     }
@@ -262,7 +288,23 @@ async fn activate_once(
     let nonce = decode("challenge", "nonce", &challenge.nonce)?;
 
     let t1 = Instant::now();
-    let device_key = keys.take();
+    let (device_key, fresh) = keys.take();
+    if fresh {
+        let body = serde_json::json!({
+            "device_public_key": B64.encode(public_key_sec1(device_key.verifying_key())),
+        });
+        let (status, answer) = post(
+            client,
+            "enroll",
+            &target.enroll,
+            body.to_string().into(),
+            Some(&target.admin_token),
+        )
+        .await?;
+        if status != StatusCode::OK {
+            return Err(refused("enroll", status, &answer));
+        }
+    }
     let enclave = HpkeKeyPair::generate(&mut OsRng);
     let claims = Claims::new(
         device_key.verifying_key(),
@@ -293,6 +335,7 @@ async fn activate_once(
         "activate",
         &target.activate,
         body.to_string().into(),
+        None,
     )
     .await?;
     if status != StatusCode::OK {

@@ -1,13 +1,14 @@
 //! # omg-loadgen: a load generator for the vendor service
 //!
 //! Prepares a database with one model (a permissive policy: one allowed measurement, no
-//! practical device limit) and a vendor key, starts `omg vendor serve` on loopback as a child
+//! practical device limit), a vendor key and device keys enrolled in the database, starts `omg vendor serve` on loopback as a child
 //! process, and runs `--concurrency` clients for `--duration` seconds. Each client repeats the
 //! real preparation phase of a new device on its own keep-alive connection:
 //!
 //! 1. `POST /v1/challenge`;
-//! 2. a fresh device attestation key and enclave HPKE key pair, and an attestation token over
-//!    the challenge's nonce, the allowed measurement and the enclave key hash;
+//! 2. a fresh device attestation key (one enrolled before the run; once those are used up, a
+//!    new one, enrolled through the admin API) and enclave HPKE key pair, and an attestation
+//!    token over the challenge's nonce, the allowed measurement and the enclave key hash;
 //! 3. `POST /v1/activate`, expecting a key release and a licence.
 //!
 //! It reports the activations and errors, throughput (overall and per one-second window) and
@@ -47,9 +48,10 @@ struct Args {
     /// Seconds of load (activations under way at the end are completed and counted).
     #[arg(long, short = 'd', default_value_t = 60)]
     duration: u64,
-    /// Device attestation keys to make before the run (default: 800 per second of
-    /// `--duration`); a device has its identity before it is provisioned. Clients make fresh
-    /// ones in the timed loop once these are used up; 0 makes every one there.
+    /// Device attestation keys to make and enrol before the run (default: 800 per second of
+    /// `--duration`); a device has its identity, enrolled, before it is provisioned. Clients
+    /// make and enrol fresh ones in the timed loop once these are used up; 0 makes every one
+    /// there.
     #[arg(long)]
     devices: Option<usize>,
     /// Worker threads of the load generator's runtime (default: one per core).
@@ -74,6 +76,7 @@ fn run(args: &Args) -> Result<()> {
         usize::try_from(args.duration.saturating_mul(800)).unwrap_or(usize::MAX)
     });
     let keys = Arc::new(client::DeviceKeys::generate(devices, cores));
+    setup::enroll(&fixture, &keys.public_keys())?;
     let server = setup::Server::start(&args.omg, &fixture)?;
 
     let mut runtime = tokio::runtime::Builder::new_multi_thread();

@@ -22,9 +22,9 @@ pub struct Context {
     pub client_cpu_s: f64,
     /// Activations found in the database afterwards (`None`: it could not be read).
     pub db_activations: Option<usize>,
-    /// Device keys made before the run.
+    /// Device keys made (and enrolled) before the run.
     pub devices_ready: usize,
-    /// Device keys the clients had to make during the run.
+    /// Device keys the clients had to make (and enrol) during the run.
     pub devices_made_during_run: u64,
 }
 

@@ -66,6 +66,10 @@ pub struct Fixture {
     pub key_dir: PathBuf,
     /// The enclave measurement the model's policy allows.
     pub measurement: [u8; 32],
+    /// The file holding the service's admin token.
+    pub admin_token_file: PathBuf,
+    /// The admin token (clients enrol the device keys they make during the run with it).
+    pub admin_token: String,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -109,6 +113,12 @@ pub fn prepare(dir: &Path, omg: &Path) -> Result<Fixture> {
         u32::MAX,
         now() + LICENCE_SECS
     ))?;
+    let mut token = [0u8; 16];
+    OsRng.try_fill_bytes(&mut token).map_err(|e| match e {})?;
+    let admin_token = hex(&token);
+    let admin_token_file = dir.join("admin-token");
+    std::fs::write(&admin_token_file, &admin_token)
+        .with_context(|| format!("cannot write {}", admin_token_file.display()))?;
     let db = dir.join("vendor.sqlite");
     let store =
         Store::open(&db).with_context(|| format!("cannot create the database {}", db.display()))?;
@@ -123,7 +133,18 @@ pub fn prepare(dir: &Path, omg: &Path) -> Result<Fixture> {
         db,
         key_dir,
         measurement,
+        admin_token_file,
+        admin_token,
     })
+}
+
+/// Enrols the device keys made before the run (SEC1 public keys) in the database, in one
+/// transaction: a fleet is enrolled long before its devices are provisioned.
+pub fn enroll(fixture: &Fixture, public_keys: &[[u8; 65]]) -> Result<()> {
+    let store = Store::open(&fixture.db)
+        .with_context(|| format!("cannot open {}", fixture.db.display()))?;
+    store.enroll_devices(public_keys, now())?;
+    Ok(())
 }
 
 /// `omg vendor serve` on a free loopback port.
@@ -140,6 +161,8 @@ impl Server {
             .arg(&fixture.db)
             .arg("--key-dir")
             .arg(&fixture.key_dir)
+            .arg("--admin-token-file")
+            .arg(&fixture.admin_token_file)
             .stderr(Stdio::piped())
             .spawn()
             .with_context(|| format!("cannot start {} vendor serve", omg.display()))?;

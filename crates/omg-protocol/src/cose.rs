@@ -101,14 +101,9 @@ fn is_es256(sign1: &CoseSign1) -> bool {
     sign1.protected.header.alg == Some(RegisteredLabelWithPrivate::Assigned(iana::Algorithm::ES256))
 }
 
-/// Verifies one of omg's own COSE_Sign1 messages (see the module doc) and returns its payload.
-pub(crate) fn verify_strict(
-    bytes: &[u8],
-    key: &VerifyingKey,
-    content_type: Option<&str>,
-    format: Format,
-    max: usize,
-) -> Result<Vec<u8>> {
+/// One of omg's own COSE_Sign1 messages parsed, not yet verified: at most `max` bytes of
+/// canonical CBOR, tag 18.
+fn parse_strict(bytes: &[u8], format: Format, max: usize) -> Result<CoseSign1> {
     cbor::check_size(bytes, max, format)?;
     let value = cbor::decode_canonical(bytes, format)?;
     let Value::Tag(COSE_SIGN1_TAG, inner) = value else {
@@ -117,8 +112,18 @@ pub(crate) fn verify_strict(
             "expected a tagged COSE_Sign1 (CBOR tag 18)",
         ));
     };
-    let sign1 = CoseSign1::from_cbor_value(*inner)
-        .map_err(|_| malformed(format, "not a COSE_Sign1 structure"))?;
+    CoseSign1::from_cbor_value(*inner).map_err(|_| malformed(format, "not a COSE_Sign1 structure"))
+}
+
+/// Verifies one of omg's own COSE_Sign1 messages (see the module doc) and returns its payload.
+pub(crate) fn verify_strict(
+    bytes: &[u8],
+    key: &VerifyingKey,
+    content_type: Option<&str>,
+    format: Format,
+    max: usize,
+) -> Result<Vec<u8>> {
+    let sign1 = parse_strict(bytes, format, max)?;
     if !is_es256(&sign1) {
         return Err(ProtocolError::InvalidField {
             format,
@@ -151,6 +156,19 @@ pub(crate) fn verify_strict(
         });
     }
     verified_payload(sign1, key, format)
+}
+
+/// The kid of one of omg's own COSE_Sign1 messages, unverified (to find the key to verify it
+/// with): the message must be canonical CBOR, tagged, with a kid in its protected header.
+pub(crate) fn key_id_strict(bytes: &[u8], format: Format, max: usize) -> Result<Vec<u8>> {
+    let sign1 = parse_strict(bytes, format, max)?;
+    if sign1.protected.header.key_id.is_empty() {
+        return Err(ProtocolError::MissingField {
+            format,
+            field: "kid",
+        });
+    }
+    Ok(sign1.protected.header.key_id)
 }
 
 /// The payload of `sign1` once its ES256 signature verifies with `key` (shared by the strict

@@ -21,6 +21,8 @@ pub enum Format {
     Bundle,
     /// Keys handed in by the caller (SEC1 points, HPKE keys, HUK, measurement).
     Key,
+    /// A device maker's endorsement of a device attestation key.
+    Endorsement,
 }
 
 impl Format {
@@ -35,6 +37,7 @@ impl Format {
             Format::SealedBlob => "sealed blob",
             Format::Bundle => "pipeline bundle",
             Format::Key => "key",
+            Format::Endorsement => "endorsement",
         }
     }
 }

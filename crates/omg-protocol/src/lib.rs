@@ -13,6 +13,7 @@
 //! | challenge | [`challenge`] | CBOR map `{1: nonce, 2: expires_at}` | 128 B |
 //! | key release | [`key_release`] | CBOR `[1, enc, ct]`, HPKE base X25519/HKDF-SHA256/AES-256-GCM | 1 KiB |
 //! | licence | [`licence`] | COSE_Sign1 (ES256) over a CBOR map | 4 KiB |
+//! | endorsement (device maker) | [`endorsement`] | COSE_Sign1 (ES256) over a CBOR map | 1 KiB |
 //! | pipeline bundle (package plaintext) | [`bundle`] | canonical CBOR map, models as byte strings | 64 MiB |
 //! | sealed blob | [`sealed`] | CBOR `[1, nonce, ct]`, AES-256-GCM under HKDF(HUK, measurement) | 64 KiB |
 //!
@@ -40,6 +41,7 @@ pub mod bundle;
 mod cbor;
 pub mod challenge;
 pub mod cose;
+pub mod endorsement;
 pub mod error;
 pub mod key_release;
 pub mod keys;

@@ -4,12 +4,13 @@ mod common;
 
 use common::*;
 use omg_protocol::challenge::Challenge;
+use omg_protocol::endorsement::{self, Endorsement};
 use omg_protocol::key_release::{HpkeKeyPair, HpkePublicKey, KeyRelease};
 use omg_protocol::licence::{InputSource, InputSources, Lease, Licence, OutputPolicy, Refusal};
 use omg_protocol::package::{Package, PackageHeader};
 use omg_protocol::sealed::{self, SealedContent};
 use omg_protocol::token::{Claims, ReferenceValue, SecurityLifecycle, Token};
-use omg_protocol::{ContentKey, Format, ProtocolError, ueid};
+use omg_protocol::{ContentKey, Format, ProtocolError, key_id, public_key_sec1, ueid};
 
 // ---------------------------------------------------------------- package
 
@@ -431,6 +432,72 @@ fn licence_and_package_are_not_interchangeable() {
     assert!(Licence::verify(&pkg, vendor.verifying_key()).is_err());
     let lic = sample_licence([1; 33]).sign(&vendor).unwrap();
     assert!(Package::open_signed(&lic, vendor.verifying_key()).is_err());
+}
+
+// ---------------------------------------------------------------- endorsement
+
+fn sample_endorsement(
+    maker: &omg_protocol::SigningKey,
+    device: &omg_protocol::SigningKey,
+) -> Endorsement {
+    Endorsement {
+        device_public_key: public_key_sec1(device.verifying_key()),
+        maker_key_id: key_id(maker.verifying_key()),
+        issued_at: 1_700_000_000,
+        not_after: Some(1_900_000_000),
+    }
+}
+
+#[test]
+fn endorsement_round_trip_and_refusals() {
+    let mut rng = TestRng::new(45);
+    let (maker, device, other) = (key(&mut rng), key(&mut rng), key(&mut rng));
+    let terms = sample_endorsement(&maker, &device);
+    let bytes = terms.sign(&maker).unwrap();
+    assert_eq!(
+        Endorsement::maker_key_id(&bytes).unwrap(),
+        key_id(maker.verifying_key())
+    );
+    let got = Endorsement::verify(&bytes, maker.verifying_key()).unwrap();
+    assert_eq!(got, terms);
+    let device_key = public_key_sec1(device.verifying_key());
+    assert_eq!(got.check(&device_key, 1_900_000_000), Ok(()));
+    assert_eq!(
+        got.check(&device_key, 1_900_000_001),
+        Err(endorsement::Refusal::Expired)
+    );
+    assert_eq!(
+        got.check(&public_key_sec1(other.verifying_key()), 1_800_000_000),
+        Err(endorsement::Refusal::WrongDevice)
+    );
+    // No end date: valid for ever.
+    let open = Endorsement {
+        not_after: None,
+        ..terms.clone()
+    };
+    let got = Endorsement::verify(&open.sign(&maker).unwrap(), maker.verifying_key()).unwrap();
+    assert_eq!(got.check(&device_key, u64::MAX), Ok(()));
+    // Another maker's key: refused before the signature is checked; a maker key id that is
+    // not the signer's cannot be signed.
+    assert_eq!(
+        Endorsement::verify(&bytes, other.verifying_key()).unwrap_err(),
+        ProtocolError::WrongKey {
+            format: Format::Endorsement
+        }
+    );
+    assert!(terms.sign(&other).is_err());
+}
+
+#[test]
+fn endorsement_every_byte_change_and_truncation_rejected() {
+    let mut rng = TestRng::new(46);
+    let (maker, device) = (key(&mut rng), key(&mut rng));
+    let bytes = sample_endorsement(&maker, &device).sign(&maker).unwrap();
+    assert_tamper_rejected(&bytes, |b| Endorsement::verify(b, maker.verifying_key()));
+    // Nor is an endorsement a licence or a package signed by the same key, or the reverse.
+    assert!(Licence::verify(&bytes, maker.verifying_key()).is_err());
+    let lic = sample_licence([1; 33]).sign(&maker).unwrap();
+    assert!(Endorsement::verify(&lic, maker.verifying_key()).is_err());
 }
 
 // ---------------------------------------------------------------- sealed blob

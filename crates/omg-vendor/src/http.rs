@@ -4,7 +4,9 @@
 //! | method and path | body | answer |
 //! |---|---|---|
 //! | `POST /v1/challenge` | none | `{nonce, expires_at, challenge}` |
-//! | `POST /v1/activate` | `{token, device_public_key, model_id, version, enclave_public_key}` | `{key_release, licence}` |
+//! | `POST /v1/activate` | `{token, device_public_key, model_id, version, enclave_public_key, endorsement?}` | `{key_release, licence}` |
+//! | `POST /v1/devices/enroll` (admin) | `{device_public_key}` | `{ueid}` |
+//! | `POST /v1/makers/trust` (admin) | `{maker_public_key}` | `{key_id}` |
 //! | `POST /v1/revoke/device` (admin) | `{ueid}` | `{revoked: true}` |
 //! | `POST /v1/revoke/model` (admin) | `{model_id, version}` | `{revocation_epoch}` |
 //! | `GET /v1/devices` (admin) | | `[DeviceRecord]` |
@@ -228,7 +230,7 @@ impl From<StoreError> for ApiError {
 
 fn refusal_error(r: &Refusal) -> ApiError {
     let (status, error) = match r {
-        Refusal::MalformedRequest(_) | Refusal::MalformedToken => {
+        Refusal::MalformedRequest(_) | Refusal::MalformedToken | Refusal::MalformedEndorsement => {
             (StatusCode::BAD_REQUEST, "bad_request")
         }
         Refusal::UnknownModel => (StatusCode::NOT_FOUND, "refused"),
@@ -369,6 +371,8 @@ struct ActivateBody {
     model_id: String,
     version: u32,
     enclave_public_key: String,
+    #[serde(default)]
+    endorsement: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -385,6 +389,10 @@ async fn activate(State(state): State<AppState>, body: Body) -> Result<Response,
         model_id: body.model_id,
         version: body.version,
         enclave_public_key: b64("enclave_public_key", &body.enclave_public_key)?,
+        endorsement: body
+            .endorsement
+            .map(|e| b64("endorsement", &e))
+            .transpose()?,
     };
     let now = (state.config.clock)();
     let service = state.service.clone();
@@ -402,6 +410,58 @@ async fn activate(State(state): State<AppState>, body: Body) -> Result<Response,
         licence: B64.encode(&activation.licence),
     })
     .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnrollBody {
+    device_public_key: String,
+}
+
+async fn enroll_device(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    check_admin(&state, &headers)?;
+    let body: EnrollBody = json_body(&state.config, body).await?;
+    let key = b64("device_public_key", &body.device_public_key)?;
+    if omg_protocol::verifying_key_from_sec1(&key).is_err() {
+        return Err(ApiError::bad_request(
+            "invalid_device_public_key",
+            "device_public_key must be a SEC1 uncompressed P-256 key (65 bytes)",
+        ));
+    }
+    let now = (state.config.clock)();
+    let service = state.service.clone();
+    let ueid = blocking(move || Ok(service.enroll_device(&key, now)?)).await?;
+    Ok(axum::Json(json!({"ueid": hex::encode(&ueid)})).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TrustMakerBody {
+    maker_public_key: String,
+}
+
+async fn trust_maker(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    check_admin(&state, &headers)?;
+    let body: TrustMakerBody = json_body(&state.config, body).await?;
+    let key = b64("maker_public_key", &body.maker_public_key)?;
+    if omg_protocol::verifying_key_from_sec1(&key).is_err() {
+        return Err(ApiError::bad_request(
+            "invalid_maker_public_key",
+            "maker_public_key must be a SEC1 uncompressed P-256 key (65 bytes)",
+        ));
+    }
+    let now = (state.config.clock)();
+    let service = state.service.clone();
+    let key_id = blocking(move || Ok(service.trust_maker(&key, now)?)).await?;
+    Ok(axum::Json(json!({"key_id": hex::encode(&key_id)})).into_response())
 }
 
 #[derive(Deserialize)]
@@ -500,9 +560,11 @@ pub fn router(service: Service) -> Router {
 }
 
 /// Every route of the API as `(method, path)`.
-pub const ROUTES: [(&str, &str); 7] = [
+pub const ROUTES: [(&str, &str); 9] = [
     ("POST", "/v1/challenge"),
     ("POST", "/v1/activate"),
+    ("POST", "/v1/devices/enroll"),
+    ("POST", "/v1/makers/trust"),
     ("POST", "/v1/revoke/device"),
     ("POST", "/v1/revoke/model"),
     ("GET", "/v1/devices"),
@@ -518,6 +580,8 @@ pub fn router_with(service: Service, config: ApiConfig) -> Router {
     let handlers: [MethodRouter<AppState>; ROUTES.len()] = [
         post(challenge),
         post(activate),
+        post(enroll_device),
+        post(trust_maker),
         post(revoke_device),
         post(revoke_model),
         get(devices),

@@ -12,9 +12,11 @@
 //!   (applied at open) and queries on both: the SQL is portable (TEXT / INTEGER / BIGINT only)
 //!   and written once.
 //! * [`Policy`]: the licensing terms of a model, read from TOML.
-//! * [`Service`]: nonce issuance, activation (every check and every write in one write
-//!   transaction, and write transactions serialized — `BEGIN IMMEDIATE` on SQLite, an advisory
-//!   lock on PostgreSQL — so a device limit holds under concurrency, across processes too),
+//! * [`Service`]: nonce issuance, the trust chain for device keys (only devices the vendor
+//!   enrolled, or that a device maker the operator trusts endorsed, are activated), activation
+//!   (every check and every write in one write transaction, and write transactions
+//!   serialized — `BEGIN IMMEDIATE` on SQLite, an advisory lock on PostgreSQL — so a device
+//!   limit holds under concurrency, across processes too),
 //!   revocation and listings. Each refusal has its own [`Refusal`] reason.
 //! * [`http`]: the HTTP API (axum): [`http::router`], [`http::serve`]; OpenAPI description in
 //!   [`http::OPENAPI_YAML`].

@@ -4,7 +4,8 @@
 //!
 //! [`Service::activate`] checks, in this order:
 //!
-//! 1. the request fields parse (device SEC1 key, HPKE key, model id) — [`Refusal::MalformedRequest`];
+//! 1. the request fields parse (device SEC1 key, HPKE key, model id, the endorsement's key id
+//!    if there is one) — [`Refusal::MalformedRequest`], [`Refusal::MalformedEndorsement`];
 //! 2. the token verifies with the device key (strict omg encoding) — [`Refusal::MalformedToken`],
 //!    [`Refusal::BadSignature`], [`Refusal::InstanceIdMismatch`];
 //!
@@ -22,15 +23,28 @@
 //!    ([`Refusal::EnclaveKeyMismatch`]);
 //! 7. the security lifecycle is "secured" unless the policy allows otherwise
 //!    ([`Refusal::InsecureLifecycle`]);
-//! 8. the device is not revoked ([`Refusal::DeviceRevoked`]);
+//! 8. the device is not revoked ([`Refusal::DeviceRevoked`]), and either the vendor enrolled
+//!    it ([`Store::enroll_devices`]) with the very key the request sends (compared in constant
+//!    time), or the request carries an endorsement of that key by a device maker the
+//!    operator trusts ([`Store::trust_maker`]): signed by a trusted maker's key
+//!    ([`Refusal::UntrustedMaker`]), well-formed ([`Refusal::MalformedEndorsement`]), for
+//!    this device key ([`Refusal::EndorsementMismatch`]) and not expired
+//!    ([`Refusal::EndorsementExpired`]); a device neither enrolled nor endorsed is
+//!    [`Refusal::UnknownDevice`];
 //! 9. the policy's not-after has not passed ([`Refusal::LicenceExpired`]);
 //! 10. the device is already activated for this model, or fewer than `max_devices` distinct
 //!     devices are ([`Refusal::DeviceLimitReached`]); revoked devices keep counting.
 //!
-//! On success it records the device, the activation (with its licence) and an audit row,
-//! commits, and only then returns the licence and the key release (the content key
-//! HPKE-sealed to the enclave key, AAD = hash of the token). Every attempt, refused or not,
-//! leaves exactly one audit row.
+//! A device neither enrolled nor endorsed is never recorded by an activation: the token's
+//! signature only proves that the request holds the key it sends, so without this chain
+//! anyone with a self-made key would be served. Check 8 runs on the snapshot too, so such a
+//! request gets nothing signed or sealed. An endorsed device is recorded at its first
+//! activation with the key id of the maker that endorsed it.
+//!
+//! On success it records the device's first activation, the activation (with its licence)
+//! and an audit row, commits, and only then returns the licence and the key release (the
+//! content key HPKE-sealed to the enclave key, AAD = hash of the token). Every attempt,
+//! refused or not, leaves exactly one audit row.
 //!
 //! The licence names its activation (the same SHA-256 of the token) and, when the policy sets
 //! `lease_seconds`, carries a lease: renew after `now + lease_seconds`, usable offline until
@@ -52,6 +66,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use omg_protocol::challenge::{Challenge, NONCE_LEN};
+use omg_protocol::endorsement::{self, Endorsement};
 use omg_protocol::key_release::{HpkePublicKey, KeyRelease};
 use omg_protocol::licence::Licence;
 use omg_protocol::rand_core::CryptoRng;
@@ -100,6 +115,9 @@ pub struct ActivationRequest {
     pub version: u32,
     /// The enclave's ephemeral HPKE (X25519) public key, 32 bytes.
     pub enclave_public_key: Vec<u8>,
+    /// A device maker's endorsement of the device key
+    /// ([`omg_protocol::endorsement::Endorsement`]), for a device the vendor did not enrol.
+    pub endorsement: Option<Vec<u8>>,
 }
 
 /// What a successful activation returns to the device.
@@ -141,6 +159,17 @@ pub enum Refusal {
     InsecureLifecycle,
     /// The device is revoked.
     DeviceRevoked,
+    /// The device was never enrolled by the vendor (or its enrolled key is another one) and
+    /// the request carries no endorsement.
+    UnknownDevice,
+    /// The endorsement sent is not signed by a device maker this service trusts.
+    UntrustedMaker,
+    /// The endorsement sent is not a well-formed endorsement.
+    MalformedEndorsement,
+    /// The endorsement sent is for another device key.
+    EndorsementMismatch,
+    /// The endorsement sent has expired.
+    EndorsementExpired,
     /// The licence period (the policy's not-after) is over.
     LicenceExpired,
     /// The model's device limit is reached.
@@ -164,6 +193,11 @@ impl Refusal {
             Refusal::EnclaveKeyMismatch => "enclave_key_mismatch",
             Refusal::InsecureLifecycle => "insecure_lifecycle",
             Refusal::DeviceRevoked => "device_revoked",
+            Refusal::UnknownDevice => "unknown_device",
+            Refusal::UntrustedMaker => "untrusted_maker",
+            Refusal::MalformedEndorsement => "malformed_endorsement",
+            Refusal::EndorsementMismatch => "endorsement_mismatch",
+            Refusal::EndorsementExpired => "endorsement_expired",
             Refusal::LicenceExpired => "licence_expired",
             Refusal::DeviceLimitReached => "device_limit_reached",
         }
@@ -196,6 +230,15 @@ impl fmt::Display for Refusal {
                 f.write_str("the device is not in the secured lifecycle state")
             }
             Refusal::DeviceRevoked => f.write_str("the device is revoked"),
+            Refusal::UnknownDevice => f.write_str("the device is not enrolled with the vendor"),
+            Refusal::UntrustedMaker => {
+                f.write_str("the endorsement is not signed by a device maker the vendor trusts")
+            }
+            Refusal::MalformedEndorsement => f.write_str("the endorsement is malformed"),
+            Refusal::EndorsementMismatch => {
+                f.write_str("the endorsement is for another device key")
+            }
+            Refusal::EndorsementExpired => f.write_str("the endorsement has expired"),
             Refusal::LicenceExpired => f.write_str("the licence period is over"),
             Refusal::DeviceLimitReached => f.write_str("the model's device limit is reached"),
         }
@@ -340,7 +383,10 @@ struct Checked {
     subject: AuditSubject,
     claims: Claims,
     ueid_hex: String,
+    device_key: [u8; omg_protocol::keys::SEC1_PUBLIC_KEY_LEN],
     device_key_hex: String,
+    /// The endorsement sent, and the key id (hex) it names.
+    endorsement: Option<(String, Vec<u8>)>,
     model_id: String,
     version: u32,
     enclave_public_key: Vec<u8>,
@@ -403,6 +449,8 @@ struct Terms {
     /// Whether the device has no activation of this model yet (so it counts towards the
     /// device limit from now on).
     new_device: bool,
+    /// The key id (hex) of the maker whose endorsement let the device in; `None` if enrolled.
+    endorsed_by: Option<String>,
 }
 
 /// Checks 3 to 10 of the module documentation, in that order, against the database as `tx`
@@ -459,17 +507,27 @@ fn check_in(tx: &mut dyn Tx, c: &Checked, now: u64, nonce: Nonce) -> Result<Term
         return refuse(Refusal::InsecureLifecycle);
     }
 
-    // 8. Device revocation.
-    let device_revoked = tx
-        .query_opt(
-            "SELECT revoked FROM devices WHERE ueid = ?1",
-            args![&c.ueid_hex],
-        )?
-        .map(|mut row| row.int(0, "device revoked flag"))
-        .transpose()?;
-    if device_revoked == Some(1) {
-        return refuse(Refusal::DeviceRevoked);
+    // 8. Device: not revoked; enrolled with the request's key, or endorsed.
+    let mut enrolled = false;
+    if let Some(mut device) = tx.query_opt(
+        "SELECT revoked, enrolled_at, public_key FROM devices WHERE ueid = ?1",
+        args![&c.ueid_hex],
+    )? {
+        if device.int(0, "device revoked flag")? != 0 {
+            return refuse(Refusal::DeviceRevoked);
+        }
+        let key = device.opt_text(2, "device public key")?.unwrap_or_default();
+        enrolled = device.opt_int(1, "device enrolment time")?.is_some()
+            && ct_eq(key.as_bytes(), c.device_key_hex.as_bytes());
     }
+    let endorsed_by = if enrolled {
+        None
+    } else {
+        match check_endorsement(tx, c, now)? {
+            Ok(maker) => Some(maker),
+            Err(refusal) => return refuse(refusal),
+        }
+    };
 
     // 9. Licence period.
     if now > policy.not_after {
@@ -501,6 +559,34 @@ fn check_in(tx: &mut dyn Tx, c: &Checked, now: u64, nonce: Nonce) -> Result<Term
         model,
         content_key,
         new_device,
+        endorsed_by,
+    })
+}
+
+/// Check 8 for a device that is not enrolled: its endorsement, by a trusted maker, for its key,
+/// unexpired. Returns the maker's key id (hex).
+fn check_endorsement(
+    tx: &mut dyn Tx,
+    c: &Checked,
+    now: u64,
+) -> Result<Result<String, Refusal>, StoreError> {
+    let Some((maker_key_id, endorsement)) = &c.endorsement else {
+        return Ok(Err(Refusal::UnknownDevice));
+    };
+    let Some(maker_key) = store::load_maker(tx, maker_key_id)? else {
+        return Ok(Err(Refusal::UntrustedMaker));
+    };
+    let terms = match Endorsement::verify(endorsement, &maker_key) {
+        Ok(terms) => terms,
+        Err(ProtocolError::BadSignature { .. } | ProtocolError::WrongKey { .. }) => {
+            return Ok(Err(Refusal::UntrustedMaker));
+        }
+        Err(_) => return Ok(Err(Refusal::MalformedEndorsement)),
+    };
+    Ok(match terms.check(&c.device_key, now) {
+        Ok(()) => Ok(maker_key_id.clone()),
+        Err(endorsement::Refusal::WrongDevice) => Err(Refusal::EndorsementMismatch),
+        Err(endorsement::Refusal::Expired) => Err(Refusal::EndorsementExpired),
     })
 }
 
@@ -541,12 +627,21 @@ fn grant(
         }
         _ => return Err(Stop::Undo(Undo::Stale)),
     };
+    // Check 8 found the device enrolled (its row exists) or endorsed (recorded now, with its
+    // maker).
     tx.execute(
-        "INSERT INTO devices (ueid, public_key, first_seen, revoked) VALUES (?1, ?2, ?3, 0)
+        "INSERT INTO devices (ueid, public_key, first_seen, revoked, endorsed_by)
+         VALUES (?1, ?2, ?3, 0, ?4)
          ON CONFLICT (ueid) DO UPDATE SET
              public_key = COALESCE(devices.public_key, excluded.public_key),
-             first_seen = COALESCE(devices.first_seen, excluded.first_seen)",
-        args![&c.ueid_hex, &c.device_key_hex, sql_time(now)],
+             first_seen = COALESCE(devices.first_seen, excluded.first_seen),
+             endorsed_by = COALESCE(devices.endorsed_by, excluded.endorsed_by)",
+        args![
+            &c.ueid_hex,
+            &c.device_key_hex,
+            sql_time(now),
+            terms.endorsed_by.as_deref()
+        ],
     )?;
     let id = store::next_seq(tx, Sequence::Activations)?;
     tx.execute(
@@ -691,11 +786,20 @@ impl Service {
                 .map_err(|_| Refusal::MalformedRequest("enclave_public_key"))?;
             store::check_model_id(&request.model_id)
                 .map_err(|_| Refusal::MalformedRequest("model_id"))?;
+            let endorsement = request
+                .endorsement
+                .as_ref()
+                .map(|bytes| {
+                    Endorsement::maker_key_id(bytes)
+                        .map(|kid| (hex::encode(&kid), bytes.clone()))
+                        .map_err(|_| Refusal::MalformedEndorsement)
+                })
+                .transpose()?;
             let claims =
                 Token::verify(&request.token, &device_key).map_err(|e| token_refusal(&e))?;
-            Ok::<_, Refusal>((device_key, enclave_key, claims))
+            Ok::<_, Refusal>((device_key, enclave_key, claims, endorsement))
         })();
-        let (device_key, enclave_key, claims) = match pre {
+        let (device_key, enclave_key, claims, endorsement) = match pre {
             Ok(v) => v,
             Err(refusal) => return Err((refusal, subject)),
         };
@@ -708,7 +812,9 @@ impl Service {
             },
             claims,
             ueid_hex,
+            device_key: omg_protocol::public_key_sec1(&device_key),
             device_key_hex: hex::encode(&omg_protocol::public_key_sec1(&device_key)),
+            endorsement,
             model_id: request.model_id.clone(),
             version: request.version,
             enclave_public_key: request.enclave_public_key.clone(),
@@ -768,6 +874,30 @@ impl Service {
                 licence,
             },
         }))
+    }
+
+    /// Enrols a device by its attestation public key (SEC1 uncompressed): only devices
+    /// enrolled, or endorsed by a trusted maker, are activated. Returns its UEID. See
+    /// [`Store::enroll_devices`].
+    pub fn enroll_device(
+        &self,
+        public_key: &[u8],
+        now: u64,
+    ) -> Result<[u8; omg_protocol::keys::UEID_LEN], StoreError> {
+        let [ueid] = self.inner.store.enroll_devices(&[public_key], now)?[..] else {
+            return Err(StoreError::Corrupt("enrolment result (not one UEID)"));
+        };
+        Ok(ueid)
+    }
+
+    /// Trusts a device maker by its public key (SEC1 uncompressed): devices it endorses are
+    /// activated without enrolment. Returns its key id. See [`Store::trust_maker`].
+    pub fn trust_maker(
+        &self,
+        public_key: &[u8],
+        now: u64,
+    ) -> Result<[u8; omg_protocol::keys::KEY_ID_LEN], StoreError> {
+        self.inner.store.trust_maker(public_key, now)
     }
 
     /// Revokes a device by UEID (33 bytes): it gets no further activation of any model.
@@ -840,6 +970,9 @@ mod tests {
 
         let device = omg_protocol::generate_signing_key(&mut rng);
         let enclave = HpkeKeyPair::generate(&mut rng);
+        service
+            .enroll_device(&omg_protocol::public_key_sec1(device.verifying_key()), NOW)
+            .unwrap();
         let challenge = service.issue_nonce(NOW, &mut rng).unwrap();
         let claims = Claims::new(
             device.verifying_key(),
@@ -860,6 +993,7 @@ mod tests {
             model_id: "m".into(),
             version: 1,
             enclave_public_key: enclave.public_key.to_bytes().to_vec(),
+            endorsement: None,
         };
 
         let Ok((checked, device_ueid, enclave_key)) = Service::check_request(&request) else {

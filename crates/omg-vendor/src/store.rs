@@ -2,8 +2,10 @@
 //! migrations and queries on both.
 //!
 //! Schema (see `migrations/*.sql`): `models` (policy as JSON, revocation epoch),
-//! `model_versions` (content key, revoked flag), `devices` (UEID, public key, first seen,
-//! revoked flag), `nonces` (value, expiry, used flag), `activations` (device, model, version,
+//! `model_versions` (content key, revoked flag), `devices` (UEID, public key, time of
+//! enrolment, endorsing maker, first activation, revoked flag: only devices enrolled or
+//! endorsed by a trusted maker are activated), `makers` (the device makers' keys the operator
+//! trusts), `nonces` (value, expiry, used flag), `activations` (device, model, version,
 //! time, licence), `model_device_counts` (distinct devices activated per model, for the device
 //! limit) and the append-only `audit` table (every activation attempt with its outcome and
 //! refusal reason). Binary values are lowercase hex TEXT, times BIGINT seconds, flags
@@ -65,10 +67,16 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/0003_model_device_counts.sql"),
         postgres: include_str!("../migrations/0003_model_device_counts.sql"),
     },
+    Migration {
+        version: 4,
+        description: "device trust chain",
+        sqlite: include_str!("../migrations/0004_device_trust.sql"),
+        postgres: include_str!("../migrations/0004_device_trust.sql"),
+    },
 ];
 
 /// The schema version this crate writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// A store failure (never a policy refusal).
 #[derive(Debug)]
@@ -211,6 +219,12 @@ pub struct DeviceRecord {
     pub public_key: Option<String>,
     /// Time of the first successful activation.
     pub first_seen: Option<u64>,
+    /// Time of the device's enrolment by the vendor; `None` if never enrolled.
+    pub enrolled_at: Option<u64>,
+    /// Key id (hex) of the trusted device maker whose endorsement let the device in at its
+    /// first activation; `None` if it was enrolled. A device neither enrolled nor endorsed is
+    /// refused as [`crate::Refusal::UnknownDevice`].
+    pub endorsed_by: Option<String>,
     /// Whether the device is revoked.
     pub revoked: bool,
 }
@@ -486,6 +500,71 @@ impl Store {
         self.read(|tx| load_model(tx, model_id))
     }
 
+    /// Enrols the devices whose attestation public keys are `public_keys` (SEC1 uncompressed,
+    /// as `attestation.pub`), all in one transaction: from now on the service activates them
+    /// (unless revoked). Returns their UEIDs, in order. Every key is checked before any is
+    /// enrolled. Enrolling an enrolled device changes nothing; a revoked device stays revoked.
+    pub fn enroll_devices<K: AsRef<[u8]>>(
+        &self,
+        public_keys: &[K],
+        now: u64,
+    ) -> Result<Vec<[u8; omg_protocol::keys::UEID_LEN]>, StoreError> {
+        let ueids = public_keys
+            .iter()
+            .map(|key| {
+                omg_protocol::verifying_key_from_sec1(key.as_ref())
+                    .map(|key| omg_protocol::ueid(&key))
+                    .map_err(|_| {
+                        StoreError::Invalid(
+                            "a device key is not a SEC1 uncompressed P-256 key".into(),
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.write(|tx| {
+            for (ueid, key) in ueids.iter().zip(public_keys) {
+                tx.execute(
+                    "INSERT INTO devices (ueid, public_key, revoked, enrolled_at)
+                     VALUES (?1, ?2, 0, ?3)
+                     ON CONFLICT (ueid) DO UPDATE SET
+                         public_key = COALESCE(devices.public_key, excluded.public_key),
+                         enrolled_at = COALESCE(devices.enrolled_at, excluded.enrolled_at)",
+                    args![
+                        &hex::encode(ueid),
+                        &hex::encode(key.as_ref()),
+                        sql_time(now)
+                    ],
+                )?;
+            }
+            Ok::<_, StoreError>(())
+        })?;
+        Ok(ueids)
+    }
+
+    /// Trusts the device maker whose public key is `public_key` (SEC1 uncompressed, as
+    /// `maker.pub`): devices it endorses are activated without enrolment. Returns its key id.
+    /// Trusting a trusted maker again changes nothing.
+    pub fn trust_maker(
+        &self,
+        public_key: &[u8],
+        now: u64,
+    ) -> Result<[u8; omg_protocol::keys::KEY_ID_LEN], StoreError> {
+        let key = omg_protocol::verifying_key_from_sec1(public_key).map_err(|_| {
+            StoreError::Invalid("the maker key is not a SEC1 uncompressed P-256 key".into())
+        })?;
+        let key_id = omg_protocol::key_id(&key);
+        let (key_id_hex, key_hex) = (hex::encode(&key_id), hex::encode(public_key));
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO makers (key_id, public_key, trusted_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (key_id) DO NOTHING",
+                args![&key_id_hex, &key_hex, sql_time(now)],
+            )?;
+            Ok::<_, StoreError>(())
+        })?;
+        Ok(key_id)
+    }
+
     /// Marks the device revoked (creating its row if it was never seen).
     pub fn revoke_device(&self, ueid: &[u8], now: u64) -> Result<(), StoreError> {
         if ueid.len() != omg_protocol::keys::UEID_LEN || ueid[0] != 0x01 {
@@ -552,7 +631,8 @@ impl Store {
     pub fn list_devices(&self) -> Result<Vec<DeviceRecord>, StoreError> {
         let rows = self.read(|tx| {
             tx.query(
-                "SELECT ueid, public_key, first_seen, revoked FROM devices ORDER BY ueid",
+                "SELECT ueid, public_key, first_seen, enrolled_at, endorsed_by, revoked
+                 FROM devices ORDER BY ueid",
                 &[],
             )
         })?;
@@ -565,7 +645,12 @@ impl Store {
                         .opt_int(2, "device first seen")?
                         .map(|t| from_sql_u64(t, "device first seen"))
                         .transpose()?,
-                    revoked: row.int(3, "device revoked flag")? != 0,
+                    enrolled_at: row
+                        .opt_int(3, "device enrolment time")?
+                        .map(|t| from_sql_u64(t, "device enrolment time"))
+                        .transpose()?,
+                    endorsed_by: row.opt_text(4, "device endorser")?,
+                    revoked: row.int(5, "device revoked flag")? != 0,
                 })
             })
             .collect()
@@ -682,6 +767,24 @@ pub(crate) fn load_version(
         hex::decode_n::<32>(&key).ok_or(StoreError::Corrupt("content key"))?,
     );
     Ok(Some((ContentKey::from_bytes(*bytes), revoked != 0)))
+}
+
+/// The public key of the trusted device maker whose key id is `key_id` (hex), if trusted.
+pub(crate) fn load_maker(
+    tx: &mut dyn Tx,
+    key_id: &str,
+) -> Result<Option<omg_protocol::VerifyingKey>, StoreError> {
+    let Some(mut row) = tx.query_opt(
+        "SELECT public_key FROM makers WHERE key_id = ?1",
+        args![key_id],
+    )?
+    else {
+        return Ok(None);
+    };
+    let key = hex::decode(&row.text(0, "maker public key")?)
+        .and_then(|k| omg_protocol::verifying_key_from_sec1(&k).ok())
+        .ok_or(StoreError::Corrupt("maker public key"))?;
+    Ok(Some(key))
 }
 
 /// A sequence number the service assigns itself (`MAX + 1` inside a write transaction, which

@@ -72,7 +72,7 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
 fn challenge_activate_refusal_and_limits(backend: Backend) {
     let mut f = fixture_on(backend, "http", 20, &policy(5));
     let app = router_with(f.service.clone(), config(None));
-    let device = Device::new(&mut f.rng);
+    let device = f.enrolled_device();
     block_on(challenge_activate_refusal_and_limits_calls(
         &app, &f, &device,
     ));
@@ -153,7 +153,7 @@ async fn challenge_activate_refusal_and_limits_calls(
 
 fn admin_endpoints(backend: Backend) {
     let mut f = fixture_on(backend, "admin", 21, &policy(5));
-    let device = Device::new(&mut f.rng);
+    let device = f.enrolled_device();
     let c = f.service.issue_nonce(NOW, &mut f.rng).unwrap();
     f.service
         .activate(&device.request(&c.nonce, 1), NOW, &mut f.rng)
@@ -209,6 +209,56 @@ async fn admin_endpoints_calls(f: &Fixture, device: &Device) {
             .body(Body::from(body.to_string()))
             .unwrap()
     };
+    // Enrolment: admin only; answers the UEID; a malformed key is refused.
+    let newcomer =
+        public_key_sec1(omg_protocol::generate_signing_key(&mut TestRng::new(77)).verifying_key());
+    let enroll = json!({"device_public_key": B64.encode(newcomer)});
+    let (status, _) = call(&app, post("/v1/devices/enroll", enroll.clone())).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body) = call(&app, admin_post("/v1/devices/enroll", enroll)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let newcomer_ueid = hex(&omg_protocol::ueid(
+        &omg_protocol::verifying_key_from_sec1(&newcomer).unwrap(),
+    ));
+    assert_eq!(body["ueid"], newcomer_ueid.as_str());
+    let (_, listed) = call(&app, get("/v1/devices", "s3cret")).await;
+    let listed = listed.as_array().unwrap();
+    assert!(listed.iter().any(|d| d["ueid"] == newcomer_ueid.as_str()
+        && d["enrolled_at"] == NOW
+        && d["first_seen"].is_null()));
+    let (status, body) = call(
+        &app,
+        admin_post(
+            "/v1/devices/enroll",
+            json!({"device_public_key": B64.encode([4u8; 65])}),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (status, body["reason"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_device_public_key"))
+    );
+
+    // Trusting a device maker: admin only; answers its key id.
+    let maker =
+        public_key_sec1(omg_protocol::generate_signing_key(&mut TestRng::new(78)).verifying_key());
+    let trust = json!({"maker_public_key": B64.encode(maker)});
+    let (status, _) = call(&app, post("/v1/makers/trust", trust.clone())).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body) = call(&app, admin_post("/v1/makers/trust", trust)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let maker_key = omg_protocol::verifying_key_from_sec1(&maker).unwrap();
+    assert_eq!(body["key_id"], hex(&omg_protocol::key_id(&maker_key)));
+    let (status, body) = call(
+        &app,
+        admin_post("/v1/makers/trust", json!({"maker_public_key": "AAAA"})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["reason"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_maker_public_key"))
+    );
+
     let (status, body) = call(
         &app,
         admin_post("/v1/revoke/device", json!({"ueid": hex(&device.ueid())})),
@@ -526,7 +576,7 @@ fn request_floods_are_rate_limited_per_client() {
 #[test]
 fn malformed_requests_get_400_without_internal_details() {
     let mut f = fixture("malformed", 33, &policy(5));
-    let device = Device::new(&mut f.rng);
+    let device = f.enrolled_device();
     let app = router_with(f.service.clone(), config(Some("s3cret")));
     let good = activate_body(&device, &device.token_with(&[7; 32], MEASUREMENT), 1);
     let with = |field: &str, value: Value| {
@@ -570,6 +620,12 @@ fn malformed_requests_get_400_without_internal_details() {
         (cose(&[0xff; 64]), "malformed_token"),
         (cose(&[0x9f; 300]), "malformed_token"),
         (cose(&[0xd9, 0xd9, 0xf7, 0xd2, 0x84]), "malformed_token"),
+        (with("endorsement", json!("not base64!")), "invalid_base64"),
+        (with("endorsement", json!(7)), "invalid_json"),
+        (
+            with("endorsement", json!(B64.encode([0xd2, 0x84, 0x40]))),
+            "malformed_endorsement",
+        ),
     ];
     let admin_cases: Vec<(&str, String, &str)> = vec![
         ("/v1/revoke/device", "{\"ueid\": 5}".into(), "invalid_json"),
@@ -587,6 +643,16 @@ fn malformed_requests_get_400_without_internal_details() {
             "/v1/revoke/model",
             "{\"model_id\": \"\", \"version\": 1}".into(),
             "invalid_model_id",
+        ),
+        (
+            "/v1/devices/enroll",
+            "{\"device_public_key\": \"!\"}".into(),
+            "invalid_base64",
+        ),
+        (
+            "/v1/makers/trust",
+            "{\"maker_public_key\": \"AAAA\"}".into(),
+            "invalid_maker_public_key",
         ),
     ];
     block_on(async {

@@ -9,8 +9,10 @@ use std::sync::{Arc, Barrier};
 use std::time::Instant;
 
 use common::*;
+use omg_protocol::endorsement::Endorsement;
 use omg_protocol::key_release::{HpkeKeyPair, KeyRelease};
 use omg_protocol::licence::{InputSource, Lease, Licence, OutputPolicy, Refusal as LicenceRefusal};
+use omg_protocol::{SigningKey, key_id, public_key_sec1};
 use omg_vendor::{ActivateError, Policy, Refusal, Service, Store};
 
 fn refusal<T>(r: Result<T, ActivateError>) -> Refusal {
@@ -19,6 +21,16 @@ fn refusal<T>(r: Result<T, ActivateError>) -> Refusal {
         Err(e) => panic!("internal error instead of a refusal: {e}"),
         Ok(_) => panic!("activation succeeded, a refusal was expected"),
     }
+}
+
+/// How many devices were activated at least once (enrolled devices refused are listed too).
+fn activated_devices(f: &Fixture) -> usize {
+    f.service
+        .list_devices()
+        .unwrap()
+        .iter()
+        .filter(|d| d.first_seen.is_some())
+        .count()
 }
 
 fn audit_reasons(f: &Fixture) -> Vec<Option<String>> {
@@ -32,7 +44,7 @@ fn audit_reasons(f: &Fixture) -> Vec<Option<String>> {
 
 fn successful_activation_releases_key_and_licence(backend: Backend) {
     let mut f = fixture_on(backend, "ok", 1, &policy(5));
-    let device = Device::new(&mut f.rng);
+    let device = f.enrolled_device();
     let challenge = f.service.issue_nonce(NOW, &mut f.rng).unwrap();
     assert_eq!(challenge.expires_at, NOW + 60);
     let request = device.request(&challenge.nonce, 1);
@@ -96,7 +108,7 @@ fn successful_activation_releases_key_and_licence(backend: Backend) {
 
 fn nonce_refusals(backend: Backend) {
     let mut f = fixture_on(backend, "nonce", 2, &policy(5));
-    let device = Device::new(&mut f.rng);
+    let device = f.enrolled_device();
 
     // Reused.
     let c = f.service.issue_nonce(NOW, &mut f.rng).unwrap();
@@ -135,8 +147,8 @@ fn nonce_refusals(backend: Backend) {
 
 fn attestation_refusals(backend: Backend) {
     let mut f = fixture_on(backend, "attest", 3, &policy(5));
-    let device = Device::new(&mut f.rng);
-    let other = Device::new(&mut f.rng);
+    let device = f.enrolled_device();
+    let other = f.enrolled_device();
 
     // Wrong measurement.
     let c = f.service.issue_nonce(NOW, &mut f.rng).unwrap();
@@ -196,7 +208,7 @@ fn attestation_refusals(backend: Backend) {
 
 fn revoked_device_is_refused(backend: Backend) {
     let mut f = fixture_on(backend, "revdev", 4, &policy(5));
-    let device = Device::new(&mut f.rng);
+    let device = f.enrolled_device();
     let c = f.service.issue_nonce(NOW, &mut f.rng).unwrap();
     f.service
         .activate(&device.request(&c.nonce, 1), NOW, &mut f.rng)
@@ -226,7 +238,7 @@ fn expired_licence_is_refused(backend: Backend) {
     let mut p = policy(5);
     p.not_after = NOW - 1;
     let mut f = fixture_on(backend, "expired", 5, &p);
-    let device = Device::new(&mut f.rng);
+    let device = f.enrolled_device();
     let c = f.service.issue_nonce(NOW, &mut f.rng).unwrap();
     let r = refusal(
         f.service
@@ -238,7 +250,7 @@ fn expired_licence_is_refused(backend: Backend) {
 
 fn revoked_model_version_is_refused_and_epoch_rises(backend: Backend) {
     let mut f = fixture_on(backend, "revmodel", 6, &policy(5));
-    let device = Device::new(&mut f.rng);
+    let device = f.enrolled_device();
     assert_eq!(f.service.revoke_model_version(MODEL, 1, NOW).unwrap(), 1);
     // Idempotent.
     assert_eq!(f.service.revoke_model_version(MODEL, 1, NOW).unwrap(), 1);
@@ -271,7 +283,7 @@ fn leases_and_renewal(backend: Backend) {
     p.offline_grace_seconds = 60;
     p.validate().unwrap();
     let mut f = fixture_on(backend, "lease", 9, &p);
-    let device = Device::new(&mut f.rng);
+    let device = f.enrolled_device();
     let activate = |f: &mut Fixture, version, now| {
         let c = f.service.issue_nonce(now, &mut f.rng).unwrap();
         let request = device.request(&c.nonce, version);
@@ -324,7 +336,7 @@ fn leases_and_renewal(backend: Backend) {
 
 fn device_limit_counts_distinct_devices(backend: Backend) {
     let mut f = fixture_on(backend, "limit", 7, &policy(2));
-    let devices: Vec<Device> = (0..3).map(|_| Device::new(&mut f.rng)).collect();
+    let devices: Vec<Device> = (0..3).map(|_| f.enrolled_device()).collect();
     for (i, d) in devices.iter().enumerate() {
         let c = f.service.issue_nonce(NOW, &mut f.rng).unwrap();
         let r = f.service.activate(&d.request(&c.nonce, 1), NOW, &mut f.rng);
@@ -342,7 +354,7 @@ fn device_limit_counts_distinct_devices(backend: Backend) {
             .unwrap();
     }
     assert_eq!(f.service.list_activations().unwrap().len(), 4);
-    assert_eq!(f.service.list_devices().unwrap().len(), 2);
+    assert_eq!(activated_devices(&f), 2);
 }
 
 /// N activations of N distinct devices at once against a limit of K: exactly K succeed, the
@@ -356,7 +368,7 @@ fn parallel_activations_respect_the_device_limit(backend: Backend) {
     let second = Service::new(Store::connect(f.db.spec()).unwrap(), f.vendor.clone());
     let jobs: Vec<_> = (0..N)
         .map(|_| {
-            let d = Device::new(&mut f.rng);
+            let d = f.enrolled_device();
             let c = f.service.issue_nonce(NOW, &mut f.rng).unwrap();
             d.request(&c.nonce, 1)
         })
@@ -417,12 +429,12 @@ fn parallel_activations_respect_the_device_limit(backend: Backend) {
         activations.iter().map(|a| a.id).collect::<Vec<_>>(),
         (1..=u64::from(K)).collect::<Vec<_>>()
     );
-    assert_eq!(f.service.list_devices().unwrap().len(), K as usize);
+    assert_eq!(activated_devices(&f), K as usize);
 }
 
 fn store_reopens_and_audit_is_append_only(backend: Backend) {
     let mut f = fixture_on(backend, "reopen", 9, &policy(5));
-    let device = Device::new(&mut f.rng);
+    let device = f.enrolled_device();
     let c = f.service.issue_nonce(NOW, &mut f.rng).unwrap();
     f.service
         .activate(&device.request(&c.nonce, 1), NOW, &mut f.rng)
@@ -434,8 +446,8 @@ fn store_reopens_and_audit_is_append_only(backend: Backend) {
 
     // Reopen: migrations are not re-applied, data is there.
     let store = Store::connect(f.db.spec()).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 3);
-    assert_eq!(f.db.raw_count("SELECT COUNT(*) FROM schema_migrations"), 3);
+    assert_eq!(store.schema_version().unwrap(), 4);
+    assert_eq!(f.db.raw_count("SELECT COUNT(*) FROM schema_migrations"), 4);
     assert_eq!(store.list_activations().unwrap().len(), 1);
     assert_eq!(store.model(MODEL).unwrap().unwrap().policy, policy(5));
     assert!(store.model("other").unwrap().is_none());
@@ -487,9 +499,9 @@ fn concurrent_opens_migrate_once(backend: Backend) {
         })
         .collect();
     for h in handles {
-        assert_eq!(h.join().unwrap().unwrap().unwrap(), 3);
+        assert_eq!(h.join().unwrap().unwrap().unwrap(), 4);
     }
-    assert_eq!(db.raw_count("SELECT COUNT(*) FROM schema_migrations"), 3);
+    assert_eq!(db.raw_count("SELECT COUNT(*) FROM schema_migrations"), 4);
 }
 
 /// A database written by a newer program is refused with a clear error.
@@ -504,7 +516,154 @@ fn newer_schema_is_refused(backend: Backend) {
     assert!(err.contains("newer than this program"), "{err}");
 }
 
+/// A device with a valid token over an issued nonce, the allowed measurement and its own
+/// key, but never enrolled, is refused as `unknown_device`, with nothing recorded about it but
+/// the audit row; once enrolled, the same device is activated. A device revoked and then
+/// enrolled stays refused.
+fn unknown_devices_are_refused_until_enrolled(backend: Backend) {
+    let mut f = fixture_on(backend, "unknown_device", 12, &policy(5));
+    let stranger = Device::new(&mut f.rng);
+    let c = f.service.issue_nonce(NOW, &mut f.rng).unwrap();
+    let r = refusal(
+        f.service
+            .activate(&stranger.request(&c.nonce, 1), NOW, &mut f.rng),
+    );
+    assert_eq!(r, Refusal::UnknownDevice);
+    assert_eq!(r.code(), "unknown_device");
+    assert!(f.service.list_devices().unwrap().is_empty());
+    assert!(f.service.list_activations().unwrap().is_empty());
+    assert_eq!(audit_reasons(&f), [Some("unknown_device".to_owned())]);
+
+    // Enrolled (twice: the second changes nothing), the same device gets its key.
+    let key = omg_protocol::public_key_sec1(stranger.key.verifying_key());
+    assert_eq!(
+        f.service.enroll_device(&key, NOW + 1).unwrap(),
+        stranger.ueid()
+    );
+    f.service.enroll_device(&key, NOW + 3).unwrap();
+    let c = f.service.issue_nonce(NOW + 2, &mut f.rng).unwrap();
+    let request = stranger.request(&c.nonce, 1);
+    let activation = f.service.activate(&request, NOW + 4, &mut f.rng).unwrap();
+    KeyRelease::open(
+        &activation.key_release,
+        &stranger.enclave.private_key,
+        &request.token,
+    )
+    .unwrap();
+    let devices = f.service.list_devices().unwrap();
+    assert_eq!(devices.len(), 1);
+    assert_eq!(devices[0].enrolled_at, Some(NOW + 1));
+    assert_eq!(devices[0].first_seen, Some(NOW + 4));
+    assert_eq!(devices[0].public_key.as_deref(), Some(hex(&key).as_str()));
+    assert!(f.service.enroll_device(&key[..64], NOW).is_err());
+
+    // Revoked before its enrolment: enrolment does not lift the revocation.
+    let revoked = Device::new(&mut f.rng);
+    f.service.revoke_device(&revoked.ueid(), NOW).unwrap();
+    f.service
+        .enroll_device(
+            &omg_protocol::public_key_sec1(revoked.key.verifying_key()),
+            NOW,
+        )
+        .unwrap();
+    let c = f.service.issue_nonce(NOW, &mut f.rng).unwrap();
+    let r = refusal(
+        f.service
+            .activate(&revoked.request(&c.nonce, 1), NOW, &mut f.rng),
+    );
+    assert_eq!(r, Refusal::DeviceRevoked);
+}
+
+/// An endorsement signed by `maker` for `device`'s key, valid until `not_after`.
+fn endorsement(maker: &SigningKey, device: &Device, not_after: Option<u64>) -> Vec<u8> {
+    Endorsement {
+        device_public_key: public_key_sec1(device.key.verifying_key()),
+        maker_key_id: key_id(maker.verifying_key()),
+        issued_at: NOW - 1000,
+        not_after,
+    }
+    .sign(maker)
+    .unwrap()
+}
+
+/// A device the vendor never enrolled is activated with an endorsement of its key by a maker
+/// the service trusts, and recorded with that maker; an endorsement by an untrusted maker, for
+/// another device key, expired or malformed is refused with its own reason, and nothing about
+/// such a device is recorded.
+fn endorsed_devices_need_a_trusted_maker(backend: Backend) {
+    let mut f = fixture_on(backend, "endorsed", 13, &policy(5));
+    let maker = omg_protocol::generate_signing_key(&mut f.rng);
+    let stranger = omg_protocol::generate_signing_key(&mut f.rng);
+    let device = Device::new(&mut f.rng);
+    let other = Device::new(&mut f.rng);
+    let attempt = |f: &mut Fixture, endorsement: Option<Vec<u8>>| {
+        let c = f.service.issue_nonce(NOW, &mut f.rng).unwrap();
+        let mut request = device.request(&c.nonce, 1);
+        request.endorsement = endorsement;
+        f.service.activate(&request, NOW, &mut f.rng)
+    };
+
+    // The maker is not trusted yet.
+    let good = endorsement(&maker, &device, Some(NOW + 10));
+    assert_eq!(
+        refusal(attempt(&mut f, Some(good.clone()))),
+        Refusal::UntrustedMaker
+    );
+    let kid = f
+        .service
+        .trust_maker(&public_key_sec1(maker.verifying_key()), NOW)
+        .unwrap();
+    assert_eq!(kid, key_id(maker.verifying_key()));
+    for (sent, expected) in [
+        (None, Refusal::UnknownDevice),
+        (
+            Some(endorsement(&stranger, &device, None)),
+            Refusal::UntrustedMaker,
+        ),
+        (
+            Some(endorsement(&maker, &other, None)),
+            Refusal::EndorsementMismatch,
+        ),
+        (
+            Some(endorsement(&maker, &device, Some(NOW - 1))),
+            Refusal::EndorsementExpired,
+        ),
+        (
+            Some(good[..good.len() - 1].to_vec()),
+            Refusal::MalformedEndorsement,
+        ),
+    ] {
+        assert_eq!(refusal(attempt(&mut f, sent)), expected);
+    }
+    // A signature by the trusted maker's key id that does not verify.
+    let mut forged = good.clone();
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    assert_eq!(
+        refusal(attempt(&mut f, Some(forged))),
+        Refusal::UntrustedMaker
+    );
+    assert!(f.service.list_devices().unwrap().is_empty());
+
+    attempt(&mut f, Some(good)).unwrap();
+    let devices = f.service.list_devices().unwrap();
+    assert_eq!(devices.len(), 1);
+    assert_eq!(devices[0].ueid, hex(&device.ueid()));
+    assert_eq!(devices[0].endorsed_by.as_deref(), Some(hex(&kid).as_str()));
+    assert_eq!(devices[0].enrolled_at, None);
+    assert_eq!(devices[0].first_seen, Some(NOW));
+    // A revoked endorsed device stays refused, endorsement or not.
+    f.service.revoke_device(&device.ueid(), NOW).unwrap();
+    let again = endorsement(&maker, &device, None);
+    assert_eq!(
+        refusal(attempt(&mut f, Some(again))),
+        Refusal::DeviceRevoked
+    );
+}
+
 on_both_backends!(
+    endorsed_devices_need_a_trusted_maker,
+    unknown_devices_are_refused_until_enrolled,
     successful_activation_releases_key_and_licence,
     nonce_refusals,
     attestation_refusals,

@@ -66,6 +66,24 @@ pub fn vendor_keygen(dir: &TempDir) -> PathBuf {
     keys
 }
 
+/// Enrols the device of `home` (its `device/attestation.pub`) in the service database `db`
+/// with `omg vendor enroll`; returns the device's UEID (hex).
+pub fn enroll(home: &Path, db: &Path) -> String {
+    let out = ok(omg(
+        home,
+        &[
+            "vendor",
+            "enroll",
+            "--db",
+            db.to_str().unwrap(),
+            home.join("device/attestation.pub").to_str().unwrap(),
+            "--json",
+        ],
+    ));
+    let enrolled: serde_json::Value = serde_json::from_str(&out).unwrap();
+    enrolled["ueid"].as_str().unwrap().to_owned()
+}
+
 /// Spawns `command` (a service) with standard error piped and waits for its first line, the
 /// startup line; returns the process, the rest of its standard error and that line.
 pub fn spawn_service(
@@ -175,7 +193,8 @@ pub struct Device {
 }
 
 /// In `dir`: a vendor key, a device, `pipeline` packaged for this device's enclave (all
-/// scores, every input source) and provisioned through a real vendor service.
+/// scores, every input source), the device enrolled, and provisioned through a real vendor
+/// service.
 pub fn provisioned(dir: TempDir, pipeline: &str) -> Device {
     let home = dir.path("home");
     let keys = vendor_keygen(&dir);
@@ -209,6 +228,7 @@ pub fn provisioned(dir: TempDir, pipeline: &str) -> Device {
             package.to_str().unwrap(),
         ],
     ));
+    enroll(&home, &db);
     let server = Server::start(&db, &keys, &[]);
     ok(omg(
         &home,

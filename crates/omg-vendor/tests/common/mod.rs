@@ -282,6 +282,17 @@ pub fn fixture_on(backend: Backend, tag: &str, seed: u64, policy: &Policy) -> Fi
     }
 }
 
+impl Fixture {
+    /// A new device, enrolled with the service at `NOW - 50`.
+    pub fn enrolled_device(&mut self) -> Device {
+        let device = Device::new(&mut self.rng);
+        self.service
+            .enroll_device(&public_key_sec1(device.key.verifying_key()), NOW - 50)
+            .unwrap();
+        device
+    }
+}
+
 /// A device: attestation key and enclave HPKE key pair.
 pub struct Device {
     pub key: SigningKey,
@@ -329,6 +340,7 @@ impl Device {
             model_id: MODEL.into(),
             version,
             enclave_public_key: self.enclave.public_key.to_bytes().to_vec(),
+            endorsement: None,
         }
     }
 }
