@@ -12,8 +12,8 @@
 //! failure), and that the content key never appears in any reply.
 //!
 //! Input: byte 0 sets the platform's failures (bit 0 attest, 1 sealing key, 2 time,
-//! 3 counters, 4 raising counters) and bit 5 makes it answer counters and time with values
-//! from the input. Then operations, at most [`MAX_OPS`]: `0` begin provisioning, `1` finish
+//! 3 counters, 4 raising the epoch and reserving or settling inferences) and bit 5 makes it
+//! answer counters, reservations and time with values from the input. Then operations, at most [`MAX_OPS`]: `0` begin provisioning, `1` finish
 //! it, `2` start, `3` set the platform's answers; each reads its own parameters (see the
 //! functions below). Missing bytes read as zeros.
 #![no_main]
@@ -26,7 +26,7 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use omg_enclave::messages::{EnclaveReply, HostRequest, encode};
-use omg_enclave::platform::{Counter, sign_enclave_token};
+use omg_enclave::platform::{Counter, ModelScope, Reservation, sign_enclave_token};
 use omg_enclave::server::{Enclave, EnclaveIo};
 use omg_enclave::{Platform, PlatformError};
 use omg_protocol::key_release::{HpkePublicKey, KeyRelease};
@@ -118,8 +118,16 @@ struct FakePlatform {
     lie: bool,
     /// Time and counter answers (epoch, inferences), set by the script.
     answers: Rc<Cell<[u64; 3]>>,
-    counters: BTreeMap<(String, u8), u64>,
+    epochs: BTreeMap<ScopeKey, u64>,
+    /// Per scope: inferences used, and those reserved by open reservations.
+    inferences: BTreeMap<ScopeKey, (u64, u64)>,
     rng: DeterministicRng,
+}
+
+type ScopeKey = ([u8; 16], String);
+
+fn key(scope: ModelScope<'_>) -> ScopeKey {
+    (scope.vendor, scope.model_id.to_string())
 }
 
 impl FakePlatform {
@@ -142,9 +150,9 @@ impl Platform for FakePlatform {
         self.check(0, "attest")?;
         sign_enclave_token(&self.device_key, [7; 32], [0x42; 32], [8; 32], nonce, hash)
     }
-    fn sealing_key(&mut self, model_id: &str) -> Result<SealingKey, PlatformError> {
+    fn sealing_key(&mut self, scope: ModelScope<'_>) -> Result<SealingKey, PlatformError> {
         self.check(1, "sealing key")?;
-        SealingKey::derive(&self.huk, &[0x42; 32], model_id)
+        SealingKey::derive(&self.huk, &[0x42; 32], &scope.vendor, scope.model_id)
             .map_err(|e| PlatformError::new("sealing key", e.to_string()))
     }
     fn rng(&mut self) -> &mut dyn CryptoRng {
@@ -154,30 +162,67 @@ impl Platform for FakePlatform {
         self.check(2, "time")?;
         Ok(if self.lie { self.answers.get()[0] } else { NOW })
     }
-    fn counter(&mut self, model_id: &str, counter: Counter) -> Result<u64, PlatformError> {
+    fn counter(&mut self, scope: ModelScope<'_>, counter: Counter) -> Result<u64, PlatformError> {
         self.check(3, "counter")?;
         if self.lie {
             return Ok(self.answers.get()[1 + counter as usize]);
         }
-        let key = (model_id.to_string(), counter as u8);
-        Ok(self.counters.get(&key).copied().unwrap_or(0))
+        Ok(match counter {
+            Counter::Epoch => self.epochs.get(&key(scope)).copied().unwrap_or(0),
+            Counter::Inferences => self
+                .inferences
+                .get(&key(scope))
+                .map_or(0, |(used, reserved)| used + reserved),
+        })
     }
-    fn raise_counter(
-        &mut self,
-        model_id: &str,
-        counter: Counter,
-        value: u64,
-    ) -> Result<u64, PlatformError> {
+    fn raise_epoch(&mut self, scope: ModelScope<'_>, value: u64) -> Result<u64, PlatformError> {
         self.check(4, "counter")?;
         if self.lie {
-            return Ok(self.answers.get()[1 + counter as usize]);
+            return Ok(self.answers.get()[1]);
         }
-        let c = self
-            .counters
-            .entry((model_id.to_string(), counter as u8))
-            .or_insert(0);
+        let c = self.epochs.entry(key(scope)).or_insert(0);
         *c = (*c).max(value);
         Ok(*c)
+    }
+    fn reserve_inferences(
+        &mut self,
+        scope: ModelScope<'_>,
+        wanted: u64,
+        quota: u64,
+    ) -> Result<Reservation, PlatformError> {
+        self.check(4, "counter")?;
+        if self.lie {
+            let [_, _, n] = self.answers.get();
+            return Ok(Reservation {
+                id: 0,
+                start: n,
+                granted: n % 512,
+            });
+        }
+        let (used, reserved) = self.inferences.entry(key(scope)).or_insert((0, 0));
+        let start = *used + *reserved;
+        let granted = wanted.min(quota.saturating_sub(start));
+        *reserved += granted;
+        Ok(Reservation {
+            id: start,
+            start,
+            granted,
+        })
+    }
+    fn settle_inferences(
+        &mut self,
+        scope: ModelScope<'_>,
+        reservation: Reservation,
+        used: u64,
+    ) -> Result<(), PlatformError> {
+        self.check(4, "counter")?;
+        if self.lie {
+            return Ok(());
+        }
+        let (total, reserved) = self.inferences.entry(key(scope)).or_insert((0, 0));
+        *reserved = reserved.saturating_sub(reservation.granted);
+        *total += used.min(reservation.granted);
+        Ok(())
     }
 }
 
@@ -396,6 +441,8 @@ fn check(request: &HostRequest, sent: &[EnclaveReply], ok: bool, known: Option<O
             }
             let (events, last) = match rest.split_last() {
                 Some((EnclaveReply::Finished { .. }, events)) => (events, true),
+                // A session that fails once running says so itself.
+                Some((EnclaveReply::Failed { .. }, events)) => (events, false),
                 _ => (rest, false),
             };
             assert_eq!(last, ok, "Finished iff the request succeeded: {rest:?}");
@@ -443,7 +490,8 @@ fuzz_target!(|data: &[u8]| {
         fail: mode & 0x1f,
         lie: mode & 0x20 != 0,
         answers: Rc::clone(&shared),
-        counters: BTreeMap::new(),
+        epochs: BTreeMap::new(),
+        inferences: BTreeMap::new(),
         rng,
     });
     let mut host = Host::default();
@@ -471,7 +519,8 @@ fuzz_target!(|data: &[u8]| {
             }
         };
         io.sent.clear();
-        let ok = enclave.handle(request.clone(), &mut io).is_ok();
+        let ok = enclave.handle(request.clone(), &mut io).is_ok()
+            && !matches!(io.sent.last(), Some(EnclaveReply::Failed { .. }));
         check(&request, &io.sent, ok, known);
         // A reply may echo what the host sent (a token carries its nonce): the content key
         // only counts as leaked when the request did not hold it already.

@@ -36,7 +36,7 @@ fuzz_target!(|data: &[u8]| {
             let _ = KeyRelease::open(rest, &enclave, b"token");
         }
         4 => {
-            let _ = sealed::unseal(rest, &[9u8; 32], &[1u8; 32], "model");
+            let _ = sealed::unseal(rest, &[9u8; 32], &[1u8; 32], &[2u8; 16], "model");
         }
         5 => {
             let _ = Endorsement::maker_key_id(rest);

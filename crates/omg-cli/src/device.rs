@@ -17,6 +17,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use omg_enclave::Platform;
 use omg_enclave::messages::{EnclaveReply, HostRequest};
+use omg_enclave::platform::ModelScope;
 use omg_linux::{DeviceIdentity, LinuxPlatform};
 use omg_protocol::key_release::HpkeKeyPair;
 use omg_protocol::package::MAX_PACKAGE_LEN;
@@ -36,20 +37,21 @@ pub fn device_dir(dir: Option<PathBuf>) -> Result<PathBuf> {
 /// (`omg maker endorse --device-dir`); `omg provision` sends it when present.
 pub const ENDORSEMENT_FILE: &str = "endorsement.cose";
 
-/// Where the sealed blob of a model version lives in the device directory.
-pub fn sealed_path(device: &Path, model_id: &str, version: u32) -> PathBuf {
-    model_dir(device, model_id).join(format!("v{version}.sealed"))
+/// Where the sealed blob of a vendor's model version lives in the device directory.
+pub fn sealed_path(device: &Path, scope: ModelScope<'_>, version: u32) -> PathBuf {
+    model_dir(device, scope).join(format!("v{version}.sealed"))
 }
 
-/// Where the vendor public key a model was provisioned with is kept.
-pub fn stored_vendor_key_path(device: &Path, model_id: &str) -> PathBuf {
-    model_dir(device, model_id).join("vendor.pub")
+/// Where the vendor public key a vendor's model was provisioned with is kept.
+pub fn stored_vendor_key_path(device: &Path, scope: ModelScope<'_>) -> PathBuf {
+    model_dir(device, scope).join("vendor.pub")
 }
 
-fn model_dir(device: &Path, model_id: &str) -> PathBuf {
-    // Model ids may hold any character: name the directory by a hash.
-    let id = hex(&omg_protocol::sha256(model_id.as_bytes())[..16]);
-    device.join("models").join(id)
+/// The directory of one vendor's model: `models/` and the first 16 bytes (hex) of
+/// [`ModelScope::digest`] (vendor key id and model id), so that two vendors' models of the same
+/// id never share a directory (and model ids may hold any character).
+fn model_dir(device: &Path, scope: ModelScope<'_>) -> PathBuf {
+    device.join("models").join(hex(&scope.digest()[..16]))
 }
 
 /// The measurement of the enclave image the launcher would start.
@@ -393,7 +395,11 @@ pub fn renew(
         }
         None => crate::run::provisioned_vendor_key(&dir, &package)?,
     };
-    let sealed = sealed_path(&dir, &header.model_id, header.version);
+    let sealed = sealed_path(
+        &dir,
+        ModelScope::new(&vendor_key, &header.model_id),
+        header.version,
+    );
     anyhow::ensure!(
         sealed.is_file(),
         "{} version {} is not provisioned here: run `omg provision` first",
@@ -496,12 +502,13 @@ fn activate(
     };
     let measurement = enclave.measurement();
     enclave.shutdown()?;
-    let sealed_path = sealed_path(&dir, &model_id, version);
+    let scope = ModelScope::new(&vendor_key, &model_id);
+    let sealed_path = sealed_path(&dir, scope, version);
     let parent = sealed_path.parent().unwrap_or(&dir);
     omg_linux::fs::create_private_dir(parent)
         .with_context(|| format!("cannot create {}", parent.display()))?;
     write_atomic(
-        &stored_vendor_key_path(&dir, &model_id),
+        &stored_vendor_key_path(&dir, scope),
         &omg_protocol::public_key_sec1(&vendor_key),
     )?;
     write_atomic(&sealed_path, &blob)?;

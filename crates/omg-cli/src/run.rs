@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use omg_enclave::messages::{EnclaveReply, HostRequest};
+use omg_enclave::platform::ModelScope;
 use omg_linux::channel::recv;
 use omg_linux::service::{AppRequest, send_with_fd};
 use omg_protocol::licence::InputSource;
@@ -26,8 +27,9 @@ use crate::device::{device_dir, read_public_key, sealed_path};
 use crate::files::read_limited;
 use crate::stream::{EventLine, EventPrinter, Source};
 
-/// Finds the vendor key a package was provisioned with (among the provisioned models) and
-/// returns it with the verified header.
+/// Finds the vendor key a package was provisioned with (among the provisioned models: the one
+/// whose stored vendor.pub verifies the package's signature) and returns it with the verified
+/// header. The model's directory is then the one of that vendor and model id.
 pub(crate) fn provisioned_vendor_key(
     dir: &Path,
     package: &[u8],
@@ -126,7 +128,8 @@ pub fn peak_kb(pid: u32) -> Option<u64> {
 /// package that is not provisioned gets a clear answer before any enclave starts.
 pub fn start_request(dir: &Path, package: Vec<u8>, source: InputSource) -> Result<HostRequest> {
     let (vendor_key, header) = provisioned_vendor_key(dir, &package)?;
-    let sealed_file = sealed_path(dir, &header.model_id, header.version);
+    let scope = ModelScope::new(&vendor_key, &header.model_id);
+    let sealed_file = sealed_path(dir, scope, header.version);
     let sealed = read_limited(&sealed_file, MAX_SEALED_LEN as u64).with_context(|| {
         format!(
             "{} version {} is not provisioned here",
@@ -195,13 +198,18 @@ fn present(
                 scores: scores.as_deref(),
             })?,
             EnclaveReply::Finished {
-                samples, busy_us, ..
+                samples,
+                classifications,
+                busy_us,
             } => {
-                if !json && let Some(kb) = enclave.and_then(peak_kb) {
-                    eprintln!(
-                        "omg: enclave peak resident memory {:.1} MB",
-                        kb as f64 / 1024.0
-                    );
+                if !json {
+                    if let Some(kb) = enclave.and_then(peak_kb) {
+                        eprintln!(
+                            "omg: enclave peak resident memory {:.1} MB",
+                            kb as f64 / 1024.0
+                        );
+                    }
+                    eprintln!("omg: {classifications} classification(s)");
                 }
                 printer.summary(samples, Some(Duration::from_micros(busy_us)));
                 return Ok(());

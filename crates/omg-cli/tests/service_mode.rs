@@ -19,7 +19,10 @@ use std::process::{Child, Command, Output};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::{Device, OMG, Streaming, TempDir, children, clip, ok, omg, spawn_service, streaming};
+use support::{
+    Device, Ended, OMG, Streaming, TempDir, children, clip, ended, ok, omg, silence, spawn_service,
+    streaming,
+};
 
 /// The platform service's user and group (numeric: no account needed).
 const PLATFORM_ID: u32 = 61_873;
@@ -335,6 +338,55 @@ fn a_busy_service_refuses_more_sessions_than_it_allows() {
         &["--wav", &clip("no_en-us")],
     )));
     assert!(third.contains("\"no\""), "{third}");
+}
+
+/// Four apps at once through the service (its sessions are threads of one process) against a
+/// quota smaller than their total demand: together they never classify more than the quota,
+/// each either finishes or is refused with the quota message, and none fails on the counter
+/// files.
+#[test]
+fn parallel_sessions_through_the_service_stay_within_the_quota() {
+    const QUOTA: u64 = 600;
+    let device = support::provisioned_with(
+        TempDir::new("service-quota"),
+        "micro_speech",
+        &format!("inference_quota = {QUOTA}\n"),
+    );
+    // 4 s of audio and the second after it: about 250 classifications per session.
+    let wav = silence(&device.dir, 4);
+    let run = hand_to_platform(&device);
+    let service = Service::start(
+        &device.home.join("device"),
+        &run.join("p.sock"),
+        &["--max-sessions", "8"],
+    );
+    let app = || {
+        let mut c = as_user(OMG, APP_ID);
+        c.arg("run")
+            .arg(&device.package)
+            .arg("--wav")
+            .arg(&wav)
+            .arg("--socket")
+            .arg(&service.socket)
+            .env_remove("OMG_HOME")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        c
+    };
+    let apps: Vec<Child> = (0..4).map(|_| app().spawn().unwrap()).collect();
+    let ends: Vec<Ended> = apps
+        .into_iter()
+        .map(|c| ended(&c.wait_with_output().unwrap()))
+        .collect();
+    let total: u64 = ends.iter().map(|e| e.classifications).sum();
+    assert!(total <= QUOTA, "{total} classifications: {ends:?}");
+    assert!(ends.iter().any(|e| e.refused), "{ends:?}");
+    assert!(ends.iter().any(|e| !e.refused), "{ends:?}");
+    let last = ended(&app().output().unwrap());
+    assert!(last.refused, "{last:?}");
+    assert!(total + last.classifications <= QUOTA);
+    let log = service.wait_sessions(5);
+    assert!(!log.contains("No such file"), "{log}");
 }
 
 /// Not a test on its own: the attacker, started by [`attack`] as another user with

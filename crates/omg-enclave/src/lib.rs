@@ -2,7 +2,8 @@
 //!
 //! `no_std` + `alloc`, no I/O, no `unsafe`. Everything the enclave decides lives here, and it
 //! reaches the outside world only through the [`Platform`] trait (measurement, attestation
-//! signing, sealing-key derivation, randomness, time, monotonic counters), so the same code runs
+//! signing, sealing-key derivation, randomness, time, the epoch counter and inference
+//! reservations, each per vendor and model: [`platform::ModelScope`]), so the same code runs
 //! in the Linux isolated-process backend and, later, in an OP-TEE trusted application.
 //!
 //! The three phases of DESIGN.md section 3:

@@ -8,13 +8,16 @@
 //!
 //! The host channel carries only what the host may see: packages, sealed blobs, tokens, key
 //! releases, licences and keyword events. The platform channel carries the platform's services
-//! (tokens, sealing keys, time, counters) and is never exposed to the host.
+//! (tokens, sealing keys, time, counters, inference reservations), each per-model service
+//! named by a [`Scope`] (vendor key id and model id), and is never exposed to the host.
 
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
 use serde::{Deserialize, Serialize};
+
+use crate::platform::ModelScope;
 
 /// Largest frame body accepted on either channel.
 pub const MAX_FRAME_LEN: usize = 80 << 20;
@@ -149,29 +152,75 @@ pub enum PlatformRequest {
         #[serde(with = "serde_bytes")]
         enclave_key_hash: Vec<u8>,
     },
-    /// The sealing key of a model.
-    SealingKey {
-        /// The model id.
-        model_id: String,
-    },
+    /// The sealing key of a vendor's model.
+    SealingKey(Scope),
     /// The time, seconds since the Unix epoch.
     Now,
     /// A counter's value.
     Counter {
-        /// The model id.
-        model_id: String,
+        /// Whose model.
+        scope: Scope,
         /// 0 epoch, 1 inferences.
         counter: u8,
     },
-    /// Raise a counter.
-    RaiseCounter {
-        /// The model id.
-        model_id: String,
-        /// 0 epoch, 1 inferences.
-        counter: u8,
+    /// Raise the epoch counter (never lowered); answered with its value afterwards.
+    RaiseEpoch {
+        /// Whose model.
+        scope: Scope,
         /// The value to raise it to.
         value: u64,
     },
+    /// Reserve inferences against the quota; answered with a [`PlatformReply::Reservation`].
+    ReserveInferences {
+        /// Whose model.
+        scope: Scope,
+        /// How many the session wants.
+        wanted: u64,
+        /// The licence's quota.
+        quota: u64,
+    },
+    /// End a reservation, `used` of it used; answered with [`PlatformReply::Done`].
+    SettleInferences {
+        /// Whose model.
+        scope: Scope,
+        /// The reservation's id.
+        id: u64,
+        /// The reservation's start.
+        start: u64,
+        /// How many it granted.
+        granted: u64,
+        /// How many were used.
+        used: u64,
+    },
+}
+
+/// A [`ModelScope`] on the platform channel.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scope {
+    /// The vendor's key id (16 bytes).
+    #[serde(with = "serde_bytes")]
+    pub vendor: Vec<u8>,
+    /// The model id.
+    pub model_id: String,
+}
+
+impl From<ModelScope<'_>> for Scope {
+    fn from(scope: ModelScope<'_>) -> Self {
+        Self {
+            vendor: scope.vendor.to_vec(),
+            model_id: String::from(scope.model_id),
+        }
+    }
+}
+
+impl Scope {
+    /// The scope this message names, if its vendor key id has the right length.
+    pub fn scope(&self) -> Option<ModelScope<'_>> {
+        Some(ModelScope {
+            vendor: self.vendor.as_slice().try_into().ok()?,
+            model_id: &self.model_id,
+        })
+    }
 }
 
 /// The platform's answer.
@@ -181,6 +230,17 @@ pub enum PlatformReply {
     Bytes(#[serde(with = "serde_bytes")] Vec<u8>),
     /// A number: a time or a counter value.
     Number(u64),
+    /// A reservation of inferences.
+    Reservation {
+        /// Its id.
+        id: u64,
+        /// Where its range starts.
+        start: u64,
+        /// How many it holds.
+        granted: u64,
+    },
+    /// Done (a settled reservation).
+    Done,
     /// The service failed.
     Failed(String),
 }

@@ -38,14 +38,62 @@ impl fmt::Display for PlatformError {
 
 impl core::error::Error for PlatformError {}
 
-/// A named monotonic counter kept by the platform (per model).
+/// Whose model a piece of platform state belongs to: everything the platform keeps per model
+/// (sealing key, counters) and everything the host stores per model is keyed by the vendor's
+/// key AND the model id, so a second vendor shipping the same model id never touches the
+/// first vendor's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ModelScope<'a> {
+    /// The vendor: [`omg_protocol::key_id`] of its package-signing public key (the first 16
+    /// bytes of the SHA-256 of the SEC1 point).
+    pub vendor: [u8; omg_protocol::KEY_ID_LEN],
+    /// The model id, as the package header names it.
+    pub model_id: &'a str,
+}
+
+impl<'a> ModelScope<'a> {
+    /// The scope of `vendor`'s model `model_id`.
+    pub fn new(vendor: &omg_protocol::VerifyingKey, model_id: &'a str) -> Self {
+        Self {
+            vendor: omg_protocol::key_id(vendor),
+            model_id,
+        }
+    }
+
+    /// A 32-byte name of the scope for the host's file names: SHA-256 of the vendor key id
+    /// followed by the model id (model ids may hold any character).
+    pub fn digest(&self) -> [u8; 32] {
+        let mut bytes = Vec::with_capacity(self.vendor.len() + self.model_id.len());
+        bytes.extend_from_slice(&self.vendor);
+        bytes.extend_from_slice(self.model_id.as_bytes());
+        omg_protocol::sha256(&bytes)
+    }
+}
+
+/// A named monotonic counter kept by the platform (per [`ModelScope`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Counter {
     /// The highest licence revocation epoch seen for the model: an older licence (a rolled
-    /// back sealed blob) is refused.
+    /// back sealed blob) is refused. Raised with [`Platform::raise_epoch`].
     Epoch,
-    /// Inferences reserved against the model's quota.
+    /// Inferences counted against the model's quota: those used plus those reserved by open
+    /// sessions. Changed only with [`Platform::reserve_inferences`] and
+    /// [`Platform::settle_inferences`].
     Inferences,
+}
+
+/// A private range of inferences granted to one session by
+/// [`Platform::reserve_inferences`]: no other session is granted any of them until it is
+/// settled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reservation {
+    /// The platform's name for the reservation (to settle it).
+    pub id: u64,
+    /// The inference count at which the range starts (used plus reserved by others, when it
+    /// was granted).
+    pub start: u64,
+    /// How many inferences the range holds (0: the quota is exhausted).
+    pub granted: u64,
 }
 
 impl Counter {
@@ -83,8 +131,9 @@ pub trait Platform {
         enclave_key_hash: [u8; 32],
     ) -> Result<Vec<u8>, PlatformError>;
 
-    /// The sealing key of `model_id` for this device and this enclave measurement.
-    fn sealing_key(&mut self, model_id: &str) -> Result<SealingKey, PlatformError>;
+    /// The sealing key of the model `scope` names, for this device and this enclave
+    /// measurement.
+    fn sealing_key(&mut self, scope: ModelScope<'_>) -> Result<SealingKey, PlatformError>;
 
     /// A cryptographic RNG.
     fn rng(&mut self) -> &mut dyn CryptoRng;
@@ -92,17 +141,32 @@ pub trait Platform {
     /// Current time in seconds since the Unix epoch.
     fn now(&mut self) -> Result<u64, PlatformError>;
 
-    /// Reads counter `counter` of `model_id` (0 if never raised).
-    fn counter(&mut self, model_id: &str, counter: Counter) -> Result<u64, PlatformError>;
+    /// Reads counter `counter` of `scope` (0 if never raised).
+    fn counter(&mut self, scope: ModelScope<'_>, counter: Counter) -> Result<u64, PlatformError>;
 
-    /// Raises counter `counter` of `model_id` to at least `value` durably before returning;
-    /// a counter never goes down. Returns the counter's value afterwards.
-    fn raise_counter(
+    /// Raises the epoch counter of `scope` to at least `value` durably before returning; it
+    /// never goes down. Returns its value afterwards.
+    fn raise_epoch(&mut self, scope: ModelScope<'_>, value: u64) -> Result<u64, PlatformError>;
+
+    /// Reserves up to `wanted` inferences of `scope` in one atomic, durable step: grants
+    /// `min(wanted, quota - used - reserved by others)` (0 when the quota is exhausted), never
+    /// beyond `quota`, as a range no other reservation overlaps.
+    fn reserve_inferences(
         &mut self,
-        model_id: &str,
-        counter: Counter,
-        value: u64,
-    ) -> Result<u64, PlatformError>;
+        scope: ModelScope<'_>,
+        wanted: u64,
+        quota: u64,
+    ) -> Result<Reservation, PlatformError>;
+
+    /// Ends `reservation` of `scope`: `used` of its inferences (at most those granted) are
+    /// counted as used for ever, the rest go back to the quota. A reservation that is never
+    /// settled (its session crashed) is counted as used whole.
+    fn settle_inferences(
+        &mut self,
+        scope: ModelScope<'_>,
+        reservation: Reservation,
+        used: u64,
+    ) -> Result<(), PlatformError>;
 }
 
 /// The measurement type the token names for an omg enclave image.

@@ -18,7 +18,7 @@ use omg_protocol::sealed::SealedContent;
 use omg_protocol::{VerifyingKey, ct_eq, sha256};
 
 use crate::EnclaveError;
-use crate::platform::{Counter, Platform};
+use crate::platform::{ModelScope, Platform};
 
 /// A preparation in progress: the package is verified and the token made; waiting for the
 /// vendor's key release and licence.
@@ -80,9 +80,9 @@ impl Preparation {
 
     /// Opens the vendor's key release, checks the licence (vendor signature, this device,
     /// this model and version, this activation: the SHA-256 of this preparation's token, as
-    /// the key release's AAD), proves that the key decrypts the package, raises the model's
-    /// epoch counter to the licence's epoch, and returns the sealed blob for the host to store
-    /// with the licence's terms.
+    /// the key release's AAD), proves that the key decrypts the package, raises the epoch
+    /// counter of this vendor's model to the licence's epoch, and returns the sealed blob for the
+    /// host to store with the licence's terms.
     pub fn finish<P: Platform + ?Sized>(
         self,
         platform: &mut P,
@@ -110,8 +110,9 @@ impl Preparation {
         // is zeroized when `bundle` is dropped.
         let bundle = self.package.decrypt(&released.content_key)?;
         drop(bundle);
-        platform.raise_counter(&header.model_id, Counter::Epoch, terms.epoch.into())?;
-        let sealing_key = platform.sealing_key(&header.model_id)?;
+        let scope = ModelScope::new(&self.vendor_key, &header.model_id);
+        platform.raise_epoch(scope, terms.epoch.into())?;
+        let sealing_key = platform.sealing_key(scope)?;
         let content = SealedContent {
             content_key: released.content_key,
             licence: licence.to_vec(),

@@ -4,8 +4,11 @@
 //! the bundle straight into a buffer the caller supplies (protected memory in the Linux
 //! backend) and returns an [`Unlocked`] model. [`Unlocked::session`] prepares the pipeline over
 //! that buffer; [`Session::push_audio`] turns audio into [`OutputEvent`]s reduced to what the
-//! output policy allows, and enforces the inference quota through the platform's monotonic
-//! counter.
+//! output policy allows, and enforces the inference quota through the platform's atomic
+//! reservations: a session takes private blocks of inferences
+//! ([`Platform::reserve_inferences`]) and gives back what it did not use when it ends
+//! ([`Session::settle`]); concurrent sessions never share a block, and together never exceed
+//! the quota.
 
 use alloc::vec::Vec;
 
@@ -17,15 +20,18 @@ use omg_protocol::package::Package;
 
 use crate::EnclaveError;
 use crate::pipeline;
-use crate::platform::{Counter, Platform, PlatformError};
+use crate::platform::{Counter, ModelScope, Platform, PlatformError, Reservation};
 
-/// Inferences reserved from the platform counter at a time (one minute of micro_speech).
-pub const QUOTA_BLOCK: u64 = 3000;
+/// Inferences reserved from the platform at a time (five seconds of micro_speech): small
+/// enough that concurrent sessions share a small quota, large enough that the platform is
+/// asked rarely. The unused part of a block goes back at the end of the session.
+pub const QUOTA_BLOCK: u64 = 250;
 
 /// A model whose licence allowed it to be decrypted, held in caller-supplied memory.
 pub struct Unlocked<B> {
     plaintext: B,
     len: usize,
+    vendor: [u8; omg_protocol::KEY_ID_LEN],
     licence: Licence,
     output_policy: OutputPolicy,
 }
@@ -44,9 +50,10 @@ impl<B> core::fmt::Debug for Unlocked<B> {
 pub const OPERATION_HEADROOM: usize = 64 << 10;
 
 /// Initialization: unseals `sealed` with the platform's sealing key for the package's model
-/// (fails on another device or another enclave build), checks the package's vendor signature
-/// and the licence (device, model, version, revocation epoch, expiry, lease, `source`,
-/// quota), then decrypts the bundle into the buffer `alloc(len)` returns and validates it.
+/// of this vendor (fails on another device, another enclave build or another vendor), checks
+/// the package's vendor signature and the licence (device, model, version, revocation epoch,
+/// expiry, lease, `source`, quota), then decrypts the bundle into the buffer `alloc(len)`
+/// returns and validates it.
 pub fn initialize<P, B>(
     platform: &mut P,
     package: &[u8],
@@ -61,10 +68,11 @@ where
 {
     let package = Package::open_signed(package, vendor_key)?;
     let header = package.header();
-    let content = platform.sealing_key(&header.model_id)?.unseal(sealed)?;
+    let scope = ModelScope::new(vendor_key, &header.model_id);
+    let content = platform.sealing_key(scope)?.unseal(sealed)?;
     let licence = Licence::verify(&content.licence, vendor_key)?;
     let now = platform.now()?;
-    let epoch = platform.counter(&header.model_id, Counter::Epoch)?;
+    let epoch = platform.counter(scope, Counter::Epoch)?;
     let epoch = u32::try_from(epoch).unwrap_or(u32::MAX);
     licence.check(
         now,
@@ -75,7 +83,7 @@ where
         source,
     )?;
     if licence.quota.is_some() {
-        licence.check_quota(platform.counter(&header.model_id, Counter::Inferences)?)?;
+        licence.check_quota(platform.counter(scope, Counter::Inferences)?)?;
     }
     let mut plaintext = alloc(package.plaintext_len())?;
     let len = package.decrypt_in_place(&content.content_key, plaintext.as_mut())?;
@@ -84,6 +92,7 @@ where
     Ok(Unlocked {
         plaintext,
         len,
+        vendor: scope.vendor,
         licence,
         output_policy,
     })
@@ -121,10 +130,13 @@ impl<B: AsRef<[u8]>> Unlocked<B> {
             pipeline,
             labels: bundle.labels,
             policy: self.output_policy,
-            model_id: &self.licence.model_id,
+            scope: ModelScope {
+                vendor: self.vendor,
+                model_id: &self.licence.model_id,
+            },
             quota: self.licence.quota,
-            reserved: 0,
-            used_before: None,
+            block: None,
+            block_base: 0,
             classified: 0,
         })
     }
@@ -143,18 +155,20 @@ pub struct OutputEvent<'a> {
     pub scores: Option<&'a [i8]>,
 }
 
-/// The operation phase: audio in, policy-filtered keyword events out.
+/// The operation phase: audio in, policy-filtered keyword events out. A session with a quota
+/// holds a reservation of the platform's: end it with [`Session::settle`] (a session that is
+/// never settled has its whole block counted as used).
 pub struct Session<'m> {
     pipeline: Pipeline<'m>,
     labels: Vec<&'m str>,
     hop: usize,
     policy: OutputPolicy,
-    model_id: &'m str,
+    scope: ModelScope<'m>,
     quota: Option<u64>,
-    /// Counter value up to which inferences are reserved.
-    reserved: u64,
-    /// Counter value when the session started (read at the first reservation).
-    used_before: Option<u64>,
+    /// The block of inferences this session holds, if any.
+    block: Option<Reservation>,
+    /// Classifications made before `block` was granted.
+    block_base: u64,
     /// Classifications made in this session.
     classified: u64,
 }
@@ -162,7 +176,7 @@ pub struct Session<'m> {
 impl core::fmt::Debug for Session<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Session")
-            .field("model_id", &self.model_id)
+            .field("scope", &self.scope)
             .field("policy", &self.policy)
             .field("classified", &self.classified)
             .finish_non_exhaustive()
@@ -175,37 +189,42 @@ impl Session<'_> {
         self.classified
     }
 
-    /// Makes sure one more classification is covered by the quota, reserving the next block
-    /// from the platform's counter when needed.
+    /// Makes sure one more classification is covered by the quota: within the block this
+    /// session holds, else the used-up block is settled and the next one reserved.
     fn reserve_one<P: Platform + ?Sized>(&mut self, platform: &mut P) -> Result<(), EnclaveError> {
         let Some(quota) = self.quota else {
             return Ok(());
         };
-        let start = match self.used_before {
-            Some(s) => s,
-            None => {
-                let s = platform.counter(self.model_id, Counter::Inferences)?;
-                self.used_before = Some(s);
-                self.reserved = s;
-                s
+        if let Some(block) = self.block {
+            if self.classified - self.block_base < block.granted {
+                return Ok(());
             }
-        };
-        let next = start + self.classified + 1;
-        if next <= self.reserved {
-            return Ok(());
+            self.block = None;
+            platform.settle_inferences(self.scope, block, block.granted)?;
         }
-        if next > quota {
+        let block = platform.reserve_inferences(self.scope, QUOTA_BLOCK, quota)?;
+        if block.granted == 0 {
             return Err(EnclaveError::Refused(Refusal::QuotaExhausted {
                 quota,
-                used: next - 1,
+                used: block.start,
             }));
         }
-        let target = (self.reserved + QUOTA_BLOCK).min(quota);
-        self.reserved = platform.raise_counter(self.model_id, Counter::Inferences, target)?;
-        if next > self.reserved {
+        if block.granted > QUOTA_BLOCK || block.start.saturating_add(block.granted) > quota {
             return Err(EnclaveError::Mismatch(
-                "the platform counter did not advance",
+                "the platform granted inferences beyond the quota",
             ));
+        }
+        self.block = Some(block);
+        self.block_base = self.classified;
+        Ok(())
+    }
+
+    /// Ends the session's reservation: what it used is counted, the rest of its block goes
+    /// back to the quota. Call it once the session ends, whether it failed or not.
+    pub fn settle<P: Platform + ?Sized>(&mut self, platform: &mut P) -> Result<(), EnclaveError> {
+        if let Some(block) = self.block.take() {
+            let used = (self.classified - self.block_base).min(block.granted);
+            platform.settle_inferences(self.scope, block, used)?;
         }
         Ok(())
     }

@@ -12,7 +12,7 @@ use crate::EnclaveError;
 use crate::messages::{EnclaveReply, HostRequest};
 use crate::platform::{Platform, PlatformError};
 use crate::provision::Preparation;
-use crate::runtime::initialize;
+use crate::runtime::{Session, initialize};
 
 /// Samples read from the audio descriptor at a time (100 ms at 16 kHz).
 pub const AUDIO_BLOCK: usize = 1600;
@@ -70,7 +70,8 @@ impl<P: Platform> Enclave<P> {
     }
 
     /// Handles one host request, sending its replies through `io`. A returned error is the
-    /// request's failure (the caller reports it to the host as [`EnclaveReply::Failed`]).
+    /// request's failure (the caller reports it to the host as [`EnclaveReply::Failed`]); a
+    /// session that fails once running is reported here, with how many classifications it made.
     pub fn handle<I: EnclaveIo>(
         &mut self,
         request: HostRequest,
@@ -153,49 +154,75 @@ impl<P: Platform> Enclave<P> {
             memory: io.memory_kind().to_string(),
         })?;
         let mut block = vec![0i16; AUDIO_BLOCK];
-        let mut samples = 0u64;
-        let mut busy_us = 0u64;
-        // One extra second of silence at the end lets a final keyword reach the classifier.
-        let mut tail = 16_000usize;
-        loop {
-            let n = io.read_audio(&mut block)?;
-            let n = if n == 0 {
-                if tail == 0 {
-                    break;
-                }
-                let n = tail.min(block.len());
-                block[..n].fill(0);
-                tail -= n;
-                n
-            } else {
-                samples += n as u64;
-                n
-            };
-            let mut failure = None;
-            let t = io.monotonic_us();
-            let pushed = session.push_audio(&mut self.platform, &block[..n], |e| {
-                let reply = EnclaveReply::Event {
-                    label: String::from(e.label),
-                    time_ms: e.time_ms,
-                    score: e.score,
-                    scores: e.scores.map(<[i8]>::to_vec),
-                };
-                if let Err(err) = io.send(&reply) {
-                    failure.get_or_insert(err);
-                }
-            });
-            busy_us += io.monotonic_us().saturating_sub(t);
-            pushed?;
-            if let Some(err) = failure {
-                return Err(err.into());
-            }
-        }
+        let streamed = stream(&mut self.platform, &mut session, &mut block, io);
         block.fill(0);
+        // The session's reservation ends here, on every path: what it did not use goes back.
+        let settled = session.settle(&mut self.platform);
+        let (samples, busy_us) = match streamed.and_then(|s| settled.map(|()| s)) {
+            Ok(s) => s,
+            Err(e) => {
+                io.send(&EnclaveReply::Failed {
+                    reason: alloc::format!(
+                        "{e} (after {} classification(s) in this session)",
+                        session.classifications()
+                    ),
+                })?;
+                return Ok(());
+            }
+        };
         io.send(&EnclaveReply::Finished {
             samples,
             classifications: session.classifications(),
             busy_us,
         })?;
         Ok(())
+    }
+}
+
+/// Operation's loop: reads audio from `io` until it ends (then one second of silence), feeds
+/// it to `session` and sends its events. Returns the samples read and the µs spent in the
+/// pipeline.
+fn stream<P: Platform, I: EnclaveIo>(
+    platform: &mut P,
+    session: &mut Session<'_>,
+    block: &mut [i16],
+    io: &mut I,
+) -> Result<(u64, u64), EnclaveError> {
+    let mut samples = 0u64;
+    let mut busy_us = 0u64;
+    // One extra second of silence at the end lets a final keyword reach the classifier.
+    let mut tail = 16_000usize;
+    loop {
+        let n = io.read_audio(block)?;
+        let n = if n == 0 {
+            if tail == 0 {
+                return Ok((samples, busy_us));
+            }
+            let n = tail.min(block.len());
+            block[..n].fill(0);
+            tail -= n;
+            n
+        } else {
+            samples += n as u64;
+            n
+        };
+        let mut failure = None;
+        let t = io.monotonic_us();
+        let pushed = session.push_audio(platform, &block[..n], |e| {
+            let reply = EnclaveReply::Event {
+                label: String::from(e.label),
+                time_ms: e.time_ms,
+                score: e.score,
+                scores: e.scores.map(<[i8]>::to_vec),
+            };
+            if let Err(err) = io.send(&reply) {
+                failure.get_or_insert(err);
+            }
+        });
+        busy_us += io.monotonic_us().saturating_sub(t);
+        pushed?;
+        if let Some(err) = failure {
+            return Err(err.into());
+        }
     }
 }

@@ -3,7 +3,7 @@
 //! targets' seed corpora (`fuzz/seeds`).
 
 use omg_enclave::messages::{
-    EnclaveReply, HostRequest, PlatformReply, PlatformRequest, decode, encode,
+    EnclaveReply, HostRequest, PlatformReply, PlatformRequest, Scope, decode, encode,
 };
 use omg_protocol::bundle::Bundle;
 use omg_protocol::licence::OutputPolicy;
@@ -79,6 +79,15 @@ fn message_seeds() {
     frame(1, "number", &PlatformReply::Number(1_800_000_000));
     frame(1, "failed", &PlatformReply::Failed("no counter".into()));
     frame(
+        1,
+        "reservation",
+        &PlatformReply::Reservation {
+            id: 3,
+            start: 250,
+            granted: 250,
+        },
+    );
+    frame(
         2,
         "event",
         &EnclaveReply::Event {
@@ -111,11 +120,14 @@ fn message_seeds() {
     );
     frame(
         3,
-        "raise_counter",
-        &PlatformRequest::RaiseCounter {
-            model_id: "micro_speech".into(),
-            counter: 1,
-            value: 64,
+        "reserve_inferences",
+        &PlatformRequest::ReserveInferences {
+            scope: Scope {
+                vendor: vec![7; 16],
+                model_id: "micro_speech".into(),
+            },
+            wanted: 250,
+            quota: 1000,
         },
     );
 }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use omg_enclave::platform::{Counter, sign_enclave_token};
+use omg_enclave::platform::{Counter, ModelScope, Reservation, sign_enclave_token};
 use omg_enclave::provision::Preparation;
 use omg_enclave::runtime::{OutputEvent, initialize};
 use omg_enclave::{EnclaveError, Platform, PlatformError};
@@ -26,9 +26,13 @@ struct TestPlatform {
     huk: [u8; 32],
     measurement: [u8; 32],
     now: u64,
-    counters: BTreeMap<(String, u8), u64>,
+    epochs: BTreeMap<ScopeKey, u64>,
+    /// Per scope: inferences used, and those reserved by open reservations.
+    inferences: BTreeMap<ScopeKey, (u64, u64)>,
     rng: DeterministicRng,
 }
+
+type ScopeKey = ([u8; 16], String);
 
 impl TestPlatform {
     fn new(seed: u64) -> Self {
@@ -40,14 +44,15 @@ impl TestPlatform {
             huk,
             measurement: [0x42; 32],
             now: NOW,
-            counters: BTreeMap::new(),
+            epochs: BTreeMap::new(),
+            inferences: BTreeMap::new(),
             rng,
         }
     }
 }
 
-fn counter_key(model_id: &str, counter: Counter) -> (String, u8) {
-    (model_id.to_string(), counter.code())
+fn key(scope: ModelScope<'_>) -> ScopeKey {
+    (scope.vendor, scope.model_id.to_string())
 }
 
 impl Platform for TestPlatform {
@@ -67,8 +72,8 @@ impl Platform for TestPlatform {
             hash,
         )
     }
-    fn sealing_key(&mut self, model_id: &str) -> Result<SealingKey, PlatformError> {
-        SealingKey::derive(&self.huk, &self.measurement, model_id)
+    fn sealing_key(&mut self, scope: ModelScope<'_>) -> Result<SealingKey, PlatformError> {
+        SealingKey::derive(&self.huk, &self.measurement, &scope.vendor, scope.model_id)
             .map_err(|e| PlatformError::new("sealing key", e.to_string()))
     }
     fn rng(&mut self) -> &mut dyn CryptoRng {
@@ -77,24 +82,46 @@ impl Platform for TestPlatform {
     fn now(&mut self) -> Result<u64, PlatformError> {
         Ok(self.now)
     }
-    fn counter(&mut self, model_id: &str, counter: Counter) -> Result<u64, PlatformError> {
-        Ok(*self
-            .counters
-            .get(&counter_key(model_id, counter))
-            .unwrap_or(&0))
+    fn counter(&mut self, scope: ModelScope<'_>, counter: Counter) -> Result<u64, PlatformError> {
+        Ok(match counter {
+            Counter::Epoch => self.epochs.get(&key(scope)).copied().unwrap_or(0),
+            Counter::Inferences => self
+                .inferences
+                .get(&key(scope))
+                .map_or(0, |(used, reserved)| used + reserved),
+        })
     }
-    fn raise_counter(
-        &mut self,
-        model_id: &str,
-        counter: Counter,
-        value: u64,
-    ) -> Result<u64, PlatformError> {
-        let c = self
-            .counters
-            .entry(counter_key(model_id, counter))
-            .or_insert(0);
+    fn raise_epoch(&mut self, scope: ModelScope<'_>, value: u64) -> Result<u64, PlatformError> {
+        let c = self.epochs.entry(key(scope)).or_insert(0);
         *c = (*c).max(value);
         Ok(*c)
+    }
+    fn reserve_inferences(
+        &mut self,
+        scope: ModelScope<'_>,
+        wanted: u64,
+        quota: u64,
+    ) -> Result<Reservation, PlatformError> {
+        let (used, reserved) = self.inferences.entry(key(scope)).or_insert((0, 0));
+        let start = *used + *reserved;
+        let granted = wanted.min(quota.saturating_sub(start));
+        *reserved += granted;
+        Ok(Reservation {
+            id: start,
+            start,
+            granted,
+        })
+    }
+    fn settle_inferences(
+        &mut self,
+        scope: ModelScope<'_>,
+        reservation: Reservation,
+        used: u64,
+    ) -> Result<(), PlatformError> {
+        let (total, reserved) = self.inferences.entry(key(scope)).or_insert((0, 0));
+        *reserved -= reservation.granted;
+        *total += used.min(reservation.granted);
+        Ok(())
     }
 }
 
@@ -114,7 +141,12 @@ fn bundle(policy: OutputPolicy) -> Vec<u8> {
 
 impl Vendor {
     fn new(ceiling: OutputPolicy) -> Self {
-        let mut rng = DeterministicRng::new(99);
+        Self::with_seed(ceiling, 99)
+    }
+
+    /// Another vendor (another key) shipping the same model id.
+    fn with_seed(ceiling: OutputPolicy, seed: u64) -> Self {
+        let mut rng = DeterministicRng::new(seed);
         let key = generate_signing_key(&mut rng);
         let content_key = ContentKey::generate(&mut rng);
         let header = PackageHeader::new("micro_speech", 2, NOW - 10, key.verifying_key());
@@ -126,6 +158,10 @@ impl Vendor {
             package,
             rng,
         }
+    }
+
+    fn scope(&self) -> ModelScope<'static> {
+        ModelScope::new(self.key.verifying_key(), "micro_speech")
     }
 
     fn terms(&self, platform: &TestPlatform) -> Licence {
@@ -235,7 +271,7 @@ fn provision_then_run_offline_finds_the_keyword() {
     let mut vendor = Vendor::new(OutputPolicy::AllScores);
     let terms = vendor.terms(&platform);
     let sealed = provision(&mut platform, &mut vendor, &terms).unwrap();
-    assert_eq!(platform.counter("micro_speech", Counter::Epoch).unwrap(), 1);
+    assert_eq!(platform.counter(vendor.scope(), Counter::Epoch).unwrap(), 1);
     for (name, label) in [("yes_en-us", "yes"), ("no_en-us", "no")] {
         let events = run(&mut platform, &vendor, &sealed, &clip(name)).unwrap();
         assert_eq!(events.len(), 1, "{name}: {events:?}");
@@ -438,9 +474,7 @@ fn initialization_enforces_the_licence() {
     ));
     platform.now = NOW;
     // A newer licence was seen (epoch 2): this older blob is a rollback.
-    platform
-        .raise_counter("micro_speech", Counter::Epoch, 2)
-        .unwrap();
+    platform.raise_epoch(vendor.scope(), 2).unwrap();
     assert_eq!(
         init(&mut platform, InputSource::File).unwrap_err(),
         EnclaveError::Refused(Refusal::Revoked {
@@ -483,9 +517,10 @@ fn quota_stops_before_the_first_uncovered_inference() {
         })
     );
     assert_eq!(session.classifications(), 100);
+    session.settle(&mut platform).unwrap();
     assert_eq!(
         platform
-            .counter("micro_speech", Counter::Inferences)
+            .counter(vendor.scope(), Counter::Inferences)
             .unwrap(),
         100
     );
@@ -504,6 +539,82 @@ fn quota_stops_before_the_first_uncovered_inference() {
     ));
 }
 
+/// Sessions give back what they did not use: three runs of one second (and the second of
+/// silence after it, 51 classifications each) fit in a quota of 200.
+#[test]
+fn settled_sessions_return_their_unused_inferences() {
+    let mut platform = TestPlatform::new(8);
+    let mut vendor = Vendor::new(OutputPolicy::LabelOnly);
+    let mut terms = vendor.terms(&platform);
+    terms.quota = Some(200);
+    let sealed = provision(&mut platform, &mut vendor, &terms).unwrap();
+    let audio = vec![0i16; 32_000];
+    let mut total = 0;
+    for _ in 0..3 {
+        let unlocked = initialize(
+            &mut platform,
+            &vendor.package,
+            &sealed,
+            vendor.key.verifying_key(),
+            InputSource::File,
+            protected,
+        )
+        .unwrap();
+        let mut session = unlocked.session().unwrap();
+        session.push_audio(&mut platform, &audio, |_| {}).unwrap();
+        session.settle(&mut platform).unwrap();
+        total += session.classifications();
+    }
+    assert_eq!(total, 3 * 51);
+    assert_eq!(
+        platform
+            .counter(vendor.scope(), Counter::Inferences)
+            .unwrap(),
+        total
+    );
+}
+
+/// A second vendor's package of the same model id, with a huge revocation epoch, touches
+/// neither the first vendor's epoch nor its sealing key: the first vendor's model still runs,
+/// and neither vendor's sealed blob opens as the other's.
+#[test]
+fn another_vendors_model_of_the_same_id_is_kept_apart() {
+    let mut platform = TestPlatform::new(9);
+    let mut first = Vendor::new(OutputPolicy::LabelOnly);
+    let terms = first.terms(&platform);
+    let sealed = provision(&mut platform, &mut first, &terms).unwrap();
+    let mut second = Vendor::with_seed(OutputPolicy::LabelOnly, 100);
+    let mut terms = second.terms(&platform);
+    terms.epoch = u32::MAX;
+    let other_sealed = provision(&mut platform, &mut second, &terms).unwrap();
+    assert_eq!(platform.counter(first.scope(), Counter::Epoch).unwrap(), 1);
+    assert_eq!(
+        platform.counter(second.scope(), Counter::Epoch).unwrap(),
+        u64::from(u32::MAX)
+    );
+    assert_eq!(
+        run(&mut platform, &first, &sealed, &clip("yes_en-us"))
+            .unwrap()
+            .len(),
+        1
+    );
+    for (vendor, blob) in [(&first, &other_sealed), (&second, &sealed)] {
+        assert!(matches!(
+            initialize(
+                &mut platform,
+                &vendor.package,
+                blob,
+                vendor.key.verifying_key(),
+                InputSource::File,
+                protected,
+            ),
+            Err(EnclaveError::Protocol(
+                ProtocolError::DecryptionFailed { .. }
+            ))
+        ));
+    }
+}
+
 /// Two activations of the same device, model and version: the licence of the first paired
 /// with the key release of the second is refused (it names the first token), and nothing is
 /// sealed or raised; the second's own licence is accepted.
@@ -512,6 +623,7 @@ fn a_licence_from_an_earlier_activation_is_refused() {
     let mut platform = TestPlatform::new(8);
     let mut vendor = Vendor::new(OutputPolicy::LabelOnly);
     let terms = vendor.terms(&platform);
+    let scope = vendor.scope();
     let mut activate = |platform: &mut TestPlatform, nonce: [u8; 32]| {
         let prep = Preparation::begin(
             platform,
@@ -545,7 +657,7 @@ fn a_licence_from_an_earlier_activation_is_refused() {
             .unwrap_err(),
         EnclaveError::Mismatch("the licence answers another activation than this key release")
     );
-    assert_eq!(platform.counter("micro_speech", Counter::Epoch).unwrap(), 0);
+    assert_eq!(platform.counter(scope, Counter::Epoch).unwrap(), 0);
     let (prep, release, _) = activate(&mut platform, [3; 32]);
     assert!(matches!(
         prep.finish(&mut platform, &release, &licence),

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use omg_enclave::messages::{EnclaveReply, HostRequest, PlatformReply, PlatformRequest};
-use omg_enclave::platform::Counter;
+use omg_enclave::platform::{Counter, ModelScope, Reservation};
 use omg_enclave::server::{Enclave, EnclaveIo};
 use omg_enclave::{Platform, PlatformError};
 use omg_protocol::OsRng;
@@ -142,11 +142,10 @@ impl Platform for ChannelPlatform {
         }
     }
 
-    fn sealing_key(&mut self, model_id: &str) -> Result<SealingKey, PlatformError> {
-        let key = zeroize::Zeroizing::new(self.bytes::<32>(&PlatformRequest::SealingKey {
-            model_id: model_id.to_string(),
-        })?);
-        SealingKey::from_bytes(*key, model_id)
+    fn sealing_key(&mut self, scope: ModelScope<'_>) -> Result<SealingKey, PlatformError> {
+        let key =
+            zeroize::Zeroizing::new(self.bytes::<32>(&PlatformRequest::SealingKey(scope.into()))?);
+        SealingKey::from_bytes(*key, &scope.vendor, scope.model_id)
             .map_err(|e| PlatformError::new("sealing key", e.to_string()))
     }
 
@@ -158,24 +157,54 @@ impl Platform for ChannelPlatform {
         self.number(&PlatformRequest::Now)
     }
 
-    fn counter(&mut self, model_id: &str, counter: Counter) -> Result<u64, PlatformError> {
+    fn counter(&mut self, scope: ModelScope<'_>, counter: Counter) -> Result<u64, PlatformError> {
         self.number(&PlatformRequest::Counter {
-            model_id: model_id.to_string(),
+            scope: scope.into(),
             counter: counter.code(),
         })
     }
 
-    fn raise_counter(
-        &mut self,
-        model_id: &str,
-        counter: Counter,
-        value: u64,
-    ) -> Result<u64, PlatformError> {
-        self.number(&PlatformRequest::RaiseCounter {
-            model_id: model_id.to_string(),
-            counter: counter.code(),
+    fn raise_epoch(&mut self, scope: ModelScope<'_>, value: u64) -> Result<u64, PlatformError> {
+        self.number(&PlatformRequest::RaiseEpoch {
+            scope: scope.into(),
             value,
         })
+    }
+
+    fn reserve_inferences(
+        &mut self,
+        scope: ModelScope<'_>,
+        wanted: u64,
+        quota: u64,
+    ) -> Result<Reservation, PlatformError> {
+        match self.call(&PlatformRequest::ReserveInferences {
+            scope: scope.into(),
+            wanted,
+            quota,
+        })? {
+            PlatformReply::Reservation { id, start, granted } => {
+                Ok(Reservation { id, start, granted })
+            }
+            _ => Err(PlatformError::new("counter", "unexpected answer")),
+        }
+    }
+
+    fn settle_inferences(
+        &mut self,
+        scope: ModelScope<'_>,
+        reservation: Reservation,
+        used: u64,
+    ) -> Result<(), PlatformError> {
+        match self.call(&PlatformRequest::SettleInferences {
+            scope: scope.into(),
+            id: reservation.id,
+            start: reservation.start,
+            granted: reservation.granted,
+            used,
+        })? {
+            PlatformReply::Done => Ok(()),
+            _ => Err(PlatformError::new("counter", "unexpected answer")),
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 use std::fs;
 use std::io::{self, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Reads a whole file, refusing one larger than `limit` bytes (before reading it).
 pub fn read_limited(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
@@ -16,10 +17,16 @@ pub fn read_limited(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
     fs::read(path)
 }
 
+/// Distinguishes the temporary files of one process's concurrent writers.
+static TMP_SEQUENCE: AtomicU64 = AtomicU64::new(0);
+
 /// Writes `data` to `path` atomically and durably: a temporary file in the same directory,
 /// created with permissions `mode` before any byte is written, synced, renamed over `path`, and
 /// the directory synced. Readers see the old file or the new one, never a mix; after a crash
-/// the file is either the old or the new version.
+/// the file is either the old or the new version. The temporary name holds the process id and
+/// a per-process sequence number, so concurrent writers (processes or threads) never share
+/// one; concurrent writers of the same `path` must still agree on an order (a lock) if the
+/// last one is not simply to win.
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let dir = path
@@ -30,9 +37,10 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
         .file_name()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a file path"))?;
     let tmp = dir.join(format!(
-        ".{}.tmp{}",
+        ".{}.tmp{}.{}",
         name.to_string_lossy(),
-        std::process::id()
+        std::process::id(),
+        TMP_SEQUENCE.fetch_add(1, Ordering::Relaxed)
     ));
     let result = (|| {
         // A leftover from a crashed run of the same process id would make create_new fail.
@@ -77,5 +85,32 @@ pub fn refuse_existing(dir: &Path, files: &[&str], force: bool) -> io::Result<()
             ),
         )),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Threads of one process writing the same file at once (as the platform service's
+    /// sessions do) never trip over each other's temporary file: every write succeeds and the
+    /// file ends as one of the versions, whole.
+    #[test]
+    fn concurrent_writers_of_one_path_never_fail() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state");
+        std::thread::scope(|s| {
+            for t in 0..8u8 {
+                let path = &path;
+                s.spawn(move || {
+                    for _ in 0..20 {
+                        write_atomic(path, &[t; 64], 0o600).unwrap();
+                    }
+                });
+            }
+        });
+        let last = fs::read(&path).unwrap();
+        assert!(last.len() == 64 && last.iter().all(|&b| b == last[0]));
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }

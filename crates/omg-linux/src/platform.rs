@@ -4,13 +4,13 @@ use std::io;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use omg_enclave::platform::{Counter, sign_enclave_token};
+use omg_enclave::platform::{Counter, ModelScope, Reservation, sign_enclave_token};
 use omg_enclave::{Platform, PlatformError};
 use omg_protocol::OsRng;
 use omg_protocol::rand_core::CryptoRng;
 use omg_protocol::sealed::SealingKey;
 
-use crate::counters::Counters;
+use crate::counters::{Counters, Holder};
 use crate::identity::DeviceIdentity;
 
 /// Implementation id claimed in tokens: SHA-256 of `"omg linux backend v1"`.
@@ -27,10 +27,16 @@ pub fn measure_file(path: &Path) -> io::Result<[u8; 32]> {
 
 /// The Linux backend's platform: device identity, the measurement of the enclave image it
 /// launched, counters in files, the OS RNG and the system clock.
+///
+/// Inference reservations are held in this process's name; those the enclave has not settled
+/// when the platform is dropped (the enclave died mid-session) are settled then as used
+/// whole, so a killed session's block is counted and never handed out again.
 pub struct LinuxPlatform {
     identity: DeviceIdentity,
     measurement: [u8; 32],
     counters: Counters,
+    /// Reservations granted and not yet settled: vendor key id, model id, reservation.
+    open: Vec<([u8; omg_protocol::KEY_ID_LEN], String, Reservation)>,
     rng: OsRng,
 }
 
@@ -52,6 +58,7 @@ impl LinuxPlatform {
             identity,
             measurement,
             counters,
+            open: Vec::new(),
             rng: OsRng,
         }
     }
@@ -90,9 +97,14 @@ impl Platform for LinuxPlatform {
         )
     }
 
-    fn sealing_key(&mut self, model_id: &str) -> Result<SealingKey, PlatformError> {
-        SealingKey::derive(self.identity.huk(), &self.measurement, model_id)
-            .map_err(|e| PlatformError::new("sealing key", e.to_string()))
+    fn sealing_key(&mut self, scope: ModelScope<'_>) -> Result<SealingKey, PlatformError> {
+        SealingKey::derive(
+            self.identity.huk(),
+            &self.measurement,
+            &scope.vendor,
+            scope.model_id,
+        )
+        .map_err(|e| PlatformError::new("sealing key", e.to_string()))
     }
 
     fn rng(&mut self) -> &mut dyn CryptoRng {
@@ -106,20 +118,64 @@ impl Platform for LinuxPlatform {
             .map_err(|_| PlatformError::new("time", "the system clock is before 1970"))
     }
 
-    fn counter(&mut self, model_id: &str, counter: Counter) -> Result<u64, PlatformError> {
+    fn counter(&mut self, scope: ModelScope<'_>, counter: Counter) -> Result<u64, PlatformError> {
         self.counters
-            .get(model_id, counter)
+            .get(scope, counter)
             .map_err(|e| platform_error("counter", e))
     }
 
-    fn raise_counter(
-        &mut self,
-        model_id: &str,
-        counter: Counter,
-        value: u64,
-    ) -> Result<u64, PlatformError> {
+    fn raise_epoch(&mut self, scope: ModelScope<'_>, value: u64) -> Result<u64, PlatformError> {
         self.counters
-            .raise(model_id, counter, value)
+            .raise_epoch(scope, value)
             .map_err(|e| platform_error("counter", e))
+    }
+
+    fn reserve_inferences(
+        &mut self,
+        scope: ModelScope<'_>,
+        wanted: u64,
+        quota: u64,
+    ) -> Result<Reservation, PlatformError> {
+        let holder = Holder::current().map_err(|e| platform_error("counter", e))?;
+        let reservation = self
+            .counters
+            .reserve(scope, wanted, quota, holder)
+            .map_err(|e| platform_error("counter", e))?;
+        if reservation.granted > 0 {
+            self.open
+                .push((scope.vendor, scope.model_id.to_string(), reservation));
+        }
+        Ok(reservation)
+    }
+
+    fn settle_inferences(
+        &mut self,
+        scope: ModelScope<'_>,
+        reservation: Reservation,
+        used: u64,
+    ) -> Result<(), PlatformError> {
+        self.counters
+            .settle(scope, reservation, used)
+            .map_err(|e| platform_error("counter", e))?;
+        self.open.retain(|(vendor, model_id, r)| {
+            !(*vendor == scope.vendor && model_id == scope.model_id && *r == reservation)
+        });
+        Ok(())
+    }
+}
+
+impl Drop for LinuxPlatform {
+    fn drop(&mut self) {
+        for (vendor, model_id, reservation) in std::mem::take(&mut self.open) {
+            let scope = ModelScope {
+                vendor,
+                model_id: &model_id,
+            };
+            // Counted whole; should this fail, the next reservation folds it whole anyway once
+            // this process is gone.
+            let _ = self
+                .counters
+                .settle(scope, reservation, reservation.granted);
+        }
     }
 }

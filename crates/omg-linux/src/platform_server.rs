@@ -5,7 +5,7 @@ use std::io::{self, Read, Write};
 
 use omg_enclave::Platform;
 use omg_enclave::messages::{PlatformReply, PlatformRequest};
-use omg_enclave::platform::Counter;
+use omg_enclave::platform::{Counter, Reservation};
 
 use crate::channel::{recv, send};
 use crate::platform::LinuxPlatform;
@@ -25,30 +25,59 @@ pub fn answer(platform: &mut LinuxPlatform, request: PlatformRequest) -> Platfor
                 .map_or_else(failed, PlatformReply::Bytes),
             Err(_) => PlatformReply::Failed("the enclave key hash must be 32 bytes".into()),
         },
-        PlatformRequest::SealingKey { model_id } => platform
-            .sealing_key(&model_id)
-            .map_or_else(failed, |k| PlatformReply::Bytes(k.to_bytes().to_vec())),
-        PlatformRequest::Now => platform.now().map_or_else(failed, PlatformReply::Number),
-        PlatformRequest::Counter {
-            model_id,
-            counter: c,
-        } => match Counter::from_code(c) {
-            Some(c) => platform
-                .counter(&model_id, c)
-                .map_or_else(failed, PlatformReply::Number),
-            None => PlatformReply::Failed("unknown counter".into()),
+        PlatformRequest::SealingKey(scope) => match scope.scope() {
+            Some(scope) => platform
+                .sealing_key(scope)
+                .map_or_else(failed, |k| PlatformReply::Bytes(k.to_bytes().to_vec())),
+            None => bad_scope(),
         },
-        PlatformRequest::RaiseCounter {
-            model_id,
-            counter: c,
-            value,
-        } => match Counter::from_code(c) {
-            Some(c) => platform
-                .raise_counter(&model_id, c, value)
+        PlatformRequest::Now => platform.now().map_or_else(failed, PlatformReply::Number),
+        PlatformRequest::Counter { scope, counter: c } => {
+            match (scope.scope(), Counter::from_code(c)) {
+                (Some(scope), Some(c)) => platform
+                    .counter(scope, c)
+                    .map_or_else(failed, PlatformReply::Number),
+                (None, _) => bad_scope(),
+                (_, None) => PlatformReply::Failed("unknown counter".into()),
+            }
+        }
+        PlatformRequest::RaiseEpoch { scope, value } => match scope.scope() {
+            Some(scope) => platform
+                .raise_epoch(scope, value)
                 .map_or_else(failed, PlatformReply::Number),
-            None => PlatformReply::Failed("unknown counter".into()),
+            None => bad_scope(),
+        },
+        PlatformRequest::ReserveInferences {
+            scope,
+            wanted,
+            quota,
+        } => match scope.scope() {
+            Some(scope) => platform
+                .reserve_inferences(scope, wanted, quota)
+                .map_or_else(failed, |r| PlatformReply::Reservation {
+                    id: r.id,
+                    start: r.start,
+                    granted: r.granted,
+                }),
+            None => bad_scope(),
+        },
+        PlatformRequest::SettleInferences {
+            scope,
+            id,
+            start,
+            granted,
+            used,
+        } => match scope.scope() {
+            Some(scope) => platform
+                .settle_inferences(scope, Reservation { id, start, granted }, used)
+                .map_or_else(failed, |()| PlatformReply::Done),
+            None => bad_scope(),
         },
     }
+}
+
+fn bad_scope() -> PlatformReply {
+    PlatformReply::Failed("the vendor key id must be 16 bytes".into())
 }
 
 /// Serves requests from `channel` until the enclave closes it. A malformed request ends the

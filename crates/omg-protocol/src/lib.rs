@@ -54,7 +54,7 @@ pub mod token;
 
 pub use error::{Format, ProtocolError, Result};
 pub use keys::{
-    ContentKey, ct_eq, generate_signing_key, key_id, public_key_sec1, sha256,
+    ContentKey, KEY_ID_LEN, ct_eq, generate_signing_key, key_id, public_key_sec1, sha256,
     signing_key_from_bytes, ueid, verifying_key_from_sec1,
 };
 #[cfg(feature = "getrandom")]

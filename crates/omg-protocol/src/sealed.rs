@@ -1,11 +1,12 @@
 //! The sealed blob: the content key and the licence, bound to the device (HUK), the enclave
-//! (measurement) and the model, stored by the untrusted host.
+//! (measurement), the vendor (its key id) and the model, stored by the untrusted host.
 //!
 //! # Key derivation and encryption
 //!
 //! ```text
 //! sealing key = HKDF-SHA256(ikm = HUK, salt = enclave measurement,
-//!                           info = "omg sealed v1" || model id (UTF-8), L = 32)
+//!                           info = "omg sealed v2" || vendor key id (16 bytes)
+//!                                  || model id (UTF-8), L = 32)
 //! AES-256-GCM(sealing key, nonce = 96 random bits, aad = SealedAad, plaintext = SealedContent)
 //! ```
 //!
@@ -13,11 +14,12 @@
 //!
 //! ```text
 //! SealedBlob = [
-//!     1,                 ; sealed blob format version
+//!     2,                 ; sealed blob format version
 //!     bstr .size 12,     ; nonce
 //!     bstr,              ; AES-256-GCM ciphertext of SealedContent || 16-byte tag
 //! ]
-//! SealedAad = [1, tstr]                    ; format version, model id (canonical CBOR)
+//! SealedAad = [2, bstr .size 16, tstr]     ; format version, vendor key id, model id
+//!                                          ; (canonical CBOR)
 //! SealedContent = [
 //!     bstr .size 32,     ; content key
 //!     bstr,              ; licence (the vendor-signed COSE_Sign1 bytes, at most 4 KiB)
@@ -26,8 +28,9 @@
 //!
 //! Canonical CBOR, at most [`MAX_SEALED_LEN`] bytes. `SealedContent` always starts with the
 //! fixed bytes `82 58 20` and the key, so the key is read straight out of the zeroizing
-//! plaintext buffer. Another HUK (device), another measurement (enclave build) or another model
-//! id gives another key or AAD and the blob fails to open. Rollback to an older blob of the
+//! plaintext buffer. Another HUK (device), another measurement (enclave build), another vendor
+//! key ([`crate::key_id`] of the vendor's public key) or another model id gives another key or
+//! AAD and the blob fails to open: two vendors shipping the same model id never share a key. Rollback to an older blob of the
 //! same device is not detected here: the runtime checks the licence's revocation epoch against
 //! its monotonic counter.
 
@@ -45,15 +48,15 @@ use zeroize::Zeroizing;
 
 use crate::cbor;
 use crate::error::{Format, ProtocolError, Result};
-use crate::keys::{CONTENT_KEY_LEN, ContentKey};
+use crate::keys::{CONTENT_KEY_LEN, ContentKey, KEY_ID_LEN};
 use crate::licence::MAX_LICENCE_LEN;
 
 /// Maximum size of a sealed blob (64 KiB).
 pub const MAX_SEALED_LEN: usize = 64 * 1024;
-/// HKDF info prefix (followed by the model id).
-pub const SEALED_INFO_PREFIX: &[u8] = b"omg sealed v1";
+/// HKDF info prefix (followed by the vendor key id and the model id).
+pub const SEALED_INFO_PREFIX: &[u8] = b"omg sealed v2";
 /// Sealed blob format version.
-pub const SEALED_FORMAT_VERSION: u64 = 1;
+pub const SEALED_FORMAT_VERSION: u64 = 2;
 /// Minimum HUK length in bytes.
 pub const MIN_HUK_LEN: usize = 16;
 /// Maximum length of a model id (the same for every format).
@@ -91,44 +94,54 @@ fn check_inputs(huk: &[u8], measurement: &[u8], model_id: &str) -> Result<()> {
     Ok(())
 }
 
-/// The key a sealed blob is encrypted under, for one device, enclave and model:
-/// `HKDF-SHA256(ikm = HUK, salt = measurement, info = "omg sealed v1" || model id)`.
+/// The key a sealed blob is encrypted under, for one device, enclave, vendor and model:
+/// `HKDF-SHA256(ikm = HUK, salt = measurement, info = "omg sealed v2" || vendor key id ||
+/// model id)`.
 ///
 /// The platform derives it ([`SealingKey::derive`]) and hands only this key to the enclave, so
 /// the enclave never holds the HUK itself (as with a TEE's derived-key service). Zeroized on drop.
 pub struct SealingKey {
     key: Zeroizing<[u8; 32]>,
+    vendor: [u8; KEY_ID_LEN],
     model_id: String,
 }
 
 impl core::fmt::Debug for SealingKey {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("SealingKey")
+            .field("vendor", &self.vendor)
             .field("model_id", &self.model_id)
             .finish_non_exhaustive()
     }
 }
 
 impl SealingKey {
-    /// Derives the sealing key of `model_id` for this device (`huk`) and enclave
-    /// (`measurement`).
-    pub fn derive(huk: &[u8], measurement: &[u8], model_id: &str) -> Result<Self> {
+    /// Derives the sealing key of the vendor's (`vendor`, its [`crate::key_id`]) `model_id`
+    /// for this device (`huk`) and enclave (`measurement`).
+    pub fn derive(
+        huk: &[u8],
+        measurement: &[u8],
+        vendor: &[u8; KEY_ID_LEN],
+        model_id: &str,
+    ) -> Result<Self> {
         check_inputs(huk, measurement, model_id)?;
         let mut key = Zeroizing::new([0u8; 32]);
         Hkdf::<Sha256>::new(Some(measurement), huk)
             .expand_multi_info(
-                &[SEALED_INFO_PREFIX, model_id.as_bytes()],
+                &[SEALED_INFO_PREFIX, vendor, model_id.as_bytes()],
                 key.as_mut_slice(),
             )
             .map_err(|_| ProtocolError::EncryptionFailed { format: F })?;
         Ok(Self {
             key,
+            vendor: *vendor,
             model_id: String::from(model_id),
         })
     }
 
-    /// A key derived elsewhere (by the platform, which sends it over its channel).
-    pub fn from_bytes(key: [u8; 32], model_id: &str) -> Result<Self> {
+    /// A key derived elsewhere (by the platform, which sends it over its channel) for the
+    /// vendor's (`vendor`) `model_id`.
+    pub fn from_bytes(key: [u8; 32], vendor: &[u8; KEY_ID_LEN], model_id: &str) -> Result<Self> {
         if model_id.is_empty() || model_id.len() > MAX_MODEL_ID_LEN {
             return Err(ProtocolError::InvalidInput {
                 format: F,
@@ -138,6 +151,7 @@ impl SealingKey {
         }
         Ok(Self {
             key: Zeroizing::new(key),
+            vendor: *vendor,
             model_id: String::from(model_id),
         })
     }
@@ -150,6 +164,11 @@ impl SealingKey {
     /// The model this key seals for.
     pub fn model_id(&self) -> &str {
         &self.model_id
+    }
+
+    /// Key id of the vendor whose model this key seals for.
+    pub fn vendor(&self) -> &[u8; KEY_ID_LEN] {
+        &self.vendor
     }
 
     fn cipher(&self) -> Aes256Gcm {
@@ -171,25 +190,28 @@ impl SealingKey {
     }
 }
 
-fn aad(model_id: &str) -> Result<Vec<u8>> {
+fn aad(key: &SealingKey) -> Result<Vec<u8>> {
     cbor::encode(
         &Value::Array(vec![
             cbor::u(SEALED_FORMAT_VERSION),
-            Value::Text(String::from(model_id)),
+            Value::Bytes(key.vendor.to_vec()),
+            Value::Text(key.model_id.clone()),
         ]),
         F,
     )
 }
 
-/// Seals `content` for this device (`huk`), this enclave (`measurement`) and `model_id`.
+/// Seals `content` for this device (`huk`), this enclave (`measurement`) and the vendor's
+/// (`vendor`, its key id) `model_id`.
 pub fn seal<R: CryptoRng + ?Sized>(
     huk: &[u8],
     measurement: &[u8],
+    vendor: &[u8; KEY_ID_LEN],
     model_id: &str,
     content: &SealedContent,
     rng: &mut R,
 ) -> Result<Vec<u8>> {
-    SealingKey::derive(huk, measurement, model_id)?.seal(content, rng)
+    SealingKey::derive(huk, measurement, vendor, model_id)?.seal(content, rng)
 }
 
 fn seal_with<R: CryptoRng + ?Sized>(
@@ -212,11 +234,7 @@ fn seal_with<R: CryptoRng + ?Sized>(
     rng.fill_bytes(&mut nonce);
     let tag = key
         .cipher()
-        .encrypt_inout_detached(
-            &nonce.into(),
-            &aad(&key.model_id)?,
-            buf.as_mut_slice().into(),
-        )
+        .encrypt_inout_detached(&nonce.into(), &aad(key)?, buf.as_mut_slice().into())
         .map_err(|_| ProtocolError::EncryptionFailed { format: F })?;
     let mut ct = Vec::with_capacity(buf.len() + TAG_LEN);
     ct.extend_from_slice(&buf);
@@ -233,14 +251,16 @@ fn seal_with<R: CryptoRng + ?Sized>(
     Ok(out)
 }
 
-/// Opens a sealed blob on this device (`huk`) in this enclave (`measurement`) for `model_id`.
+/// Opens a sealed blob on this device (`huk`) in this enclave (`measurement`) for the vendor's
+/// (`vendor`, its key id) `model_id`.
 pub fn unseal(
     blob: &[u8],
     huk: &[u8],
     measurement: &[u8],
+    vendor: &[u8; KEY_ID_LEN],
     model_id: &str,
 ) -> Result<SealedContent> {
-    SealingKey::derive(huk, measurement, model_id)?.unseal(blob)
+    SealingKey::derive(huk, measurement, vendor, model_id)?.unseal(blob)
 }
 
 fn unseal_with(key: &SealingKey, blob: &[u8]) -> Result<SealedContent> {
@@ -273,12 +293,7 @@ fn unseal_with(key: &SealingKey, blob: &[u8]) -> Result<SealedContent> {
     })?;
     let mut buf = Zeroizing::new(body.to_vec());
     key.cipher()
-        .decrypt_inout_detached(
-            &nonce.into(),
-            &aad(&key.model_id)?,
-            buf.as_mut_slice().into(),
-            &tag,
-        )
+        .decrypt_inout_detached(&nonce.into(), &aad(key)?, buf.as_mut_slice().into(), &tag)
         .map_err(|_| ProtocolError::DecryptionFailed { format: F })?;
 
     if buf[..3] != CONTENT_PREFIX {

@@ -503,6 +503,7 @@ fn endorsement_every_byte_change_and_truncation_rejected() {
 // ---------------------------------------------------------------- sealed blob
 
 const HUK: [u8; 32] = [0x55; 32];
+const VENDOR_ID: [u8; 16] = [0x33; 16];
 
 #[test]
 fn sealed_round_trip_and_binding() {
@@ -512,26 +513,39 @@ fn sealed_round_trip_and_binding() {
         content_key: ck.clone(),
         licence: vec![0xd2, 0x84, 1, 2, 3],
     };
-    let blob = sealed::seal(&HUK, &MEASUREMENT, "micro_speech", &content, &mut rng).unwrap();
-    let back = sealed::unseal(&blob, &HUK, &MEASUREMENT, "micro_speech").unwrap();
+    let blob = sealed::seal(
+        &HUK,
+        &MEASUREMENT,
+        &VENDOR_ID,
+        "micro_speech",
+        &content,
+        &mut rng,
+    )
+    .unwrap();
+    let back = sealed::unseal(&blob, &HUK, &MEASUREMENT, &VENDOR_ID, "micro_speech").unwrap();
     assert_eq!(back, content);
 
     let decrypt_failed = Err(ProtocolError::DecryptionFailed {
         format: Format::SealedBlob,
     });
     assert_eq!(
-        sealed::unseal(&blob, &[0x56; 32], &MEASUREMENT, "micro_speech"),
+        sealed::unseal(&blob, &[0x56; 32], &MEASUREMENT, &VENDOR_ID, "micro_speech"),
         decrypt_failed
     );
     assert_eq!(
-        sealed::unseal(&blob, &HUK, &[0x12; 32], "micro_speech"),
+        sealed::unseal(&blob, &HUK, &[0x12; 32], &VENDOR_ID, "micro_speech"),
         decrypt_failed
     );
     assert_eq!(
-        sealed::unseal(&blob, &HUK, &MEASUREMENT, "micro_speecH"),
+        sealed::unseal(&blob, &HUK, &MEASUREMENT, &VENDOR_ID, "micro_speecH"),
         decrypt_failed
     );
-    assert!(sealed::unseal(&blob, &HUK[..8], &MEASUREMENT, "micro_speech").is_err());
+    // Another vendor's model of the same id has another key.
+    assert_eq!(
+        sealed::unseal(&blob, &HUK, &MEASUREMENT, &[0x34; 16], "micro_speech"),
+        decrypt_failed
+    );
+    assert!(sealed::unseal(&blob, &HUK[..8], &MEASUREMENT, &VENDOR_ID, "micro_speech").is_err());
 }
 
 #[test]
@@ -543,9 +557,17 @@ fn sealed_every_byte_change_and_truncation_rejected() {
         content_key: ContentKey::generate(&mut rng),
         licence,
     };
-    let blob = sealed::seal(&HUK, &MEASUREMENT, "micro_speech", &content, &mut rng).unwrap();
+    let blob = sealed::seal(
+        &HUK,
+        &MEASUREMENT,
+        &VENDOR_ID,
+        "micro_speech",
+        &content,
+        &mut rng,
+    )
+    .unwrap();
     assert_tamper_rejected(&blob, |b| {
-        sealed::unseal(b, &HUK, &MEASUREMENT, "micro_speech")
+        sealed::unseal(b, &HUK, &MEASUREMENT, &VENDOR_ID, "micro_speech")
     });
 }
 
@@ -592,6 +614,7 @@ fn provisioning_and_initialization_flow() {
     let blob = sealed::seal(
         &HUK,
         &MEASUREMENT,
+        &VENDOR_ID,
         "kws",
         &SealedContent {
             content_key: released.content_key,
@@ -602,7 +625,7 @@ fn provisioning_and_initialization_flow() {
     .unwrap();
 
     // Initialization (offline).
-    let content = sealed::unseal(&blob, &HUK, &MEASUREMENT, "kws").unwrap();
+    let content = sealed::unseal(&blob, &HUK, &MEASUREMENT, &VENDOR_ID, "kws").unwrap();
     let v = Package::open_signed(&pkg, vendor.verifying_key()).unwrap();
     let lic = Licence::verify(&content.licence, vendor.verifying_key()).unwrap();
     lic.check(
@@ -634,7 +657,7 @@ fn parsers_never_panic_on_garbage() {
         content_key: ck,
         licence: lic.clone(),
     };
-    let blob = sealed::seal(&HUK, &MEASUREMENT, "m", &content, &mut rng).unwrap();
+    let blob = sealed::seal(&HUK, &MEASUREMENT, &VENDOR_ID, "m", &content, &mut rng).unwrap();
     let chal = Challenge::generate(&mut rng, 0, 1).to_bytes().unwrap();
     let run_all = |b: &[u8]| {
         let _ = Package::open_signed(b, vendor.verifying_key());
@@ -643,7 +666,7 @@ fn parsers_never_panic_on_garbage() {
         let _ = Claims::from_cbor(b, false);
         let _ = KeyRelease::open(b, &kp.private_key, &token);
         let _ = Licence::verify(b, vendor.verifying_key());
-        let _ = sealed::unseal(b, &HUK, &MEASUREMENT, "m");
+        let _ = sealed::unseal(b, &HUK, &MEASUREMENT, &VENDOR_ID, "m");
         let _ = Challenge::from_bytes(b);
     };
     for _ in 0..300 {

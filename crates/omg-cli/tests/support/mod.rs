@@ -196,6 +196,11 @@ pub struct Device {
 /// scores, every input source), the device enrolled, and provisioned through a real vendor
 /// service.
 pub fn provisioned(dir: TempDir, pipeline: &str) -> Device {
+    provisioned_with(dir, pipeline, "")
+}
+
+/// [`provisioned`] with `extra` lines in the vendor's policy (e.g. an inference quota).
+pub fn provisioned_with(dir: TempDir, pipeline: &str, extra: &str) -> Device {
     let home = dir.path("home");
     let keys = vendor_keygen(&dir);
     let info: serde_json::Value =
@@ -206,7 +211,7 @@ pub fn provisioned(dir: TempDir, pipeline: &str) -> Device {
         &policy,
         format!(
             "allowed_measurements = [\"{measurement}\"]\nmax_devices = 5\nnot_after = 4102444800\n\
-             output_policy = \"all_scores\"\n"
+             output_policy = \"all_scores\"\n{extra}"
         ),
     )
     .unwrap();
@@ -280,4 +285,54 @@ pub fn streaming(mut command: Command, name: &str, label: &str) -> Streaming {
         stdin,
         stdout,
     }
+}
+
+/// How a run ended: the classifications it made, and whether the quota stopped it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Ended {
+    /// Classifications made in the session.
+    pub classifications: u64,
+    /// Refused with the quota message.
+    pub refused: bool,
+}
+
+/// Reads how a run ended from its standard error: finished (`omg: N classification(s)`) or
+/// stopped by the quota (`inference quota exhausted ... (after N classification(s) ...)`).
+/// Anything else (an I/O error) fails the test.
+pub fn ended(out: &Output) -> Ended {
+    let err = String::from_utf8_lossy(&out.stderr);
+    let number_before = |marker: &str| -> Option<u64> {
+        let at = err.find(marker)?;
+        err[..at].split_whitespace().last()?.parse().ok()
+    };
+    if out.status.success() {
+        let n = number_before(" classification(s)\n").unwrap_or_else(|| panic!("{err}"));
+        return Ended {
+            classifications: n,
+            refused: false,
+        };
+    }
+    assert!(err.contains("inference quota exhausted"), "{err}");
+    let n = number_before(" classification(s) in this session").unwrap_or(0);
+    Ended {
+        classifications: n,
+        refused: true,
+    }
+}
+
+/// A WAV of `seconds` of silence (16 kHz mono).
+pub fn silence(dir: &TempDir, seconds: u32) -> PathBuf {
+    let path = dir.path(&format!("silence-{seconds}s.wav"));
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 16_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(&path, spec).unwrap();
+    for _ in 0..16_000 * seconds {
+        w.write_sample(0i16).unwrap();
+    }
+    w.finalize().unwrap();
+    path
 }
