@@ -51,19 +51,23 @@ fn provisioned_vendor_key(
 
 /// What feeds the enclave's audio descriptor.
 pub enum Feed {
-    /// Samples already decoded (a WAV clip), written into a pipe by a thread.
-    Clip(Vec<i16>),
+    /// A WAV clip, decoded block by block and written into a pipe by a thread.
+    Wav(audio::WavStream<std::io::BufReader<std::fs::File>>),
     /// The microphone, captured by a thread and written into a pipe.
     Mic,
     /// A readable stream of raw s16le 16 kHz mono, handed over as it is.
     Stream(OwnedFd),
+    /// A readable stream of raw s16le 16 kHz mono that the platform service relays to the
+    /// enclave (the bytes unchanged, through a 4 KiB buffer), ending the feed with an error
+    /// when nothing arrives for the duration: an app cannot hold a session with a silent pipe.
+    Watched(OwnedFd, Duration),
 }
 
 impl Feed {
     /// The feed for `source` as this process opens it.
     fn open(source: &Source) -> Result<Self> {
         Ok(match source {
-            Source::Wav(path) => Feed::Clip(audio::read_wav(path)?.samples),
+            Source::Wav(path) => Feed::Wav(audio::open_wav(path)?),
             Source::Stdin => Feed::Stream(
                 std::io::stdin()
                     .as_fd()
@@ -76,28 +80,71 @@ impl Feed {
 
     /// The audio descriptor for the enclave, and the thread feeding it (if any).
     pub fn into_fd(self) -> Result<(OwnedFd, Option<JoinHandle<Result<()>>>)> {
-        let clip = match self {
+        type Source = Box<dyn FnOnce(&mut std::fs::File) -> Result<()> + Send>;
+        let source: Source = match self {
             Feed::Stream(fd) => return Ok((fd, None)),
-            Feed::Clip(samples) => Some(samples),
-            Feed::Mic => None,
+            Feed::Wav(wav) => Box::new(move |out| wav.stream(|block| feed_samples(out, block))),
+            Feed::Mic => Box::new(move |out| crate::stream::mic(&mut |b| feed_samples(out, b))),
+            Feed::Watched(fd, idle) => Box::new(move |out| relay(fd, idle, out)),
         };
         let (reader, writer) = rustix::pipe::pipe().context("cannot make the audio pipe")?;
-        let feeder = std::thread::spawn(move || -> Result<()> {
-            let mut out = std::fs::File::from(writer);
-            let mut write = |block: &[i16]| -> Result<()> {
-                let bytes: Vec<u8> = block.iter().flat_map(|s| s.to_le_bytes()).collect();
-                // The enclave closing its end (it stopped) ends the feeding quietly.
-                match out.write_all(&bytes) {
-                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-                    r => r.context("cannot feed the enclave"),
-                }
-            };
-            match clip {
-                Some(samples) => samples.chunks(1600).try_for_each(&mut write),
-                None => crate::stream::mic(&mut write),
-            }
-        });
+        let feeder = std::thread::spawn(move || source(&mut std::fs::File::from(writer)));
         Ok((reader, Some(feeder)))
+    }
+}
+
+/// Writes `bytes` to the enclave's audio pipe; false when the enclave closed its end (it
+/// stopped), which ends the feeding quietly.
+fn feed(out: &mut std::fs::File, bytes: &[u8]) -> Result<bool> {
+    match out.write_all(bytes) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        r => r.context("cannot feed the enclave").map(|()| true),
+    }
+}
+
+/// Writes a block of samples to the enclave's audio pipe as s16le.
+fn feed_samples(out: &mut std::fs::File, block: &[i16]) -> Result<()> {
+    let bytes: Vec<u8> = block.iter().flat_map(|s| s.to_le_bytes()).collect();
+    feed(out, &bytes).map(drop)
+}
+
+/// Copies `input` to `out` until the end of input; fails when nothing arrives for `idle`. The
+/// enclave closing its end ends the copy quietly.
+fn relay(input: OwnedFd, idle: Duration, out: &mut std::fs::File) -> Result<()> {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let timeout = Timespec::try_from(idle).context("idle timeout out of range")?;
+    let mut input = std::fs::File::from(input);
+    let mut buf = [0u8; 4096];
+    loop {
+        let ready = {
+            let mut fds = [PollFd::new(&input, PollFlags::IN)];
+            match poll(&mut fds, Some(&timeout)) {
+                Err(rustix::io::Errno::INTR) => continue,
+                r => r.context("cannot wait for the app's audio")?,
+            }
+        };
+        if ready == 0 {
+            bail!(
+                "the app sent no audio for {} s; the session was ended",
+                idle.as_secs()
+            );
+        }
+        let n = match std::io::Read::read(&mut input, &mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock
+                ) =>
+            {
+                continue;
+            }
+            Err(e) => return Err(e).context("cannot read the app's audio"),
+        };
+        if !feed(out, &buf[..n])? {
+            return Ok(());
+        }
     }
 }
 
