@@ -287,7 +287,8 @@ fn run_through_service(
         )
     })?;
     // The service reads a clip itself from the descriptor (its own WAV decoder, so the
-    // licence's "file" means a file) and hands a stream on to the enclave as it is.
+    // licence's "file" means a file) and relays a stream to the enclave, ending the session
+    // when it stays silent.
     let file;
     let stdin = std::io::stdin();
     let fd = match source {
