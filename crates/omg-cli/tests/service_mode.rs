@@ -185,7 +185,12 @@ fn an_app_of_another_user_gets_only_events_through_the_platform_service() {
         ],
     ));
     let run = hand_to_platform(&device);
-    let service = Service::start(&device.home.join("device"), &run.join("p.sock"), &[]);
+    // The stream below stays silent while the attacks run: a long idle timeout.
+    let service = Service::start(
+        &device.home.join("device"),
+        &run.join("p.sock"),
+        &["--idle-timeout", "600"],
+    );
 
     // A clip as a file: the service decodes it, the enclave hears "yes".
     let out = ok(output(app_run(
