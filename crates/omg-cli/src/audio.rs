@@ -1,24 +1,36 @@
 //! Audio input: WAV files of any common format converted to 16 kHz mono 16-bit, and raw s16le
 //! streams.
 //!
-//! A 16 kHz mono 16-bit WAV is passed through untouched (bit-exact features need the exact
-//! samples). Anything else is decoded to float, downmixed by averaging the channels, resampled
-//! with rubato's FFT resampler (band-limited, fixed ratio) and rounded back to 16 bits.
+//! A WAV is decoded as a stream ([`WavStream`]): its header is checked first — channels, rate,
+//! duration and the size of its sample data, all bounded before anything is allocated — then
+//! its samples are read, converted and handed on in blocks of at most [`BLOCK`] samples, so
+//! memory stays bounded (a few hundred KiB) whatever the file's length. A 16 kHz mono 16-bit
+//! WAV is passed through untouched (bit-exact features need the exact samples). Anything else
+//! is decoded to float, downmixed by averaging the channels, resampled chunk by chunk with
+//! rubato's FFT resampler (band-limited, fixed ratio; the same output as resampling the whole
+//! clip at once) and rounded back to 16 bits.
 
 use std::io::Read;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use rubato::audioadapter::Adapter;
 use rubato::audioadapter_buffers::direct::InterleavedSlice;
-use rubato::{Fft, FixedSync, Resampler};
+use rubato::{Fft, FixedSync, Indexing, Resampler};
 
 /// The sample rate every pipeline runs at.
 pub const RATE: u32 = 16_000;
+/// Most samples handed on at once (100 ms at [`RATE`]).
+pub const BLOCK: usize = RATE as usize / 10;
 /// Longest clip accepted, in seconds (at the source rate).
 const MAX_SECONDS: u64 = 3600;
 /// Most channels accepted.
 const MAX_CHANNELS: u16 = 32;
+/// Most sample data accepted, in bytes (channels x rate x bytes per sample x duration, as the
+/// header declares it): an hour of 48 kHz stereo 24-bit fits; a header announcing more is
+/// refused before any sample is read.
+pub const MAX_DATA_BYTES: u64 = 1 << 30;
+/// Source frames read (and downmixed) at a time.
+const READ_FRAMES: usize = 4096;
 
 /// A clip ready for the front end, and where it came from.
 pub struct Clip {
@@ -37,103 +49,287 @@ impl Clip {
     }
 }
 
-/// Reads a WAV file and converts it to 16 kHz mono 16-bit.
+/// Reads a WAV file and converts it to 16 kHz mono 16-bit, whole (for clips the caller needs
+/// in memory; streams go through [`open_wav`]).
 pub fn read_wav(path: &Path) -> Result<Clip> {
+    open_wav(path)?
+        .into_clip()
+        .with_context(|| format!("{}", path.display()))
+}
+
+/// Opens a WAV file for streaming, its header read and checked.
+pub fn open_wav(path: &Path) -> Result<WavStream<std::io::BufReader<std::fs::File>>> {
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-    decode_wav(std::io::BufReader::new(file)).with_context(|| format!("{}", path.display()))
+    WavStream::open(std::io::BufReader::new(file)).with_context(|| format!("{}", path.display()))
 }
 
-/// Decodes WAV bytes from any reader.
+/// Decodes WAV bytes from any reader, whole.
 pub fn decode_wav<R: Read>(reader: R) -> Result<Clip> {
-    let mut r = hound::WavReader::new(reader)
-        .map_err(|e| anyhow::anyhow!("not a readable WAV file: {e}"))?;
-    let spec = r.spec();
-    let channels = spec.channels;
-    if channels == 0 || channels > MAX_CHANNELS {
-        bail!("{channels} channels is not supported (1 to {MAX_CHANNELS})");
-    }
-    if !(4_000..=384_000).contains(&spec.sample_rate) {
-        bail!(
-            "a sample rate of {} Hz is not supported (4 kHz to 384 kHz)",
-            spec.sample_rate
-        );
-    }
-    if u64::from(r.duration()) > MAX_SECONDS * u64::from(spec.sample_rate) {
-        bail!("longer than {MAX_SECONDS} s");
-    }
-    let frames_declared = r.duration() as usize;
-    let exact = spec.sample_rate == RATE
-        && channels == 1
-        && spec.sample_format == hound::SampleFormat::Int
-        && spec.bits_per_sample == 16;
-    if exact {
-        let samples = r
-            .samples::<i16>()
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| anyhow::anyhow!("corrupt or truncated sample data: {e}"))?;
-        return Ok(Clip {
-            samples,
-            source_rate: RATE,
-            source_channels: 1,
-        });
-    }
-    let interleaved: Vec<f32> = match (spec.sample_format, spec.bits_per_sample) {
-        (hound::SampleFormat::Float, 32) => r.samples::<f32>().collect::<Result<_, _>>(),
-        (hound::SampleFormat::Int, bits @ (8 | 16 | 24 | 32)) => {
-            let scale = 1.0 / (1u64 << (bits - 1)) as f32;
-            r.samples::<i32>()
-                .map(|s| s.map(|v| v as f32 * scale))
-                .collect::<Result<_, _>>()
-        }
-        (format, bits) => bail!("{bits}-bit {format:?} samples are not supported"),
-    }
-    .map_err(|e| anyhow::anyhow!("corrupt or truncated sample data: {e}"))?;
-    // NaN or infinity would poison the resampler's FFT (rubato panics on it), and so could
-    // huge finite values: refuse the former, clip the latter to full scale (±1.0), where the
-    // 16-bit output clips anyway.
-    if interleaved.iter().any(|x| !x.is_finite()) {
-        bail!("the file holds NaN or infinite float samples");
-    }
-    let frames = interleaved.len() / usize::from(channels);
-    if frames > frames_declared {
-        bail!("sample data is longer than the header declares");
-    }
-    let mono: Vec<f32> = interleaved
-        .chunks_exact(usize::from(channels))
-        .map(|c| c.iter().map(|x| x.clamp(-1.0, 1.0)).sum::<f32>() / f32::from(channels))
-        .collect();
-    let resampled = if spec.sample_rate == RATE {
-        mono
-    } else {
-        resample(&mono, spec.sample_rate)?
-    };
-    let samples = resampled
-        .iter()
-        .map(|&x| (x * 32768.0).round().clamp(-32768.0, 32767.0) as i16)
-        .collect();
-    Ok(Clip {
-        samples,
-        source_rate: spec.sample_rate,
-        source_channels: channels,
-    })
+    WavStream::open(reader)?.into_clip()
 }
 
-/// Resamples mono audio from `rate` to [`RATE`].
-fn resample(mono: &[f32], rate: u32) -> Result<Vec<f32>> {
-    if mono.is_empty() {
-        return Ok(Vec::new());
+/// A WAV whose header was read and checked, ready to be decoded block by block.
+pub struct WavStream<R: Read> {
+    reader: hound::WavReader<R>,
+    spec: hound::WavSpec,
+}
+
+impl<R: Read> WavStream<R> {
+    /// Reads and checks the header: 1 to 32 channels, 4 kHz to 384 kHz, at most an hour and at
+    /// most [`MAX_DATA_BYTES`] of sample data, a supported sample format. Nothing the header
+    /// announces is allocated.
+    pub fn open(reader: R) -> Result<Self> {
+        let reader = hound::WavReader::new(reader)
+            .map_err(|e| anyhow::anyhow!("not a readable WAV file: {e}"))?;
+        let spec = reader.spec();
+        let channels = spec.channels;
+        if channels == 0 || channels > MAX_CHANNELS {
+            bail!("{channels} channels is not supported (1 to {MAX_CHANNELS})");
+        }
+        if !(4_000..=384_000).contains(&spec.sample_rate) {
+            bail!(
+                "a sample rate of {} Hz is not supported (4 kHz to 384 kHz)",
+                spec.sample_rate
+            );
+        }
+        match (spec.sample_format, spec.bits_per_sample) {
+            (hound::SampleFormat::Float, 32) | (hound::SampleFormat::Int, 8 | 16 | 24 | 32) => {}
+            (format, bits) => bail!("{bits}-bit {format:?} samples are not supported"),
+        }
+        if u64::from(reader.duration()) > MAX_SECONDS * u64::from(spec.sample_rate) {
+            bail!("longer than {MAX_SECONDS} s");
+        }
+        let bytes = u64::from(reader.len()) * u64::from(spec.bits_per_sample.div_ceil(8));
+        if bytes > MAX_DATA_BYTES {
+            bail!(
+                "{bytes} bytes of sample data ({channels} channels at {} Hz) is more than the \
+                 {MAX_DATA_BYTES} bytes accepted",
+                spec.sample_rate
+            );
+        }
+        Ok(WavStream { reader, spec })
     }
-    let mut resampler = Fft::<f32>::new(rate as usize, RATE as usize, 1024, 1, FixedSync::Both)
-        .map_err(|e| anyhow::anyhow!("cannot resample from {rate} Hz: {e}"))?;
-    let input = InterleavedSlice::new(mono, 1, mono.len())
-        .map_err(|e| anyhow::anyhow!("resampler input: {e}"))?;
-    let out = resampler
-        .process_all(&input, mono.len(), None)
-        .map_err(|e| anyhow::anyhow!("resampling failed: {e}"))?;
-    Ok((0..out.frames())
-        .map(|f| out.read_sample(0, f).unwrap_or(0.0))
-        .collect())
+
+    /// Sample rate of the file.
+    pub fn source_rate(&self) -> u32 {
+        self.spec.sample_rate
+    }
+
+    /// Channels of the file.
+    pub fn source_channels(&self) -> u16 {
+        self.spec.channels
+    }
+
+    /// Decodes the whole stream into memory.
+    pub fn into_clip(self) -> Result<Clip> {
+        let (source_rate, source_channels) = (self.source_rate(), self.source_channels());
+        let mut samples = Vec::new();
+        self.stream(|block| {
+            samples.extend_from_slice(block);
+            Ok(())
+        })?;
+        Ok(Clip {
+            samples,
+            source_rate,
+            source_channels,
+        })
+    }
+
+    /// Decodes the whole stream, converted to 16 kHz mono 16-bit, calling `sink` with blocks of
+    /// at most [`BLOCK`] samples.
+    pub fn stream(mut self, mut sink: impl FnMut(&[i16]) -> Result<()>) -> Result<()> {
+        let spec = self.spec;
+        let corrupt = |e: hound::Error| anyhow::anyhow!("corrupt or truncated sample data: {e}");
+        if spec.sample_rate == RATE
+            && spec.channels == 1
+            && spec.sample_format == hound::SampleFormat::Int
+            && spec.bits_per_sample == 16
+        {
+            let mut block = Vec::with_capacity(BLOCK);
+            for s in self.reader.samples::<i16>() {
+                block.push(s.map_err(corrupt)?);
+                if block.len() == BLOCK {
+                    sink(&block)?;
+                    block.clear();
+                }
+            }
+            return if block.is_empty() {
+                Ok(())
+            } else {
+                sink(&block)
+            };
+        }
+        let mut out = Converter::new(spec.sample_rate, &mut sink)?;
+        let channels = usize::from(spec.channels);
+        let mut frame = Vec::with_capacity(channels);
+        let mut mono = Vec::with_capacity(READ_FRAMES);
+        let mut push = |x: f32, mono: &mut Vec<f32>, out: &mut Converter<'_, _>| -> Result<()> {
+            // NaN or infinity would poison the resampler's FFT (rubato panics on it), and so
+            // could huge finite values: refuse the former, clip the latter to full scale
+            // (±1.0), where the 16-bit output clips anyway.
+            if !x.is_finite() {
+                bail!("the file holds NaN or infinite float samples");
+            }
+            frame.push(x.clamp(-1.0, 1.0));
+            if frame.len() == channels {
+                mono.push(frame.iter().sum::<f32>() / f32::from(spec.channels));
+                frame.clear();
+                if mono.len() == READ_FRAMES {
+                    out.push(mono)?;
+                    mono.clear();
+                }
+            }
+            Ok(())
+        };
+        if spec.sample_format == hound::SampleFormat::Float {
+            for s in self.reader.samples::<f32>() {
+                push(s.map_err(corrupt)?, &mut mono, &mut out)?;
+            }
+        } else {
+            let scale = 1.0 / (1u64 << (spec.bits_per_sample - 1)) as f32;
+            for s in self.reader.samples::<i32>() {
+                push(s.map_err(corrupt)? as f32 * scale, &mut mono, &mut out)?;
+            }
+        }
+        out.push(&mono)?;
+        out.finish()
+    }
+}
+
+/// Mono float audio at the source rate in, 16 kHz 16-bit blocks out: resampled chunk by chunk
+/// exactly as rubato's `process_all` does for a whole clip (the resampler's delay trimmed at
+/// the start, zeros pumped at the end and the output cut at the clip's length), then rounded.
+struct Converter<'a, S: FnMut(&[i16]) -> Result<()>> {
+    out: Output<'a, S>,
+    /// `None` at 16 kHz: only rounding.
+    resampler: Option<Fft<f32>>,
+    /// Source frames waiting for a whole resampler chunk.
+    pending: Vec<f32>,
+    /// The resampler's output for one chunk.
+    resampled: Vec<f32>,
+    /// Source frames taken.
+    frames_in: u64,
+}
+
+/// Where converted frames go: rounded to 16 bits, in blocks, the resampler's delay dropped and
+/// nothing past `limit`.
+struct Output<'a, S: FnMut(&[i16]) -> Result<()>> {
+    sink: &'a mut S,
+    /// Frames still to drop (the resampler's delay).
+    to_trim: usize,
+    /// Frames handed on.
+    sent: u64,
+    /// Most frames to hand on (the clip's length once known).
+    limit: u64,
+}
+
+impl<S: FnMut(&[i16]) -> Result<()>> Output<'_, S> {
+    fn emit(&mut self, frames: &[f32]) -> Result<()> {
+        let skip = self.to_trim.min(frames.len());
+        self.to_trim -= skip;
+        let room = usize::try_from(self.limit - self.sent).unwrap_or(usize::MAX);
+        let frames = &frames[skip..][..room.min(frames.len() - skip)];
+        let mut block = [0i16; BLOCK];
+        for part in frames.chunks(BLOCK) {
+            for (o, &x) in block.iter_mut().zip(part) {
+                *o = (x * 32768.0).round().clamp(-32768.0, 32767.0) as i16;
+            }
+            (self.sink)(&block[..part.len()])?;
+        }
+        self.sent += frames.len() as u64;
+        Ok(())
+    }
+}
+
+impl<'a, S: FnMut(&[i16]) -> Result<()>> Converter<'a, S> {
+    fn new(rate: u32, sink: &'a mut S) -> Result<Self> {
+        let resampler = if rate == RATE {
+            None
+        } else {
+            Some(
+                Fft::<f32>::new(rate as usize, RATE as usize, 1024, 1, FixedSync::Both)
+                    .map_err(|e| anyhow::anyhow!("cannot resample from {rate} Hz: {e}"))?,
+            )
+        };
+        let (chunk, to_trim, out_max) = resampler.as_ref().map_or((0, 0, 0), |r| {
+            (
+                r.input_frames_next(),
+                r.output_delay(),
+                r.output_frames_max(),
+            )
+        });
+        Ok(Converter {
+            out: Output {
+                sink,
+                to_trim,
+                sent: 0,
+                limit: u64::MAX,
+            },
+            resampler,
+            pending: Vec::with_capacity(chunk),
+            resampled: vec![0.0; out_max],
+            frames_in: 0,
+        })
+    }
+
+    /// Runs the resampler on the pending frames (`partial`: fewer than a chunk, zero-padded).
+    fn run(&mut self, resampler_partial: Option<usize>) -> Result<()> {
+        let Some(resampler) = self.resampler.as_mut() else {
+            return Ok(());
+        };
+        let input = InterleavedSlice::new(&self.pending[..], 1, self.pending.len())
+            .map_err(|e| anyhow::anyhow!("resampler input: {e}"))?;
+        let out_len = self.resampled.len();
+        let mut output = InterleavedSlice::new_mut(&mut self.resampled[..], 1, out_len)
+            .map_err(|e| anyhow::anyhow!("resampler output: {e}"))?;
+        let indexing = Indexing {
+            input_offset: 0,
+            output_offset: 0,
+            partial_len: resampler_partial,
+            active_channels_mask: None,
+        };
+        let (_, produced) = resampler
+            .process_into_buffer(&input, &mut output, Some(&indexing))
+            .map_err(|e| anyhow::anyhow!("resampling failed: {e}"))?;
+        self.pending.clear();
+        self.out.emit(&self.resampled[..produced])
+    }
+
+    /// Takes source frames.
+    fn push(&mut self, mut frames: &[f32]) -> Result<()> {
+        self.frames_in += frames.len() as u64;
+        let Some(chunk) = self.resampler.as_ref().map(|r| r.input_frames_next()) else {
+            return self.out.emit(frames);
+        };
+        while !frames.is_empty() {
+            let take = (chunk - self.pending.len()).min(frames.len());
+            self.pending.extend_from_slice(&frames[..take]);
+            frames = &frames[take..];
+            if self.pending.len() == chunk {
+                self.run(None)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Flushes the last partial chunk and the resampler's tail, up to the clip's length.
+    fn finish(mut self) -> Result<()> {
+        let Some(ratio) = self.resampler.as_ref().map(|r| r.resample_ratio()) else {
+            return Ok(());
+        };
+        if self.frames_in == 0 {
+            return Ok(());
+        }
+        self.out.limit = (ratio * self.frames_in as f64).ceil() as u64;
+        if !self.pending.is_empty() {
+            self.run(Some(self.pending.len()))?;
+        }
+        while self.out.sent < self.out.limit {
+            self.run(Some(0))?;
+        }
+        Ok(())
+    }
 }
 
 /// Reads raw signed 16-bit little-endian mono samples from `reader` in blocks, calling `sink`
@@ -231,6 +427,55 @@ mod tests {
             .max()
             .unwrap();
         assert!((7600..=8400).contains(&peak), "peak {peak}");
+    }
+
+    /// The converter's chunk-by-chunk output is the whole-clip resampling of before, sample for
+    /// sample, at clip lengths around the resampler's chunk.
+    #[test]
+    fn streamed_resampling_equals_whole_clip_resampling() {
+        use rubato::audioadapter::Adapter;
+        for (rate, frames) in [(48_000, 3072), (44_100, 1), (44_100, 20_000), (8_000, 4097)] {
+            let mono: Vec<f32> = (0..frames)
+                .map(|i| ((i * 7919 % 2000) as f32 / 1000.0 - 1.0) * 0.8)
+                .collect();
+            let mut whole = Fft::<f32>::new(rate, RATE as usize, 1024, 1, FixedSync::Both).unwrap();
+            let input = InterleavedSlice::new(&mono[..], 1, mono.len()).unwrap();
+            let out = whole.process_all(&input, mono.len(), None).unwrap();
+            let want: Vec<i16> = (0..out.frames())
+                .map(|f| {
+                    let x = out.read_sample(0, f).unwrap();
+                    (x * 32768.0).round().clamp(-32768.0, 32767.0) as i16
+                })
+                .collect();
+            let mut got = Vec::new();
+            let mut sink = |b: &[i16]| {
+                assert!(b.len() <= BLOCK);
+                got.extend_from_slice(b);
+                Ok(())
+            };
+            let mut c = Converter::new(rate as u32, &mut sink).unwrap();
+            for part in mono.chunks(1000) {
+                c.push(part).unwrap();
+            }
+            c.finish().unwrap();
+            assert_eq!(got, want, "{rate} Hz, {frames} frames");
+        }
+    }
+
+    /// A header announcing more sample data than accepted is refused before any is read,
+    /// whatever its duration in frames.
+    #[test]
+    fn the_sample_data_is_bounded_in_bytes_from_the_header() {
+        let data = wav(spec(32, 384_000, 32, hound::SampleFormat::Int), |w| {
+            (0..32).for_each(|_| w.write_sample(0).unwrap())
+        });
+        let mut big = data.clone();
+        // The data chunk's length: 2 GiB (11 s at this rate, well within the hour).
+        let at = data.windows(4).position(|w| w == b"data").unwrap() + 4;
+        big[at..at + 4].copy_from_slice(&(2u32 << 30).to_le_bytes());
+        let e = WavStream::open(&big[..]).err().expect("refused");
+        assert!(format!("{e:#}").contains("bytes of sample data"), "{e:#}");
+        assert!(WavStream::open(&data[..]).is_ok());
     }
 
     #[test]

@@ -394,6 +394,12 @@ enum PlatformCommand {
         /// Most sessions (enclaves) at once; more are refused as busy.
         #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
         max_sessions: u16,
+        /// Most sessions at once for one user (uid); more are refused.
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=256))]
+        max_sessions_per_uid: u16,
+        /// Seconds an app's audio stream may send nothing before its session is ended.
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u16).range(1..))]
+        idle_timeout: u16,
     },
 }
 
@@ -565,6 +571,8 @@ fn main() -> ExitCode {
                     socket,
                     socket_mode,
                     max_sessions,
+                    max_sessions_per_uid,
+                    idle_timeout,
                 },
         } => device::device_dir(dir).and_then(|dir| {
             platform::serve(platform::Settings {
@@ -572,6 +580,8 @@ fn main() -> ExitCode {
                 socket,
                 socket_mode,
                 max_sessions: usize::from(max_sessions),
+                max_sessions_per_uid: usize::from(max_sessions_per_uid),
+                idle_timeout: std::time::Duration::from_secs(u64::from(idle_timeout)),
             })
         }),
         Command::Vendor {

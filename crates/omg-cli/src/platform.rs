@@ -3,15 +3,22 @@
 //! HUK, sealed blobs, counters), and launches one enclave per app session. Apps connect to its
 //! Unix socket (see `omg_linux::service`), pass a package and an audio descriptor, and receive
 //! only `Ready`, `Event` and `Finished` — or one `Failed`.
+//!
+//! Bounds: at most `max_sessions` sessions at once, and `max_sessions_per_uid` for one user
+//! (the socket's peer credentials); a clip's header is checked and its samples decoded as a
+//! stream ([`crate::audio::WavStream`]), so memory stays bounded whatever the file announces;
+//! a stream the app passes is relayed by the service and ends the session when it sends
+//! nothing for `idle_timeout`.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -41,6 +48,10 @@ pub struct Settings {
     pub socket_mode: u32,
     /// Most sessions (enclaves) at once.
     pub max_sessions: usize,
+    /// Most sessions at once for one user (uid).
+    pub max_sessions_per_uid: usize,
+    /// How long an app's audio stream may send nothing before its session is ended.
+    pub idle_timeout: Duration,
 }
 
 /// Binds `path`, replacing a stale socket left by a service that died, but never a live one
@@ -67,8 +78,9 @@ fn bind(path: &Path, mode: u32) -> Result<UnixListener> {
 }
 
 /// What the app's request asks for, checked against the descriptor that came with it: the
-/// licence's input source is decided here, by the platform, not by the app's word alone.
-fn feed_for(source: u8, fd: Option<OwnedFd>) -> Result<(InputSource, Feed)> {
+/// licence's input source is decided here, by the platform, not by the app's word alone. A
+/// stream is watched: `idle` without audio ends the session.
+fn feed_for(source: u8, fd: Option<OwnedFd>, idle: Duration) -> Result<(InputSource, Feed)> {
     let source = InputSource::from_bit(source).context("unknown input source")?;
     match (source, fd) {
         (InputSource::Mic, None) => Ok((source, Feed::Mic)),
@@ -84,10 +96,11 @@ fn feed_for(source: u8, fd: Option<OwnedFd>) -> Result<(InputSource, Feed)> {
             if !kind.is_file() {
                 bail!("the file source must be a regular file");
             }
-            let clip = crate::audio::decode_wav(io::BufReader::new(file))?;
-            Ok((source, Feed::Clip(clip.samples)))
+            // The header is checked (and bounded) now; the samples stream while the enclave runs.
+            let wav = crate::audio::WavStream::open(io::BufReader::new(file))?;
+            Ok((source, Feed::Wav(wav)))
         }
-        (InputSource::Stdin, Some(fd)) => Ok((source, Feed::Stream(fd))),
+        (InputSource::Stdin, Some(fd)) => Ok((source, Feed::Watched(fd, idle))),
     }
 }
 
@@ -100,7 +113,7 @@ fn session(settings: &Settings, image: &EnclaveImage, stream: &UnixStream) -> Re
     else {
         bail!("the app left before asking");
     };
-    let (source, feed) = feed_for(source, fd)?;
+    let (source, feed) = feed_for(source, fd, settings.idle_timeout)?;
     let start = start_request(&settings.dir, package, source)?;
     let (audio, feeder) = feed.into_fd()?;
     let identity = crate::enclave::identity(&settings.dir)?;
@@ -136,19 +149,16 @@ fn session(settings: &Settings, image: &EnclaveImage, stream: &UnixStream) -> Re
     ))
 }
 
-/// Serves one connection; any failure goes to the app as `Failed`. Returns the line for the
-/// service's log.
+/// Serves one connection of the app `who`; any failure goes to the app as `Failed`. Returns
+/// the line for the service's log.
 fn serve_connection(
     settings: &Settings,
     image: &EnclaveImage,
     stream: UnixStream,
     n: u64,
+    who: &str,
 ) -> String {
     let started = Instant::now();
-    let who = match peer(&stream) {
-        Ok(Peer { pid, uid, .. }) => format!("uid {uid} pid {pid}"),
-        Err(_) => "unknown peer".to_string(),
-    };
     match session(settings, image, &stream) {
         Ok(line) => format!(
             "omg platform: session {n} ({who}): {line}, {:.0} ms",
@@ -168,6 +178,59 @@ fn serve_connection(
     }
 }
 
+/// The sessions running, in total and per user.
+#[derive(Default)]
+struct Sessions {
+    total: usize,
+    per_uid: HashMap<u32, usize>,
+}
+
+/// A running session's place in [`Sessions`], given back when dropped.
+struct Slot {
+    sessions: Arc<Mutex<Sessions>>,
+    uid: u32,
+}
+
+impl Slot {
+    /// Takes a place for a session of `uid`, or says why there is none.
+    fn take(sessions: &Arc<Mutex<Sessions>>, uid: u32, settings: &Settings) -> Result<Slot> {
+        let mut s = sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        if s.total >= settings.max_sessions {
+            bail!(
+                "the platform service is busy ({} sessions running); try again later",
+                settings.max_sessions
+            );
+        }
+        let mine = s.per_uid.entry(uid).or_default();
+        if *mine >= settings.max_sessions_per_uid {
+            bail!(
+                "uid {uid} already has {} sessions running, the most one user may have; \
+                 end one first",
+                settings.max_sessions_per_uid
+            );
+        }
+        *mine += 1;
+        s.total += 1;
+        Ok(Slot {
+            sessions: sessions.clone(),
+            uid,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut s = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        s.total -= 1;
+        if let Some(n) = s.per_uid.get_mut(&self.uid) {
+            *n -= 1;
+            if *n == 0 {
+                s.per_uid.remove(&self.uid);
+            }
+        }
+    }
+}
+
 /// `omg platform serve`: listens until killed.
 pub fn serve(settings: Settings) -> Result<()> {
     protect_service_process().context("cannot make the service non-dumpable")?;
@@ -177,16 +240,18 @@ pub fn serve(settings: Settings) -> Result<()> {
     let image = Arc::new(crate::enclave::image()?);
     let listener = bind(&settings.socket, settings.socket_mode)?;
     eprintln!(
-        "omg platform: serving the device in {} on {} (mode {:o}, at most {} sessions); \
-         enclave {}",
+        "omg platform: serving the device in {} on {} (mode {:o}, at most {} sessions, {} per \
+         user, {} s idle timeout); enclave {}",
         settings.dir.display(),
         settings.socket.display(),
         settings.socket_mode,
         settings.max_sessions,
+        settings.max_sessions_per_uid,
+        settings.idle_timeout.as_secs(),
         crate::identity::hex(&image.measurement())
     );
     let settings = Arc::new(settings);
-    let active = Arc::new(AtomicUsize::new(0));
+    let sessions = Arc::new(Mutex::new(Sessions::default()));
     let count = AtomicU64::new(0);
     for stream in listener.incoming() {
         let stream = match stream {
@@ -198,29 +263,31 @@ pub fn serve(settings: Settings) -> Result<()> {
             }
         };
         let n = count.fetch_add(1, Ordering::Relaxed) + 1;
-        if active.fetch_add(1, Ordering::AcqRel) >= settings.max_sessions {
-            active.fetch_sub(1, Ordering::AcqRel);
-            eprintln!("omg platform: session {n} refused: busy");
-            let reason = format!(
-                "the platform service is busy ({} sessions running); try again later",
-                settings.max_sessions
-            );
-            let mut out = &stream;
-            let _ = send(&mut out, &EnclaveReply::Failed { reason });
-            continue;
-        }
-        let (settings, image, slot) = (settings.clone(), image.clone(), active.clone());
+        let slot = peer(&stream)
+            .context("cannot identify the app")
+            .and_then(|p| Ok((Slot::take(&sessions, p.uid, &settings)?, p)));
+        let (slot, Peer { pid, uid, .. }) = match slot {
+            Ok(s) => s,
+            Err(e) => {
+                let reason = format!("{e:#}");
+                eprintln!("omg platform: session {n} refused: {reason}");
+                let mut out = &stream;
+                let _ = send(&mut out, &EnclaveReply::Failed { reason });
+                continue;
+            }
+        };
+        let (settings, image) = (settings.clone(), image.clone());
+        // A thread that cannot start drops the closure: the connection and the slot with it.
         let spawned = std::thread::Builder::new()
             .name(format!("omg-session-{n}"))
             .spawn(move || {
-                let line = serve_connection(&settings, &image, stream, n);
+                let who = format!("uid {uid} pid {pid}");
+                let line = serve_connection(&settings, &image, stream, n, &who);
                 // The slot is free before the log says the session ended.
-                slot.fetch_sub(1, Ordering::AcqRel);
+                drop(slot);
                 eprintln!("{line}");
             });
         if let Err(e) = spawned {
-            // The connection went with the closure; the slot comes back here.
-            active.fetch_sub(1, Ordering::AcqRel);
             eprintln!("omg platform: session {n}: cannot start a thread: {e}");
         }
     }

@@ -56,19 +56,23 @@ pub(crate) fn provisioned_vendor_key(
 
 /// What feeds the enclave's audio descriptor.
 pub enum Feed {
-    /// Samples already decoded (a WAV clip), written into a pipe by a thread.
-    Clip(Vec<i16>),
+    /// A WAV clip, decoded block by block and written into a pipe by a thread.
+    Wav(audio::WavStream<std::io::BufReader<std::fs::File>>),
     /// The microphone, captured by a thread and written into a pipe.
     Mic,
     /// A readable stream of raw s16le 16 kHz mono, handed over as it is.
     Stream(OwnedFd),
+    /// A readable stream of raw s16le 16 kHz mono that the platform service relays to the
+    /// enclave (the bytes unchanged, through a 4 KiB buffer), ending the feed with an error
+    /// when nothing arrives for the duration: an app cannot hold a session with a silent pipe.
+    Watched(OwnedFd, Duration),
 }
 
 impl Feed {
     /// The feed for `source` as this process opens it.
     fn open(source: &Source) -> Result<Self> {
         Ok(match source {
-            Source::Wav(path) => Feed::Clip(audio::read_wav(path)?.samples),
+            Source::Wav(path) => Feed::Wav(audio::open_wav(path)?),
             Source::Stdin => Feed::Stream(
                 std::io::stdin()
                     .as_fd()
@@ -81,28 +85,86 @@ impl Feed {
 
     /// The audio descriptor for the enclave, and the thread feeding it (if any).
     pub fn into_fd(self) -> Result<(OwnedFd, Option<JoinHandle<Result<()>>>)> {
-        let clip = match self {
+        type Source = Box<dyn FnOnce(&mut std::fs::File) -> Result<()> + Send>;
+        let source: Source = match self {
             Feed::Stream(fd) => return Ok((fd, None)),
-            Feed::Clip(samples) => Some(samples),
-            Feed::Mic => None,
+            Feed::Wav(wav) => Box::new(move |out| wav.stream(|block| feed_samples(out, block))),
+            Feed::Mic => Box::new(move |out| crate::stream::mic(&mut |b| feed_samples(out, b))),
+            Feed::Watched(fd, idle) => Box::new(move |out| relay(fd, idle, out)),
         };
         let (reader, writer) = rustix::pipe::pipe().context("cannot make the audio pipe")?;
-        let feeder = std::thread::spawn(move || -> Result<()> {
-            let mut out = std::fs::File::from(writer);
-            let mut write = |block: &[i16]| -> Result<()> {
-                let bytes: Vec<u8> = block.iter().flat_map(|s| s.to_le_bytes()).collect();
-                // The enclave closing its end (it stopped) ends the feeding quietly.
-                match out.write_all(&bytes) {
-                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-                    r => r.context("cannot feed the enclave"),
-                }
-            };
-            match clip {
-                Some(samples) => samples.chunks(1600).try_for_each(&mut write),
-                None => crate::stream::mic(&mut write),
-            }
+        let feeder = std::thread::spawn(move || {
+            // The enclave closing its end (it stopped) ends the feeding quietly, and at once:
+            // no more decoding or capture for nobody.
+            source(&mut std::fs::File::from(writer)).or_else(|e| match e.downcast_ref() {
+                Some(EnclaveGone) => Ok(()),
+                None => Err(e),
+            })
         });
         Ok((reader, Some(feeder)))
+    }
+}
+
+/// The enclave closed its audio pipe: the feeding stops, without an error.
+#[derive(Debug)]
+struct EnclaveGone;
+
+impl std::fmt::Display for EnclaveGone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the enclave stopped reading audio")
+    }
+}
+
+impl std::error::Error for EnclaveGone {}
+
+/// Writes `bytes` to the enclave's audio pipe ([`EnclaveGone`] when the enclave closed it).
+fn feed(out: &mut std::fs::File, bytes: &[u8]) -> Result<()> {
+    match out.write_all(bytes) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(EnclaveGone.into()),
+        r => r.context("cannot feed the enclave"),
+    }
+}
+
+/// Writes a block of samples to the enclave's audio pipe as s16le.
+fn feed_samples(out: &mut std::fs::File, block: &[i16]) -> Result<()> {
+    let bytes: Vec<u8> = block.iter().flat_map(|s| s.to_le_bytes()).collect();
+    feed(out, &bytes)
+}
+
+/// Copies `input` to `out` until the end of input; fails when nothing arrives for `idle`.
+fn relay(input: OwnedFd, idle: Duration, out: &mut std::fs::File) -> Result<()> {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let timeout = Timespec::try_from(idle).context("idle timeout out of range")?;
+    let mut input = std::fs::File::from(input);
+    let mut buf = [0u8; 4096];
+    loop {
+        let ready = {
+            let mut fds = [PollFd::new(&input, PollFlags::IN)];
+            match poll(&mut fds, Some(&timeout)) {
+                Err(rustix::io::Errno::INTR) => continue,
+                r => r.context("cannot wait for the app's audio")?,
+            }
+        };
+        if ready == 0 {
+            bail!(
+                "the app sent no audio for {} s; the session was ended",
+                idle.as_secs()
+            );
+        }
+        let n = match std::io::Read::read(&mut input, &mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock
+                ) =>
+            {
+                continue;
+            }
+            Err(e) => return Err(e).context("cannot read the app's audio"),
+        };
+        feed(out, &buf[..n])?;
     }
 }
 
@@ -261,7 +323,8 @@ fn run_through_service(
         )
     })?;
     // The service reads a clip itself from the descriptor (its own WAV decoder, so the
-    // licence's "file" means a file) and hands a stream on to the enclave as it is.
+    // licence's "file" means a file) and relays a stream to the enclave, ending the session
+    // when it stays silent.
     let file;
     let stdin = std::io::stdin();
     let fd = match source {
@@ -292,4 +355,46 @@ fn run_through_service(
             None => bail!("the platform service closed the session"),
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A clip's feeder stops as soon as the enclave closes its pipe, instead of decoding the
+    /// rest of the file for nobody: here a sparse 32-channel 384 kHz clip announcing 1 GiB,
+    /// which takes minutes to decode.
+    #[test]
+    fn a_clip_feeder_stops_when_the_enclave_closes_its_pipe() {
+        let dir = std::env::temp_dir().join(format!("omg-feeder-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("big.wav");
+        let spec = hound::WavSpec {
+            channels: 32,
+            sample_rate: 384_000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        hound::WavWriter::create(&path, spec)
+            .unwrap()
+            .finalize()
+            .unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        let data: u32 = (1 << 30) - 64;
+        let at = bytes.windows(4).position(|w| w == b"data").unwrap() + 4;
+        bytes[at..at + 4].copy_from_slice(&data.to_le_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        file.set_len(bytes.len() as u64 + u64::from(data)).unwrap();
+
+        let (pipe, feeder) = Feed::Wav(audio::open_wav(&path).unwrap())
+            .into_fd()
+            .unwrap();
+        drop(pipe);
+        let started = Instant::now();
+        join_feeder(feeder).unwrap();
+        let took = started.elapsed();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(took < Duration::from_secs(10), "{took:?}");
+    }
 }

@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::audio::{self, RATE};
@@ -31,7 +31,7 @@ impl Source {
     }
 }
 
-/// Feeds the whole source to `feed` in blocks of at most 100 ms, then one second of silence so
+/// Feeds the whole source to `feed` as it is read, in blocks of at most 100 ms, then one second of silence so
 /// that a keyword at the very end reaches the classifier's window and the recognizer's
 /// average. Returns the number of samples the source held (without the silence).
 pub fn feed_source(source: &Source, mut feed: impl FnMut(&[i16]) -> Result<()>) -> Result<u64> {
@@ -41,12 +41,9 @@ pub fn feed_source(source: &Source, mut feed: impl FnMut(&[i16]) -> Result<()>) 
         feed(block)
     };
     match source {
-        Source::Wav(path) => {
-            let clip = audio::read_wav(path)?;
-            for block in clip.samples.chunks(RATE as usize / 10) {
-                counted(block)?;
-            }
-        }
+        Source::Wav(path) => audio::open_wav(path)?
+            .stream(&mut counted)
+            .with_context(|| format!("{}", path.display()))?,
         Source::Stdin => audio::read_s16le(std::io::stdin().lock(), &mut counted)?,
         Source::Mic => mic(&mut counted)?,
     }

@@ -3,8 +3,9 @@
 //!
 //! An app connects to the service's Unix socket and sends one [`AppRequest`] frame (the frame
 //! format of [`omg_enclave::messages`]). The audio travels as a descriptor passed with the
-//! frame's first bytes (`SCM_RIGHTS`): the app never streams audio through the service, and the
-//! service never opens a file on the app's behalf. The service answers with
+//! frame's first bytes (`SCM_RIGHTS`): the app never streams audio through this socket, and the
+//! service never opens a file on the app's behalf (it decodes a clip from the descriptor, and
+//! relays a stream to its enclave so that a silent one can end the session). The service answers with
 //! [`omg_enclave::messages::EnclaveReply`] frames, and only three kinds of them: `Ready`,
 //! `Event` and `Finished`, or one `Failed` that ends the session. Packages are public
 //! (encrypted and signed); sealed blobs, licences, tokens and keys never cross this channel.

@@ -9,8 +9,9 @@
 //!
 //! Canonical CBOR (keys in this order, minimal lengths), at most [`MAX_CHALLENGE_LEN`] bytes,
 //! no other keys. The challenge is not signed: it travels from the vendor to the device and the
-//! nonce comes back inside the signed attestation token, where the vendor compares it (in
-//! constant time) with the nonce it stored.
+//! nonce comes back inside the signed attestation token, where the vendor checks that it issued
+//! it (omg-vendor: a MAC inside the nonce, checked in constant time; nothing is stored until an
+//! activation consumes it).
 
 use alloc::vec;
 use alloc::vec::Vec;

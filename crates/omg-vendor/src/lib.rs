@@ -29,6 +29,7 @@
 
 mod hex;
 pub mod http;
+mod nonce;
 mod pg;
 mod policy;
 mod pool;
@@ -40,5 +41,8 @@ mod store;
 /// The operating system's RNG (omg-protocol's, through getrandom).
 pub use omg_protocol::OsRng;
 pub use policy::{InputSourceName, OutputPolicyName, Policy, PolicyError};
-pub use service::{ActivateError, Activation, ActivationRequest, Refusal, Service, ServiceConfig};
+pub use service::{
+    ActivateError, Activation, ActivationRequest, MAX_UNSIGNED_AUDIT_PER_MINUTE, Refusal, Service,
+    ServiceConfig,
+};
 pub use store::{ActivationRecord, AuditRecord, DeviceRecord, ModelRecord, Store, StoreError};

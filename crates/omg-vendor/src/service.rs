@@ -12,9 +12,10 @@
 //! then, inside one write transaction (serialized with every other writer: `BEGIN IMMEDIATE`
 //! on SQLite, an advisory lock on PostgreSQL; see [`crate::Store`]):
 //!
-//! 3. the token's nonce was issued by this service ([`Refusal::UnknownNonce`]), is unused
-//!    ([`Refusal::ReusedNonce`]) and unexpired ([`Refusal::ExpiredNonce`]); it is consumed
-//!    now, so any later refusal burns it too;
+//! 3. the token's nonce was issued by this service (its MAC verifies, see [`crate::nonce`]:
+//!    [`Refusal::UnknownNonce`]), is unused ([`Refusal::ReusedNonce`]) and unexpired
+//!    ([`Refusal::ExpiredNonce`]); it is consumed now (recorded as used: the only row a nonce
+//!    ever gets), so any later refusal burns it too;
 //! 4. the model and version exist ([`Refusal::UnknownModel`]) and the version is not revoked
 //!    ([`Refusal::ModelVersionRevoked`]);
 //! 5. every software component's measurement is allowed by the policy
@@ -44,7 +45,10 @@
 //! On success it records the device's first activation, the activation (with its licence)
 //! and an audit row, commits, and only then returns the licence and the key release (the
 //! content key HPKE-sealed to the enclave key, AAD = hash of the token). Every attempt,
-//! refused or not, leaves exactly one audit row.
+//! refused or not, leaves exactly one audit row — except the requests refused before the
+//! token's signature verifies (checks 1 and 2: [`Refusal::before_signature`]), which anyone
+//! can send without a key: their rows are capped at [`MAX_UNSIGNED_AUDIT_PER_MINUTE`] a
+//! minute, the rest are refused without a row.
 //!
 //! The licence names its activation (the same SHA-256 of the token) and, when the policy sets
 //! `lease_seconds`, carries a lease: renew after `now + lease_seconds`, usable offline until
@@ -65,7 +69,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use omg_protocol::challenge::{Challenge, NONCE_LEN};
+use omg_protocol::challenge::Challenge;
 use omg_protocol::endorsement::{self, Endorsement};
 use omg_protocol::key_release::{HpkePublicKey, KeyRelease};
 use omg_protocol::licence::Licence;
@@ -76,6 +80,7 @@ use omg_protocol::{
 };
 
 use crate::hex;
+use crate::nonce::NonceKey;
 use crate::policy::Policy;
 use crate::sql::{Tx, args};
 use crate::store::{
@@ -88,8 +93,8 @@ use crate::store::{
 pub struct ServiceConfig {
     /// How long a challenge nonce stays valid, in seconds.
     pub nonce_ttl_secs: u64,
-    /// Nonces expired longer than this are purged when new ones are issued, in seconds.
-    /// (After the purge a late token is refused as [`Refusal::UnknownNonce`].)
+    /// Used nonces expired longer than this are purged when another nonce is consumed, in
+    /// seconds. (A token that late is refused as [`Refusal::ExpiredNonce`] either way.)
     pub nonce_retention_secs: u64,
 }
 
@@ -202,7 +207,22 @@ impl Refusal {
             Refusal::DeviceLimitReached => "device_limit_reached",
         }
     }
+
+    /// Whether the request was refused before its token's signature verified (checks 1 and 2
+    /// of the module documentation): anyone can cause these without a key, so their audit
+    /// rows are capped ([`MAX_UNSIGNED_AUDIT_PER_MINUTE`]).
+    pub fn before_signature(&self) -> bool {
+        matches!(
+            self,
+            Refusal::MalformedRequest(_) | Refusal::MalformedToken | Refusal::BadSignature
+        )
+    }
 }
+
+/// Most audit rows written per minute for refusals before the token's signature verifies
+/// ([`Refusal::before_signature`]); beyond it such requests are refused without a row, so a
+/// flood of garbage cannot grow the append-only table without bound.
+pub const MAX_UNSIGNED_AUDIT_PER_MINUTE: i64 = 30;
 
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -286,6 +306,7 @@ impl ActivateError {
 struct Inner {
     store: Store,
     vendor_key: SigningKey,
+    nonce_key: NonceKey,
     config: ServiceConfig,
 }
 
@@ -338,6 +359,30 @@ fn write_audit(
         ],
     )?;
     Ok(())
+}
+
+/// The audit row of a refusal before the token's signature verified, unless
+/// [`MAX_UNSIGNED_AUDIT_PER_MINUTE`] such rows were already written in `now`'s minute.
+fn write_unsigned_audit(
+    tx: &mut dyn Tx,
+    now: u64,
+    subject: &AuditSubject,
+    refusal: &Refusal,
+) -> Result<(), StoreError> {
+    let minute = now - now % 60;
+    let written = tx
+        .query_opt(
+            "SELECT COUNT(*) FROM audit WHERE at >= ?1 AND at < ?2 AND outcome = 'refused'
+             AND reason IN ('malformed_request', 'malformed_token', 'bad_signature')",
+            args![sql_time(minute), sql_time(minute + 60)],
+        )?
+        .map(|mut row| row.int(0, "audit count"))
+        .transpose()?
+        .unwrap_or(0);
+    if written >= MAX_UNSIGNED_AUDIT_PER_MINUTE {
+        return Ok(());
+    }
+    write_audit(tx, now, subject, Some(refusal))
 }
 
 fn truncate(s: &str, max: usize) -> &str {
@@ -455,32 +500,45 @@ struct Terms {
 
 /// Checks 3 to 10 of the module documentation, in that order, against the database as `tx`
 /// sees it.
-fn check_in(tx: &mut dyn Tx, c: &Checked, now: u64, nonce: Nonce) -> Result<Terms, Stop> {
+fn check_in(
+    tx: &mut dyn Tx,
+    c: &Checked,
+    now: u64,
+    nonce: Nonce,
+    inner: &Inner,
+) -> Result<Terms, Stop> {
     let refuse = |r| Err(Stop::Refuse(r));
 
-    // 3. Nonce: issued here, unused, unexpired; consume it.
-    if c.claims.nonce.len() != NONCE_LEN {
-        return refuse(Refusal::UnknownNonce);
-    }
-    let nonce_hex = hex::encode(&c.claims.nonce);
-    let Some(mut row) = tx.query_opt(
-        "SELECT expires_at, used FROM nonces WHERE nonce = ?1",
-        args![&nonce_hex],
-    )?
-    else {
+    // 3. Nonce: tagged here, unused, unexpired; consume it (its first and only row).
+    let Some(expires_at) = inner.nonce_key.open(&c.claims.nonce) else {
         return refuse(Refusal::UnknownNonce);
     };
-    let expires_at = row.int(0, "nonce expiry")?;
-    if row.int(1, "nonce used flag")? != 0 {
+    let nonce_hex = hex::encode(&c.claims.nonce);
+    if tx
+        .query_opt("SELECT 1 FROM nonces WHERE nonce = ?1", args![&nonce_hex])?
+        .is_some()
+    {
         return refuse(Refusal::ReusedNonce);
     }
     if nonce == Nonce::Consume {
         tx.execute(
-            "UPDATE nonces SET used = 1, used_at = ?2 WHERE nonce = ?1 AND used = 0",
-            args![&nonce_hex, sql_time(now)],
+            "DELETE FROM nonces WHERE expires_at < ?1",
+            args![sql_time(
+                now.saturating_sub(inner.config.nonce_retention_secs)
+            )],
+        )?;
+        tx.execute(
+            "INSERT INTO nonces (nonce, issued_at, expires_at, used, used_at)
+             VALUES (?1, ?2, ?3, 1, ?4)",
+            args![
+                &nonce_hex,
+                sql_time(expires_at.saturating_sub(inner.config.nonce_ttl_secs)),
+                sql_time(expires_at),
+                sql_time(now)
+            ],
         )?;
     }
-    if sql_time(now) > expires_at {
+    if now > expires_at {
         return refuse(Refusal::ExpiredNonce);
     }
 
@@ -596,11 +654,12 @@ fn check_endorsement(
 /// fits the model's terms.
 fn decide(
     tx: &mut dyn Tx,
+    inner: &Inner,
     c: &Checked,
     prepared: Option<Prepared>,
     now: u64,
 ) -> Result<Decision, Undo> {
-    match grant(tx, c, prepared, now) {
+    match grant(tx, inner, c, prepared, now) {
         Ok(activation) => {
             write_audit(tx, now, &c.subject, None)?;
             Ok(Decision::Activated(activation))
@@ -616,11 +675,12 @@ fn decide(
 
 fn grant(
     tx: &mut dyn Tx,
+    inner: &Inner,
     c: &Checked,
     prepared: Option<Prepared>,
     now: u64,
 ) -> Result<Activation, Stop> {
-    let terms = check_in(tx, c, now, Nonce::Consume)?;
+    let terms = check_in(tx, c, now, Nonce::Consume, inner)?;
     let activation = match prepared {
         Some(p) if p.policy == terms.model.policy && p.epoch == terms.model.revocation_epoch => {
             p.activation
@@ -677,6 +737,7 @@ impl Service {
         Service {
             inner: Arc::new(Inner {
                 store,
+                nonce_key: NonceKey::derive(&vendor_key),
                 vendor_key,
                 config,
             }),
@@ -693,31 +754,19 @@ impl Service {
         *self.inner.vendor_key.verifying_key()
     }
 
-    /// Issues a fresh single-use challenge valid for [`ServiceConfig::nonce_ttl_secs`], and
-    /// purges nonces expired longer than [`ServiceConfig::nonce_retention_secs`]. Returns once
-    /// the nonce is committed.
+    /// Issues a fresh single-use challenge valid for [`ServiceConfig::nonce_ttl_secs`]. Writes
+    /// nothing: the nonce carries its expiry and a MAC under a key derived from the vendor key
+    /// ([`crate::nonce`]), and is recorded only when an activation consumes it. (Fallible so
+    /// that a store-backed issuer can replace it without changing callers; it never fails.)
     pub fn issue_nonce<R: CryptoRng + ?Sized>(
         &self,
         now: u64,
         rng: &mut R,
     ) -> Result<Challenge, StoreError> {
-        let cfg = self.inner.config;
-        let challenge = Challenge::generate(rng, now, cfg.nonce_ttl_secs);
-        let purge_before = sql_time(now.saturating_sub(cfg.nonce_retention_secs));
-        let nonce_hex = hex::encode(&challenge.nonce);
-        let (issued_at, expires_at) = (sql_time(now), sql_time(challenge.expires_at));
-        self.inner.store.write_batched(move |tx| {
-            tx.execute(
-                "DELETE FROM nonces WHERE expires_at < ?1",
-                args![purge_before],
-            )?;
-            tx.execute(
-                "INSERT INTO nonces (nonce, issued_at, expires_at, used) VALUES (?1, ?2, ?3, 0)",
-                args![&nonce_hex, issued_at, expires_at],
-            )?;
-            Ok::<_, StoreError>(())
-        })?;
-        Ok(challenge)
+        Ok(self
+            .inner
+            .nonce_key
+            .issue(rng, now, self.inner.config.nonce_ttl_secs))
     }
 
     /// Activates a model on a device (see the module doc for the checks and their order).
@@ -732,9 +781,13 @@ impl Service {
             Ok(v) => v,
             Err((refusal, subject)) => {
                 let audited = refusal.clone();
-                self.inner
-                    .store
-                    .write_batched(move |tx| write_audit(tx, now, &subject, Some(&audited)))?;
+                self.inner.store.write_batched(move |tx| {
+                    if audited.before_signature() {
+                        write_unsigned_audit(tx, now, &subject, &audited)
+                    } else {
+                        write_audit(tx, now, &subject, Some(&audited))
+                    }
+                })?;
                 return Err(ActivateError::Refused(refusal));
             }
         };
@@ -749,10 +802,11 @@ impl Service {
                 rng,
             )?;
             let job = Arc::clone(&checked);
+            let inner = Arc::clone(&self.inner);
             match self
                 .inner
                 .store
-                .write_batched(move |tx| decide(tx, &job, prepared, now))
+                .write_batched(move |tx| decide(tx, &inner, &job, prepared, now))
             {
                 Ok(Decision::Activated(activation)) => return Ok(activation),
                 Ok(Decision::Refused(refusal)) => return Err(ActivateError::Refused(refusal)),
@@ -838,7 +892,7 @@ impl Service {
         let terms = match self
             .inner
             .store
-            .read(|tx| Ok(check_in(tx, checked, now, Nonce::Check)))?
+            .read(|tx| Ok(check_in(tx, checked, now, Nonce::Check, &self.inner)))?
         {
             Ok(terms) => terms,
             Err(Stop::Refuse(_)) | Err(Stop::Undo(Undo::Stale)) => return Ok(None),
@@ -1016,10 +1070,10 @@ mod tests {
             .store()
             .put_model("m", &policy(NOW + 200), NOW)
             .unwrap();
-        let job = Arc::clone(&checked);
+        let (job, inner) = (Arc::clone(&checked), Arc::clone(&service.inner));
         let stale = service
             .store()
-            .write_batched(move |tx| decide(tx, &job, Some(prepared), NOW));
+            .write_batched(move |tx| decide(tx, &inner, &job, Some(prepared), NOW));
         assert!(matches!(stale, Err(Undo::Stale)));
         assert!(service.audit_log().unwrap().is_empty());
         assert!(service.list_activations().unwrap().is_empty());

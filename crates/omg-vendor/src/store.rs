@@ -5,7 +5,8 @@
 //! `model_versions` (content key, revoked flag), `devices` (UEID, public key, time of
 //! enrolment, endorsing maker, first activation, revoked flag: only devices enrolled or
 //! endorsed by a trusted maker are activated), `makers` (the device makers' keys the operator
-//! trusts), `nonces` (value, expiry, used flag), `activations` (device, model, version,
+//! trusts), `nonces` (the consumed challenge nonces: value, expiry, used flag; issuing a
+//! challenge writes nothing, see [`crate::nonce`]), `activations` (device, model, version,
 //! time, licence), `model_device_counts` (distinct devices activated per model, for the device
 //! limit) and the append-only `audit` table (every activation attempt with its outcome and
 //! refusal reason). Binary values are lowercase hex TEXT, times BIGINT seconds, flags
@@ -18,7 +19,7 @@
 //! a transaction-level advisory lock, see [`crate::pg`]), so a check made inside one (a device
 //! limit, the next sequence number) still holds when it commits.
 //!
-//! The service's frequent writes (nonces, activations, their audit rows) go through
+//! The service's frequent writes (activations, their consumed nonces and audit rows) go through
 //! `Store::write_batched`: on SQLite one writer thread per store commits the writes waiting at
 //! a time together, each in a savepoint of its own (group commit, see [`crate::sqlite`]), so a
 //! burst of activations costs one fsync instead of one each. Each write still sees all those

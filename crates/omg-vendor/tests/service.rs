@@ -661,9 +661,120 @@ fn endorsed_devices_need_a_trusted_maker(backend: Backend) {
     );
 }
 
+/// Rows in the tables a request from anyone could grow.
+fn flood_rows(f: &Fixture) -> (i64, i64) {
+    (
+        f.db.raw_count("SELECT COUNT(*) FROM nonces"),
+        f.db.raw_count("SELECT COUNT(*) FROM audit"),
+    )
+}
+
+/// Challenges write nothing: 10,000 of them add no row. Their nonces are still single use,
+/// and another service instance with the same vendor key (a fleet on one database) accepts
+/// them; a nonce under another vendor key is unknown.
+fn challenges_write_nothing(backend: Backend) {
+    let mut f = fixture_on(backend, "challenges", 12, &policy(5));
+    let before = flood_rows(&f);
+    let challenges: Vec<_> = (0..10_000)
+        .map(|_| f.service.issue_nonce(NOW, &mut f.rng).unwrap())
+        .collect();
+    assert_eq!(flood_rows(&f), before);
+    assert_eq!(before, (0, 0));
+
+    let device = f.enrolled_device();
+    let twin = Service::new(Store::connect(f.db.spec()).unwrap(), f.vendor.clone());
+    let request = device.request(&challenges[1234].nonce, 1);
+    twin.activate(&request, NOW, &mut f.rng).unwrap();
+    assert_eq!(
+        refusal(f.service.activate(&request, NOW, &mut f.rng)),
+        Refusal::ReusedNonce
+    );
+    // One row for the consumed nonce; none for the 9,999 others.
+    assert_eq!(f.db.raw_count("SELECT COUNT(*) FROM nonces"), 1);
+
+    let stranger = Service::new(
+        Store::connect(f.db.spec()).unwrap(),
+        omg_protocol::generate_signing_key(&mut f.rng),
+    );
+    let c = stranger.issue_nonce(NOW, &mut f.rng).unwrap();
+    assert_eq!(
+        refusal(
+            f.service
+                .activate(&device.request(&c.nonce, 1), NOW, &mut f.rng)
+        ),
+        Refusal::UnknownNonce
+    );
+    // Consumed nonces are purged once expired longer than the retention (default 3600 s).
+    let late = NOW + 60 + 3601;
+    let c = f.service.issue_nonce(late, &mut f.rng).unwrap();
+    f.service
+        .activate(&device.request(&c.nonce, 1), late, &mut f.rng)
+        .unwrap();
+    assert_eq!(f.db.raw_count("SELECT COUNT(*) FROM nonces"), 1);
+}
+
+/// Requests refused before the token's signature verifies add at most
+/// MAX_UNSIGNED_AUDIT_PER_MINUTE audit rows a minute: 10,000 malformed activations in one
+/// minute add 30 rows (and 30 more the next minute), while refusals after the signature still
+/// get one row each.
+fn unsigned_refusals_have_capped_audit_rows(backend: Backend) {
+    let mut f = fixture_on(backend, "flood", 13, &policy(5));
+    let device = f.enrolled_device();
+    let c = f.service.issue_nonce(NOW, &mut f.rng).unwrap();
+    let garbage = device.request_with(vec![0xd2, 0x84], 1);
+    let mut bad_signature = device.request(&c.nonce, 1);
+    let last = bad_signature.token.len() - 1;
+    bad_signature.token[last] ^= 1;
+    let mut bad_key = device.request(&c.nonce, 1);
+    bad_key.device_public_key.truncate(10);
+    let cap = omg_vendor::MAX_UNSIGNED_AUDIT_PER_MINUTE;
+    let flood = |requests: &[&omg_vendor::ActivationRequest], at: u64, n: usize| {
+        let f = &f;
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                s.spawn(move || {
+                    let mut rng = TestRng::new(100 + t as u64);
+                    for i in (t..n).step_by(4) {
+                        let r = requests[i % requests.len()];
+                        assert!(f.service.activate(r, at, &mut rng).is_err());
+                    }
+                });
+            }
+        });
+    };
+    flood(&[&garbage, &bad_signature, &bad_key], NOW, 10_000);
+    assert_eq!(flood_rows(&f), (0, cap));
+    flood(&[&garbage], NOW + 60, 100);
+    assert_eq!(flood_rows(&f).1, 2 * cap);
+
+    // After the signature: one row each, even past the cap.
+    for _ in 0..40 {
+        let r = device.request(&[0x5a; 32], 1);
+        assert_eq!(
+            refusal(f.service.activate(&r, NOW + 60, &mut f.rng)),
+            Refusal::UnknownNonce
+        );
+    }
+    let reasons = audit_reasons(&f);
+    assert_eq!(reasons.len() as i64, 2 * cap + 40);
+    assert_eq!(
+        reasons
+            .iter()
+            .filter(|r| r.as_deref() == Some("unknown_nonce"))
+            .count(),
+        40
+    );
+    assert!(reasons[..cap as usize].iter().all(|r| matches!(
+        r.as_deref(),
+        Some("malformed_token" | "bad_signature" | "malformed_request")
+    )));
+}
+
 on_both_backends!(
     endorsed_devices_need_a_trusted_maker,
     unknown_devices_are_refused_until_enrolled,
+    challenges_write_nothing,
+    unsigned_refusals_have_capped_audit_rows,
     successful_activation_releases_key_and_licence,
     nonce_refusals,
     attestation_refusals,
