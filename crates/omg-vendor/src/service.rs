@@ -12,49 +12,50 @@
 //! then, inside one write transaction (serialized with every other writer: `BEGIN IMMEDIATE`
 //! on SQLite, an advisory lock on PostgreSQL; see [`crate::Store`]):
 //!
-//! 3. the token's nonce was issued by this service (its MAC verifies, see [`crate::nonce`]:
-//!    [`Refusal::UnknownNonce`]), is unused ([`Refusal::ReusedNonce`]) and unexpired
-//!    ([`Refusal::ExpiredNonce`]); it is consumed now (recorded as used: the only row a nonce
-//!    ever gets), so any later refusal burns it too;
-//! 4. the model and version exist ([`Refusal::UnknownModel`]) and the version is not revoked
-//!    ([`Refusal::ModelVersionRevoked`]);
-//! 5. every software component's measurement is allowed by the policy
-//!    ([`Refusal::WrongMeasurement`]);
-//! 6. the token's enclave key hash is the SHA-256 of the enclave HPKE key sent
-//!    ([`Refusal::EnclaveKeyMismatch`]);
-//! 7. the security lifecycle is "secured" unless the policy allows otherwise
-//!    ([`Refusal::InsecureLifecycle`]);
-//! 8. the device is not revoked ([`Refusal::DeviceRevoked`]), and either the vendor enrolled
+//! 3. the device is not revoked ([`Refusal::DeviceRevoked`]), and either the vendor enrolled
 //!    it ([`Store::enroll_devices`]) with the very key the request sends (compared in constant
 //!    time), or the request carries an endorsement of that key by a device maker the
 //!    operator trusts ([`Store::trust_maker`]): signed by a trusted maker's key
 //!    ([`Refusal::UntrustedMaker`]), well-formed ([`Refusal::MalformedEndorsement`]), for
 //!    this device key ([`Refusal::EndorsementMismatch`]) and not expired
 //!    ([`Refusal::EndorsementExpired`]); a device neither enrolled nor endorsed is
-//!    [`Refusal::UnknownDevice`];
+//!    [`Refusal::UnknownDevice`]. It comes first, so a stranger's request consumes no nonce
+//!    and records nothing but a capped audit row;
+//! 4. the token's nonce was issued by this service (its MAC verifies, see [`crate::nonce`]:
+//!    [`Refusal::UnknownNonce`]), is unused ([`Refusal::ReusedNonce`]) and unexpired
+//!    ([`Refusal::ExpiredNonce`]); it is consumed now (recorded as used: the only row a nonce
+//!    ever gets), so any later refusal burns it too;
+//! 5. the model and version exist ([`Refusal::UnknownModel`]) and the version is not revoked
+//!    ([`Refusal::ModelVersionRevoked`]);
+//! 6. every software component's measurement is allowed by the policy
+//!    ([`Refusal::WrongMeasurement`]);
+//! 7. the token's enclave key hash is the SHA-256 of the enclave HPKE key sent
+//!    ([`Refusal::EnclaveKeyMismatch`]);
+//! 8. the security lifecycle is "secured" unless the policy allows otherwise
+//!    ([`Refusal::InsecureLifecycle`]);
 //! 9. the policy's not-after has not passed ([`Refusal::LicenceExpired`]);
 //! 10. the device is already activated for this model, or fewer than `max_devices` distinct
 //!     devices are ([`Refusal::DeviceLimitReached`]); revoked devices keep counting.
 //!
 //! A device neither enrolled nor endorsed is never recorded by an activation: the token's
 //! signature only proves that the request holds the key it sends, so without this chain
-//! anyone with a self-made key would be served. Check 8 runs on the snapshot too, so such a
+//! anyone with a self-made key would be served. Check 3 runs on the snapshot too, so such a
 //! request gets nothing signed or sealed. An endorsed device is recorded at its first
 //! activation with the key id of the maker that endorsed it.
 //!
 //! On success it records the device's first activation, the activation (with its licence)
 //! and an audit row, commits, and only then returns the licence and the key release (the
 //! content key HPKE-sealed to the enclave key, AAD = hash of the token). Every attempt,
-//! refused or not, leaves exactly one audit row — except the requests refused before the
-//! token's signature verifies (checks 1 and 2: [`Refusal::before_signature`]), which anyone
-//! can send without a key: their rows are capped at [`MAX_UNSIGNED_AUDIT_PER_MINUTE`] a
-//! minute, the rest are refused without a row.
+//! refused or not, leaves exactly one audit row — except the refusals anyone can cause
+//! without a trusted device key (checks 1 to 3: [`Refusal::is_unauthenticated`]; a self-made
+//! key passes check 2): their rows are capped at [`MAX_UNSIGNED_AUDIT_PER_MINUTE`] a minute,
+//! the rest are refused without a row.
 //!
 //! The licence names its activation (the same SHA-256 of the token) and, when the policy sets
 //! `lease_seconds`, carries a lease: renew after `now + lease_seconds`, usable offline until
 //! `min(not_after, renew_after + offline_grace_seconds)`. A renewal is a new activation of an
 //! already activated device (check 10 lets it through without counting the device twice);
-//! checks 4 and 8 refuse it for a revoked model version or device, which is how revocation
+//! checks 5 and 3 refuse it for a revoked model version or device, which is how revocation
 //! reaches a device: its lease runs out and is not renewed.
 //!
 //! The licence's signature and the HPKE sealing are made *before* the write transaction, so
@@ -208,19 +209,30 @@ impl Refusal {
         }
     }
 
-    /// Whether the request was refused before its token's signature verified (checks 1 and 2
-    /// of the module documentation): anyone can cause these without a key, so their audit
-    /// rows are capped ([`MAX_UNSIGNED_AUDIT_PER_MINUTE`]).
-    pub fn before_signature(&self) -> bool {
-        matches!(
-            self,
-            Refusal::MalformedRequest(_) | Refusal::MalformedToken | Refusal::BadSignature
-        )
+    /// Whether anyone can cause this refusal without a device key the service trusts: a
+    /// malformed request or token, a bad signature or another device's id (checks 1 and 2 of the module
+    /// documentation), or a device neither enrolled nor endorsed (check 3: a self-made key
+    /// signs a valid token). Their audit rows are capped ([`MAX_UNSIGNED_AUDIT_PER_MINUTE`]).
+    pub fn is_unauthenticated(&self) -> bool {
+        UNAUTHENTICATED_CODES.contains(&self.code())
     }
 }
 
-/// Most audit rows written per minute for refusals before the token's signature verifies
-/// ([`Refusal::before_signature`]); beyond it such requests are refused without a row, so a
+/// The codes of the refusals anyone can cause ([`Refusal::is_unauthenticated`]).
+const UNAUTHENTICATED_CODES: [&str; 9] = [
+    "malformed_request",
+    "malformed_token",
+    "bad_signature",
+    "instance_id_mismatch",
+    "unknown_device",
+    "untrusted_maker",
+    "malformed_endorsement",
+    "endorsement_mismatch",
+    "endorsement_expired",
+];
+
+/// Most audit rows written per minute for the refusals anyone can cause
+/// ([`Refusal::is_unauthenticated`]); beyond it such requests are refused without a row, so a
 /// flood of garbage cannot grow the append-only table without bound.
 pub const MAX_UNSIGNED_AUDIT_PER_MINUTE: i64 = 30;
 
@@ -361,7 +373,21 @@ fn write_audit(
     Ok(())
 }
 
-/// The audit row of a refusal before the token's signature verified, unless
+/// The audit row of a refusal: capped for the refusals anyone can cause, one each otherwise.
+fn write_refusal_audit(
+    tx: &mut dyn Tx,
+    now: u64,
+    subject: &AuditSubject,
+    refusal: &Refusal,
+) -> Result<(), StoreError> {
+    if refusal.is_unauthenticated() {
+        write_unsigned_audit(tx, now, subject, refusal)
+    } else {
+        write_audit(tx, now, subject, Some(refusal))
+    }
+}
+
+/// The audit row of a refusal anyone can cause ([`Refusal::is_unauthenticated`]), unless
 /// [`MAX_UNSIGNED_AUDIT_PER_MINUTE`] such rows were already written in `now`'s minute.
 fn write_unsigned_audit(
     tx: &mut dyn Tx,
@@ -370,10 +396,14 @@ fn write_unsigned_audit(
     refusal: &Refusal,
 ) -> Result<(), StoreError> {
     let minute = now - now % 60;
+    // The codes are this module's constants, not input.
+    let codes = UNAUTHENTICATED_CODES.map(|c| format!("'{c}'")).join(", ");
     let written = tx
         .query_opt(
-            "SELECT COUNT(*) FROM audit WHERE at >= ?1 AND at < ?2 AND outcome = 'refused'
-             AND reason IN ('malformed_request', 'malformed_token', 'bad_signature')",
+            &format!(
+                "SELECT COUNT(*) FROM audit WHERE at >= ?1 AND at < ?2 AND outcome = 'refused'
+                 AND reason IN ({codes})"
+            ),
             args![sql_time(minute), sql_time(minute + 60)],
         )?
         .map(|mut row| row.int(0, "audit count"))
@@ -509,7 +539,30 @@ fn check_in(
 ) -> Result<Terms, Stop> {
     let refuse = |r| Err(Stop::Refuse(r));
 
-    // 3. Nonce: tagged here, unused, unexpired; consume it (its first and only row).
+    // 3. Device: not revoked; enrolled with the request's key, or endorsed. First, so that a
+    // stranger's request consumes and records nothing.
+    let mut enrolled = false;
+    if let Some(mut device) = tx.query_opt(
+        "SELECT revoked, enrolled_at, public_key FROM devices WHERE ueid = ?1",
+        args![&c.ueid_hex],
+    )? {
+        if device.int(0, "device revoked flag")? != 0 {
+            return refuse(Refusal::DeviceRevoked);
+        }
+        let key = device.opt_text(2, "device public key")?.unwrap_or_default();
+        enrolled = device.opt_int(1, "device enrolment time")?.is_some()
+            && ct_eq(key.as_bytes(), c.device_key_hex.as_bytes());
+    }
+    let endorsed_by = if enrolled {
+        None
+    } else {
+        match check_endorsement(tx, c, now)? {
+            Ok(maker) => Some(maker),
+            Err(refusal) => return refuse(refusal),
+        }
+    };
+
+    // 4. Nonce: tagged here, unused, unexpired; consume it (its first and only row).
     let Some(expires_at) = inner.nonce_key.open(&c.claims.nonce) else {
         return refuse(Refusal::UnknownNonce);
     };
@@ -542,7 +595,7 @@ fn check_in(
         return refuse(Refusal::ExpiredNonce);
     }
 
-    // 4. Model and version.
+    // 5. Model and version.
     let Some(model) = store::load_model(tx, &c.model_id)? else {
         return refuse(Refusal::UnknownModel);
     };
@@ -554,7 +607,7 @@ fn check_in(
     }
     let policy = &model.policy;
 
-    // 5.-7. Attestation against the policy.
+    // 6.-8. Attestation against the policy.
     if !measurements_allowed(&c.claims, &policy.measurements()) {
         return refuse(Refusal::WrongMeasurement);
     }
@@ -564,28 +617,6 @@ fn check_in(
     if !policy.allow_insecure_lifecycle && !c.claims.security_lifecycle.is_secured() {
         return refuse(Refusal::InsecureLifecycle);
     }
-
-    // 8. Device: not revoked; enrolled with the request's key, or endorsed.
-    let mut enrolled = false;
-    if let Some(mut device) = tx.query_opt(
-        "SELECT revoked, enrolled_at, public_key FROM devices WHERE ueid = ?1",
-        args![&c.ueid_hex],
-    )? {
-        if device.int(0, "device revoked flag")? != 0 {
-            return refuse(Refusal::DeviceRevoked);
-        }
-        let key = device.opt_text(2, "device public key")?.unwrap_or_default();
-        enrolled = device.opt_int(1, "device enrolment time")?.is_some()
-            && ct_eq(key.as_bytes(), c.device_key_hex.as_bytes());
-    }
-    let endorsed_by = if enrolled {
-        None
-    } else {
-        match check_endorsement(tx, c, now)? {
-            Ok(maker) => Some(maker),
-            Err(refusal) => return refuse(refusal),
-        }
-    };
 
     // 9. Licence period.
     if now > policy.not_after {
@@ -621,7 +652,7 @@ fn check_in(
     })
 }
 
-/// Check 8 for a device that is not enrolled: its endorsement, by a trusted maker, for its key,
+/// Check 3 for a device that is not enrolled: its endorsement, by a trusted maker, for its key,
 /// unexpired. Returns the maker's key id (hex).
 fn check_endorsement(
     tx: &mut dyn Tx,
@@ -665,8 +696,8 @@ fn decide(
             Ok(Decision::Activated(activation))
         }
         Err(Stop::Refuse(refusal)) => {
-            // Commit the refusal's audit row (and the consumed nonce).
-            write_audit(tx, now, &c.subject, Some(&refusal))?;
+            // Commit the refusal's audit row (and the nonce, if check 4 consumed it).
+            write_refusal_audit(tx, now, &c.subject, &refusal)?;
             Ok(Decision::Refused(refusal))
         }
         Err(Stop::Undo(undo)) => Err(undo),
@@ -687,7 +718,7 @@ fn grant(
         }
         _ => return Err(Stop::Undo(Undo::Stale)),
     };
-    // Check 8 found the device enrolled (its row exists) or endorsed (recorded now, with its
+    // Check 3 found the device enrolled (its row exists) or endorsed (recorded now, with its
     // maker).
     tx.execute(
         "INSERT INTO devices (ueid, public_key, first_seen, revoked, endorsed_by)
@@ -781,13 +812,9 @@ impl Service {
             Ok(v) => v,
             Err((refusal, subject)) => {
                 let audited = refusal.clone();
-                self.inner.store.write_batched(move |tx| {
-                    if audited.before_signature() {
-                        write_unsigned_audit(tx, now, &subject, &audited)
-                    } else {
-                        write_audit(tx, now, &subject, Some(&audited))
-                    }
-                })?;
+                self.inner
+                    .store
+                    .write_batched(move |tx| write_refusal_audit(tx, now, &subject, &audited))?;
                 return Err(ActivateError::Refused(refusal));
             }
         };

@@ -713,10 +713,10 @@ fn challenges_write_nothing(backend: Backend) {
     assert_eq!(f.db.raw_count("SELECT COUNT(*) FROM nonces"), 1);
 }
 
-/// Requests refused before the token's signature verifies add at most
-/// MAX_UNSIGNED_AUDIT_PER_MINUTE audit rows a minute: 10,000 malformed activations in one
-/// minute add 30 rows (and 30 more the next minute), while refusals after the signature still
-/// get one row each.
+/// Refusals anyone can cause add at most MAX_UNSIGNED_AUDIT_PER_MINUTE audit rows a minute:
+/// 10,000 malformed activations in one minute add 30 rows (and 30 more the next minute); 200
+/// strangers with self-made keys, valid tokens and fresh nonces add 30 rows and consume no
+/// nonce; refusals of an enrolled device still get one row each.
 fn unsigned_refusals_have_capped_audit_rows(backend: Backend) {
     let mut f = fixture_on(backend, "flood", 13, &policy(5));
     let device = f.enrolled_device();
@@ -747,16 +747,31 @@ fn unsigned_refusals_have_capped_audit_rows(backend: Backend) {
     flood(&[&garbage], NOW + 60, 100);
     assert_eq!(flood_rows(&f).1, 2 * cap);
 
-    // After the signature: one row each, even past the cap.
+    // Strangers: a valid token over a fresh nonce, signed by a key nobody enrolled or
+    // endorsed. Refused before the nonce check, so nothing is consumed.
+    for _ in 0..200 {
+        let stranger = Device::new(&mut f.rng);
+        let c = f.service.issue_nonce(NOW + 120, &mut f.rng).unwrap();
+        assert_eq!(
+            refusal(
+                f.service
+                    .activate(&stranger.request(&c.nonce, 1), NOW + 120, &mut f.rng)
+            ),
+            Refusal::UnknownDevice
+        );
+    }
+    assert_eq!(flood_rows(&f), (0, 3 * cap));
+
+    // An enrolled device's refusals: one row each, even past the cap.
     for _ in 0..40 {
         let r = device.request(&[0x5a; 32], 1);
         assert_eq!(
-            refusal(f.service.activate(&r, NOW + 60, &mut f.rng)),
+            refusal(f.service.activate(&r, NOW + 120, &mut f.rng)),
             Refusal::UnknownNonce
         );
     }
     let reasons = audit_reasons(&f);
-    assert_eq!(reasons.len() as i64, 2 * cap + 40);
+    assert_eq!(reasons.len() as i64, 3 * cap + 40);
     assert_eq!(
         reasons
             .iter()
