@@ -19,8 +19,6 @@ mod platform;
 pub mod platform_server;
 #[allow(unsafe_code)]
 pub mod protected;
-// The seccomp allow-list is a table of x86-64 system calls.
-#[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 pub mod sandbox;
 pub mod service;

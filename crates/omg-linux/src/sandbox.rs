@@ -23,7 +23,8 @@
 //! [`crate::protected`] memory), and the enclave cannot open anything once hardened: every
 //! file, socket or device it needs must be open before, or be handed over by the launcher.
 //!
-//! Only for x86-64: the allow-list is a table of x86-64 system calls.
+//! For x86-64 and aarch64: the allow-list is a table per architecture (see [`ALLOW_LIST`]);
+//! the crate does not build for other architectures.
 
 mod allow_list;
 mod landlock;

@@ -120,8 +120,22 @@ pub(crate) struct Channels<'a> {
     /// Number of channels (at most `8 * blocks.len()`).
     pub len: usize,
     /// Whether some multiplier is `i32::MIN` (the doubling high multiply may saturate).
+    #[cfg_attr(
+        not(target_arch = "x86_64"),
+        expect(
+            dead_code,
+            reason = "read by the x86-64 kernels only until the aarch64 ones come"
+        )
+    )]
     pub saturating: bool,
     /// Whether some left shift is not 0.
+    #[cfg_attr(
+        not(target_arch = "x86_64"),
+        expect(
+            dead_code,
+            reason = "read by the x86-64 kernels only until the aarch64 ones come"
+        )
+    )]
     pub shifts_left: bool,
     /// Output zero point and activation clamp.
     pub clamp: Clamp,
@@ -130,6 +144,7 @@ pub(crate) struct Channels<'a> {
 /// Checks the operands of [`Kernels::gemm`]: `Some(n)`, the number of channels, when every
 /// operand is long enough.
 #[inline(always)]
+#[cfg(target_arch = "x86_64")]
 pub(crate) fn gemm_shape(
     (mr, nb): (usize, usize),
     (patches, len): (&[i16], usize),
@@ -192,6 +207,7 @@ impl<'a> Channels<'a> {
 
     /// The block of channels `c..c + 8` (`c` a multiple of 8 below `len`).
     #[inline(always)]
+    #[cfg(target_arch = "x86_64")]
     pub fn block(&self, c: usize) -> Option<&'a Block> {
         if c.is_multiple_of(8) && c < self.len {
             self.blocks.get(c / 8)

@@ -4,7 +4,11 @@
 //! death by `SIGSYS`). The list is what a single-threaded Rust process needs to compute in
 //! memory and talk over descriptors it already holds: nothing opens a file, creates a socket,
 //! starts a process or thread, executes a program, or touches another process.
-//! Syscall numbers are those of x86-64 (the filter also checks the architecture).
+//!
+//! The table is per architecture: the numbers are those of the target's syscall table (x86-64
+//! or aarch64, taken from `libc`), and the filter also checks the architecture. The calls are
+//! the same on both except where aarch64's table lacks an old call: it has no `poll`, only
+//! `ppoll` (which glibc's `poll()` uses there), so `poll` is listed on x86-64 only.
 
 use std::collections::BTreeMap;
 
@@ -18,7 +22,7 @@ use seccompiler::{
 pub struct AllowedSyscall {
     /// Its name, as in `syscall(2)`.
     pub name: &'static str,
-    /// Its x86-64 number.
+    /// Its number on the target architecture.
     pub number: i64,
     /// The condition on its arguments.
     pub args: ArgFilter,
@@ -92,6 +96,7 @@ pub const ALLOW_LIST: &[AllowedSyscall] = &[
         Any,
         "messages with ancillary data on the socketpairs"
     ),
+    #[cfg(target_arch = "x86_64")]
     allow!(SYS_poll, Any, "waiting for the host or platform channel"),
     allow!(SYS_ppoll, Any, "waiting with a timeout or signal mask"),
     allow!(
@@ -203,6 +208,15 @@ pub const ALLOW_LIST: &[AllowedSyscall] = &[
     allow!(SYS_exit_group, Any, "the process ends"),
 ];
 
+/// The architecture whose syscall table [`ALLOW_LIST`] uses: the filter kills a process that
+/// makes a call under any other (e.g. a 32-bit call on a 64-bit kernel).
+#[cfg(target_arch = "x86_64")]
+const ARCH: TargetArch = TargetArch::x86_64;
+#[cfg(target_arch = "aarch64")]
+const ARCH: TargetArch = TargetArch::aarch64;
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+compile_error!("the enclave's seccomp allow-list exists for x86-64 and aarch64 only");
+
 /// Compiles [`ALLOW_LIST`] into a BPF program for the process `pid` (the target of the
 /// [`ArgFilter::OwnProcess`] rules), killing the process on anything else.
 pub(super) fn compile(pid: u32) -> Result<BpfProgram, seccompiler::Error> {
@@ -235,7 +249,7 @@ pub(super) fn compile(pid: u32) -> Result<BpfProgram, seccompiler::Error> {
         rules,
         SeccompAction::KillProcess,
         SeccompAction::Allow,
-        TargetArch::x86_64,
+        ARCH,
     )?;
     Ok(filter.try_into()?)
 }
@@ -258,9 +272,12 @@ mod tests {
     #[test]
     fn nothing_that_reaches_outside_the_process_is_allowed() {
         let forbidden = [
+            // aarch64's table has only the *at variants of the old path calls, and no fork.
+            #[cfg(target_arch = "x86_64")]
             libc::SYS_open,
             libc::SYS_openat,
             libc::SYS_openat2,
+            #[cfg(target_arch = "x86_64")]
             libc::SYS_creat,
             libc::SYS_socket,
             libc::SYS_socketpair,
@@ -269,7 +286,9 @@ mod tests {
             libc::SYS_accept4,
             libc::SYS_execve,
             libc::SYS_execveat,
+            #[cfg(target_arch = "x86_64")]
             libc::SYS_fork,
+            #[cfg(target_arch = "x86_64")]
             libc::SYS_vfork,
             libc::SYS_clone,
             libc::SYS_clone3,
