@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Cross-builds omg for aarch64-unknown-linux-gnu (64-bit ARM Linux) with Debian's Rust toolchain.
+#
+# Installs what it needs from Debian when missing (the arm64 architecture for dpkg, Debian's
+# Rust with the aarch64 standard library, the aarch64 cross C compiler, the standard library's
+# sources for tools/check-no-std.sh), then builds, in target/aarch64 so that the host build is
+# never disturbed:
+#   - the trusted core (engine, kernels, signal, KWS, protocol, enclave) and the Linux backend
+#     (omg-linux, with its aarch64 seccomp allow-list), with their test binaries, which are
+#     built but not run (qemu-user cannot run the threaded test harness; a VM can);
+#   - the `omg` and `omg-enclave` binaries.
+# Prints the paths of the binaries it built. Idempotent: a second run installs nothing and
+# only rebuilds what changed.
+#
+# Debian's toolchain, not rustup's: rustup's is first on PATH and has no aarch64 standard
+# library, so cargo and rustc are named by path.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+triple=aarch64-unknown-linux-gnu
+
+need=()
+dpkg -s rustc-web >/dev/null 2>&1 || need+=(rustc-web)
+dpkg -s libstd-rust-web-dev:arm64 >/dev/null 2>&1 || need+=(libstd-rust-web-dev:arm64)
+dpkg -s gcc-aarch64-linux-gnu >/dev/null 2>&1 || need+=(gcc-aarch64-linux-gnu)
+dpkg -s rust-web-src >/dev/null 2>&1 || need+=(rust-web-src)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "error: missing Debian packages (${need[*]}); install them as root or run this as root" >&2
+    exit 1
+  fi
+  dpkg --print-foreign-architectures | grep -qx arm64 || dpkg --add-architecture arm64
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+fi
+
+export RUSTC=/usr/bin/rustc
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
+# C code built by dependencies' build scripts (ring's assembly and C).
+export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
+export AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
+cargo=(/usr/bin/cargo --quiet --locked)
+common=(--manifest-path "$root/Cargo.toml" --target "$triple" --target-dir "$root/target/aarch64")
+
+"${cargo[@]}" test --no-run "${common[@]}" \
+  -p omg-engine -p omg-kernels -p omg-signal -p omg-kws -p omg-protocol -p omg-enclave -p omg-linux
+"${cargo[@]}" build "${common[@]}" -p omg-cli --bin omg --bin omg-enclave
+
+out="$root/target/aarch64/$triple/debug"
+for bin in omg omg-enclave; do
+  file -b "$out/$bin" | grep -q 'ARM aarch64' || {
+    echo "error: $out/$bin is not an aarch64 executable" >&2
+    exit 1
+  }
+  echo "$out/$bin"
+done
