@@ -469,9 +469,49 @@ impl SourceArgs {
     }
 }
 
+/// True when standard output is a pipe (or socket) whose reader has gone, as after
+/// `omg … | head -1`.
+fn stdout_is_broken() -> bool {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let stdout = std::io::stdout();
+    let mut fds = [PollFd::new(&stdout, PollFlags::OUT)];
+    poll(&mut fds, Some(&Timespec::default())).is_ok() && fds[0].revents().contains(PollFlags::ERR)
+}
+
+/// True when `e` comes from writing to a standard output whose reader has gone.
+fn is_broken_stdout(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    }) && stdout_is_broken()
+}
+
+/// Runs `omg`. A reader that stops reading its output early (`omg demo | head -1`) ends it
+/// quietly with exit status 0, whether the write failed as an error or as a panic of
+/// `println!` (whose unwinding still removes temporary files, e.g. `omg demo`'s keys).
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !stdout_is_broken() {
+            default_hook(info);
+        }
+    }));
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| command(cli))) {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) if is_broken_stdout(&e) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
+            eprintln!("omg: {e:#}");
+            ExitCode::FAILURE
+        }
+        Err(_) if stdout_is_broken() => ExitCode::SUCCESS,
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+}
+
+/// Runs one command.
+fn command(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
         Command::Infer {
             model,
             inputs,
@@ -676,13 +716,6 @@ fn main() -> ExitCode {
             source,
             json,
         } => kws::listen(&pipeline, source.source(), json),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("omg: {e:#}");
-            ExitCode::FAILURE
-        }
     }
 }
 

@@ -232,3 +232,78 @@ fn classify_reports_bad_clips_and_goes_on() {
         assert!(err_lines[3].contains("3 of 5"), "{err}");
     }
 }
+
+/// Runs `omg ARGS` with its standard output a pipe whose reader is already gone (as in
+/// `omg … | head -1` once head has exited) and `TMPDIR` set to `tmpdir`.
+fn with_stdout_closed(args: &[&str], tmpdir: &Path) -> Output {
+    let mut child = omg()
+        .args(args)
+        .env("TMPDIR", tmpdir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    child.wait_with_output().unwrap()
+}
+
+/// `omg demo | head -1`: no panic, exit 0, and its temporary directory (vendor.key, huk,
+/// attestation.key) is gone.
+#[test]
+fn demo_into_a_closed_pipe_ends_quietly_and_removes_its_keys() {
+    let tmpdir = tempfile::tempdir().unwrap();
+    let out = with_stdout_closed(&["demo"], tmpdir.path());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {err}", out.status);
+    assert!(!err.contains("panicked"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(tmpdir.path()).unwrap().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+/// `omg classify … | head -1` and `omg listen … | head -1`: exit 0 and nothing on stderr
+/// (not "Broken pipe (os error 32)" and exit 1).
+#[test]
+fn classify_and_listen_into_a_closed_pipe_end_quietly() {
+    let tmpdir = tempfile::tempdir().unwrap();
+    let yes = clip("yes_en-us.wav");
+    let yes = yes.to_str().unwrap();
+    for args in [
+        &["classify", "micro_speech", yes, yes, yes][..],
+        &["listen", "micro_speech", "--wav", yes][..],
+    ] {
+        let out = with_stdout_closed(args, tmpdir.path());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {:?}: {err}", out.status);
+        assert!(err.is_empty(), "{args:?}: {err}");
+    }
+}
+
+/// Ctrl-C (SIGINT) and SIGTERM during `omg demo`: it ends with 128 + the signal's number and its
+/// temporary directory (vendor.key, huk, attestation.key) is gone.
+#[test]
+fn an_interrupted_demo_removes_its_keys() {
+    use std::io::BufRead;
+    for (signal, status) in [(libc::SIGINT, 130), (libc::SIGTERM, 143)] {
+        let tmpdir = tempfile::tempdir().unwrap();
+        let mut child = omg()
+            .arg("demo")
+            .env("TMPDIR", tmpdir.path())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        // Once the device has its identity, its keys are on disk.
+        assert!(lines.any(|l| l.unwrap().starts_with("== 3.")));
+        assert!(std::fs::read_dir(tmpdir.path()).unwrap().next().is_some());
+        let pid = i32::try_from(child.id()).unwrap();
+        // SAFETY: kill(2) on our own child's pid.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+        let exit = child.wait().unwrap();
+        assert_eq!(exit.code(), Some(status), "{exit:?}");
+        let left: Vec<_> = std::fs::read_dir(tmpdir.path()).unwrap().collect();
+        assert!(
+            left.is_empty(),
+            "left behind after signal {signal}: {left:?}"
+        );
+    }
+}
