@@ -307,3 +307,34 @@ fn an_interrupted_demo_removes_its_keys() {
         );
     }
 }
+
+/// A user (not root: uid 64531 when the tests run as root) under `ulimit -l 64` runs
+/// `omg demo`: one line saying what to raise and to what, before any enclave starts — not
+/// "memory allocation … failed" and "killed by signal 6".
+#[test]
+fn a_small_locked_memory_limit_is_refused_in_one_line() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    const UID: u32 = 64531;
+    let tmpdir = tempfile::tempdir().unwrap();
+    let mut command = Command::new("sh");
+    command
+        .args(["-c", "ulimit -l 64 && exec \"$0\" demo"])
+        .arg(env!("CARGO_BIN_EXE_omg"))
+        .env("TMPDIR", tmpdir.path());
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        std::fs::set_permissions(tmpdir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        command.uid(UID).gid(UID).env("HOME", tmpdir.path());
+    }
+    let out = command.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].contains("RLIMIT_MEMLOCK) is 64 KiB: raise it to at least 8192 KiB"),
+        "{err}"
+    );
+    assert!(!err.contains("signal"), "{err}");
+}
