@@ -12,10 +12,9 @@ fn fc_model() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds/model/fully_connected.tflite")
 }
 
-fn tmp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("omg-cli-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
+/// A path in `scratch`, a temporary directory the test holds (removed when it ends).
+fn tmp(scratch: &tempfile::TempDir, name: &str) -> PathBuf {
+    scratch.path().join(name)
 }
 
 /// Runs `omg infer MODEL [EXTRA...] --input INPUT --output OUTPUT`.
@@ -34,7 +33,8 @@ fn infer(model: &Path, extra: &[&str], input: &Path, output: &Path) -> Output {
 
 #[test]
 fn infer_writes_the_output_tensor() {
-    let (input, output) = (tmp("in.bin"), tmp("out.bin"));
+    let scratch = tempfile::tempdir().unwrap();
+    let (input, output) = (tmp(&scratch, "in.bin"), tmp(&scratch, "out.bin"));
     std::fs::write(&input, [1u8, 1]).unwrap();
     let r = infer(&fc_model(), &[], &input, &output);
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
@@ -43,7 +43,8 @@ fn infer_writes_the_output_tensor() {
 
 #[test]
 fn infer_sequence_concatenates_outputs() {
-    let (input, output) = (tmp("seq-in.bin"), tmp("seq-out.bin"));
+    let scratch = tempfile::tempdir().unwrap();
+    let (input, output) = (tmp(&scratch, "seq-in.bin"), tmp(&scratch, "seq-out.bin"));
     std::fs::write(&input, [1u8, 1, 2, 0]).unwrap();
     let r = infer(&fc_model(), &["--sequence"], &input, &output);
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
@@ -52,14 +53,15 @@ fn infer_sequence_concatenates_outputs() {
 
 #[test]
 fn every_kernel_set_gives_the_same_bytes() {
-    let input = tmp("k-in.bin");
+    let scratch = tempfile::tempdir().unwrap();
+    let input = tmp(&scratch, "k-in.bin");
     std::fs::write(&input, [1u8, 1]).unwrap();
     let mut sets = vec!["auto", "reference", "portable"];
     if omg_engine::Isa::Avx2.is_supported() {
         sets.push("avx2");
     }
     for set in sets {
-        let output = tmp(&format!("k-out-{set}.bin"));
+        let output = tmp(&scratch, &format!("k-out-{set}.bin"));
         let r = infer(&fc_model(), &["--kernels", set], &input, &output);
         assert!(
             r.status.success(),
@@ -72,7 +74,7 @@ fn every_kernel_set_gives_the_same_bytes() {
         &fc_model(),
         &["--kernels", "neon"],
         &input,
-        &tmp("k-out-neon.bin"),
+        &tmp(&scratch, "k-out-neon.bin"),
     );
     assert_eq!(r.status.code(), Some(2), "a usage error");
     assert!(String::from_utf8_lossy(&r.stderr).contains("auto, reference, portable, avx2"));
@@ -80,7 +82,8 @@ fn every_kernel_set_gives_the_same_bytes() {
 
 #[test]
 fn wrong_input_size_is_a_clear_error_and_writes_nothing() {
-    let (input, output) = (tmp("bad-in.bin"), tmp("bad-out.bin"));
+    let scratch = tempfile::tempdir().unwrap();
+    let (input, output) = (tmp(&scratch, "bad-in.bin"), tmp(&scratch, "bad-out.bin"));
     std::fs::write(&input, [1u8, 2, 3]).unwrap();
     let r = infer(&fc_model(), &[], &input, &output);
     assert_eq!(r.status.code(), Some(1));
@@ -95,7 +98,12 @@ fn wrong_input_size_is_a_clear_error_and_writes_nothing() {
 
 #[test]
 fn a_corrupt_model_is_refused() {
-    let (model, input, output) = (tmp("corrupt.tflite"), tmp("c-in.bin"), tmp("c-out.bin"));
+    let scratch = tempfile::tempdir().unwrap();
+    let (model, input, output) = (
+        tmp(&scratch, "corrupt.tflite"),
+        tmp(&scratch, "c-in.bin"),
+        tmp(&scratch, "c-out.bin"),
+    );
     let mut bytes = std::fs::read(fc_model()).unwrap();
     bytes.truncate(bytes.len() / 2);
     std::fs::write(&model, bytes).unwrap();
