@@ -128,6 +128,17 @@ fn bench_json_has_the_documented_fields() {
     }
     assert_eq!(v["runs"], 50);
     assert!(v["arena_bytes"].as_u64().unwrap() >= 4);
+    assert_two_decimals(&v, &["median_us", "p99_us", "mean_us", "min_us", "load_us"]);
+}
+
+/// Each of `keys` in `v` is a number printed with at most two decimals.
+fn assert_two_decimals(v: &serde_json::Value, keys: &[&str]) {
+    for key in keys {
+        let text = v[key].to_string();
+        assert!(v[key].is_number(), "{key}: {v}");
+        let decimals = text.split_once('.').map_or(0, |(_, d)| d.len());
+        assert!(decimals <= 2, "{key} = {text} in {v}");
+    }
 }
 
 /// The bundled clips (`assets/clips`).
@@ -156,6 +167,10 @@ fn bench_pipeline(flags: &[&str]) -> serde_json::Value {
 fn bench_pipeline_runs_the_chosen_kernels() {
     let reference = bench_pipeline(&["--reference"]);
     assert_eq!(reference["kernels"], "reference", "{reference}");
+    assert_two_decimals(
+        &reference,
+        &["frontend_us", "classifier_us", "recognizer_us", "total_us"],
+    );
     let scores = &reference["scores"];
     assert_eq!(scores.as_array().map(Vec::len), Some(4), "{reference}");
     for (flags, name) in [
