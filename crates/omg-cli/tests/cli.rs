@@ -361,3 +361,30 @@ fn a_small_locked_memory_limit_is_refused_in_one_line() {
     );
     assert!(!err.contains("signal"), "{err}");
 }
+
+/// `omg listen --wav` on a 44.1 kHz stereo file says it converted it, as `classify` does.
+#[test]
+fn listen_says_when_it_converted_the_audio() {
+    let scratch = tempfile::tempdir().unwrap();
+    let wav = tmp(&scratch, "stereo.wav");
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: 44_100,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(&wav, spec).unwrap();
+    (0..2 * 44_100).for_each(|_| w.write_sample(0i16).unwrap());
+    w.finalize().unwrap();
+    let out = omg()
+        .args(["listen", "micro_speech", "--wav"])
+        .arg(&wav)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("converted from 44100 Hz, 2 ch to 16 kHz mono"),
+        "{err}"
+    );
+}
