@@ -388,3 +388,27 @@ fn listen_says_when_it_converted_the_audio() {
         "{err}"
     );
 }
+
+/// `omg --help` says what omg is, lists the commands in workflow order (the demo, the vendor,
+/// the device, provisioning, running) and gives an example.
+#[test]
+fn help_says_what_omg_is_in_workflow_order_with_an_example() {
+    let out = omg().arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("sandboxed enclave process"), "{help}");
+    assert!(help.contains("Example: omg demo"), "{help}");
+    let commands: Vec<&str> = help
+        .lines()
+        .skip_while(|l| *l != "Commands:")
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    let position = |c: &str| commands.iter().position(|x| *x == c).unwrap();
+    assert_eq!(commands[0], "demo", "{help}");
+    assert!(position("vendor") < position("device"), "{help}");
+    assert!(position("device") < position("provision"), "{help}");
+    assert!(position("provision") < position("run"), "{help}");
+    assert!(position("run") < position("infer"), "{help}");
+}
