@@ -481,8 +481,9 @@ struct SourceArgs {
     /// Read raw signed 16-bit little-endian 16 kHz mono samples from standard input.
     #[arg(long)]
     stdin: bool,
-    /// Capture from the default microphone (ALSA).
-    #[arg(long)]
+    /// Capture from the default microphone (ALSA). Hidden from the help of a build without
+    /// microphone support (the `mic` feature), where it is refused with that reason.
+    #[arg(long, hide = !cfg!(feature = "mic"))]
     mic: bool,
 }
 

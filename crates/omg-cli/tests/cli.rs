@@ -412,3 +412,16 @@ fn help_says_what_omg_is_in_workflow_order_with_an_example() {
     assert!(position("provision") < position("run"), "{help}");
     assert!(position("run") < position("infer"), "{help}");
 }
+
+/// `--mic` is listed among the options of `omg run --help` and `omg listen --help` only where
+/// it is built.
+#[test]
+fn mic_is_offered_only_where_built() {
+    for command in ["run", "listen"] {
+        let out = omg().args([command, "--help"]).output().unwrap();
+        let help = String::from_utf8_lossy(&out.stdout);
+        let listed = |flag: &str| help.lines().any(|l| l.trim_start().starts_with(flag));
+        assert!(listed("--wav"), "{help}");
+        assert_eq!(listed("--mic"), cfg!(feature = "mic"), "{help}");
+    }
+}
