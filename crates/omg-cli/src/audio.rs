@@ -1,10 +1,15 @@
 //! Audio input: WAV files of any common format converted to 16 kHz mono 16-bit, and raw s16le
 //! streams.
 //!
-//! A WAV is decoded as a stream ([`WavStream`]): its header is checked first — channels, rate,
-//! duration and the size of its sample data, all bounded before anything is allocated — then
-//! its samples are read, converted and handed on in blocks of at most [`BLOCK`] samples, so
-//! memory stays bounded (a few hundred KiB) whatever the file's length. A 16 kHz mono 16-bit
+//! A WAV is decoded as a stream ([`WavStream`]): its header is checked first — channels, rate
+//! and sample format, before anything is allocated — then its samples are read, converted and
+//! handed on in blocks of at most [`BLOCK`] samples, so memory stays bounded (a few hundred
+//! KiB) whatever the file's length: a streamed WAV has no duration limit (`omg run`, `omg
+//! listen` play a file of any length, like `--stdin`). A clip decoded whole into memory
+//! ([`WavStream::into_clip`]: `classify`, `features`) and a file given to the platform service
+//! ([`WavStream::bounded`]: it bounds the time one app's file takes from a shared service) are
+//! bounded to an hour and [`MAX_DATA_BYTES`] of sample data, checked from the header before
+//! any sample is read. A 16 kHz mono 16-bit
 //! WAV is passed through untouched (bit-exact features need the exact samples). Anything else
 //! is decoded to float, downmixed by averaging the channels, resampled chunk by chunk with
 //! rubato's FFT resampler (band-limited, fixed ratio; the same output as resampling the whole
@@ -21,13 +26,13 @@ use rubato::{Fft, FixedSync, Indexing, Resampler};
 pub const RATE: u32 = 16_000;
 /// Most samples handed on at once (100 ms at [`RATE`]).
 pub const BLOCK: usize = RATE as usize / 10;
-/// Longest clip accepted, in seconds (at the source rate).
+/// Longest clip decoded whole into memory, in seconds (at the source rate).
 const MAX_SECONDS: u64 = 3600;
 /// Most channels accepted.
 const MAX_CHANNELS: u16 = 32;
-/// Most sample data accepted, in bytes (channels x rate x bytes per sample x duration, as the
-/// header declares it): an hour of 48 kHz stereo 24-bit fits; a header announcing more is
-/// refused before any sample is read.
+/// Most sample data decoded whole into memory, in bytes (channels x rate x bytes per sample x
+/// duration, as the header declares it): an hour of 48 kHz stereo 24-bit fits; a header
+/// announcing more is refused before any sample is read. Streams are not bounded.
 pub const MAX_DATA_BYTES: u64 = 1 << 30;
 /// Source frames read (and downmixed) at a time.
 const READ_FRAMES: usize = 4096;
@@ -76,9 +81,9 @@ pub struct WavStream<R: Read> {
 }
 
 impl<R: Read> WavStream<R> {
-    /// Reads and checks the header: 1 to 32 channels, 4 kHz to 384 kHz, at most an hour and at
-    /// most [`MAX_DATA_BYTES`] of sample data, a supported sample format. Nothing the header
-    /// announces is allocated.
+    /// Reads and checks the header: 1 to 32 channels, 4 kHz to 384 kHz, a supported sample
+    /// format. Nothing the header announces is allocated, and its length is not bounded (the
+    /// samples stream).
     pub fn open(reader: R) -> Result<Self> {
         let reader = hound::WavReader::new(reader)
             .map_err(|e| anyhow::anyhow!("not a readable WAV file: {e}"))?;
@@ -97,18 +102,30 @@ impl<R: Read> WavStream<R> {
             (hound::SampleFormat::Float, 32) | (hound::SampleFormat::Int, 8 | 16 | 24 | 32) => {}
             (format, bits) => bail!("{bits}-bit {format:?} samples are not supported"),
         }
-        if u64::from(reader.duration()) > MAX_SECONDS * u64::from(spec.sample_rate) {
-            bail!("longer than {MAX_SECONDS} s");
+        Ok(WavStream { reader, spec })
+    }
+
+    /// Refuses, from the header, a clip over an hour or over [`MAX_DATA_BYTES`] of sample
+    /// data: for a clip decoded whole, and for the platform service, which bounds the time one
+    /// app's file takes from it.
+    pub fn bounded(self) -> Result<Self> {
+        let spec = self.spec;
+        if u64::from(self.reader.duration()) > MAX_SECONDS * u64::from(spec.sample_rate) {
+            bail!(
+                "longer than {MAX_SECONDS} s, the most accepted here (`omg run` and `omg \
+                 listen` stream files of any length)"
+            );
         }
-        let bytes = u64::from(reader.len()) * u64::from(spec.bits_per_sample.div_ceil(8));
+        let bytes = u64::from(self.reader.len()) * u64::from(spec.bits_per_sample.div_ceil(8));
         if bytes > MAX_DATA_BYTES {
             bail!(
-                "{bytes} bytes of sample data ({channels} channels at {} Hz) is more than the \
-                 {MAX_DATA_BYTES} bytes accepted",
+                "{bytes} bytes of sample data ({} channels at {} Hz) is more than the \
+                 {MAX_DATA_BYTES} bytes accepted here",
+                spec.channels,
                 spec.sample_rate
             );
         }
-        Ok(WavStream { reader, spec })
+        Ok(self)
     }
 
     /// Sample rate of the file.
@@ -121,11 +138,13 @@ impl<R: Read> WavStream<R> {
         self.spec.channels
     }
 
-    /// Decodes the whole stream into memory.
+    /// Decodes the whole stream into memory, once the header shows it fits (at most an hour and
+    /// [`MAX_DATA_BYTES`]).
     pub fn into_clip(self) -> Result<Clip> {
-        let (source_rate, source_channels) = (self.source_rate(), self.source_channels());
+        let this = self.bounded()?;
+        let (source_rate, source_channels) = (this.source_rate(), this.source_channels());
         let mut samples = Vec::new();
-        self.stream(|block| {
+        this.stream(|block| {
             samples.extend_from_slice(block);
             Ok(())
         })?;
@@ -462,8 +481,8 @@ mod tests {
         }
     }
 
-    /// A header announcing more sample data than accepted is refused before any is read,
-    /// whatever its duration in frames.
+    /// A header announcing more sample data than a whole clip may hold is refused before any
+    /// is read, whatever its duration in frames.
     #[test]
     fn the_sample_data_is_bounded_in_bytes_from_the_header() {
         let data = wav(spec(32, 384_000, 32, hound::SampleFormat::Int), |w| {
@@ -473,9 +492,41 @@ mod tests {
         // The data chunk's length: 2 GiB (11 s at this rate, well within the hour).
         let at = data.windows(4).position(|w| w == b"data").unwrap() + 4;
         big[at..at + 4].copy_from_slice(&(2u32 << 30).to_le_bytes());
-        let e = WavStream::open(&big[..]).err().expect("refused");
+        let e = decode_wav(&big[..]).err().expect("refused");
         assert!(format!("{e:#}").contains("bytes of sample data"), "{e:#}");
-        assert!(WavStream::open(&data[..]).is_ok());
+        assert!(decode_wav(&data[..]).is_ok());
+    }
+
+    /// A three-hour WAV (its header read from a file-like stream of zeros, nothing decoded
+    /// beyond the first seconds) is accepted for streaming and its first seconds stream; the
+    /// same header is refused for decoding whole.
+    #[test]
+    fn a_multi_hour_wav_streams_and_only_whole_clips_are_bounded() {
+        let header = wav(spec(2, 48_000, 16, hound::SampleFormat::Int), |_| {});
+        let frames: u64 = 3 * 3600 * 48_000;
+        let data_len = u32::try_from(frames * 4).unwrap();
+        let mut header = header;
+        let at = header.windows(4).position(|w| w == b"data").unwrap() + 4;
+        header[at..at + 4].copy_from_slice(&data_len.to_le_bytes());
+        let riff_len = u32::try_from(header.len() - 8).unwrap() + data_len;
+        header[4..8].copy_from_slice(&riff_len.to_le_bytes());
+        let file =
+            || std::io::Read::chain(&header[..], std::io::repeat(0).take(u64::from(data_len)));
+        let stream = WavStream::open(file()).expect("a three-hour header is accepted");
+        let mut streamed = 0usize;
+        let stop = stream
+            .stream(|block| {
+                streamed += block.len();
+                if streamed >= 3 * RATE as usize {
+                    bail!("enough");
+                }
+                Ok(())
+            })
+            .unwrap_err();
+        assert_eq!(stop.to_string(), "enough");
+        assert!(streamed >= 3 * RATE as usize);
+        let e = decode_wav(file()).err().expect("too long to decode whole");
+        assert!(format!("{e:#}").contains("longer than 3600 s"), "{e:#}");
     }
 
     #[test]

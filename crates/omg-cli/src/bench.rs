@@ -9,6 +9,16 @@ use serde::Serialize;
 
 use crate::files::{MAX_MODEL_BYTES, read_limited};
 
+/// Serializes a measurement rounded to `DECIMALS` decimal places (timings are not precise to
+/// the femtosecond their binary form would print).
+pub fn rounded<const DECIMALS: i32, S: serde::Serializer>(
+    x: &f64,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    let scale = 10f64.powi(DECIMALS);
+    s.serialize_f64((x * scale).round() / scale)
+}
+
 /// Latency figures of one model.
 #[derive(Serialize)]
 struct Report {
@@ -16,14 +26,20 @@ struct Report {
     /// Which kernels ran (`reference`, `optimized (avx2)`, ...).
     kernels: String,
     runs: usize,
+    #[serde(serialize_with = "rounded::<2, _>")]
     median_us: f64,
+    #[serde(serialize_with = "rounded::<2, _>")]
     p99_us: f64,
+    #[serde(serialize_with = "rounded::<2, _>")]
     mean_us: f64,
+    #[serde(serialize_with = "rounded::<2, _>")]
     min_us: f64,
     arena_bytes: usize,
     model_bytes: usize,
+    #[serde(serialize_with = "rounded::<2, _>")]
     load_us: f64,
     /// Invokes per second at the mean latency.
+    #[serde(serialize_with = "rounded::<2, _>")]
     throughput_per_s: f64,
     /// Peak resident memory of the whole process (Linux `VmHWM`), if known.
     peak_rss_kib: Option<u64>,

@@ -83,7 +83,40 @@ impl EmbeddedService {
     }
 }
 
-/// Runs the demo in `dir` (a fresh temporary directory if `None`, removed afterwards).
+/// A temporary directory removed when dropped: on success, on error and while unwinding from a
+/// panic (e.g. printing to a closed pipe), so the demo's keys never outlive it.
+struct Removed(PathBuf);
+
+impl Drop for Removed {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Removes `dir` and ends the process (status 128 + the signal's number, 130 for Ctrl-C) on
+/// SIGINT, SIGTERM or SIGHUP. Called before any other thread starts: the signals are blocked in
+/// this thread, so in every thread started after it, and one thread waits for them (the
+/// enclave process gets the default mask back when it is started).
+fn remove_on_signal(dir: PathBuf) -> Result<()> {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut signals = SigSet::empty();
+    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        signals.add(signal);
+    }
+    signals
+        .thread_block()
+        .context("cannot block the termination signals")?;
+    std::thread::spawn(move || {
+        if let Ok(signal) = signals.wait() {
+            let _ = std::fs::remove_dir_all(&dir);
+            std::process::exit(128 + signal as i32);
+        }
+    });
+    Ok(())
+}
+
+/// Runs the demo in `dir` (a fresh temporary directory if `None`, removed afterwards: on
+/// success, on error, on a panic and on SIGINT, SIGTERM or SIGHUP).
 pub fn run(dir: Option<PathBuf>) -> Result<()> {
     let started = Instant::now();
     let keep = dir.is_some();
@@ -98,11 +131,14 @@ pub fn run(dir: Option<PathBuf>) -> Result<()> {
     );
     omg_linux::fs::create_private_dir(&dir)
         .with_context(|| format!("cannot create {}", dir.display()))?;
-    let result = story(&dir);
-    if !keep {
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-    result?;
+    let temporary = if keep {
+        None
+    } else {
+        remove_on_signal(dir.clone())?;
+        Some(Removed(dir.clone()))
+    };
+    story(&dir)?;
+    drop(temporary);
     println!(
         "\nomg demo finished in {:.2} s{}",
         started.elapsed().as_secs_f64(),

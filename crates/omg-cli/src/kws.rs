@@ -167,11 +167,18 @@ struct HopReport {
     /// `optimized (avx2)`, ...).
     kernels: String,
     hops: usize,
+    #[serde(serialize_with = "crate::bench::rounded::<2, _>")]
     frontend_us: f64,
+    #[serde(serialize_with = "crate::bench::rounded::<2, _>")]
     classifier_us: f64,
+    #[serde(serialize_with = "crate::bench::rounded::<2, _>")]
     recognizer_us: f64,
+    #[serde(serialize_with = "crate::bench::rounded::<2, _>")]
     total_us: f64,
+    #[serde(serialize_with = "crate::bench::rounded::<2, _>")]
     hop_ms: f64,
+    /// Rounded to 6 decimal places (a hop takes about a thousandth of its duration).
+    #[serde(serialize_with = "crate::bench::rounded::<6, _>")]
     real_time_factor: f64,
     classifier_arena_bytes: usize,
     /// The classifier's scores after the last hop of the streaming run: the same for every

@@ -25,8 +25,21 @@ use clap::{Parser, Subcommand};
 use omg_cli::{audio, files, manifest};
 
 /// Offline Model Guard: private, model-protecting, offline keyword spotting.
+///
+/// omg runs a vendor's keyword-spotting model on this device without revealing it: the vendor
+/// packages the model encrypted for measured enclaves, the device proves its enclave to the
+/// vendor service once (provisioning), then runs the model offline inside a sandboxed enclave
+/// process that alone holds the decrypted model and hears the audio. The commands below follow
+/// that workflow: try it all at once with `omg demo`.
 #[derive(Parser)]
-#[command(name = "omg", version, about, propagate_version = true)]
+#[command(
+    name = "omg",
+    version,
+    about,
+    propagate_version = true,
+    after_help = "Example: omg demo (the whole story on the bundled model and clips), then
+                    omg listen micro_speech --wav clip.wav (keyword spotting, no enclave)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -35,6 +48,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a .tflite model once (or over a sequence) on raw little-endian tensor files.
+    #[command(display_order = 15)]
     Infer {
         /// The .tflite model.
         model: PathBuf,
@@ -52,6 +66,7 @@ enum Command {
     },
     /// Measure a model (latency per invoke, arena, model size) or a pipeline (cost per hop), on
     /// the chosen kernels.
+    #[command(display_order = 14)]
     Bench {
         /// A .tflite model, or a PIPELINE (bundled name, directory or manifest).
         target: String,
@@ -65,26 +80,31 @@ enum Command {
         kernels: KernelArgs,
     },
     /// Vendor tools.
+    #[command(display_order = 2)]
     Vendor {
         #[command(subcommand)]
         command: VendorCommand,
     },
     /// Device maker tools: a signing key, and endorsements of the devices it makes.
+    #[command(display_order = 3)]
     Maker {
         #[command(subcommand)]
         command: MakerCommand,
     },
     /// Device (platform) tools for the Linux backend.
+    #[command(display_order = 4)]
     Device {
         #[command(subcommand)]
         command: DeviceCommand,
     },
     /// The platform side as a service for apps (the service deployment).
+    #[command(display_order = 10)]
     Platform {
         #[command(subcommand)]
         command: PlatformCommand,
     },
     /// Write the front end's features of a clip: int8 [frames][channels].
+    #[command(display_order = 13)]
     Features {
         /// Bundled pipeline name (e.g. micro_speech), directory, or manifest file.
         pipeline: String,
@@ -95,6 +115,7 @@ enum Command {
         output: PathBuf,
     },
     /// One keyword decision per clip (the first frames of each clip).
+    #[command(display_order = 9)]
     Classify {
         /// Bundled pipeline name (e.g. micro_speech), directory, or manifest file.
         pipeline: String,
@@ -106,12 +127,14 @@ enum Command {
         json: bool,
     },
     /// The whole story on the bundled defaults: vendor, device, provisioning, offline runs.
+    #[command(display_order = 1)]
     Demo {
         /// Keep the demo's files in this (new) directory instead of a temporary one.
         #[arg(long)]
         dir: Option<PathBuf>,
     },
     /// Preparation phase: attest to the vendor service, receive the model key, seal it here.
+    #[command(display_order = 5)]
     Provision {
         /// The model package (.omgpkg).
         package: PathBuf,
@@ -134,6 +157,7 @@ enum Command {
     /// Renew a provisioned package's licence online: a fresh attestation and activation whose
     /// licence (and lease) replaces the sealed one. A refused renewal (e.g. a revoked device or
     /// model version) leaves the sealed licence as it was and says why.
+    #[command(display_order = 7)]
     Renew {
         /// The model package (.omgpkg), provisioned on this device.
         package: PathBuf,
@@ -155,6 +179,7 @@ enum Command {
     },
     /// Initialization and operation, offline: run a provisioned package on audio. A licence
     /// past its lease is refused (run `omg renew`); past its renewal time, a warning.
+    #[command(display_order = 6)]
     Run {
         /// The model package (.omgpkg), provisioned on this device.
         package: PathBuf,
@@ -172,6 +197,7 @@ enum Command {
         json: bool,
     },
     /// Print an attestation token over NONCE (hex) for a fresh enclave key.
+    #[command(display_order = 11)]
     Attest {
         /// The verifier's nonce, hex (32, 48 or 64 bytes).
         #[arg(long)]
@@ -187,6 +213,7 @@ enum Command {
         json: bool,
     },
     /// Check an attestation token's signature, and optionally its measurements and nonce.
+    #[command(display_order = 12)]
     VerifyToken {
         /// The token: raw bytes or hex.
         token: PathBuf,
@@ -204,6 +231,7 @@ enum Command {
         json: bool,
     },
     /// Stream audio through the pipeline and report keyword events.
+    #[command(display_order = 8)]
     Listen {
         /// Bundled pipeline name (e.g. micro_speech), directory, or manifest file.
         pipeline: String,
@@ -453,8 +481,9 @@ struct SourceArgs {
     /// Read raw signed 16-bit little-endian 16 kHz mono samples from standard input.
     #[arg(long)]
     stdin: bool,
-    /// Capture from the default microphone (ALSA).
-    #[arg(long)]
+    /// Capture from the default microphone (ALSA). Hidden from the help of a build without
+    /// microphone support (the `mic` feature), where it is refused with that reason.
+    #[arg(long, hide = !cfg!(feature = "mic"))]
     mic: bool,
 }
 
@@ -469,9 +498,49 @@ impl SourceArgs {
     }
 }
 
+/// True when standard output is a pipe (or socket) whose reader has gone, as after
+/// `omg … | head -1`.
+fn stdout_is_broken() -> bool {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let stdout = std::io::stdout();
+    let mut fds = [PollFd::new(&stdout, PollFlags::OUT)];
+    poll(&mut fds, Some(&Timespec::default())).is_ok() && fds[0].revents().contains(PollFlags::ERR)
+}
+
+/// True when `e` comes from writing to a standard output whose reader has gone.
+fn is_broken_stdout(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    }) && stdout_is_broken()
+}
+
+/// Runs `omg`. A reader that stops reading its output early (`omg demo | head -1`) ends it
+/// quietly with exit status 0, whether the write failed as an error or as a panic of
+/// `println!` (whose unwinding still removes temporary files, e.g. `omg demo`'s keys).
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !stdout_is_broken() {
+            default_hook(info);
+        }
+    }));
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| command(cli))) {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) if is_broken_stdout(&e) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
+            eprintln!("omg: {e:#}");
+            ExitCode::FAILURE
+        }
+        Err(_) if stdout_is_broken() => ExitCode::SUCCESS,
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+}
+
+/// Runs one command.
+fn command(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
         Command::Infer {
             model,
             inputs,
@@ -676,13 +745,6 @@ fn main() -> ExitCode {
             source,
             json,
         } => kws::listen(&pipeline, source.source(), json),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("omg: {e:#}");
-            ExitCode::FAILURE
-        }
     }
 }
 

@@ -446,8 +446,8 @@ mod tests {
 
     #[test]
     fn models_are_checked_against_the_manifest() {
-        let dir = std::env::temp_dir().join(format!("omg-manifest-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path();
         std::fs::write(dir.join("m.tflite"), BUNDLED[0].files[0].1).unwrap();
         let manifest = BUNDLED[0]
             .manifest

@@ -96,8 +96,9 @@ fn feed_for(source: u8, fd: Option<OwnedFd>, idle: Duration) -> Result<(InputSou
             if !kind.is_file() {
                 bail!("the file source must be a regular file");
             }
-            // The header is checked (and bounded) now; the samples stream while the enclave runs.
-            let wav = crate::audio::WavStream::open(io::BufReader::new(file))?;
+            // The header is checked (and bounded: an hour, 1 GiB) now; the samples stream while
+            // the enclave runs.
+            let wav = crate::audio::WavStream::open(io::BufReader::new(file))?.bounded()?;
             Ok((source, Feed::Wav(wav)))
         }
         (InputSource::Stdin, Some(fd)) => Ok((source, Feed::Watched(fd, idle))),

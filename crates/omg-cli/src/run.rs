@@ -366,8 +366,8 @@ mod tests {
     /// which takes minutes to decode.
     #[test]
     fn a_clip_feeder_stops_when_the_enclave_closes_its_pipe() {
-        let dir = std::env::temp_dir().join(format!("omg-feeder-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path();
         let path = dir.join("big.wav");
         let spec = hound::WavSpec {
             channels: 32,
@@ -394,7 +394,6 @@ mod tests {
         let started = Instant::now();
         join_feeder(feeder).unwrap();
         let took = started.elapsed();
-        std::fs::remove_dir_all(&dir).unwrap();
         assert!(took < Duration::from_secs(10), "{took:?}");
     }
 }

@@ -41,9 +41,18 @@ pub fn feed_source(source: &Source, mut feed: impl FnMut(&[i16]) -> Result<()>) 
         feed(block)
     };
     match source {
-        Source::Wav(path) => audio::open_wav(path)?
-            .stream(&mut counted)
-            .with_context(|| format!("{}", path.display()))?,
+        Source::Wav(path) => {
+            let wav = audio::open_wav(path)?;
+            let (rate, channels) = (wav.source_rate(), wav.source_channels());
+            if rate != RATE || channels != 1 {
+                eprintln!(
+                    "omg: {} converted from {rate} Hz, {channels} ch to 16 kHz mono",
+                    path.display()
+                );
+            }
+            wav.stream(&mut counted)
+                .with_context(|| format!("{}", path.display()))?
+        }
         Source::Stdin => audio::read_s16le(std::io::stdin().lock(), &mut counted)?,
         Source::Mic => mic(&mut counted)?,
     }

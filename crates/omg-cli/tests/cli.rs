@@ -12,10 +12,9 @@ fn fc_model() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds/model/fully_connected.tflite")
 }
 
-fn tmp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("omg-cli-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
+/// A path in `scratch`, a temporary directory the test holds (removed when it ends).
+fn tmp(scratch: &tempfile::TempDir, name: &str) -> PathBuf {
+    scratch.path().join(name)
 }
 
 /// Runs `omg infer MODEL [EXTRA...] --input INPUT --output OUTPUT`.
@@ -34,7 +33,8 @@ fn infer(model: &Path, extra: &[&str], input: &Path, output: &Path) -> Output {
 
 #[test]
 fn infer_writes_the_output_tensor() {
-    let (input, output) = (tmp("in.bin"), tmp("out.bin"));
+    let scratch = tempfile::tempdir().unwrap();
+    let (input, output) = (tmp(&scratch, "in.bin"), tmp(&scratch, "out.bin"));
     std::fs::write(&input, [1u8, 1]).unwrap();
     let r = infer(&fc_model(), &[], &input, &output);
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
@@ -43,7 +43,8 @@ fn infer_writes_the_output_tensor() {
 
 #[test]
 fn infer_sequence_concatenates_outputs() {
-    let (input, output) = (tmp("seq-in.bin"), tmp("seq-out.bin"));
+    let scratch = tempfile::tempdir().unwrap();
+    let (input, output) = (tmp(&scratch, "seq-in.bin"), tmp(&scratch, "seq-out.bin"));
     std::fs::write(&input, [1u8, 1, 2, 0]).unwrap();
     let r = infer(&fc_model(), &["--sequence"], &input, &output);
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
@@ -52,14 +53,15 @@ fn infer_sequence_concatenates_outputs() {
 
 #[test]
 fn every_kernel_set_gives_the_same_bytes() {
-    let input = tmp("k-in.bin");
+    let scratch = tempfile::tempdir().unwrap();
+    let input = tmp(&scratch, "k-in.bin");
     std::fs::write(&input, [1u8, 1]).unwrap();
     let mut sets = vec!["auto", "reference", "portable"];
     if omg_engine::Isa::Avx2.is_supported() {
         sets.push("avx2");
     }
     for set in sets {
-        let output = tmp(&format!("k-out-{set}.bin"));
+        let output = tmp(&scratch, &format!("k-out-{set}.bin"));
         let r = infer(&fc_model(), &["--kernels", set], &input, &output);
         assert!(
             r.status.success(),
@@ -72,7 +74,7 @@ fn every_kernel_set_gives_the_same_bytes() {
         &fc_model(),
         &["--kernels", "neon"],
         &input,
-        &tmp("k-out-neon.bin"),
+        &tmp(&scratch, "k-out-neon.bin"),
     );
     assert_eq!(r.status.code(), Some(2), "a usage error");
     assert!(String::from_utf8_lossy(&r.stderr).contains("auto, reference, portable, avx2"));
@@ -80,7 +82,8 @@ fn every_kernel_set_gives_the_same_bytes() {
 
 #[test]
 fn wrong_input_size_is_a_clear_error_and_writes_nothing() {
-    let (input, output) = (tmp("bad-in.bin"), tmp("bad-out.bin"));
+    let scratch = tempfile::tempdir().unwrap();
+    let (input, output) = (tmp(&scratch, "bad-in.bin"), tmp(&scratch, "bad-out.bin"));
     std::fs::write(&input, [1u8, 2, 3]).unwrap();
     let r = infer(&fc_model(), &[], &input, &output);
     assert_eq!(r.status.code(), Some(1));
@@ -95,7 +98,12 @@ fn wrong_input_size_is_a_clear_error_and_writes_nothing() {
 
 #[test]
 fn a_corrupt_model_is_refused() {
-    let (model, input, output) = (tmp("corrupt.tflite"), tmp("c-in.bin"), tmp("c-out.bin"));
+    let scratch = tempfile::tempdir().unwrap();
+    let (model, input, output) = (
+        tmp(&scratch, "corrupt.tflite"),
+        tmp(&scratch, "c-in.bin"),
+        tmp(&scratch, "c-out.bin"),
+    );
     let mut bytes = std::fs::read(fc_model()).unwrap();
     bytes.truncate(bytes.len() / 2);
     std::fs::write(&model, bytes).unwrap();
@@ -120,6 +128,17 @@ fn bench_json_has_the_documented_fields() {
     }
     assert_eq!(v["runs"], 50);
     assert!(v["arena_bytes"].as_u64().unwrap() >= 4);
+    assert_two_decimals(&v, &["median_us", "p99_us", "mean_us", "min_us", "load_us"]);
+}
+
+/// Each of `keys` in `v` is a number printed with at most two decimals.
+fn assert_two_decimals(v: &serde_json::Value, keys: &[&str]) {
+    for key in keys {
+        let text = v[key].to_string();
+        assert!(v[key].is_number(), "{key}: {v}");
+        let decimals = text.split_once('.').map_or(0, |(_, d)| d.len());
+        assert!(decimals <= 2, "{key} = {text} in {v}");
+    }
 }
 
 /// The bundled clips (`assets/clips`).
@@ -148,6 +167,10 @@ fn bench_pipeline(flags: &[&str]) -> serde_json::Value {
 fn bench_pipeline_runs_the_chosen_kernels() {
     let reference = bench_pipeline(&["--reference"]);
     assert_eq!(reference["kernels"], "reference", "{reference}");
+    assert_two_decimals(
+        &reference,
+        &["frontend_us", "classifier_us", "recognizer_us", "total_us"],
+    );
     let scores = &reference["scores"];
     assert_eq!(scores.as_array().map(Vec::len), Some(4), "{reference}");
     for (flags, name) in [
@@ -230,5 +253,175 @@ fn classify_reports_bad_clips_and_goes_on() {
         );
         assert!(err_lines[2].contains("notes.wav"), "{err}");
         assert!(err_lines[3].contains("3 of 5"), "{err}");
+    }
+}
+
+/// Runs `omg ARGS` with its standard output a pipe whose reader is already gone (as in
+/// `omg … | head -1` once head has exited) and `TMPDIR` set to `tmpdir`.
+fn with_stdout_closed(args: &[&str], tmpdir: &Path) -> Output {
+    let mut child = omg()
+        .args(args)
+        .env("TMPDIR", tmpdir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    child.wait_with_output().unwrap()
+}
+
+/// `omg demo | head -1`: no panic, exit 0, and its temporary directory (vendor.key, huk,
+/// attestation.key) is gone.
+#[test]
+fn demo_into_a_closed_pipe_ends_quietly_and_removes_its_keys() {
+    let tmpdir = tempfile::tempdir().unwrap();
+    let out = with_stdout_closed(&["demo"], tmpdir.path());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {err}", out.status);
+    assert!(!err.contains("panicked"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(tmpdir.path()).unwrap().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+/// `omg classify … | head -1` and `omg listen … | head -1`: exit 0 and nothing on stderr
+/// (not "Broken pipe (os error 32)" and exit 1).
+#[test]
+fn classify_and_listen_into_a_closed_pipe_end_quietly() {
+    let tmpdir = tempfile::tempdir().unwrap();
+    let yes = clip("yes_en-us.wav");
+    let yes = yes.to_str().unwrap();
+    for args in [
+        &["classify", "micro_speech", yes, yes, yes][..],
+        &["listen", "micro_speech", "--wav", yes][..],
+    ] {
+        let out = with_stdout_closed(args, tmpdir.path());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {:?}: {err}", out.status);
+        assert!(err.is_empty(), "{args:?}: {err}");
+    }
+}
+
+/// Ctrl-C (SIGINT) and SIGTERM during `omg demo`: it ends with 128 + the signal's number and its
+/// temporary directory (vendor.key, huk, attestation.key) is gone.
+#[test]
+fn an_interrupted_demo_removes_its_keys() {
+    use std::io::BufRead;
+    for (signal, status) in [(libc::SIGINT, 130), (libc::SIGTERM, 143)] {
+        let tmpdir = tempfile::tempdir().unwrap();
+        let mut child = omg()
+            .arg("demo")
+            .env("TMPDIR", tmpdir.path())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        // Once the device has its identity, its keys are on disk.
+        assert!(lines.any(|l| l.unwrap().starts_with("== 3.")));
+        assert!(std::fs::read_dir(tmpdir.path()).unwrap().next().is_some());
+        let pid = i32::try_from(child.id()).unwrap();
+        // SAFETY: kill(2) on our own child's pid.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+        let exit = child.wait().unwrap();
+        assert_eq!(exit.code(), Some(status), "{exit:?}");
+        let left: Vec<_> = std::fs::read_dir(tmpdir.path()).unwrap().collect();
+        assert!(
+            left.is_empty(),
+            "left behind after signal {signal}: {left:?}"
+        );
+    }
+}
+
+/// A user (not root: uid 64531 when the tests run as root) under `ulimit -l 64` runs
+/// `omg demo`: one line saying what to raise and to what, before any enclave starts — not
+/// "memory allocation … failed" and "killed by signal 6".
+#[test]
+fn a_small_locked_memory_limit_is_refused_in_one_line() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    const UID: u32 = 64531;
+    let tmpdir = tempfile::tempdir().unwrap();
+    let mut command = Command::new("sh");
+    command
+        .args(["-c", "ulimit -l 64 && exec \"$0\" demo"])
+        .arg(env!("CARGO_BIN_EXE_omg"))
+        .env("TMPDIR", tmpdir.path());
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        std::fs::set_permissions(tmpdir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        command.uid(UID).gid(UID).env("HOME", tmpdir.path());
+    }
+    let out = command.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].contains("RLIMIT_MEMLOCK) is 64 KiB: raise it to at least 8192 KiB"),
+        "{err}"
+    );
+    assert!(!err.contains("signal"), "{err}");
+}
+
+/// `omg listen --wav` on a 44.1 kHz stereo file says it converted it, as `classify` does.
+#[test]
+fn listen_says_when_it_converted_the_audio() {
+    let scratch = tempfile::tempdir().unwrap();
+    let wav = tmp(&scratch, "stereo.wav");
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: 44_100,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(&wav, spec).unwrap();
+    (0..2 * 44_100).for_each(|_| w.write_sample(0i16).unwrap());
+    w.finalize().unwrap();
+    let out = omg()
+        .args(["listen", "micro_speech", "--wav"])
+        .arg(&wav)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("converted from 44100 Hz, 2 ch to 16 kHz mono"),
+        "{err}"
+    );
+}
+
+/// `omg --help` says what omg is, lists the commands in workflow order (the demo, the vendor,
+/// the device, provisioning, running) and gives an example.
+#[test]
+fn help_says_what_omg_is_in_workflow_order_with_an_example() {
+    let out = omg().arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("sandboxed enclave process"), "{help}");
+    assert!(help.contains("Example: omg demo"), "{help}");
+    let commands: Vec<&str> = help
+        .lines()
+        .skip_while(|l| *l != "Commands:")
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    let position = |c: &str| commands.iter().position(|x| *x == c).unwrap();
+    assert_eq!(commands[0], "demo", "{help}");
+    assert!(position("vendor") < position("device"), "{help}");
+    assert!(position("device") < position("provision"), "{help}");
+    assert!(position("provision") < position("run"), "{help}");
+    assert!(position("run") < position("infer"), "{help}");
+}
+
+/// `--mic` is listed among the options of `omg run --help` and `omg listen --help` only where
+/// it is built.
+#[test]
+fn mic_is_offered_only_where_built() {
+    for command in ["run", "listen"] {
+        let out = omg().args([command, "--help"]).output().unwrap();
+        let help = String::from_utf8_lossy(&out.stdout);
+        let listed = |flag: &str| help.lines().any(|l| l.trim_start().starts_with(flag));
+        assert!(listed("--wav"), "{help}");
+        assert_eq!(listed("--mic"), cfg!(feature = "mic"), "{help}");
     }
 }

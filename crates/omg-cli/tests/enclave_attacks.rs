@@ -166,8 +166,9 @@ fn the_enclave_cannot_be_traced_or_read_and_the_host_never_holds_the_model() {
         enclave,
     ) = running(&device);
 
-    // The enclave reports its hardening through /proc.
+    // The enclave is named in ps and top, and reports its hardening through /proc.
     let status = std::fs::read_to_string(format!("/proc/{enclave}/status")).unwrap();
+    assert!(status.contains("Name:\tomg-enclave\n"), "{status}");
     assert!(status.contains("NoNewPrivs:\t1"), "{status}");
     assert!(status.contains("Seccomp:\t2"), "{status}");
     assert!(status.contains("TracerPid:\t"), "{status}");

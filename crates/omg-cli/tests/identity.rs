@@ -11,10 +11,11 @@ fn omg(args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn fresh_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("omg-identity-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+/// A directory `name` not yet made, in a temporary directory removed when the test ends.
+fn fresh_dir(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let scratch = tempfile::tempdir().unwrap();
+    let d = scratch.path().join(name);
+    (scratch, d)
 }
 
 fn mode(p: &Path) -> u32 {
@@ -32,7 +33,7 @@ fn json(out: &Output) -> serde_json::Value {
 
 #[test]
 fn device_init_creates_an_owner_only_identity_once() {
-    let dir = fresh_dir("device");
+    let (_scratch, dir) = fresh_dir("device");
     let d = dir.to_str().unwrap();
     let first = json(&omg(&["device", "init", "--dir", d, "--json"]));
     assert_eq!(mode(&dir), 0o700);
@@ -71,7 +72,7 @@ fn device_init_creates_an_owner_only_identity_once() {
 
 #[test]
 fn vendor_keygen_writes_a_private_key_and_its_public_key() {
-    let dir = fresh_dir("vendor");
+    let (_scratch, dir) = fresh_dir("vendor");
     let d = dir.to_str().unwrap();
     let out = json(&omg(&["vendor", "keygen", "--dir", d, "--json"]));
     assert_eq!(mode(&dir.join("vendor.key")), 0o600);

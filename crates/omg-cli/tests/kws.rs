@@ -212,10 +212,9 @@ fn listen(samples: &[i16], expected: &[(String, u64)], wav: &Path) -> (Outcome, 
     )
 }
 
-fn scratch_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("omg-listen-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A temporary directory removed when the test ends.
+fn scratch_dir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
 }
 
 /// The stream check of the keyword-spotting issue: 1.5 s gaps alternately of silence and low
@@ -225,7 +224,8 @@ fn scratch_dir() -> PathBuf {
 #[ignore = "needs ../shared/data (run by .ci/run)"]
 fn listen_finds_the_keywords_of_a_long_stream() {
     let (samples, expected) = stream(1500, Some(8));
-    let wav = scratch_dir().join("stream.wav");
+    let scratch = scratch_dir();
+    let wav = scratch.path().join("stream.wav");
     let (outcome, out) = listen(&samples, &expected, &wav);
     assert!(
         outcome.found == 26 && outcome.others.is_empty(),
@@ -257,7 +257,8 @@ fn listen_finds_the_keywords_of_a_long_stream() {
 #[test]
 #[ignore = "needs ../shared/data (run by .ci/run)"]
 fn listen_on_streams_with_other_gaps() {
-    let dir = scratch_dir();
+    let scratch = scratch_dir();
+    let dir = scratch.path();
     let (samples, expected) = stream(1500, None);
     let (silent, _) = listen(&samples, &expected, &dir.join("silent-gaps.wav"));
     assert!(

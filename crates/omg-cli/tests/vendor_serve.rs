@@ -15,8 +15,8 @@ fn request(addr: &str, method: &str, path: &str, body: &str) -> String {
 
 #[test]
 fn the_service_answers_on_loopback() {
-    let dir = std::env::temp_dir().join(format!("omg-serve-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
     let keys = dir.join("keys");
     let keygen = Command::new(env!("CARGO_BIN_EXE_omg"))
         .args(["vendor", "keygen", "--dir"])

@@ -297,16 +297,19 @@ fn harden(keep: &[RawFd]) -> Result<crate::sandbox::Report, crate::sandbox::Sand
     unsafe { crate::sandbox::harden(&options) }
 }
 
-/// Runs the enclave: adopt the descriptors, check the protected heap (`heap`, which tells how
-/// memory is protected), harden the process, connect the platform, then answer host requests
-/// until the host closes its channel. `protected(len)` allocates protected memory for the
-/// decrypted model.
+/// Runs the enclave: name the process `omg-enclave` (in ps and top), adopt the descriptors,
+/// check the protected heap (`heap`, which tells how memory is protected), harden the process,
+/// connect the platform, then answer host requests until the host closes its channel.
+/// `protected(len)` allocates protected memory for the decrypted model.
 pub fn main<H, A, B>(heap: H, protected: A) -> ExitCode
 where
     H: FnOnce() -> Result<crate::protected::MemoryKind, String>,
     A: FnMut(usize) -> io::Result<B>,
     B: AsRef<[u8]> + AsMut<[u8]>,
 {
+    // Started from a memfd, the process would show in ps and top as its descriptor number;
+    // name it (without allocating: the protected heap is not checked yet).
+    let _ = rustix::thread::set_name(c"omg-enclave");
     let (Some(host), Some(platform)) = (adopt(HOST_FD), adopt(PLATFORM_FD)) else {
         eprintln!("omg-enclave: must be started by the omg launcher (no channels)");
         return ExitCode::from(2);

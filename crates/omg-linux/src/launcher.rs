@@ -225,16 +225,46 @@ fn guardian(
     }
 }
 
+/// Locked memory an enclave process needs, in bytes: its protected heap
+/// ([`crate::enclave_entry::ENCLAVE_HEAP_SIZE`]) and 2 MiB for its other protected buffers.
+/// Both `memfd_secret` and `mlock` memory count against `RLIMIT_MEMLOCK` for a process
+/// without `CAP_IPC_LOCK`.
+pub const ENCLAVE_LOCKED_MEMORY: u64 = crate::enclave_entry::ENCLAVE_HEAP_SIZE as u64 + (2 << 20);
+
+/// Refuses, before anything starts, a locked-memory limit the enclave could not live with
+/// (it would die allocating its heap, killed by SIGABRT). Root is not held to the limit.
+fn check_locked_memory_limit() -> io::Result<()> {
+    use rustix::process::{Resource, geteuid, getrlimit};
+    let limit = getrlimit(Resource::Memlock).current;
+    match limit {
+        Some(current) if current < ENCLAVE_LOCKED_MEMORY && !geteuid().is_root() => {
+            Err(io::Error::other(format!(
+                "the enclave needs {} KiB of locked memory but this user's limit \
+                 (RLIMIT_MEMLOCK) is {} KiB: raise it to at least {} KiB (`ulimit -l {}`, \
+                 LimitMEMLOCK= for a systemd service, memlock in limits.conf, or \
+                 --ulimit memlock= for a container)",
+                ENCLAVE_LOCKED_MEMORY >> 10,
+                current >> 10,
+                ENCLAVE_LOCKED_MEMORY >> 10,
+                ENCLAVE_LOCKED_MEMORY >> 10,
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Starts `image` as an enclave process for the device `identity`, with `audio` (raw s16le
 /// 16 kHz mono) as its audio descriptor if given. A guardian thread holds the enclave's ptrace
 /// slot and reaps it; the platform channel is served on another thread by a
 /// [`LinuxPlatform`] with the measurement computed here, only once the guard is in place (the
-/// enclave asks the platform before it hardens itself).
+/// enclave asks the platform before it hardens itself). A locked-memory limit under
+/// [`ENCLAVE_LOCKED_MEMORY`] is refused first, in one line saying what to raise.
 pub fn launch(
     image: &EnclaveImage,
     identity: DeviceIdentity,
     audio: Option<OwnedFd>,
 ) -> io::Result<RunningEnclave> {
+    check_locked_memory_limit()?;
     let memfd = image.sealed_memfd()?;
     let (host, host_child) = UnixStream::pair()?;
     let (mut platform_end, platform_child) = UnixStream::pair()?;
