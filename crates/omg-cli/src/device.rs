@@ -7,7 +7,10 @@
 //! renewal (a revoked device or model version) leaves the old one in place.
 //!
 //! Provisioning goes through the enclave process (see [`crate::enclave`]); this process only
-//! relays messages between the enclave and the vendor service.
+//! relays messages between the enclave and the vendor service. Its refusals say what to do: a
+//! `wrong_measurement` names this device's enclave measurement for the vendor's policy, and the
+//! usual TLS mistakes (a CA certificate as the server's, an unknown issuer, https against plain
+//! HTTP) get one line each.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
