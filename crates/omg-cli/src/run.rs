@@ -63,11 +63,15 @@ pub(crate) fn provisioned_vendor_key(
 )> {
     Package::vendor_key_id(package)
         .map_err(|e| anyhow::anyhow!("this is not an omg model package (.omgpkg): {e}"))?;
-    if !dir.join(omg_linux::identity::ATTESTATION_PUB).is_file() {
-        bail!(
+    match std::fs::metadata(dir.join(omg_linux::identity::ATTESTATION_PUB)) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
             "there is no device in {} (check --dir or OMG_HOME; `omg device init` makes one)",
             dir.display()
-        );
+        ),
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot use the device in {}", dir.display()));
+        }
     }
     let entries = std::fs::read_dir(dir.join("models"))
         .ok()
