@@ -352,11 +352,13 @@ impl<'a, S: FnMut(&[i16]) -> Result<()>> Converter<'a, S> {
 }
 
 /// Reads raw signed 16-bit little-endian mono samples from `reader` in blocks, calling `sink`
-/// for each block until end of input. A trailing odd byte is reported as an error.
+/// for each block until end of input. A trailing odd byte is reported as an error, and so is
+/// input that starts with a WAV header (a file for `--wav`).
 pub fn read_s16le<R: Read>(
     mut reader: R,
     mut sink: impl FnMut(&[i16]) -> Result<()>,
 ) -> Result<()> {
+    let mut first = true;
     let mut bytes = vec![0u8; 4096];
     let mut carry: Option<u8> = None;
     let mut samples = Vec::with_capacity(bytes.len() / 2 + 1);
@@ -376,6 +378,10 @@ pub fn read_s16le<R: Read>(
         let pairs = data.chunks_exact(2);
         carry = pairs.remainder().first().copied();
         samples.extend(pairs.map(|p| i16::from_le_bytes([p[0], p[1]])));
+        if first && omg_kws::input::starts_like_wav(&samples) {
+            bail!(omg_kws::input::WAV_ON_RAW_INPUT);
+        }
+        first = false;
         sink(&samples)?;
     }
     if carry.is_some() {

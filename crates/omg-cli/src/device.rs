@@ -7,7 +7,10 @@
 //! renewal (a revoked device or model version) leaves the old one in place.
 //!
 //! Provisioning goes through the enclave process (see [`crate::enclave`]); this process only
-//! relays messages between the enclave and the vendor service.
+//! relays messages between the enclave and the vendor service. Its refusals say what to do: a
+//! `wrong_measurement` names this device's enclave measurement for the vendor's policy, and the
+//! usual TLS mistakes (a CA certificate as the server's, an unknown issuer, https against plain
+//! HTTP) get one line each.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -240,6 +243,8 @@ pub fn verify_token(
 struct Client {
     agent: ureq::Agent,
     base: String,
+    /// Whether the service's certificate is checked against `--ca-cert` (else the system's).
+    ca_cert: bool,
 }
 
 #[derive(Deserialize)]
@@ -300,29 +305,87 @@ impl Client {
         Ok(Self {
             agent: config.build().into(),
             base,
+            ca_cert: ca_cert.is_some(),
         })
     }
 
     fn post<T: for<'de> Deserialize<'de>>(&self, path: &str, body: &impl Serialize) -> Result<T> {
         let url = format!("{}{path}", self.base);
-        let mut response = self
-            .agent
-            .post(&url)
-            .send_json(body)
-            .with_context(|| format!("cannot reach the vendor service at {url}"))?;
+        let mut response = match self.agent.post(&url).send_json(body) {
+            Ok(response) => response,
+            Err(e) => {
+                let hint = tls_hint(&e, self.ca_cert);
+                let e = anyhow::Error::new(e);
+                let e = match hint {
+                    Some(hint) => e.context(hint),
+                    None => e,
+                };
+                return Err(e.context(format!("cannot reach the vendor service at {url}")));
+            }
+        };
         let status = response.status();
         if !status.is_success() {
             let err: Option<ApiError> = response.body_mut().read_json().ok();
             let (reason, message) = err
                 .map(|e| (e.reason.unwrap_or_default(), e.message.unwrap_or_default()))
                 .unwrap_or_default();
-            bail!("the vendor service refused ({status}): {message} [{reason}]");
+            let hint = match reason.as_str() {
+                // The device knows what the vendor's policy must list.
+                "wrong_measurement" => enclave_measurement()
+                    .map(|m| {
+                        format!(
+                            "; this device's enclave measures {} (`omg device info`): the \
+                             vendor's policy must list it in allowed_measurements",
+                            hex(&m)
+                        )
+                    })
+                    .unwrap_or_default(),
+                _ => String::new(),
+            };
+            bail!("the vendor service refused ({status}): {message} [{reason}]{hint}");
         }
         response
             .body_mut()
             .read_json()
             .with_context(|| format!("unexpected answer from {url}"))
     }
+}
+
+/// One line on what a TLS failure means and what to do, for the failures a user meets when
+/// setting up https (`ca_cert`: whether `--ca-cert` was given).
+fn tls_hint(e: &ureq::Error, ca_cert: bool) -> Option<&'static str> {
+    use rustls::{CertificateError, Error as Tls};
+    let tls = match e {
+        ureq::Error::Rustls(tls) => tls,
+        ureq::Error::Io(io) => io.get_ref()?.downcast_ref::<Tls>()?,
+        _ => return None,
+    };
+    Some(match tls {
+        // A certificate named as issued by the --ca-cert's subject but not signed by its key
+        // fails its signature check.
+        Tls::InvalidCertificate(
+            CertificateError::UnknownIssuer | CertificateError::BadSignature,
+        ) if ca_cert => "the service's certificate is not the --ca-cert given, nor signed by it",
+        Tls::InvalidCertificate(CertificateError::UnknownIssuer) => {
+            "the service's certificate is signed by no authority this system trusts: pass its \
+             certificate (or its CA's) with --ca-cert"
+        }
+        Tls::InvalidCertificate(CertificateError::Other(other))
+            if other.to_string().contains("CaUsedAsEndEntity") =>
+        {
+            "the service's certificate is a CA certificate (as `openssl req -x509` makes by \
+             default), which TLS refuses as a server's: make one with basicConstraints CA:FALSE \
+             (see README, \"HTTPS\")"
+        }
+        Tls::InvalidCertificate(
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+        ) => "the service's certificate does not name the host in the URL (subjectAltName)",
+        Tls::InvalidMessage(_) => {
+            "the service did not answer in TLS: is it plain HTTP? (use an http:// URL, or \
+             start `omg vendor serve` with --tls-cert and --tls-key)"
+        }
+        _ => return None,
+    })
 }
 
 fn b64(field: &str, s: &str) -> Result<Vec<u8>> {
@@ -393,7 +456,9 @@ pub fn renew(
                 .map_err(|e| anyhow::anyhow!("{}: {e}", package_path.display()))?;
             (key, verified.header().clone())
         }
-        None => crate::run::provisioned_vendor_key(&dir, &package)?,
+        None => {
+            crate::run::provisioned_vendor_key(&dir, &package, crate::run::Provisioner::DeviceUser)?
+        }
     };
     let sealed = sealed_path(
         &dir,

@@ -1,5 +1,6 @@
 //! `omg vendor package`: a pipeline encrypted under a fresh content key and signed by the
-//! vendor, registered (policy and content key) in the service database.
+//! vendor, registered (policy and content key) in the service database. A policy whose
+//! `not_after` has already passed is refused: no device could activate the package.
 
 use std::path::Path;
 
@@ -58,13 +59,21 @@ pub fn run(opts: &Options<'_>, json: bool) -> Result<()> {
         .with_context(|| format!("{} is not UTF-8", opts.policy.display()))?;
     let policy =
         Policy::from_toml(&policy_text).with_context(|| format!("{}", opts.policy.display()))?;
+    let now = omg_vendor::http::system_now();
+    // The service refuses every activation past not_after: such a package could never run.
+    anyhow::ensure!(
+        now <= policy.not_after,
+        "{}: not_after = {} is already past (now is {now}): no device could ever activate \
+         this package; set a later expiry (seconds since the Unix epoch)",
+        opts.policy.display(),
+        policy.not_after
+    );
     let vendor_key = crate::vendor::load_vendor_key(opts.key_dir)?;
 
     let bundle = crate::bundle::of(&pipeline)?
         .to_bytes()
         .context("cannot encode the pipeline bundle")?;
     let bundle = zeroize::Zeroizing::new(bundle);
-    let now = omg_vendor::http::system_now();
     let content_key = ContentKey::generate(&mut OsRng);
     let header = PackageHeader::new(&model_id, opts.version, now, vendor_key.verifying_key());
     let package = Package::seal(&header, &bundle, &content_key, &vendor_key, &mut OsRng)

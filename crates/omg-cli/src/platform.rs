@@ -29,7 +29,7 @@ use omg_linux::service::{AppRequest, Peer, peer, protect_service_process, recv_w
 use omg_protocol::licence::InputSource;
 use omg_protocol::package::MAX_PACKAGE_LEN;
 
-use crate::run::{Feed, join_feeder, peak_kb, start_request};
+use crate::run::{Feed, Provisioner, join_feeder, peak_kb, start_request};
 
 /// How long an app has to send its request after connecting.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -83,7 +83,10 @@ fn bind(path: &Path, mode: u32) -> Result<UnixListener> {
 fn feed_for(source: u8, fd: Option<OwnedFd>, idle: Duration) -> Result<(InputSource, Feed)> {
     let source = InputSource::from_bit(source).context("unknown input source")?;
     match (source, fd) {
-        (InputSource::Mic, None) => Ok((source, Feed::Mic)),
+        (InputSource::Mic, None) => {
+            crate::stream::mic_supported()?;
+            Ok((source, Feed::Mic))
+        }
         (InputSource::Mic, Some(_)) => {
             bail!("the microphone is opened by the platform; do not pass a descriptor")
         }
@@ -115,7 +118,7 @@ fn session(settings: &Settings, image: &EnclaveImage, stream: &UnixStream) -> Re
         bail!("the app left before asking");
     };
     let (source, feed) = feed_for(source, fd, settings.idle_timeout)?;
-    let start = start_request(&settings.dir, package, source)?;
+    let start = start_request(&settings.dir, package, source, Provisioner::Platform)?;
     let (audio, feeder) = feed.into_fd()?;
     let identity = crate::enclave::identity(&settings.dir)?;
     let mut enclave = launch(image, identity, Some(audio)).context("cannot launch the enclave")?;

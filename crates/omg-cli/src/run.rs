@@ -27,19 +27,56 @@ use crate::device::{device_dir, read_public_key, sealed_path};
 use crate::files::read_limited;
 use crate::stream::{EventLine, EventPrinter, Source};
 
+/// Who can provision a model on the device, named in the refusals that ask for it: the
+/// device's own user (`omg provision`), or in the service mode the platform's administrator,
+/// since an app cannot provision.
+#[derive(Clone, Copy)]
+pub enum Provisioner {
+    /// The user running `omg` on its own device.
+    DeviceUser,
+    /// The platform service's administrator (the app reaches the device through the socket).
+    Platform,
+}
+
+impl Provisioner {
+    /// What to do about a model that is not provisioned.
+    fn action(self) -> &'static str {
+        match self {
+            Provisioner::DeviceUser => "run `omg provision` first",
+            Provisioner::Platform => "ask the platform's administrator to provision it",
+        }
+    }
+}
+
 /// Finds the vendor key a package was provisioned with (among the provisioned models: the one
 /// whose stored vendor.pub verifies the package's signature) and returns it with the verified
-/// header. The model's directory is then the one of that vendor and model id.
+/// header. The model's directory is then the one of that vendor and model id. The refusals tell
+/// apart a file that is not a package, a device directory that does not exist and a package
+/// that is not provisioned, and say who must act.
 pub(crate) fn provisioned_vendor_key(
     dir: &Path,
     package: &[u8],
+    who: Provisioner,
 ) -> Result<(
     omg_protocol::VerifyingKey,
     omg_protocol::package::PackageHeader,
 )> {
-    let models = dir.join("models");
-    let entries = std::fs::read_dir(&models)
-        .context("no model is provisioned on this device (run `omg provision` first)")?;
+    Package::vendor_key_id(package)
+        .map_err(|e| anyhow::anyhow!("this is not an omg model package (.omgpkg): {e}"))?;
+    match std::fs::metadata(dir.join(omg_linux::identity::ATTESTATION_PUB)) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+            "there is no device in {} (check --dir or OMG_HOME; `omg device init` makes one)",
+            dir.display()
+        ),
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot use the device in {}", dir.display()));
+        }
+    }
+    let entries = std::fs::read_dir(dir.join("models"))
+        .ok()
+        .into_iter()
+        .flatten();
     for entry in entries.flatten() {
         let path = entry.path().join("vendor.pub");
         let Ok(key) = read_public_key(&path) else {
@@ -49,8 +86,10 @@ pub(crate) fn provisioned_vendor_key(
             return Ok((key, verified.header().clone()));
         }
     }
-    anyhow::bail!(
-        "this package was not provisioned on this device (or its signature is wrong); run `omg provision` first"
+    bail!(
+        "this package is not provisioned on this device (no model here has its vendor key, or \
+         its signature is wrong); {}",
+        who.action()
     )
 }
 
@@ -188,14 +227,21 @@ pub fn peak_kb(pid: u32) -> Option<u64> {
 /// The enclave's `Start` request for `package` on the device in `dir`: the vendor key it was
 /// provisioned with and its sealed blob. The package's signature is checked here too, so that a
 /// package that is not provisioned gets a clear answer before any enclave starts.
-pub fn start_request(dir: &Path, package: Vec<u8>, source: InputSource) -> Result<HostRequest> {
-    let (vendor_key, header) = provisioned_vendor_key(dir, &package)?;
+pub fn start_request(
+    dir: &Path,
+    package: Vec<u8>,
+    source: InputSource,
+    who: Provisioner,
+) -> Result<HostRequest> {
+    let (vendor_key, header) = provisioned_vendor_key(dir, &package, who)?;
     let scope = ModelScope::new(&vendor_key, &header.model_id);
     let sealed_file = sealed_path(dir, scope, header.version);
     let sealed = read_limited(&sealed_file, MAX_SEALED_LEN as u64).with_context(|| {
         format!(
-            "{} version {} is not provisioned here",
-            header.model_id, header.version
+            "{} version {} is not provisioned here; {}",
+            header.model_id,
+            header.version,
+            who.action()
         )
     })?;
     Ok(HostRequest::Start {
@@ -295,10 +341,19 @@ pub fn run(
     let started = Instant::now();
     let package = read_limited(package_path, MAX_PACKAGE_LEN as u64)?;
     if let Some(socket) = socket {
+        // The platform opens the microphone in the service mode: its build decides.
         return run_through_service(&socket, package, &source, json, started);
     }
+    if let Source::Mic = source {
+        crate::stream::mic_supported()?;
+    }
     let dir = device_dir(dir)?;
-    let start = start_request(&dir, package, source.input_source())?;
+    let start = start_request(
+        &dir,
+        package,
+        source.input_source(),
+        Provisioner::DeviceUser,
+    )?;
     let (audio, feeder) = Feed::open(&source)?.into_fd()?;
     let mut enclave = crate::enclave::start(&dir, Some(audio))?;
     enclave.send(&start)?;

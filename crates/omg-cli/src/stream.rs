@@ -69,7 +69,17 @@ pub fn mic(feed: &mut impl FnMut(&[i16]) -> Result<()>) -> Result<()> {
 /// Without microphone support: a clear error.
 #[cfg(not(feature = "mic"))]
 pub fn mic(_feed: &mut impl FnMut(&[i16]) -> Result<()>) -> Result<()> {
-    anyhow::bail!("this omg was built without microphone support (build with --features mic)")
+    mic_supported()
+}
+
+/// Whether this build can capture from the microphone: checked before an enclave is launched
+/// for a microphone session, so that no "ready" line precedes the refusal.
+pub fn mic_supported() -> Result<()> {
+    if cfg!(feature = "mic") {
+        Ok(())
+    } else {
+        anyhow::bail!("this omg was built without microphone support (build with --features mic)")
+    }
 }
 
 /// One keyword event as printed (`--json`: one object per line with these field names).

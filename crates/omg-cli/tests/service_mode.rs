@@ -273,7 +273,7 @@ fn an_app_of_another_user_gets_only_events_through_the_platform_service() {
         service.log()
     );
 
-    // A package that is not provisioned: a clear refusal, no enclave needed.
+    // A file that is not a package: a clear refusal, no enclave needed.
     let other = device.dir.path("policy.toml");
     let out = output({
         let mut c = as_user(OMG, APP_ID);
@@ -285,7 +285,7 @@ fn an_app_of_another_user_gets_only_events_through_the_platform_service() {
     });
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("not provisioned on this device"), "{err}");
+    assert!(err.contains("is not an omg model package"), "{err}");
 
     // Garbage on the socket: a length prefix far beyond any request, then a frame that is not
     // a request. Each gets a refusal; neither brings the service down.

@@ -180,7 +180,7 @@ impl<P: Platform> Enclave<P> {
 }
 
 /// Operation's loop: reads audio from `io` until it ends (then one second of silence), feeds
-/// it to `session` and sends its events. Returns the samples read and the µs spent in the
+/// it to `session` and sends its events; audio that starts with a WAV header is refused. Returns the samples read and the µs spent in the
 /// pipeline.
 fn stream<P: Platform, I: EnclaveIo>(
     platform: &mut P,
@@ -203,6 +203,10 @@ fn stream<P: Platform, I: EnclaveIo>(
             tail -= n;
             n
         } else {
+            // A WAV file piped in as raw samples would be heard header and all.
+            if samples == 0 && omg_kws::input::starts_like_wav(&block[..n]) {
+                return Err(PlatformError::new("audio", omg_kws::input::WAV_ON_RAW_INPUT).into());
+            }
             samples += n as u64;
             n
         };

@@ -14,6 +14,7 @@
 //! * [`recognizer::Recognizer`]: score averaging, threshold, suppression (like
 //!   TFLM's `RecognizeCommands`).
 //! * [`pipeline::Pipeline`]: audio in, keyword [`recognizer::Event`]s out.
+//! * [`input::starts_like_wav`]: a WAV file where raw samples are expected.
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -23,6 +24,7 @@ extern crate std;
 
 mod error;
 pub mod frontend;
+pub mod input;
 pub mod pipeline;
 pub mod recognizer;
 pub mod tables;

@@ -234,6 +234,13 @@ impl Package {
         Ok(out)
     }
 
+    /// The key id of the vendor key a package claims to be signed with (the kid of its
+    /// protected header), not verified: fails when `bytes` are not an omg package at all, which
+    /// tells such a file apart from a package signed with a key nobody here knows.
+    pub fn vendor_key_id(bytes: &[u8]) -> Result<Vec<u8>> {
+        cose::key_id_strict(bytes, F, MAX_PACKAGE_LEN)
+    }
+
     /// Verifies the vendor signature and the package structure and returns the verified
     /// package, whose header can be read and whose bundle can be decrypted.
     pub fn open_signed(bytes: &[u8], vendor_public_key: &VerifyingKey) -> Result<VerifiedPackage> {
