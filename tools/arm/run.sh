@@ -16,11 +16,14 @@
 #   --module NAME    also load this kernel module (and what it depends on)
 #   --log FILE       keep the console output there (default: a file next to the initramfs)
 #   --shell          a shell on the console after the scenario instead of powering off
+#   --secure-world DIR  boot TrustZone's secure world first: DIR holds TF-A's bl1.bin, bl2.bin,
+#                    bl31.bin and OP-TEE's bl32*.bin (tools/optee/build.sh); the secure world's
+#                    console goes to a .secure.log file next to the console log
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 
-cpu=max memory=2048 smp=2 timeout=1800 exchange="" net=0 log="" shell=0
+cpu=max memory=2048 smp=2 timeout=1800 exchange="" net=0 log="" shell=0 secure=""
 modules=()
 overlays=()
 while [ $# -gt 0 ]; do
@@ -34,6 +37,7 @@ while [ $# -gt 0 ]; do
     --module) modules+=(--module "$2"); shift 2 ;;
     --log) log="$2"; shift 2 ;;
     --shell) shell=1; shift ;;
+    --secure-world) secure="$(cd "$2" && pwd)"; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "error: unknown option $1 (see --help)" >&2; exit 2 ;;
     *) overlays+=("$1"); shift ;;
@@ -67,6 +71,24 @@ fi
 
 qemu=(qemu-system-aarch64 -M virt -cpu "$cpu" -smp "$smp" -m "$memory" -nographic -no-reboot
   -kernel "$kdir/Image" -initrd "$initrd" -append "$append" "${args[@]}")
+if [ -n "$secure" ]; then
+  # TrustZone: TF-A's BL1 is the firmware and loads BL2, BL31 and OP-TEE (BL32) over
+  # semihosting from QEMU's working directory; BL31 then enters the kernel, preloaded as BL33
+  # at 0x60000000 with the initramfs at 0x48000000 (the kernel learns where from "initrd=").
+  # -kernel stays only so that QEMU writes -append into the device tree. TF-A 2.6 assumes a
+  # 62.5 MHz generic timer, which QEMU's "max" CPU must be told.
+  [ "$cpu" != max ] || cpu="max,sme=on,pauth-impdef=on,cntfrq=62500000"
+  log="$(realpath -m "$log")"
+  append+=" initrd=0x48000000,$(stat -c %s "$initrd")"
+  qemu=(qemu-system-aarch64 -M virt,secure=on,gic-version=3,virtualization=off,acpi=off
+    -cpu "$cpu" -smp "$smp" -m "$memory" -nographic -no-reboot
+    -semihosting-config enable=on,target=native -bios bl1.bin
+    -kernel "$kdir/Image" -append "$append"
+    -device "loader,file=$kdir/Image,addr=0x60000000,force-raw=on"
+    -device "loader,file=$initrd,addr=0x48000000,force-raw=on"
+    -serial mon:stdio -serial "file:${log%.log}.secure.log" "${args[@]}")
+  cd "$secure"
+fi
 if [ "$shell" = 1 ]; then
   exec "${qemu[@]}"
 fi

@@ -1,0 +1,156 @@
+//! The TA's commands, independent of OP-TEE's entry points: a session loads one model and runs
+//! it. Every byte from the normal world goes through the engine's validating parser; a bad
+//! command, size or model is an error code, never a panic.
+#![forbid(unsafe_code)]
+
+use alloc::vec::Vec;
+
+use omg_engine::Interpreter;
+
+/// Command: load the model in parameter 0 (a memory reference to the `.tflite` bytes); returns
+/// the byte sizes of all inputs and of all outputs in value parameter 1 (`a`, `b`).
+pub const CMD_LOAD_MODEL: u32 = 0;
+/// Command: run the loaded model on parameter 0 (all inputs, concatenated in order) and write
+/// all outputs, concatenated, to parameter 1.
+pub const CMD_INVOKE: u32 = 1;
+/// Command: clear the state stateful operators keep across invocations.
+pub const CMD_RESET: u32 = 2;
+
+/// Largest model a session accepts, in bytes.
+pub const MAX_MODEL_BYTES: usize = 2 << 20;
+
+/// Why a command failed; each maps to one GlobalPlatform error code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Unknown command, wrong parameter size, or a model larger than [`MAX_MODEL_BYTES`].
+    BadParameters,
+    /// The model was refused by the engine's parser or validation.
+    BadFormat,
+    /// The model uses something the engine does not implement.
+    NotSupported,
+    /// A command out of order: invoking before loading, loading twice.
+    BadState,
+    /// The TA heap cannot hold the model.
+    OutOfMemory,
+    /// An operator failed at run time.
+    Generic,
+}
+
+impl From<&omg_engine::Error> for Failure {
+    fn from(e: &omg_engine::Error) -> Self {
+        match e {
+            omg_engine::Error::Format(_)
+            | omg_engine::Error::Model(_)
+            | omg_engine::Error::Operator { .. } => Failure::BadFormat,
+            omg_engine::Error::Unsupported(_) => Failure::NotSupported,
+            omg_engine::Error::Usage(_) => Failure::BadParameters,
+            omg_engine::Error::OutOfMemory { .. } => Failure::OutOfMemory,
+            _ => Failure::Generic,
+        }
+    }
+}
+
+/// A session's state: nothing, or one model prepared to run.
+#[derive(Default)]
+pub struct Session {
+    interpreter: Option<Interpreter<'static>>,
+    input_bytes: usize,
+    output_bytes: usize,
+}
+
+impl Session {
+    /// Loads `model` (a private copy of the shared memory) into this session. The bytes live as
+    /// long as the TA instance, which serves this one session: the interpreter borrows its
+    /// constant tensors from them.
+    pub fn load(&mut self, model: Vec<u8>) -> Result<(usize, usize), Failure> {
+        if self.interpreter.is_some() {
+            return Err(Failure::BadState);
+        }
+        let bytes: &'static [u8] = model.leak();
+        let interpreter = Interpreter::new(bytes).map_err(|e| Failure::from(&e))?;
+        let mut input_bytes = 0usize;
+        for i in 0..interpreter.input_count() {
+            let t = interpreter.input_tensor(i).map_err(|e| Failure::from(&e))?;
+            input_bytes = input_bytes
+                .checked_add(t.bytes())
+                .ok_or(Failure::BadFormat)?;
+        }
+        let mut output_bytes = 0usize;
+        for i in 0..interpreter.output_count() {
+            let t = interpreter
+                .output_tensor(i)
+                .map_err(|e| Failure::from(&e))?;
+            output_bytes = output_bytes
+                .checked_add(t.bytes())
+                .ok_or(Failure::BadFormat)?;
+        }
+        self.interpreter = Some(interpreter);
+        self.input_bytes = input_bytes;
+        self.output_bytes = output_bytes;
+        Ok((input_bytes, output_bytes))
+    }
+
+    /// Bytes the inputs take together, once a model is loaded.
+    pub fn input_bytes(&self) -> Result<usize, Failure> {
+        self.interpreter
+            .as_ref()
+            .map(|_| self.input_bytes)
+            .ok_or(Failure::BadState)
+    }
+
+    /// Bytes the outputs take together, once a model is loaded.
+    pub fn output_bytes(&self) -> Result<usize, Failure> {
+        self.interpreter
+            .as_ref()
+            .map(|_| self.output_bytes)
+            .ok_or(Failure::BadState)
+    }
+
+    /// Runs the model on `inputs` (all inputs concatenated) and writes the outputs,
+    /// concatenated, to `outputs`, which must be [`Self::output_bytes`] long.
+    pub fn invoke(&mut self, inputs: &[u8], outputs: &mut [u8]) -> Result<(), Failure> {
+        let interpreter = self.interpreter.as_mut().ok_or(Failure::BadState)?;
+        if inputs.len() != self.input_bytes || outputs.len() != self.output_bytes {
+            return Err(Failure::BadParameters);
+        }
+        let mut offset = 0;
+        for i in 0..interpreter.input_count() {
+            let n = interpreter
+                .input_tensor(i)
+                .map_err(|e| Failure::from(&e))?
+                .bytes();
+            let part = inputs
+                .get(offset..offset + n)
+                .ok_or(Failure::BadParameters)?;
+            interpreter
+                .set_input(i, part)
+                .map_err(|e| Failure::from(&e))?;
+            offset += n;
+        }
+        interpreter.invoke().map_err(|e| Failure::from(&e))?;
+        let mut offset = 0;
+        for i in 0..interpreter.output_count() {
+            let out = interpreter.output(i).map_err(|e| Failure::from(&e))?;
+            let part = outputs
+                .get_mut(offset..offset + out.len())
+                .ok_or(Failure::BadParameters)?;
+            part.copy_from_slice(out);
+            offset += out.len();
+        }
+        Ok(())
+    }
+
+    /// Clears the loaded model's operator state.
+    pub fn reset(&mut self) -> Result<(), Failure> {
+        self.interpreter.as_mut().ok_or(Failure::BadState)?.reset();
+        Ok(())
+    }
+}
+
+/// A private, fallibly allocated buffer of `len` zero bytes (`len` from the normal world).
+pub fn buffer(len: usize, limit: usize) -> Result<Vec<u8>, Failure> {
+    if len > limit {
+        return Err(Failure::BadParameters);
+    }
+    omg_engine::memory::filled(len, 0u8, "shared memory copy").map_err(|_| Failure::OutOfMemory)
+}

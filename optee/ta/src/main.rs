@@ -1,0 +1,104 @@
+//! The omg enclave as an OP-TEE trusted application: OP-TEE's entry points, which hand the
+//! normal world's parameters to [`commands`] as private copies.
+//!
+//! A session (one TA instance, since the TA is not single-instance) loads one model from shared
+//! memory and runs it on input tensors; the outputs go back through shared memory. Memory
+//! references are only read and written through copies (optee-utee's `read_at` and
+//! `write_at`), so the normal world cannot change bytes after they were checked.
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+mod commands;
+
+use commands::{CMD_INVOKE, CMD_LOAD_MODEL, CMD_RESET, Failure, MAX_MODEL_BYTES, Session};
+use optee_utee::prelude::*;
+use optee_utee::{
+    ErrorKind, ParameterAny, ParameterMemref, ParameterMemrefRead, ParameterMemrefWrite,
+    ParameterNone, ParameterValueWrite, Result,
+};
+
+impl From<Failure> for optee_utee::Error {
+    fn from(f: Failure) -> Self {
+        let kind = match f {
+            Failure::BadParameters => ErrorKind::BadParameters,
+            Failure::BadFormat => ErrorKind::BadFormat,
+            Failure::NotSupported => ErrorKind::NotSupported,
+            Failure::BadState => ErrorKind::BadState,
+            Failure::OutOfMemory => ErrorKind::OutOfMemory,
+            Failure::Generic => ErrorKind::Generic,
+        };
+        kind.into()
+    }
+}
+
+#[ta_create]
+fn create() -> Result<()> {
+    Ok(())
+}
+
+#[ta_open_session]
+fn open_session(
+    _params: &mut (ParameterNone, ParameterNone, ParameterNone, ParameterNone),
+    _session: &mut Session,
+) -> Result<()> {
+    Ok(())
+}
+
+#[ta_close_session]
+fn close_session(_session: &mut Session) {}
+
+#[ta_destroy]
+fn destroy() {}
+
+/// Copies a memory reference parameter of at most `limit` bytes into TA memory.
+fn read_memref(param: &ParameterAny<'_>, limit: usize) -> Result<alloc::vec::Vec<u8>> {
+    let memref = param.as_memref_input()?;
+    let mut copy = commands::buffer(memref.buffer_len(), limit)?;
+    if memref.read_at(0, &mut copy)? != copy.len() {
+        return Err(ErrorKind::BadParameters.into());
+    }
+    Ok(copy)
+}
+
+#[ta_invoke_command]
+fn invoke_command(
+    session: &mut Session,
+    cmd_id: u32,
+    params: &mut (ParameterAny, ParameterAny, ParameterAny, ParameterAny),
+) -> Result<()> {
+    match cmd_id {
+        CMD_LOAD_MODEL => {
+            params.2.as_none()?;
+            params.3.as_none()?;
+            let model = read_memref(&params.0, MAX_MODEL_BYTES)?;
+            let sizes = params.1.as_value_output()?;
+            let (inputs, outputs) = session.load(model).map_err(|f| {
+                trace_println!("omg TA: model refused ({:?})", f);
+                f
+            })?;
+            sizes.set_a(u32::try_from(inputs).map_err(|_| ErrorKind::BadFormat)?);
+            sizes.set_b(u32::try_from(outputs).map_err(|_| ErrorKind::BadFormat)?);
+            Ok(())
+        }
+        CMD_INVOKE => {
+            params.2.as_none()?;
+            params.3.as_none()?;
+            let inputs = read_memref(&params.0, session.input_bytes()?)?;
+            let mut outputs = commands::buffer(session.output_bytes()?, usize::MAX)?;
+            session.invoke(&inputs, &mut outputs)?;
+            params.1.as_memref_output()?.set_output(&outputs)
+        }
+        CMD_RESET => {
+            params.0.as_none()?;
+            params.1.as_none()?;
+            params.2.as_none()?;
+            params.3.as_none()?;
+            Ok(session.reset()?)
+        }
+        _ => Err(ErrorKind::BadParameters.into()),
+    }
+}
+
+include!(concat!(env!("OUT_DIR"), "/user_ta_header.rs"));

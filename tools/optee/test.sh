@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Runs the omg trusted application in OP-TEE on the emulated TrustZone machine:
+#   1. builds the secure world (tools/optee/build.sh), the TA (optee/ta, signed with the TA dev
+#      kit's development key) and the normal-world check program (optee/host), both with
+#      Debian's Rust for aarch64;
+#   2. boots QEMU's virt board with TF-A, OP-TEE and Debian's arm64 kernel (tools/arm/run.sh
+#      --secure-world), the reference data shared in at /exchange/data;
+#   3. in the machine, tee-supplicant starts and optee/host runs every reference model through
+#      the TA and through the omg engine in the normal world, checks the outputs are equal (and
+#      equal to TensorFlow Lite Micro's where the data has them), feeds the TA hostile commands
+#      and models, and prints cold start, per-invoke times in both worlds and the TA's heap use.
+# Exits with the machine's result (0: every check passed). Prints the TA's size and the minutes
+# the whole took. OMG_SHARED_DATA names the reference data (default ../shared/data).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+data="${OMG_SHARED_DATA:-$root/../shared/data}"
+[ -d "$data/micro_speech" ] || { echo "error: no reference data at $data (set OMG_SHARED_DATA)" >&2; exit 1; }
+start=$SECONDS
+say() { printf '[optee test %4d s] %s\n' "$((SECONDS - start))" "$*" >&2; }
+
+images="$("$root/tools/optee/build.sh")"
+out="$root/target/optee"
+
+# Debian's Rust with the aarch64 standard library (rustup's toolchain first on PATH has none).
+need=()
+for pkg in rustc-web cargo-web libstd-rust-web-dev:arm64 gcc-aarch64-linux-gnu; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "error: missing Debian packages (${need[*]}); run this as root" >&2
+    exit 1
+  fi
+  say "installing ${need[*]}"
+  dpkg --print-foreign-architectures | grep -qx arm64 || dpkg --add-architecture arm64
+  apt-get -o DPkg::Lock::Timeout=900 update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -qq "${need[@]}"
+fi
+export PATH="/usr/bin:/bin:$PATH" RUSTC=/usr/bin/rustc
+export TA_DEV_KIT_DIR="$out/optee_os/export-ta_arm64"
+export OPTEE_CLIENT_EXPORT="$out/optee_client/export"
+triple=aarch64-unknown-linux-gnu
+cargo=(/usr/bin/cargo build --release --locked --target "$triple" -j"${OMG_BUILD_JOBS:-2}"
+  --config "target.$triple.linker=\"aarch64-linux-gnu-gcc\"")
+
+say "building the TA (optee/ta)"
+"${cargo[@]}" --manifest-path "$root/optee/ta/Cargo.toml" --target-dir "$out/ta"
+uuid="$(tr -d '[:space:]' <"$root/optee/ta/uuid.txt")"
+elf="$out/ta/$triple/release/omg-optee-ta"
+aarch64-linux-gnu-objcopy --strip-unneeded "$elf" "$elf.stripped"
+overlay="$out/overlay"
+rm -rf "$overlay"
+mkdir -p "$overlay/lib/optee_armtz" "$overlay/usr/bin" "$overlay/usr/sbin"
+ta="$overlay/lib/optee_armtz/$uuid.ta"
+python3 "$TA_DEV_KIT_DIR/scripts/sign_encrypt.py" --uuid "$uuid" \
+  --key "$TA_DEV_KIT_DIR/keys/default_ta.pem" --in "$elf.stripped" --out "$ta"
+
+say "building the normal-world check (optee/host)"
+"${cargo[@]}" --manifest-path "$root/optee/host/Cargo.toml" --target-dir "$out/host"
+cp "$out/host/$triple/release/omg-optee-host" "$overlay/usr/bin/"
+cp "$OPTEE_CLIENT_EXPORT/usr/sbin/tee-supplicant" "$overlay/usr/sbin/"
+cp -d "$OPTEE_CLIENT_EXPORT"/usr/lib/libteec.so* "$overlay/lib/"
+cat >"$overlay/scenario" <<'SCENARIO'
+#!/bin/sh
+# tee-supplicant serves OP-TEE's requests to the normal world: TA files from /lib/optee_armtz,
+# the REE file system in /data/tee, the emulated RPMB device.
+[ -e /dev/teepriv0 ] || { echo "omg-optee: no /dev/teepriv0 (OP-TEE driver not up)"; exit 1; }
+mkdir -p /data/tee
+/usr/sbin/tee-supplicant &
+/usr/bin/omg-optee-host /exchange/data
+SCENARIO
+chmod +x "$overlay/scenario"
+
+# The reference data goes in through the exchange directory (a copy: the guest may write there).
+exchange="$out/exchange"
+rm -rf "$exchange"
+mkdir -p "$exchange"
+cp -r "$data" "$exchange/data"
+
+say "booting the TrustZone machine"
+set +e
+"$root/tools/arm/run.sh" --secure-world "$images" --exchange "$exchange" --module optee \
+  --timeout "${OMG_OPTEE_TIMEOUT:-1800}" --log "$out/console.log" "$overlay"
+status=$?
+set -e
+printf 'omg-optee: TA %s.ta: %d bytes signed (ELF %d bytes stripped)\n' "$uuid" \
+  "$(stat -c %s "$ta")" "$(stat -c %s "$elf.stripped")"
+say "done in $(( (SECONDS - start) / 60 )) min $(( (SECONDS - start) % 60 )) s, exit status $status (console in target/optee/console.log, secure world in target/optee/console.secure.log)"
+exit "$status"
