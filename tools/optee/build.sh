@@ -3,7 +3,8 @@
 #   - OP-TEE OS 3.22.0 for QEMU's virt board (PLATFORM=vexpress-qemu_armv8a, 64-bit core, GICv3)
 #     with the attestation PTA (RSA-2048 key, see below), secure storage in RPMB (CFG_RPMB_FS,
 #     the RPMB key written by OP-TEE on first use) beside the REE file system, and its TA dev
-#     kit (export-ta_arm64: headers, libutee, sign_encrypt.py and the development signing key);
+#     kit (export-ta_arm64: headers, libutee, sign_encrypt.py and the development signing key)
+#     and the statistics PTA reporting TA heap use (CFG_WITH_STATS, CFG_TA_STATS);
 #   - Trusted Firmware-A v2.6 for PLAT=qemu with the OP-TEE dispatcher (BL1, BL2, BL31), which
 #     hands over to a Linux kernel Image preloaded at 0x60000000 as BL33 (no U-Boot);
 #   - optee_client 3.22.0: libteec and tee-supplicant with its RPMB emulation.
@@ -47,6 +48,9 @@ jobs="${OMG_BUILD_JOBS:-2}"
 
 [ -d "$third_party" ] || { echo "error: no third-party sources at $third_party (set OMG_THIRD_PARTY)" >&2; exit 1; }
 mkdir -p "$src" "$out/logs"
+# One build at a time in target/optee (a second waits).
+exec 8>"$out/build.lock"
+flock 8
 
 # Extracts NAME-VERSION.tar.xz into src/NAME-VERSION once, after checking its checksum.
 extract() {

@@ -2,13 +2,14 @@
 # Runs the omg trusted application in OP-TEE on the emulated TrustZone machine:
 #   1. builds the secure world (tools/optee/build.sh), the TA (optee/ta, signed with the TA dev
 #      kit's development key) and the normal-world check program (optee/host), both with
-#      Debian's Rust for aarch64;
+#      Debian's Rust for aarch64, and lints both with clippy;
 #   2. boots QEMU's virt board with TF-A, OP-TEE and Debian's arm64 kernel (tools/arm/run.sh
 #      --secure-world), the reference data shared in at /exchange/data;
 #   3. in the machine, tee-supplicant starts and optee/host runs every reference model through
 #      the TA and through the omg engine in the normal world, checks the outputs are equal (and
 #      equal to TensorFlow Lite Micro's where the data has them), feeds the TA hostile commands
-#      and models, and prints cold start, per-invoke times in both worlds and the TA's heap use.
+#      and models, checks the TA's randomness and RPMB counters, and prints cold start,
+#      per-invoke times in both worlds and the TA's heap use.
 # Exits with the machine's result (0: every check passed). Prints the TA's size and the minutes
 # the whole took. OMG_SHARED_DATA names the reference data (default ../shared/data).
 set -euo pipefail
@@ -18,12 +19,17 @@ data="${OMG_SHARED_DATA:-$root/../shared/data}"
 start=$SECONDS
 say() { printf '[optee test %4d s] %s\n' "$((SECONDS - start))" "$*" >&2; }
 
-images="$("$root/tools/optee/build.sh")"
 out="$root/target/optee"
+mkdir -p "$out"
+# One test at a time: the TA, the host program, the overlay and the exchange directory are
+# shared (a second run waits).
+exec 9>"$out/test.lock"
+flock 9
+images="$("$root/tools/optee/build.sh")"
 
 # Debian's Rust with the aarch64 standard library (rustup's toolchain first on PATH has none).
 need=()
-for pkg in rustc-web cargo-web libstd-rust-web-dev:arm64 gcc-aarch64-linux-gnu; do
+for pkg in rustc-web cargo-web rust-web-clippy libstd-rust-web-dev:arm64 gcc-aarch64-linux-gnu; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -40,8 +46,9 @@ export PATH="/usr/bin:/bin:$PATH" RUSTC=/usr/bin/rustc
 export TA_DEV_KIT_DIR="$out/optee_os/export-ta_arm64"
 export OPTEE_CLIENT_EXPORT="$out/optee_client/export"
 triple=aarch64-unknown-linux-gnu
-cargo=(/usr/bin/cargo build --release --locked --target "$triple" -j"${OMG_BUILD_JOBS:-2}"
+flags=(--release --locked --target "$triple" -j"${OMG_BUILD_JOBS:-2}"
   --config "target.$triple.linker=\"aarch64-linux-gnu-gcc\"")
+cargo=(/usr/bin/cargo build "${flags[@]}")
 
 say "building the TA (optee/ta)"
 "${cargo[@]}" --manifest-path "$root/optee/ta/Cargo.toml" --target-dir "$out/ta"
@@ -58,6 +65,11 @@ python3 "$TA_DEV_KIT_DIR/scripts/sign_encrypt.py" --uuid "$uuid" \
 say "building the normal-world check (optee/host)"
 "${cargo[@]}" --manifest-path "$root/optee/host/Cargo.toml" --target-dir "$out/host"
 cp "$out/host/$triple/release/omg-optee-host" "$overlay/usr/bin/"
+# Lints of the two crates outside the workspace, for their target (warnings are errors).
+for crate in ta host; do
+  /usr/bin/cargo clippy "${flags[@]}" --manifest-path "$root/optee/$crate/Cargo.toml" \
+    --target-dir "$out/$crate" --quiet -- -D warnings
+done
 cp "$OPTEE_CLIENT_EXPORT/usr/sbin/tee-supplicant" "$overlay/usr/sbin/"
 cp -d "$OPTEE_CLIENT_EXPORT"/usr/lib/libteec.so* "$overlay/lib/"
 cat >"$overlay/scenario" <<'SCENARIO'

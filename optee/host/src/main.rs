@@ -9,7 +9,9 @@
 //! give error codes while the TA stays alive. Prints, per model, the TA's cold start (open
 //! session and model preparation), the mean time of one invoke in the TA and in the normal
 //! world, their ratio, and the TA heap's high-water mark (OP-TEE's statistics PTA). Exits 1 if
-//! any check failed.
+//! any check failed. Last, it checks the TA's platform services: randomness from the TEE and
+//! counters in RPMB secure storage that persist across TA instances and leave no file in the
+//! normal world's /data/tee.
 #![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};
@@ -26,6 +28,8 @@ const TA_UUID: &str = include_str!("../../ta/uuid.txt");
 const CMD_LOAD_MODEL: u32 = 0;
 const CMD_INVOKE: u32 = 1;
 const CMD_RESET: u32 = 2;
+const CMD_RANDOM: u32 = 3;
+const CMD_COUNTER: u32 = 4;
 
 /// OP-TEE's statistics pseudo TA and its command listing the loaded TAs' heaps.
 const STATS_PTA_UUID: &str = "d96a5b40-e2c7-b1af-8794-1002a5d5c61b";
@@ -613,6 +617,95 @@ fn hostile(ctx: &mut Context, data: &Path, report: &mut Report) -> Result<(), St
     Ok(())
 }
 
+/// Draws `len` bytes from the TEE's random number generator through the TA.
+fn random(session: &mut Session, len: usize) -> Result<Vec<u8>, u32> {
+    let mut out = vec![0u8; len];
+    let mut op = Operation::new(
+        0,
+        ParamTmpRef::new_output(&mut out),
+        ParamNone,
+        ParamNone,
+        ParamNone,
+    );
+    session
+        .invoke_command(CMD_RANDOM, &mut op)
+        .map_err(|e| e.raw_code())?;
+    Ok(out)
+}
+
+/// Adds `increment` to the TA's RPMB counter `index` and returns its new value.
+fn raise(session: &mut Session, index: u32, increment: u32) -> Result<u64, u32> {
+    let mut op = Operation::new(
+        0,
+        ParamValue::new(index, increment, ParamType::ValueInout),
+        ParamNone,
+        ParamNone,
+        ParamNone,
+    );
+    session
+        .invoke_command(CMD_COUNTER, &mut op)
+        .map_err(|e| e.raw_code())?;
+    let v = op.parameters().0;
+    Ok((u64::from(v.a()) << 32) | u64::from(v.b()))
+}
+
+/// Files under `dir`, recursively (the REE file system's directory).
+fn files_under(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .flatten()
+            .map(|e| {
+                let path = e.path();
+                if path.is_dir() { files_under(&path) } else { 1 }
+            })
+            .sum()
+    })
+}
+
+/// Randomness and RPMB counters, the first platform services of the TA.
+fn platform_services(ctx: &mut Context, report: &mut Report) -> Result<(), String> {
+    let mut s = open(ctx).map_err(|c| format!("open: {c:#x}"))?;
+    let a = random(&mut s, 32).map_err(|c| format!("random: {c:#x}"))?;
+    let b = random(&mut s, 32).map_err(|c| format!("random: {c:#x}"))?;
+    report.check(
+        a != b && a != [0u8; 32],
+        "two random draws differ and are not zero",
+    );
+    report.check(
+        random(&mut s, 65) == Err(TEE_ERROR_BAD_PARAMETERS),
+        "random draw over 64 bytes refused",
+    );
+
+    let ree_files = files_under(Path::new("/data/tee"));
+    let start = raise(&mut s, 0, 0).map_err(|c| format!("counter: {c:#x}"))?;
+    let t = Instant::now();
+    let raised = raise(&mut s, 0, 1).map_err(|c| format!("counter: {c:#x}"))?;
+    let raise_time = t.elapsed();
+    report.check(raised == start + 1, "counter 0 raised by one");
+    report.check(
+        raise(&mut s, 1, 5).map_err(|c| format!("counter: {c:#x}"))? >= 5,
+        "counter 1 raised by five",
+    );
+    report.check(
+        raise(&mut s, 2, 1) == Err(TEE_ERROR_BAD_PARAMETERS),
+        "no counter 2",
+    );
+    drop(s);
+    // Another session is another TA instance: the value comes from RPMB storage.
+    let mut s = open(ctx).map_err(|c| format!("open: {c:#x}"))?;
+    let again = raise(&mut s, 0, 0).map_err(|c| format!("counter: {c:#x}"))?;
+    report.check(again == raised, "counter 0 kept across TA instances");
+    report.check(
+        files_under(Path::new("/data/tee")) == ree_files,
+        "the counters leave no file in the normal world's /data/tee",
+    );
+    println!(
+        "omg-optee: platform services: random draws ok; RPMB counter 0 {start} -> {again} across TA instances, one raise {:.1} ms; files in /data/tee: {ree_files}",
+        raise_time.as_secs_f64() * 1e3
+    );
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let Some(data) = std::env::args_os().nth(1).map(PathBuf::from) else {
         eprintln!("usage: omg-optee-host DATA_DIR");
@@ -639,6 +732,9 @@ fn main() -> ExitCode {
         }
     }
     if let Err(e) = hostile(&mut ctx, &data, &mut report) {
+        report.check(false, &e);
+    }
+    if let Err(e) = platform_services(&mut ctx, &mut report) {
         report.check(false, &e);
     }
     if report.failures == 0 {

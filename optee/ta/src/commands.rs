@@ -15,6 +15,12 @@ pub const CMD_LOAD_MODEL: u32 = 0;
 pub const CMD_INVOKE: u32 = 1;
 /// Command: clear the state stateful operators keep across invocations.
 pub const CMD_RESET: u32 = 2;
+/// Command: fill the memory reference of parameter 0 (at most 64 bytes) from the TEE's random
+/// number generator.
+pub const CMD_RANDOM: u32 = 3;
+/// Command: add value parameter 0's `b` to counter `a` (0 or 1) in RPMB secure storage; returns
+/// the new value in `a` (high 32 bits) and `b` (low 32 bits).
+pub const CMD_COUNTER: u32 = 4;
 
 /// Largest model a session accepts, in bytes.
 pub const MAX_MODEL_BYTES: usize = 2 << 20;

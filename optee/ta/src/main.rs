@@ -11,12 +11,16 @@
 extern crate alloc;
 
 mod commands;
+mod platform;
 
-use commands::{CMD_INVOKE, CMD_LOAD_MODEL, CMD_RESET, Failure, MAX_MODEL_BYTES, Session};
+use commands::{
+    CMD_COUNTER, CMD_INVOKE, CMD_LOAD_MODEL, CMD_RANDOM, CMD_RESET, Failure, MAX_MODEL_BYTES,
+    Session,
+};
 use optee_utee::prelude::*;
 use optee_utee::{
     ErrorKind, ParameterAny, ParameterMemref, ParameterMemrefRead, ParameterMemrefWrite,
-    ParameterNone, ParameterValueWrite, Result,
+    ParameterNone, ParameterValueRead, ParameterValueWrite, Result,
 };
 
 impl From<Failure> for optee_utee::Error {
@@ -74,9 +78,8 @@ fn invoke_command(
             params.3.as_none()?;
             let model = read_memref(&params.0, MAX_MODEL_BYTES)?;
             let sizes = params.1.as_value_output()?;
-            let (inputs, outputs) = session.load(model).map_err(|f| {
+            let (inputs, outputs) = session.load(model).inspect_err(|f| {
                 trace_println!("omg TA: model refused ({:?})", f);
-                f
             })?;
             sizes.set_a(u32::try_from(inputs).map_err(|_| ErrorKind::BadFormat)?);
             sizes.set_b(u32::try_from(outputs).map_err(|_| ErrorKind::BadFormat)?);
@@ -96,6 +99,29 @@ fn invoke_command(
             params.2.as_none()?;
             params.3.as_none()?;
             Ok(session.reset()?)
+        }
+        CMD_RANDOM => {
+            params.1.as_none()?;
+            params.2.as_none()?;
+            params.3.as_none()?;
+            let out = params.0.as_memref_output()?;
+            let len = out.buffer_len();
+            if len > platform::MAX_RANDOM_BYTES {
+                return Err(ErrorKind::BadParameters.into());
+            }
+            let mut bytes = [0u8; platform::MAX_RANDOM_BYTES];
+            platform::random(&mut bytes[..len]);
+            out.set_output(&bytes[..len])
+        }
+        CMD_COUNTER => {
+            params.1.as_none()?;
+            params.2.as_none()?;
+            params.3.as_none()?;
+            let value = params.0.as_value_inout()?;
+            let raised = platform::raise_counter(value.get_a(), u64::from(value.get_b()))?;
+            value.set_a((raised >> 32) as u32);
+            value.set_b(raised as u32);
+            Ok(())
         }
         _ => Err(ErrorKind::BadParameters.into()),
     }
