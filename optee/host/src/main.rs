@@ -11,7 +11,8 @@
 //! world, their ratio, and the TA heap's high-water mark (OP-TEE's statistics PTA). Exits 1 if
 //! any check failed. Last, it checks the TA's platform services: randomness from the TEE and
 //! counters in RPMB secure storage that persist across TA instances and leave no file in the
-//! normal world's /data/tee.
+//! normal world's /data/tee, and keys derived from the hardware-unique key (seen only as their
+//! SHA-256): stable across instances, different per label.
 #![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};
@@ -30,6 +31,7 @@ const CMD_INVOKE: u32 = 1;
 const CMD_RESET: u32 = 2;
 const CMD_RANDOM: u32 = 3;
 const CMD_COUNTER: u32 = 4;
+const CMD_KEY_FINGERPRINT: u32 = 5;
 
 /// OP-TEE's statistics pseudo TA and its command listing the loaded TAs' heaps.
 const STATS_PTA_UUID: &str = "d96a5b40-e2c7-b1af-8794-1002a5d5c61b";
@@ -649,6 +651,22 @@ fn raise(session: &mut Session, index: u32, increment: u32) -> Result<u64, u32> 
     Ok((u64::from(v.a()) << 32) | u64::from(v.b()))
 }
 
+/// The SHA-256 of the TA's key for `label`.
+fn key_fingerprint(session: &mut Session, label: &[u8]) -> Result<Vec<u8>, u32> {
+    let mut out = vec![0u8; 32];
+    let mut op = Operation::new(
+        0,
+        ParamTmpRef::new_input(label),
+        ParamTmpRef::new_output(&mut out),
+        ParamNone,
+        ParamNone,
+    );
+    session
+        .invoke_command(CMD_KEY_FINGERPRINT, &mut op)
+        .map_err(|e| e.raw_code())?;
+    Ok(out)
+}
+
 /// Files under `dir`, recursively (the REE file system's directory).
 fn files_under(dir: &Path) -> usize {
     std::fs::read_dir(dir).map_or(0, |entries| {
@@ -695,12 +713,34 @@ fn platform_services(ctx: &mut Context, report: &mut Report) -> Result<(), Strin
     let mut s = open(ctx).map_err(|c| format!("open: {c:#x}"))?;
     let again = raise(&mut s, 0, 0).map_err(|c| format!("counter: {c:#x}"))?;
     report.check(again == raised, "counter 0 kept across TA instances");
+    let fingerprint = |s: &mut Session, label: &[u8]| {
+        key_fingerprint(s, label).map_err(|c| format!("key: {c:#x}"))
+    };
+    let model_a = fingerprint(&mut s, b"sealing model a")?;
+    report.check(
+        model_a != [0u8; 32] && fingerprint(&mut s, b"sealing model a")? == model_a,
+        "a derived key is stable",
+    );
+    report.check(
+        fingerprint(&mut s, b"sealing model b")? != model_a,
+        "another label derives another key",
+    );
+    report.check(
+        key_fingerprint(&mut s, &[0u8; 65]) == Err(TEE_ERROR_BAD_PARAMETERS),
+        "a label over 64 bytes is refused",
+    );
     report.check(
         files_under(Path::new("/data/tee")) == ree_files,
         "the counters leave no file in the normal world's /data/tee",
     );
+    drop(s);
+    let mut s = open(ctx).map_err(|c| format!("open: {c:#x}"))?;
+    report.check(
+        fingerprint(&mut s, b"sealing model a")? == model_a,
+        "a derived key is the same in another TA instance",
+    );
     println!(
-        "omg-optee: platform services: random draws ok; RPMB counter 0 {start} -> {again} across TA instances, one raise {:.1} ms; files in /data/tee: {ree_files}",
+        "omg-optee: platform services: random draws ok; derived keys stable and label-separated; RPMB counter 0 {start} -> {again} across TA instances, one raise {:.1} ms; files in /data/tee: {ree_files}",
         raise_time.as_secs_f64() * 1e3
     );
     Ok(())

@@ -21,6 +21,9 @@ pub const CMD_RANDOM: u32 = 3;
 /// Command: add value parameter 0's `b` to counter `a` (0 or 1) in RPMB secure storage; returns
 /// the new value in `a` (high 32 bits) and `b` (low 32 bits).
 pub const CMD_COUNTER: u32 = 4;
+/// Command: write to the memory reference of parameter 1 the SHA-256 of the key OP-TEE derives
+/// for this TA from the hardware-unique key and the label in parameter 0 (at most 64 bytes).
+pub const CMD_KEY_FINGERPRINT: u32 = 5;
 
 /// Largest model a session accepts, in bytes.
 pub const MAX_MODEL_BYTES: usize = 2 << 20;

@@ -14,8 +14,8 @@ mod commands;
 mod platform;
 
 use commands::{
-    CMD_COUNTER, CMD_INVOKE, CMD_LOAD_MODEL, CMD_RANDOM, CMD_RESET, Failure, MAX_MODEL_BYTES,
-    Session,
+    CMD_COUNTER, CMD_INVOKE, CMD_KEY_FINGERPRINT, CMD_LOAD_MODEL, CMD_RANDOM, CMD_RESET, Failure,
+    MAX_MODEL_BYTES, Session,
 };
 use optee_utee::prelude::*;
 use optee_utee::{
@@ -122,6 +122,13 @@ fn invoke_command(
             value.set_a((raised >> 32) as u32);
             value.set_b(raised as u32);
             Ok(())
+        }
+        CMD_KEY_FINGERPRINT => {
+            params.2.as_none()?;
+            params.3.as_none()?;
+            let label = read_memref(&params.0, platform::MAX_LABEL_BYTES)?;
+            let fingerprint = platform::key_fingerprint(&label)?;
+            params.1.as_memref_output()?.set_output(fingerprint)
         }
         _ => Err(ErrorKind::BadParameters.into()),
     }

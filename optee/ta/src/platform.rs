@@ -1,10 +1,14 @@
 //! Platform services of OP-TEE that the enclave's `Platform` will stand on, each reachable by a
-//! command so the normal-world check can test it: randomness from the TEE, and monotonic
-//! counters kept as persistent objects in OP-TEE's RPMB secure storage (replay-protected:
-//! restoring the normal world's files does not roll them back).
+//! command so the normal-world check can test it: randomness from the TEE, monotonic counters
+//! kept as persistent objects in OP-TEE's RPMB secure storage (replay-protected: restoring the
+//! normal world's files does not roll them back), and keys derived from the hardware-unique key
+//! and the TA's identity by OP-TEE's system PTA (only their SHA-256 leaves the TA).
 #![forbid(unsafe_code)]
 
-use optee_utee::{DataFlag, ErrorKind, ObjectStorageConstants, PersistentObject, Random};
+use optee_utee::{
+    AlgorithmId, DataFlag, Digest, ErrorKind, ObjectStorageConstants, ParamIndex, PersistentObject,
+    Random, TaSessionBuilder, TeeParams, Uuid,
+};
 
 /// Largest random draw a command returns.
 pub const MAX_RANDOM_BYTES: usize = 64;
@@ -55,4 +59,40 @@ pub fn raise_counter(index: u32, increment: u64) -> optee_utee::Result<u64> {
         object.write(&value.to_le_bytes())?;
     }
     Ok(value)
+}
+
+/// OP-TEE's system PTA, and its command deriving a key from the hardware-unique key, the calling
+/// TA's UUID and caller-chosen extra data.
+const SYSTEM_PTA_UUID: &str = "3a2f8978-5dc0-11e8-9c2d-fa7ae01bbebc";
+const PTA_SYSTEM_DERIVE_TA_UNIQUE_KEY: u32 = 1;
+/// Longest label a key derivation takes.
+pub const MAX_LABEL_BYTES: usize = 64;
+
+/// The 32-byte key of this TA on this device for `label`.
+fn ta_unique_key(label: &[u8]) -> optee_utee::Result<[u8; 32]> {
+    if label.len() > MAX_LABEL_BYTES {
+        return Err(ErrorKind::BadParameters.into());
+    }
+    let mut session = TaSessionBuilder::new(Uuid::parse_str(SYSTEM_PTA_UUID)?).build()?;
+    let mut key = [0u8; 32];
+    let mut params = TeeParams::new()
+        .with_memref_in(ParamIndex::Arg0, label)
+        .with_memref_out(ParamIndex::Arg1, &mut key);
+    session.invoke_command(PTA_SYSTEM_DERIVE_TA_UNIQUE_KEY, &mut params)?;
+    if params[ParamIndex::Arg1].written_slice().map(<[u8]>::len) != Some(32) {
+        return Err(ErrorKind::Generic.into());
+    }
+    Ok(key)
+}
+
+/// SHA-256 of the key for `label`: the normal world can check that derivation is stable and
+/// label-separated without ever seeing a key.
+pub fn key_fingerprint(label: &[u8]) -> optee_utee::Result<[u8; 32]> {
+    let key = ta_unique_key(label)?;
+    let digest = Digest::allocate(AlgorithmId::Sha256)?;
+    let mut out = [0u8; 32];
+    if digest.do_final(&key, &mut out)? != out.len() {
+        return Err(ErrorKind::Generic.into());
+    }
+    Ok(out)
 }
