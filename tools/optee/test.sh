@@ -8,8 +8,9 @@
 #   3. in the machine, tee-supplicant starts and optee/host runs every reference model through
 #      the TA and through the omg engine in the normal world, checks the outputs are equal (and
 #      equal to TensorFlow Lite Micro's where the data has them), feeds the TA hostile commands
-#      and models, checks the TA's randomness and RPMB counters, and prints cold start,
-#      per-invoke times in both worlds and the TA's heap use.
+#      and models, checks the TA's randomness, RPMB counters, derived keys and attestation
+#      evidence, and prints cold start, per-invoke times in both worlds and the TA's heap use;
+#   4. verifies the attestation evidence outside the machine (tools/optee/verify_attestation.py).
 # Exits with the machine's result (0: every check passed). Prints the TA's size and the minutes
 # the whole took. OMG_SHARED_DATA names the reference data (default ../shared/data).
 set -euo pipefail
@@ -95,6 +96,10 @@ set +e
   --timeout "${OMG_OPTEE_TIMEOUT:-1800}" --log "$out/console.log" "$overlay"
 status=$?
 set -e
+# The attestation evidence, checked outside the machine with Python's cryptography.
+if [ "$status" = 0 ]; then
+  /usr/bin/python3 "$root/tools/optee/verify_attestation.py" "$exchange/attest" || status=1
+fi
 printf 'omg-optee: TA %s.ta: %d bytes signed (ELF %d bytes stripped)\n' "$uuid" \
   "$(stat -c %s "$ta")" "$(stat -c %s "$elf.stripped")"
 say "done in $(( (SECONDS - start) / 60 )) min $(( (SECONDS - start) % 60 )) s, exit status $status (console in target/optee/console.log, secure world in target/optee/console.secure.log)"

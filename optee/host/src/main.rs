@@ -12,7 +12,10 @@
 //! any check failed. Last, it checks the TA's platform services: randomness from the TEE and
 //! counters in RPMB secure storage that persist across TA instances and leave no file in the
 //! normal world's /data/tee, and keys derived from the hardware-unique key (seen only as their
-//! SHA-256): stable across instances, different per label.
+//! SHA-256): stable across instances, different per label; and attestation evidence (the TA's
+//! memory hash signed by OP-TEE's attestation PTA over a nonce), written with the PTA's public
+//! key to DATA_DIR/../attest/ for a verifier outside the machine
+//! (tools/optee/verify_attestation.py).
 #![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};
@@ -32,6 +35,11 @@ const CMD_RESET: u32 = 2;
 const CMD_RANDOM: u32 = 3;
 const CMD_COUNTER: u32 = 4;
 const CMD_KEY_FINGERPRINT: u32 = 5;
+const CMD_ATTEST: u32 = 6;
+
+/// OP-TEE's attestation PTA and its command returning the public key of its signatures.
+const ATTESTATION_PTA_UUID: &str = "39800861-182a-4720-9b67-2bcd622bc0b5";
+const PTA_ATTESTATION_GET_PUBKEY: u32 = 0;
 
 /// OP-TEE's statistics pseudo TA and its command listing the loaded TAs' heaps.
 const STATS_PTA_UUID: &str = "d96a5b40-e2c7-b1af-8794-1002a5d5c61b";
@@ -667,6 +675,97 @@ fn key_fingerprint(session: &mut Session, label: &[u8]) -> Result<Vec<u8>, u32> 
     Ok(out)
 }
 
+/// The TA's attestation evidence for `nonce`.
+fn attest(session: &mut Session, nonce: &[u8]) -> Result<Vec<u8>, u32> {
+    let mut out = vec![0u8; 32 + 512];
+    let mut op = Operation::new(
+        0,
+        ParamTmpRef::new_input(nonce),
+        ParamTmpRef::new_output(&mut out),
+        ParamNone,
+        ParamNone,
+    );
+    session
+        .invoke_command(CMD_ATTEST, &mut op)
+        .map_err(|e| e.raw_code())?;
+    let len = op.parameters().1.updated_size();
+    out.truncate(len);
+    Ok(out)
+}
+
+/// The attestation PTA's public key: exponent and modulus, big-endian.
+fn attestation_key(ctx: &mut Context) -> Result<(Vec<u8>, Vec<u8>), String> {
+    let uuid = Uuid::parse_str(ATTESTATION_PTA_UUID).map_err(|e| e.to_string())?;
+    let mut session = ctx
+        .open_session(uuid)
+        .map_err(|e| format!("attestation PTA: {e}"))?;
+    let (mut e, mut n) = (vec![0u8; 16], vec![0u8; 512]);
+    let mut op = Operation::new(
+        0,
+        ParamTmpRef::new_output(&mut e),
+        ParamTmpRef::new_output(&mut n),
+        ParamValue::new(0, 0, ParamType::ValueOutput),
+        ParamNone,
+    );
+    session
+        .invoke_command(PTA_ATTESTATION_GET_PUBKEY, &mut op)
+        .map_err(|e| format!("attestation PTA: {e}"))?;
+    let (pe, pn, _) = (op.parameters().0, op.parameters().1, op.parameters().2);
+    let (elen, nlen) = (pe.updated_size(), pn.updated_size());
+    e.truncate(elen);
+    n.truncate(nlen);
+    Ok((e, n))
+}
+
+/// Checks the TA's evidence and leaves it, with the key and the nonce, in `dir` for an
+/// independent verifier.
+fn attestation(ctx: &mut Context, dir: &Path, report: &mut Report) -> Result<(), String> {
+    let t = Instant::now();
+    let (e, n) = attestation_key(ctx)?;
+    let key_time = t.elapsed();
+    let nonce: Vec<u8> = std::fs::read("/proc/sys/kernel/random/uuid")
+        .map_err(|e| format!("nonce: {e}"))?
+        .into_iter()
+        .filter(u8::is_ascii_hexdigit)
+        .collect();
+    let mut s = open(ctx).map_err(|c| format!("open: {c:#x}"))?;
+    let t = Instant::now();
+    let evidence = attest(&mut s, &nonce).map_err(|c| format!("attest: {c:#x}"))?;
+    let attest_time = t.elapsed();
+    report.check(
+        evidence.len() == 32 + n.len(),
+        "evidence is a SHA-256 hash and a signature as long as the key's modulus",
+    );
+    let other = attest(&mut s, b"another nonce").map_err(|c| format!("attest: {c:#x}"))?;
+    report.check(
+        other.len() == evidence.len()
+            && other[..32] == evidence[..32]
+            && other[32..] != evidence[32..],
+        "another nonce: the same memory hash, another signature",
+    );
+    report.check(
+        attest(&mut s, b"") == Err(TEE_ERROR_BAD_PARAMETERS),
+        "empty nonce refused",
+    );
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    for (name, bytes) in [
+        ("exponent", &e),
+        ("modulus", &n),
+        ("nonce", &nonce),
+        ("evidence", &evidence),
+    ] {
+        std::fs::write(dir.join(name), bytes).map_err(|e| format!("{name}: {e}"))?;
+    }
+    let hash: String = evidence[..32].iter().map(|b| format!("{b:02x}")).collect();
+    println!(
+        "omg-optee: attestation: RSA-{} key from the PTA in {:.1} s (made on first use), evidence in {:.1} ms, TA memory hash {hash}",
+        n.len() * 8,
+        key_time.as_secs_f64(),
+        attest_time.as_secs_f64() * 1e3
+    );
+    Ok(())
+}
+
 /// Files under `dir`, recursively (the REE file system's directory).
 fn files_under(dir: &Path) -> usize {
     std::fs::read_dir(dir).map_or(0, |entries| {
@@ -775,6 +874,10 @@ fn main() -> ExitCode {
         report.check(false, &e);
     }
     if let Err(e) = platform_services(&mut ctx, &mut report) {
+        report.check(false, &e);
+    }
+    let attest_dir = data.join("../attest");
+    if let Err(e) = attestation(&mut ctx, &attest_dir, &mut report) {
         report.check(false, &e);
     }
     if report.failures == 0 {

@@ -24,6 +24,10 @@ pub const CMD_COUNTER: u32 = 4;
 /// Command: write to the memory reference of parameter 1 the SHA-256 of the key OP-TEE derives
 /// for this TA from the hardware-unique key and the label in parameter 0 (at most 64 bytes).
 pub const CMD_KEY_FINGERPRINT: u32 = 5;
+/// Command: attestation evidence for the nonce in parameter 0 (1 to 64 bytes), written to the
+/// memory reference of parameter 1: the SHA-256 of the TA's memory and the attestation PTA's
+/// signature.
+pub const CMD_ATTEST: u32 = 6;
 
 /// Largest model a session accepts, in bytes.
 pub const MAX_MODEL_BYTES: usize = 2 << 20;

@@ -14,8 +14,8 @@ mod commands;
 mod platform;
 
 use commands::{
-    CMD_COUNTER, CMD_INVOKE, CMD_KEY_FINGERPRINT, CMD_LOAD_MODEL, CMD_RANDOM, CMD_RESET, Failure,
-    MAX_MODEL_BYTES, Session,
+    CMD_ATTEST, CMD_COUNTER, CMD_INVOKE, CMD_KEY_FINGERPRINT, CMD_LOAD_MODEL, CMD_RANDOM,
+    CMD_RESET, Failure, MAX_MODEL_BYTES, Session,
 };
 use optee_utee::prelude::*;
 use optee_utee::{
@@ -129,6 +129,14 @@ fn invoke_command(
             let label = read_memref(&params.0, platform::MAX_LABEL_BYTES)?;
             let fingerprint = platform::key_fingerprint(&label)?;
             params.1.as_memref_output()?.set_output(fingerprint)
+        }
+        CMD_ATTEST => {
+            params.2.as_none()?;
+            params.3.as_none()?;
+            let nonce = read_memref(&params.0, platform::MAX_NONCE_BYTES)?;
+            let mut evidence = [0u8; platform::MAX_EVIDENCE_BYTES];
+            let len = platform::attest(&nonce, &mut evidence)?;
+            params.1.as_memref_output()?.set_output(&evidence[..len])
         }
         _ => Err(ErrorKind::BadParameters.into()),
     }

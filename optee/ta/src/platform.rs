@@ -2,7 +2,9 @@
 //! command so the normal-world check can test it: randomness from the TEE, monotonic counters
 //! kept as persistent objects in OP-TEE's RPMB secure storage (replay-protected: restoring the
 //! normal world's files does not roll them back), and keys derived from the hardware-unique key
-//! and the TA's identity by OP-TEE's system PTA (only their SHA-256 leaves the TA).
+//! and the TA's identity by OP-TEE's system PTA (only their SHA-256 leaves the TA), and
+//! evidence from OP-TEE's attestation PTA: a hash of the TA's code and read-only data in
+//! memory, signed over a verifier's nonce with a key OP-TEE keeps.
 #![forbid(unsafe_code)]
 
 use optee_utee::{
@@ -95,4 +97,30 @@ pub fn key_fingerprint(label: &[u8]) -> optee_utee::Result<[u8; 32]> {
         return Err(ErrorKind::Generic.into());
     }
     Ok(out)
+}
+
+/// OP-TEE's attestation PTA and its command measuring the calling TA's memory.
+const ATTESTATION_PTA_UUID: &str = "39800861-182a-4720-9b67-2bcd622bc0b5";
+const PTA_ATTESTATION_HASH_TA_MEMORY: u32 = 2;
+/// Longest nonce an attestation takes.
+pub const MAX_NONCE_BYTES: usize = 64;
+/// Largest evidence: a SHA-256 hash and an RSA signature of up to 4096 bits.
+pub const MAX_EVIDENCE_BYTES: usize = 32 + 512;
+
+/// Evidence for `nonce` (1 to 64 bytes): the SHA-256 of this TA's immutable memory followed by
+/// the attestation PTA's RSASSA-PSS (SHA-256, MGF1-SHA-256, 32-byte salt) signature of
+/// SHA-256(nonce | hash). Writes it to `out` and returns its length.
+pub fn attest(nonce: &[u8], out: &mut [u8; MAX_EVIDENCE_BYTES]) -> optee_utee::Result<usize> {
+    if nonce.is_empty() || nonce.len() > MAX_NONCE_BYTES {
+        return Err(ErrorKind::BadParameters.into());
+    }
+    let mut session = TaSessionBuilder::new(Uuid::parse_str(ATTESTATION_PTA_UUID)?).build()?;
+    let mut params = TeeParams::new()
+        .with_memref_in(ParamIndex::Arg0, nonce)
+        .with_memref_out(ParamIndex::Arg1, out);
+    session.invoke_command(PTA_ATTESTATION_HASH_TA_MEMORY, &mut params)?;
+    params[ParamIndex::Arg1]
+        .written_slice()
+        .map(<[u8]>::len)
+        .ok_or_else(|| ErrorKind::Generic.into())
 }
