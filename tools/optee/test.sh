@@ -9,7 +9,9 @@
 #      the TA and through the omg engine in the normal world, checks the outputs are equal (and
 #      equal to TensorFlow Lite Micro's where the data has them), feeds the TA hostile commands
 #      and models, checks the TA's randomness, RPMB counters, derived keys and attestation
-#      evidence, and prints cold start, per-invoke times in both worlds and the TA's heap use;
+#      evidence (and that a TA with one byte changed has another measurement, a TA signed with
+#      another key does not load), and prints cold start, per-invoke times in both worlds and
+#      the TA's heap use;
 #   4. verifies the attestation evidence outside the machine (tools/optee/verify_attestation.py).
 # Exits with the machine's result (0: every check passed). Prints the TA's size and the minutes
 # the whole took. OMG_SHARED_DATA names the reference data (default ../shared/data).
@@ -62,6 +64,29 @@ mkdir -p "$overlay/lib/optee_armtz" "$overlay/usr/bin" "$overlay/usr/sbin"
 ta="$overlay/lib/optee_armtz/$uuid.ta"
 python3 "$TA_DEV_KIT_DIR/scripts/sign_encrypt.py" --uuid "$uuid" \
   --key "$TA_DEV_KIT_DIR/keys/default_ta.pem" --in "$elf.stripped" --out "$ta"
+
+# Variants for the attacker checks in the machine: the TA with one byte of its read-only data
+# changed, re-signed with the development key; the TA signed with a key OP-TEE does not know.
+variants="$overlay/lib/optee_armtz/variants"
+mkdir -p "$variants"
+/usr/bin/python3 - "$elf.stripped" "$out/ta/changed.elf" "$out/ta/other_key.pem" <<'PY'
+import sys
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+data = bytearray(open(sys.argv[1], "rb").read())
+at = data.find(b"omg TA: model refused")
+if at < 0:
+    sys.exit("error: the TA's marker string is missing")
+data[at] ^= 0x20
+open(sys.argv[2], "wb").write(data)
+key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+open(sys.argv[3], "wb").write(key.private_bytes(serialization.Encoding.PEM,
+    serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()))
+PY
+python3 "$TA_DEV_KIT_DIR/scripts/sign_encrypt.py" --uuid "$uuid" \
+  --key "$TA_DEV_KIT_DIR/keys/default_ta.pem" --in "$out/ta/changed.elf" --out "$variants/changed.ta"
+python3 "$TA_DEV_KIT_DIR/scripts/sign_encrypt.py" --uuid "$uuid" \
+  --key "$out/ta/other_key.pem" --in "$elf.stripped" --out "$variants/foreign.ta"
 
 say "building the normal-world check (optee/host)"
 "${cargo[@]}" --manifest-path "$root/optee/host/Cargo.toml" --target-dir "$out/host"

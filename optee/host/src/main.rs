@@ -15,7 +15,8 @@
 //! SHA-256): stable across instances, different per label; and attestation evidence (the TA's
 //! memory hash signed by OP-TEE's attestation PTA over a nonce), written with the PTA's public
 //! key to DATA_DIR/../attest/ for a verifier outside the machine
-//! (tools/optee/verify_attestation.py).
+//! (tools/optee/verify_attestation.py); a TA with one byte changed must have another memory
+//! hash, a TA signed with another key must not load.
 #![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};
@@ -756,12 +757,58 @@ fn attestation(ctx: &mut Context, dir: &Path, report: &mut Report) -> Result<(),
     ] {
         std::fs::write(dir.join(name), bytes).map_err(|e| format!("{name}: {e}"))?;
     }
+    drop(s);
+    variants(ctx, &nonce, &evidence[..32], report)?;
     let hash: String = evidence[..32].iter().map(|b| format!("{b:02x}")).collect();
     println!(
         "omg-optee: attestation: RSA-{} key from the PTA in {:.1} s (made on first use), evidence in {:.1} ms, TA memory hash {hash}",
         n.len() * 8,
         key_time.as_secs_f64(),
         attest_time.as_secs_f64() * 1e3
+    );
+    Ok(())
+}
+
+/// Swaps the TA file for variants built by tools/optee/test.sh and restores it: the TA with one
+/// byte of its read-only data changed (and re-signed with the development key) loads but has
+/// another memory hash; the TA signed with another key does not load.
+fn variants(
+    ctx: &mut Context,
+    nonce: &[u8],
+    hash: &[u8],
+    report: &mut Report,
+) -> Result<(), String> {
+    let dir = Path::new("/lib/optee_armtz");
+    let ta = dir.join(format!("{}.ta", TA_UUID.trim()));
+    let original = std::fs::read(&ta).map_err(|e| format!("{}: {e}", ta.display()))?;
+    let install = |variant: &str| {
+        std::fs::copy(dir.join("variants").join(variant), &ta)
+            .map(|_| ())
+            .map_err(|e| format!("{variant}: {e}"))
+    };
+    install("changed.ta")?;
+    let changed = open(ctx).and_then(|mut s| attest(&mut s, nonce));
+    install("foreign.ta")?;
+    let foreign = open(ctx).map(|_| ());
+    std::fs::write(&ta, &original).map_err(|e| format!("{}: {e}", ta.display()))?;
+    match &changed {
+        Ok(evidence) => report.check(
+            evidence.len() > 32 && evidence[..32] != *hash,
+            "a TA with one byte changed has another memory hash",
+        ),
+        Err(code) => report.check(false, &format!("the changed TA: {code:#x}")),
+    }
+    report.check(
+        foreign.is_err(),
+        "a TA signed with another key does not load",
+    );
+    report.check(open(ctx).is_ok(), "the original TA loads again");
+    println!(
+        "omg-optee: variants: one byte changed -> another memory hash: {}; signed with another key -> refused with {}",
+        changed.is_ok_and(|e| e.len() > 32 && e[..32] != *hash),
+        foreign
+            .err()
+            .map_or("nothing".into(), |c| format!("{c:#x}"))
     );
     Ok(())
 }
