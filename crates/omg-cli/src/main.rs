@@ -15,6 +15,7 @@ mod mic;
 mod package;
 mod platform;
 mod run;
+mod signals;
 mod stream;
 mod vendor;
 
