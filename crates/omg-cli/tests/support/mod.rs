@@ -198,12 +198,18 @@ pub fn provisioned_with(dir: TempDir, pipeline: &str, extra: &str) -> Device {
     let info: serde_json::Value =
         serde_json::from_str(&ok(omg(&home, &["device", "init", "--json"]))).unwrap();
     let measurement = info["enclave_measurement"].as_str().unwrap();
+    // All scores, unless `extra` sets the output policy.
+    let output_policy = if extra.contains("output_policy") {
+        ""
+    } else {
+        "output_policy = \"all_scores\"\n"
+    };
     let policy = dir.path("policy.toml");
     std::fs::write(
         &policy,
         format!(
             "allowed_measurements = [\"{measurement}\"]\nmax_devices = 5\nnot_after = 4102444800\n\
-             output_policy = \"all_scores\"\n{extra}"
+             {output_policy}{extra}"
         ),
     )
     .unwrap();
