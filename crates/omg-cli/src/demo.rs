@@ -93,28 +93,6 @@ impl Drop for Removed {
     }
 }
 
-/// Removes `dir` and ends the process (status 128 + the signal's number, 130 for Ctrl-C) on
-/// SIGINT, SIGTERM or SIGHUP. Called before any other thread starts: the signals are blocked in
-/// this thread, so in every thread started after it, and one thread waits for them (the
-/// enclave process gets the default mask back when it is started).
-fn remove_on_signal(dir: PathBuf) -> Result<()> {
-    use nix::sys::signal::{SigSet, Signal};
-    let mut signals = SigSet::empty();
-    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
-        signals.add(signal);
-    }
-    signals
-        .thread_block()
-        .context("cannot block the termination signals")?;
-    std::thread::spawn(move || {
-        if let Ok(signal) = signals.wait() {
-            let _ = std::fs::remove_dir_all(&dir);
-            std::process::exit(128 + signal as i32);
-        }
-    });
-    Ok(())
-}
-
 /// Runs the demo in `dir` (a fresh temporary directory if `None`, removed afterwards: on
 /// success, on error, on a panic and on SIGINT, SIGTERM or SIGHUP).
 pub fn run(dir: Option<PathBuf>) -> Result<()> {
@@ -134,7 +112,10 @@ pub fn run(dir: Option<PathBuf>) -> Result<()> {
     let temporary = if keep {
         None
     } else {
-        remove_on_signal(dir.clone())?;
+        let removed = dir.clone();
+        crate::signals::on_termination(move || {
+            let _ = std::fs::remove_dir_all(&removed);
+        })?;
         Some(Removed(dir.clone()))
     };
     story(&dir)?;

@@ -15,6 +15,7 @@ mod mic;
 mod package;
 mod platform;
 mod run;
+mod signals;
 mod stream;
 mod vendor;
 
@@ -481,9 +482,11 @@ struct SourceArgs {
     /// Read raw signed 16-bit little-endian 16 kHz mono samples from standard input.
     #[arg(long)]
     stdin: bool,
-    /// Capture from the default microphone (ALSA). Hidden from the help of a build without
-    /// microphone support (the `mic` feature), where it is refused with that reason.
-    #[arg(long, hide = !cfg!(feature = "mic"))]
+    /// Capture from the default microphone (ALSA). Only in a build with microphone support (the
+    /// `mic` feature): elsewhere it is neither in the help nor in the usage line, and is
+    /// refused with that reason (see [`parse`]).
+    #[cfg(feature = "mic")]
+    #[arg(long)]
     mic: bool,
 }
 
@@ -496,6 +499,22 @@ impl SourceArgs {
             (None, false) => stream::Source::Mic,
         }
     }
+}
+
+/// The command line, or exits with clap's usage error; `--mic` in a build without microphone
+/// support (where the flag does not exist) gets that reason instead of "unexpected argument".
+fn parse() -> Cli {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    Cli::try_parse().unwrap_or_else(|e| {
+        let mic = e.kind() == ErrorKind::UnknownArgument
+            && matches!(e.get(ContextKind::InvalidArg),
+                Some(ContextValue::String(arg)) if arg == "--mic");
+        if let (true, Err(why)) = (mic, stream::mic_supported()) {
+            eprintln!("omg: {why:#}");
+            std::process::exit(2);
+        }
+        e.exit()
+    })
 }
 
 /// True when standard output is a pipe (or socket) whose reader has gone, as after
@@ -519,7 +538,7 @@ fn is_broken_stdout(e: &anyhow::Error) -> bool {
 /// quietly with exit status 0, whether the write failed as an error or as a panic of
 /// `println!` (whose unwinding still removes temporary files, e.g. `omg demo`'s keys).
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse();
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         if !stdout_is_broken() {

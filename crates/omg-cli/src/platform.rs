@@ -18,7 +18,7 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -54,9 +54,101 @@ pub struct Settings {
     pub idle_timeout: Duration,
 }
 
-/// Binds `path`, replacing a stale socket left by a service that died, but never a live one
-/// or anything that is not a socket.
-fn bind(path: &Path, mode: u32) -> Result<UnixListener> {
+/// The permission bits of a socket directory the service creates: the owner's, and search
+/// (only) for the classes the socket's `mode` lets connect (connecting needs write permission
+/// on the socket and search permission on its directory): 0711 for a socket of mode 0666, 0710
+/// for 0660, 0700 for 0600. Nobody else may list the directory or put files in it.
+fn socket_dir_mode(mode: u32) -> u32 {
+    let mut dir = 0o700;
+    if mode & 0o020 != 0 {
+        dir |= 0o010;
+    }
+    if mode & 0o002 != 0 {
+        dir |= 0o001;
+    }
+    dir
+}
+
+/// Creates the socket's directory `dir` if it is missing (its parent must exist), with
+/// [`socket_dir_mode`]; returns whether it was created.
+fn create_socket_dir(dir: &Path, mode: u32) -> Result<bool> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.as_os_str().is_empty() || dir.is_dir() {
+        return Ok(false);
+    }
+    let dir_mode = socket_dir_mode(mode);
+    match std::fs::DirBuilder::new().mode(dir_mode).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => bail!(
+            "cannot create the socket's directory {}: its parent does not exist (create it, or \
+             choose another --socket)",
+            dir.display()
+        ),
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => bail!(
+            "cannot create the socket's directory {}: permission denied; an administrator \
+             creates it for the platform's user (`install -d -o USER -m {dir_mode:o} {}`), or \
+             choose another --socket",
+            dir.display(),
+            dir.display()
+        ),
+        Err(e) => {
+            return Err(e).with_context(|| {
+                format!("cannot create the socket's directory {}", dir.display())
+            });
+        }
+    }
+    // The mode given to mkdir is masked by the umask: set it exactly.
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(dir_mode))
+        .with_context(|| format!("cannot set the permissions of {}", dir.display()))?;
+    Ok(true)
+}
+
+/// A socket the service bound, and the directory it created for it: removed when the service
+/// ends (see [`Bound::remove`]).
+struct Bound {
+    socket: PathBuf,
+    created_dir: Option<PathBuf>,
+}
+
+impl Bound {
+    /// Removes the socket, then the directory if the service created it and it is empty.
+    fn remove(&self) {
+        let _ = std::fs::remove_file(&self.socket);
+        if let Some(dir) = &self.created_dir {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
+/// Removes what it holds when dropped: on an error or a panic of the service's main thread.
+struct RemoveOnDrop(Arc<OnceLock<Bound>>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Some(bound) = self.0.get() {
+            bound.remove();
+        }
+    }
+}
+
+/// Binds `path` (creating its directory if missing, see [`create_socket_dir`]), replacing a
+/// stale socket left by a service that died, but never a live one or anything that is not a
+/// socket.
+fn bind(path: &Path, mode: u32) -> Result<(UnixListener, Bound)> {
+    let parent = path.parent().unwrap_or(Path::new(""));
+    let created = create_socket_dir(parent, mode)?;
+    let created_dir = created.then(|| parent.to_path_buf());
+    let bound = Bound {
+        socket: path.to_path_buf(),
+        created_dir,
+    };
+    // A directory made here is removed again if binding fails.
+    let fail = |e: anyhow::Error| {
+        if let Some(dir) = &bound.created_dir {
+            let _ = std::fs::remove_dir(dir);
+        }
+        e
+    };
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if !meta.file_type().is_socket() {
             bail!("{} exists and is not a socket", path.display());
@@ -70,11 +162,14 @@ fn bind(path: &Path, mode: u32) -> Result<UnixListener> {
         std::fs::remove_file(path)
             .with_context(|| format!("cannot remove the stale socket {}", path.display()))?;
     }
-    let listener =
-        UnixListener::bind(path).with_context(|| format!("cannot listen on {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .with_context(|| format!("cannot set the permissions of {}", path.display()))?;
-    Ok(listener)
+    let listener = UnixListener::bind(path)
+        .with_context(|| format!("cannot listen on {}", path.display()))
+        .map_err(fail)?;
+    if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)) {
+        bound.remove();
+        return Err(e).with_context(|| format!("cannot set the permissions of {}", path.display()));
+    }
+    Ok((listener, bound))
 }
 
 /// What the app's request asks for, checked against the descriptor that came with it: the
@@ -235,14 +330,26 @@ impl Drop for Slot {
     }
 }
 
-/// `omg platform serve`: listens until killed.
+/// `omg platform serve`: listens until stopped. The socket (and its directory, if the service
+/// created it) is removed on every way out: an error, a panic, and SIGINT, SIGTERM or SIGHUP,
+/// which end the service with status 128 + the signal's number (130 for Ctrl-C).
 pub fn serve(settings: Settings) -> Result<()> {
     protect_service_process().context("cannot make the service non-dumpable")?;
     // Fail early on a device that cannot serve.
     let identity = crate::enclave::identity(&settings.dir)?;
     drop(identity);
     let image = Arc::new(crate::enclave::image()?);
-    let listener = bind(&settings.socket, settings.socket_mode)?;
+    // Before any thread starts (see `on_termination`); what is bound is removed on a signal.
+    let bound = Arc::new(OnceLock::new());
+    let on_signal = bound.clone();
+    crate::signals::on_termination(move || {
+        if let Some(bound) = on_signal.get() {
+            Bound::remove(bound);
+        }
+    })?;
+    let (listener, socket) = bind(&settings.socket, settings.socket_mode)?;
+    let _ = bound.set(socket);
+    let _remove = RemoveOnDrop(bound);
     eprintln!(
         "omg platform: serving the device in {} on {} (mode {:o}, at most {} sessions, {} per \
          user, {} s idle timeout); enclave {}",

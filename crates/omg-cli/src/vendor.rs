@@ -188,6 +188,16 @@ pub(crate) fn serve(
             ..ApiConfig::default()
         },
     );
+    // The request log: one line per request on standard error (method, route, status, time;
+    // no headers or bodies, see `omg_vendor::http::router_with`). A standard error nobody reads
+    // any more loses the log, never a request: no complaint about it is printed (that would
+    // panic the request's task).
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .log_internal_errors(false)
+        .with_max_level(tracing_subscriber::filter::LevelFilter::INFO)
+        .with_target(false)
+        .try_init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -413,8 +413,9 @@ fn help_says_what_omg_is_in_workflow_order_with_an_example() {
     assert!(position("run") < position("infer"), "{help}");
 }
 
-/// `--mic` is listed among the options of `omg run --help` and `omg listen --help` only where
-/// it is built.
+/// `--mic` is offered by `omg run` and `omg listen` (their options, usage line and the error
+/// naming the missing audio source) only where it is built; elsewhere it is refused with that
+/// reason.
 #[test]
 fn mic_is_offered_only_where_built() {
     for command in ["run", "listen"] {
@@ -423,5 +424,23 @@ fn mic_is_offered_only_where_built() {
         let listed = |flag: &str| help.lines().any(|l| l.trim_start().starts_with(flag));
         assert!(listed("--wav"), "{help}");
         assert_eq!(listed("--mic"), cfg!(feature = "mic"), "{help}");
+        let usage = help.lines().find(|l| l.starts_with("Usage:")).unwrap();
+        assert!(usage.contains("--stdin"), "{usage}");
+        assert_eq!(usage.contains("--mic"), cfg!(feature = "mic"), "{usage}");
+        // No source: the usage error lists the sources there are.
+        let out = omg().args([command, "micro_speech"]).output().unwrap();
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{e}");
+        assert!(e.contains("--stdin"), "{e}");
+        assert_eq!(e.contains("--mic"), cfg!(feature = "mic"), "{e}");
+        if !cfg!(feature = "mic") {
+            let out = omg()
+                .args([command, "micro_speech", "--mic"])
+                .output()
+                .unwrap();
+            let e = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{e}");
+            assert!(e.contains("without microphone support"), "{e}");
+        }
     }
 }

@@ -358,3 +358,69 @@ fn tls_mistakes_are_explained_in_one_line() {
     assert!(e.contains("did not answer in TLS"), "{e}");
     assert!(e.contains("http://"), "{e}");
 }
+
+/// Starts `omg platform serve` for the device of `home` on `socket` and waits for its startup
+/// line.
+fn platform_serve(home: &Path, socket: &Path) -> Child {
+    let mut serve = Command::new(OMG);
+    serve
+        .env("OMG_HOME", home)
+        .args(["platform", "serve", "--socket"])
+        .arg(socket);
+    let (child, _stderr, banner) = spawn_service(serve);
+    assert!(banner.contains("serving the device"), "{banner:?}");
+    child
+}
+
+#[test]
+fn the_platform_service_makes_its_socket_directory_and_removes_the_socket_on_signals() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+
+    let dir = TempDir::new("first-platform");
+    let home = dir.path("home");
+    ok(omg(&home, &["device", "init"]));
+    for (signal, status) in [(Signal::SIGINT, 130), (Signal::SIGTERM, 143)] {
+        // A missing directory is made, searchable (not listable) by those who may connect.
+        let run = dir.path("run");
+        let socket = run.join("omg").join("platform.sock");
+        std::fs::create_dir(&run).unwrap();
+        let mut child = platform_serve(&home, &socket);
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode(socket.parent().unwrap()), 0o711, "{signal}");
+        assert!(
+            std::fs::symlink_metadata(&socket)
+                .unwrap()
+                .file_type()
+                .is_socket()
+        );
+        assert_eq!(mode(&socket), 0o666, "{signal}");
+        kill(Pid::from_raw(child.id() as i32), signal).unwrap();
+        let exit = child.wait().unwrap();
+        assert_eq!(exit.code(), Some(status), "{signal}: {exit:?}");
+        assert!(!socket.exists(), "{signal} left the socket behind");
+        assert!(
+            !socket.parent().unwrap().exists(),
+            "{signal} left the directory the service made"
+        );
+
+        // A directory that was there stays; only the socket goes.
+        std::fs::create_dir(socket.parent().unwrap()).unwrap();
+        let mut child = platform_serve(&home, &socket);
+        kill(Pid::from_raw(child.id() as i32), signal).unwrap();
+        assert_eq!(child.wait().unwrap().code(), Some(status), "{signal}");
+        assert!(!socket.exists(), "{signal} left the socket behind");
+        assert!(socket.parent().unwrap().is_dir());
+        std::fs::remove_dir_all(&run).unwrap();
+    }
+
+    // A directory whose parent is missing is not guessed: the error says what to do.
+    let missing = dir.path("no/such/dir/platform.sock");
+    let e = err(omg(
+        &home,
+        &["platform", "serve", "--socket", missing.to_str().unwrap()],
+    ));
+    assert!(e.contains("its parent does not exist"), "{e}");
+    assert!(!dir.path("no").exists());
+}

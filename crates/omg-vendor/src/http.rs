@@ -36,7 +36,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, MatchedPath, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -572,7 +572,8 @@ pub const ROUTES: [(&str, &str); 9] = [
     ("GET", "/v1/openapi.yaml"),
 ];
 
-/// The API router with explicit settings.
+/// The API router with explicit settings. Every request is logged in one line through
+/// `tracing` (see [`REQUEST_LOG_TARGET`]); install a subscriber to see it.
 pub fn router_with(service: Service, config: ApiConfig) -> Router {
     let limit = config.body_limit;
     let limiter = Arc::new(config.rate_limit.map(Limiter::new));
@@ -595,7 +596,33 @@ pub fn router_with(service: Service, config: ApiConfig) -> Router {
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(limit, limit_declared_length))
         .layer(middleware::from_fn_with_state(limiter, rate_limit))
+        .layer(middleware::from_fn(log_request))
         .with_state(AppState { service, config })
+}
+
+/// The `tracing` target of the request log (see [`router_with`]).
+pub const REQUEST_LOG_TARGET: &str = "omg_vendor::request";
+
+/// Logs one line per request at INFO level under [`REQUEST_LOG_TARGET`]: the method, the route
+/// that matched (its pattern, never the request's URI with its query), the status and the time
+/// taken, refusals of the outer layers (rate limit, body limit) included. Never a header or a
+/// body: no admin token, attestation token or licence reaches the log.
+async fn log_request(request: axum::extract::Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("(no route)", MatchedPath::as_str)
+        .to_owned();
+    let response = next.run(request).await;
+    tracing::info!(
+        target: REQUEST_LOG_TARGET,
+        "{method} {route} {} {:.1} ms",
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64() * 1e3
+    );
+    response
 }
 
 /// Clients tracked by the rate limiter at most; beyond, clients whose bucket is full again are

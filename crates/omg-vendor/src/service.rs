@@ -1037,11 +1037,9 @@ mod tests {
     /// prepares again under the new terms.
     #[test]
     fn a_licence_prepared_under_old_terms_is_made_again() {
-        let dir = std::env::temp_dir().join(format!("omg-vendor-stale-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = tempfile::tempdir().unwrap();
         let mut rng = DeterministicRng::new(5);
-        let store = Store::open(dir.join("vendor.sqlite")).unwrap();
+        let store = Store::open(dir.path().join("vendor.sqlite")).unwrap();
         store.put_model("m", &policy(NOW + 100), NOW).unwrap();
         store
             .add_model_version("m", 1, &ContentKey::generate(&mut rng), NOW)
@@ -1110,7 +1108,5 @@ mod tests {
         let licence = Licence::verify(&activation.licence, vendor.verifying_key()).unwrap();
         assert_eq!(licence.not_after, NOW + 200);
         assert_eq!(service.audit_log().unwrap().len(), 1);
-        drop(service);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

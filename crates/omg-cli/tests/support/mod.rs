@@ -5,7 +5,6 @@
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The omg binary under test.
 pub const OMG: &str = env!("CARGO_BIN_EXE_omg");
@@ -30,27 +29,20 @@ pub fn ok(out: Output) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// A temporary directory, removed on drop.
-pub struct TempDir(pub PathBuf);
+/// A temporary directory (from `tempfile`, named after `tag`), removed on drop.
+pub struct TempDir(pub PathBuf, tempfile::TempDir);
 
 impl TempDir {
     pub fn new(tag: &str) -> Self {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("omg-{tag}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("omg-{tag}-"))
+            .tempdir()
+            .unwrap();
+        TempDir(dir.path().to_path_buf(), dir)
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
         self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -206,12 +198,18 @@ pub fn provisioned_with(dir: TempDir, pipeline: &str, extra: &str) -> Device {
     let info: serde_json::Value =
         serde_json::from_str(&ok(omg(&home, &["device", "init", "--json"]))).unwrap();
     let measurement = info["enclave_measurement"].as_str().unwrap();
+    // All scores, unless `extra` sets the output policy.
+    let output_policy = if extra.contains("output_policy") {
+        ""
+    } else {
+        "output_policy = \"all_scores\"\n"
+    };
     let policy = dir.path("policy.toml");
     std::fs::write(
         &policy,
         format!(
             "allowed_measurements = [\"{measurement}\"]\nmax_devices = 5\nnot_after = 4102444800\n\
-             output_policy = \"all_scores\"\n{extra}"
+             {output_policy}{extra}"
         ),
     )
     .unwrap();

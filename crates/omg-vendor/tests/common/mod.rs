@@ -29,26 +29,19 @@ fn unique() -> u64 {
     N.fetch_add(1, Ordering::Relaxed)
 }
 
-/// A temporary directory removed on drop.
-pub struct TempDir(pub PathBuf);
+/// A temporary directory (from `tempfile`, named after `tag`), removed on drop.
+pub struct TempDir(tempfile::TempDir);
 
 impl TempDir {
     pub fn new(tag: &str) -> Self {
-        let n = unique();
-        let dir =
-            std::env::temp_dir().join(format!("omg-vendor-test-{}-{tag}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("omg-vendor-test-{tag}-"))
+            .tempdir()
+            .unwrap();
         TempDir(dir)
     }
     pub fn db(&self) -> PathBuf {
-        self.0.join("vendor.sqlite")
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        self.0.path().join("vendor.sqlite")
     }
 }
 
