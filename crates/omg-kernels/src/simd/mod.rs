@@ -19,6 +19,7 @@ mod portable;
 mod x86;
 
 #[cfg(target_arch = "aarch64")]
+#[allow(unsafe_code)]
 mod aarch64;
 
 use crate::elementwise::AddParams;
@@ -35,17 +36,20 @@ pub enum Isa {
     Portable,
     /// x86-64 AVX2 (256-bit integer vectors), detected at run time.
     Avx2,
+    /// aarch64 NEON (ARMv8.0 Advanced SIMD, 128-bit vectors), on every aarch64 CPU.
+    Neon,
 }
 
 impl Isa {
     /// Every level, slowest first.
-    pub const ALL: [Isa; 2] = [Isa::Portable, Isa::Avx2];
+    pub const ALL: [Isa; 3] = [Isa::Portable, Isa::Avx2, Isa::Neon];
 
-    /// The level's lower-case name (`portable`, `avx2`).
+    /// The level's lower-case name (`portable`, `avx2`, `neon`).
     pub fn name(self) -> &'static str {
         match self {
             Isa::Portable => "portable",
             Isa::Avx2 => "avx2",
+            Isa::Neon => "neon",
         }
     }
 
@@ -62,23 +66,20 @@ impl Isa {
             Isa::Avx2 => x86::Avx2::detect().is_some(),
             #[cfg(not(target_arch = "x86_64"))]
             Isa::Avx2 => false,
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => aarch64::Neon::detect().is_some(),
+            #[cfg(not(target_arch = "aarch64"))]
+            Isa::Neon => false,
         }
     }
 
     /// The fastest level this CPU supports (detected once, then cached; works without `std`).
     pub fn detect() -> Isa {
-        #[cfg(target_arch = "aarch64")]
-        {
-            aarch64::best()
-        }
-        #[cfg(not(target_arch = "aarch64"))]
-        {
-            Isa::ALL
-                .into_iter()
-                .rev()
-                .find(|isa| isa.is_supported())
-                .unwrap_or(Isa::Portable)
-        }
+        Isa::ALL
+            .into_iter()
+            .rev()
+            .find(|isa| isa.is_supported())
+            .unwrap_or(Isa::Portable)
     }
 
     /// Whether the level runs convolutions on weights packed in panels of 8 output channels
@@ -124,17 +125,14 @@ pub(crate) struct Channels<'a> {
         not(target_arch = "x86_64"),
         expect(
             dead_code,
-            reason = "read by the x86-64 kernels only until the aarch64 ones come"
+            reason = "x86-64 patches the saturating case; aarch64's SQRDMULH saturates itself"
         )
     )]
     pub saturating: bool,
     /// Whether some left shift is not 0.
     #[cfg_attr(
-        not(target_arch = "x86_64"),
-        expect(
-            dead_code,
-            reason = "read by the x86-64 kernels only until the aarch64 ones come"
-        )
+        not(any(target_arch = "x86_64", target_arch = "aarch64")),
+        expect(dead_code, reason = "read by the x86-64 and aarch64 kernels only")
     )]
     pub shifts_left: bool,
     /// Output zero point and activation clamp.
@@ -158,6 +156,17 @@ pub(crate) fn gemm_shape(
         && panels.len() >= nb.checked_mul(len)?.checked_mul(8)?
         && (mr == 0 || out.len() >= (mr - 1).checked_mul(stride)?.checked_add(n)?);
     ok.then_some(n)
+}
+
+/// The first `N` elements of `s` and the zeros after them, as an array (for the last elements
+/// of a row, through vector code).
+#[inline(always)]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+pub(crate) fn padded<T: Copy + Default, const N: usize>(s: &[T]) -> [T; N] {
+    let mut a = [T::default(); N];
+    let n = s.len().min(N);
+    a[..n].copy_from_slice(&s[..n]);
+    a
 }
 
 /// Checks the operands of [`Kernels::depthwise`]: `Some((c, n))`, channels and pixels, when
@@ -207,7 +216,7 @@ impl<'a> Channels<'a> {
 
     /// The block of channels `c..c + 8` (`c` a multiple of 8 below `len`).
     #[inline(always)]
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     pub fn block(&self, c: usize) -> Option<&'a Block> {
         if c.is_multiple_of(8) && c < self.len {
             self.blocks.get(c / 8)
@@ -360,6 +369,13 @@ pub(crate) fn dispatch<J: Job>(isa: Isa, job: J) -> Result<J::Output> {
         },
         #[cfg(not(target_arch = "x86_64"))]
         Isa::Avx2 => Err(UNSUPPORTED),
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => match aarch64::Neon::detect() {
+            Some(token) => Ok(aarch64::run_neon(token, job)),
+            None => Err(UNSUPPORTED),
+        },
+        #[cfg(not(target_arch = "aarch64"))]
+        Isa::Neon => Err(UNSUPPORTED),
     }
 }
 
