@@ -4,12 +4,29 @@
 //! The loops of [`crate::fast`] (patch gathering, blocking, tails) are written once, generic over
 //! [`Kernels`]; each level supplies the inner kernels: the convolution block (patches times
 //! packed panels, requantized), int8 dot products of weight rows, the requantization of a row of
-//! accumulators, a depthwise output row, widening and the quantized ADD. [`dispatch`] runs a [`Job`] with the kernels of the requested level. The x86-64 levels
-//! compile the whole job (loops included) with their target features enabled, so the generic
-//! loops get the same vector code generation as the kernels they call.
+//! accumulators, a depthwise output row, widening and the quantized ADD. [`dispatch`] runs a
+//! [`Job`] with the kernels of the requested level, the whole job (loops included) compiled
+//! with the level's target features, so the generic loops get the same vector code generation
+//! as the kernels they call.
+//!
+//! The levels ([`Isa`]):
+//!
+//! * `portable`: plain Rust, auto-vectorized for the compilation target; everywhere.
+//! * `avx2` (x86-64): 256-bit integer vectors and a panel kernel for convolutions (4 pixels
+//!   times 16 channels per call); detected at run time with CPUID, without `std`.
+//! * `neon` (aarch64): ARMv8.0 Advanced SIMD, present on every aarch64 CPU (available wherever
+//!   the build target enables it); convolutions on weight rows.
+//! * `dotprod` (aarch64): `neon` whose dot products use `SDOT` (ARMv8.2, optional). The crate
+//!   never reads ID registers (that may trap, e.g. in a trusted application): the level is
+//!   available when the build enables the `dotprod` target feature, or, with the crate's `std`
+//!   feature, when the operating system reports it (Linux: `HWCAP_ASIMDDP`). Where no operating
+//!   system reports features, building with `-C target-feature=+dotprod` is the explicit choice.
+//!
+//! A level the CPU cannot run is refused ([`dispatch`] returns an error), never replaced: the
+//! weights were laid out for it.
 //!
 //! All `unsafe` code of the crate lives in the per-architecture submodules. New levels (AVX-512
-//! VNNI, ARM NEON, ...) implement [`Kernels`] there and get an [`Isa`] variant; the portable
+//! VNNI, i8mm, ...) implement [`Kernels`] there and get an [`Isa`] variant; the portable
 //! kernels define what they must compute.
 
 mod portable;
@@ -38,18 +55,22 @@ pub enum Isa {
     Avx2,
     /// aarch64 NEON (ARMv8.0 Advanced SIMD, 128-bit vectors), on every aarch64 CPU.
     Neon,
+    /// aarch64 NEON with the ARMv8.2 dot-product instruction `SDOT`: reported by the operating
+    /// system (with the `std` feature) or enabled at build time (see the crate's `std` feature).
+    Dotprod,
 }
 
 impl Isa {
     /// Every level, slowest first.
-    pub const ALL: [Isa; 3] = [Isa::Portable, Isa::Avx2, Isa::Neon];
+    pub const ALL: [Isa; 4] = [Isa::Portable, Isa::Avx2, Isa::Neon, Isa::Dotprod];
 
-    /// The level's lower-case name (`portable`, `avx2`, `neon`).
+    /// The level's lower-case name (`portable`, `avx2`, `neon`, `dotprod`).
     pub fn name(self) -> &'static str {
         match self {
             Isa::Portable => "portable",
             Isa::Avx2 => "avx2",
             Isa::Neon => "neon",
+            Isa::Dotprod => "dotprod",
         }
     }
 
@@ -68,8 +89,10 @@ impl Isa {
             Isa::Avx2 => false,
             #[cfg(target_arch = "aarch64")]
             Isa::Neon => aarch64::Neon::detect().is_some(),
+            #[cfg(target_arch = "aarch64")]
+            Isa::Dotprod => aarch64::Dotprod::detect().is_some(),
             #[cfg(not(target_arch = "aarch64"))]
-            Isa::Neon => false,
+            Isa::Neon | Isa::Dotprod => false,
         }
     }
 
@@ -374,8 +397,13 @@ pub(crate) fn dispatch<J: Job>(isa: Isa, job: J) -> Result<J::Output> {
             Some(token) => Ok(aarch64::run_neon(token, job)),
             None => Err(UNSUPPORTED),
         },
+        #[cfg(target_arch = "aarch64")]
+        Isa::Dotprod => match aarch64::Dotprod::detect() {
+            Some(token) => Ok(aarch64::run_dotprod(token, job)),
+            None => Err(UNSUPPORTED),
+        },
         #[cfg(not(target_arch = "aarch64"))]
-        Isa::Neon => Err(UNSUPPORTED),
+        Isa::Neon | Isa::Dotprod => Err(UNSUPPORTED),
     }
 }
 
