@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Boots the emulated ARM machine (QEMU's `virt` board, Debian's arm64 kernel, a busybox
+# initramfs) and runs a scenario in it:
+#   run.sh [options] OVERLAY_DIR...
+# The overlays are copied over the initramfs's root and one of them provides /scenario, an
+# executable the machine runs after boot. The scenario's exit status becomes run.sh's, so a
+# failure inside the machine fails the caller; a machine that never reports one (kernel panic,
+# hang) ends in a timeout and exit status 124.
+# Options:
+#   --cpu NAME       QEMU CPU model (default max: NEON, dotprod, i8mm; cortex-a57: NEON only)
+#   --memory MiB     guest memory (default 2048)
+#   --smp N          guest CPUs (default 2)
+#   --timeout SEC    give up after SEC seconds (default 1800)
+#   --exchange DIR   share DIR with the guest at /exchange (9p, read-write): inputs in, results out
+#   --net            user-mode network: the guest is 10.0.2.15 and reaches the host's loopback at 10.0.2.2
+#   --module NAME    also load this kernel module (and what it depends on)
+#   --log FILE       keep the console output there (default: a file next to the initramfs)
+#   --shell          a shell on the console after the scenario instead of powering off
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+
+cpu=max memory=2048 smp=2 timeout=1800 exchange="" net=0 log="" shell=0
+modules=()
+overlays=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --cpu) cpu="$2"; shift 2 ;;
+    --memory) memory="$2"; shift 2 ;;
+    --smp) smp="$2"; shift 2 ;;
+    --timeout) timeout="$2"; shift 2 ;;
+    --exchange) exchange="$(cd "$2" && pwd)"; shift 2 ;;
+    --net) net=1; shift ;;
+    --module) modules+=(--module "$2"); shift 2 ;;
+    --log) log="$2"; shift 2 ;;
+    --shell) shell=1; shift ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit 0 ;;
+    -*) echo "error: unknown option $1 (see --help)" >&2; exit 2 ;;
+    *) overlays+=("$1"); shift ;;
+  esac
+done
+[ ${#overlays[@]} -gt 0 ] || { echo "error: no overlay directory with a /scenario (see --help)" >&2; exit 2; }
+
+"$here/setup.sh" >/dev/null
+kdir="$("$here/kernel.sh")"
+work="$root/target/arm/run"
+mkdir -p "$work"
+initrd="$(mktemp "$work/initrd.XXXXXX")"
+trap 'rm -f "$initrd"' EXIT
+args=()
+[ -z "$exchange" ] || modules+=(--module 9pnet_virtio --module 9p --module virtio_mmio)
+[ "$net" = 0 ] || modules+=(--module virtio_net --module virtio_mmio)
+"$here/mkinitrd.sh" "$initrd" "${modules[@]}" "${overlays[@]}"
+[ -n "$log" ] || log="$work/console-$cpu.log"
+
+append="console=ttyAMA0 quiet panic=-1"
+[ "$shell" = 0 ] || append+=" omg.shell"
+if [ -n "$exchange" ]; then
+  args+=(-fsdev "local,id=exchange,path=$exchange,security_model=none"
+    -device virtio-9p-device,fsdev=exchange,mount_tag=exchange)
+fi
+if [ "$net" = 1 ]; then
+  args+=(-netdev user,id=net0 -device virtio-net-device,netdev=net0)
+else
+  args+=(-nic none)
+fi
+
+qemu=(qemu-system-aarch64 -M virt -cpu "$cpu" -smp "$smp" -m "$memory" -nographic -no-reboot
+  -kernel "$kdir/Image" -initrd "$initrd" -append "$append" "${args[@]}")
+if [ "$shell" = 1 ]; then
+  exec "${qemu[@]}"
+fi
+echo "booting $(basename "$kdir") on QEMU virt, cpu $cpu, $smp CPUs, $memory MiB (console in $log)" >&2
+set +e
+timeout --foreground "$timeout" "${qemu[@]}" </dev/null 2>&1 | tee "$log" | sed -u -n '/omg-vm: scenario exit status/!p'
+qemu_status=${PIPESTATUS[0]}
+set -e
+status="$(sed -n 's/.*omg-vm: scenario exit status \([0-9]*\).*/\1/p' "$log" | tail -n 1)"
+if [ -z "$status" ]; then
+  if [ "$qemu_status" = 124 ]; then
+    echo "error: the ARM machine gave no result within $timeout s (console in $log)" >&2
+    exit 124
+  fi
+  echo "error: the ARM machine stopped without a result (QEMU exit $qemu_status; console in $log)" >&2
+  exit 125
+fi
+exit "$status"
