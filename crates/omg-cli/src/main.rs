@@ -443,7 +443,8 @@ fn octal_mode(s: &str) -> Result<u32, String> {
 #[derive(clap::Args)]
 struct KernelArgs {
     /// `auto` (the optimized kernels at the fastest level this CPU supports), `reference`
-    /// (TFLM's reference loops) or an optimized level: `portable`, `avx2`.
+    /// (TFLM's reference loops) or an optimized level: `portable`, `avx2` (x86-64), `neon`,
+    /// `dotprod` (aarch64); a level this CPU cannot run is refused when the model loads.
     #[arg(long, default_value = "auto", value_parser = parse_kernels)]
     kernels: omg_engine::KernelSet,
     /// Short for `--kernels reference`.
@@ -467,7 +468,10 @@ fn parse_kernels(s: &str) -> Result<omg_engine::KernelSet, String> {
         "reference" => Ok(omg_engine::KernelSet::Reference),
         _ => omg_engine::Isa::from_name(s)
             .map(omg_engine::KernelSet::Level)
-            .ok_or_else(|| format!("{s:?} is not one of auto, reference, portable, avx2")),
+            .ok_or_else(|| {
+                let levels = omg_engine::Isa::ALL.map(omg_engine::Isa::name).join(", ");
+                format!("{s:?} is not one of auto, reference, {levels}")
+            }),
     }
 }
 

@@ -56,9 +56,9 @@ fn every_kernel_set_gives_the_same_bytes() {
     let scratch = tempfile::tempdir().unwrap();
     let input = tmp(&scratch, "k-in.bin");
     std::fs::write(&input, [1u8, 1]).unwrap();
-    let mut sets = vec!["auto", "reference", "portable"];
-    if omg_engine::Isa::Avx2.is_supported() {
-        sets.push("avx2");
+    let mut sets = vec!["auto", "reference"];
+    for isa in omg_engine::Isa::supported() {
+        sets.push(isa.name());
     }
     for set in sets {
         let output = tmp(&scratch, &format!("k-out-{set}.bin"));
@@ -70,14 +70,33 @@ fn every_kernel_set_gives_the_same_bytes() {
         );
         assert_eq!(std::fs::read(&output).unwrap(), [3, 8], "{set}");
     }
+    // A level this CPU cannot run is refused when the model loads, naming the level.
+    for isa in omg_engine::Isa::ALL
+        .into_iter()
+        .filter(|i| !i.is_supported())
+    {
+        let output = tmp(&scratch, &format!("k-out-{}.bin", isa.name()));
+        let r = infer(&fc_model(), &["--kernels", isa.name()], &input, &output);
+        assert_eq!(r.status.code(), Some(1), "{}", isa.name());
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert!(
+            err.contains(&format!("cannot run the {} kernels", isa.name())),
+            "{err}"
+        );
+        assert!(!output.exists());
+    }
     let r = infer(
         &fc_model(),
-        &["--kernels", "neon"],
+        &["--kernels", "sse9"],
         &input,
-        &tmp(&scratch, "k-out-neon.bin"),
+        &tmp(&scratch, "k-out-sse9.bin"),
     );
     assert_eq!(r.status.code(), Some(2), "a usage error");
-    assert!(String::from_utf8_lossy(&r.stderr).contains("auto, reference, portable, avx2"));
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        err.contains("auto, reference, portable, avx2, neon"),
+        "{err}"
+    );
 }
 
 #[test]

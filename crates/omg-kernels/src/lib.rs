@@ -25,6 +25,10 @@
 // `!(x <= limit)` is used on purpose: it also rejects NaN parameters.
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
 
+// Only for the operating system's report of the CPU's features (the `std` feature).
+#[cfg(feature = "std")]
+extern crate std;
+
 pub mod cast;
 pub mod conv;
 pub mod elementwise;

@@ -4,12 +4,29 @@
 //! The loops of [`crate::fast`] (patch gathering, blocking, tails) are written once, generic over
 //! [`Kernels`]; each level supplies the inner kernels: the convolution block (patches times
 //! packed panels, requantized), int8 dot products of weight rows, the requantization of a row of
-//! accumulators, a depthwise output row, widening and the quantized ADD. [`dispatch`] runs a [`Job`] with the kernels of the requested level. The x86-64 levels
-//! compile the whole job (loops included) with their target features enabled, so the generic
-//! loops get the same vector code generation as the kernels they call.
+//! accumulators, a depthwise output row, widening and the quantized ADD. [`dispatch`] runs a
+//! [`Job`] with the kernels of the requested level, the whole job (loops included) compiled
+//! with the level's target features, so the generic loops get the same vector code generation
+//! as the kernels they call.
+//!
+//! The levels ([`Isa`]):
+//!
+//! * `portable`: plain Rust, auto-vectorized for the compilation target; everywhere.
+//! * `avx2` (x86-64): 256-bit integer vectors and a panel kernel for convolutions (4 pixels
+//!   times 16 channels per call); detected at run time with CPUID, without `std`.
+//! * `neon` (aarch64): ARMv8.0 Advanced SIMD, present on every aarch64 CPU (available wherever
+//!   the build target enables it); convolutions on weight rows.
+//! * `dotprod` (aarch64): `neon` whose dot products use `SDOT` (ARMv8.2, optional). The crate
+//!   never reads ID registers (that may trap, e.g. in a trusted application): the level is
+//!   available when the build enables the `dotprod` target feature, or, with the crate's `std`
+//!   feature, when the operating system reports it (Linux: `HWCAP_ASIMDDP`). Where no operating
+//!   system reports features, building with `-C target-feature=+dotprod` is the explicit choice.
+//!
+//! A level the CPU cannot run is refused ([`dispatch`] returns an error), never replaced: the
+//! weights were laid out for it.
 //!
 //! All `unsafe` code of the crate lives in the per-architecture submodules. New levels (AVX-512
-//! VNNI, ARM NEON, ...) implement [`Kernels`] there and get an [`Isa`] variant; the portable
+//! VNNI, i8mm, ...) implement [`Kernels`] there and get an [`Isa`] variant; the portable
 //! kernels define what they must compute.
 
 mod portable;
@@ -19,6 +36,7 @@ mod portable;
 mod x86;
 
 #[cfg(target_arch = "aarch64")]
+#[allow(unsafe_code)]
 mod aarch64;
 
 use crate::elementwise::AddParams;
@@ -35,17 +53,24 @@ pub enum Isa {
     Portable,
     /// x86-64 AVX2 (256-bit integer vectors), detected at run time.
     Avx2,
+    /// aarch64 NEON (ARMv8.0 Advanced SIMD, 128-bit vectors), on every aarch64 CPU.
+    Neon,
+    /// aarch64 NEON with the ARMv8.2 dot-product instruction `SDOT`: reported by the operating
+    /// system (with the `std` feature) or enabled at build time (see the crate's `std` feature).
+    Dotprod,
 }
 
 impl Isa {
     /// Every level, slowest first.
-    pub const ALL: [Isa; 2] = [Isa::Portable, Isa::Avx2];
+    pub const ALL: [Isa; 4] = [Isa::Portable, Isa::Avx2, Isa::Neon, Isa::Dotprod];
 
-    /// The level's lower-case name (`portable`, `avx2`).
+    /// The level's lower-case name (`portable`, `avx2`, `neon`, `dotprod`).
     pub fn name(self) -> &'static str {
         match self {
             Isa::Portable => "portable",
             Isa::Avx2 => "avx2",
+            Isa::Neon => "neon",
+            Isa::Dotprod => "dotprod",
         }
     }
 
@@ -62,23 +87,22 @@ impl Isa {
             Isa::Avx2 => x86::Avx2::detect().is_some(),
             #[cfg(not(target_arch = "x86_64"))]
             Isa::Avx2 => false,
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => aarch64::Neon::detect().is_some(),
+            #[cfg(target_arch = "aarch64")]
+            Isa::Dotprod => aarch64::Dotprod::detect().is_some(),
+            #[cfg(not(target_arch = "aarch64"))]
+            Isa::Neon | Isa::Dotprod => false,
         }
     }
 
     /// The fastest level this CPU supports (detected once, then cached; works without `std`).
     pub fn detect() -> Isa {
-        #[cfg(target_arch = "aarch64")]
-        {
-            aarch64::best()
-        }
-        #[cfg(not(target_arch = "aarch64"))]
-        {
-            Isa::ALL
-                .into_iter()
-                .rev()
-                .find(|isa| isa.is_supported())
-                .unwrap_or(Isa::Portable)
-        }
+        Isa::ALL
+            .into_iter()
+            .rev()
+            .find(|isa| isa.is_supported())
+            .unwrap_or(Isa::Portable)
     }
 
     /// Whether the level runs convolutions on weights packed in panels of 8 output channels
@@ -124,17 +148,14 @@ pub(crate) struct Channels<'a> {
         not(target_arch = "x86_64"),
         expect(
             dead_code,
-            reason = "read by the x86-64 kernels only until the aarch64 ones come"
+            reason = "x86-64 patches the saturating case; aarch64's SQRDMULH saturates itself"
         )
     )]
     pub saturating: bool,
     /// Whether some left shift is not 0.
     #[cfg_attr(
-        not(target_arch = "x86_64"),
-        expect(
-            dead_code,
-            reason = "read by the x86-64 kernels only until the aarch64 ones come"
-        )
+        not(any(target_arch = "x86_64", target_arch = "aarch64")),
+        expect(dead_code, reason = "read by the x86-64 and aarch64 kernels only")
     )]
     pub shifts_left: bool,
     /// Output zero point and activation clamp.
@@ -158,6 +179,17 @@ pub(crate) fn gemm_shape(
         && panels.len() >= nb.checked_mul(len)?.checked_mul(8)?
         && (mr == 0 || out.len() >= (mr - 1).checked_mul(stride)?.checked_add(n)?);
     ok.then_some(n)
+}
+
+/// The first `N` elements of `s` and the zeros after them, as an array (for the last elements
+/// of a row, through vector code).
+#[inline(always)]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+pub(crate) fn padded<T: Copy + Default, const N: usize>(s: &[T]) -> [T; N] {
+    let mut a = [T::default(); N];
+    let n = s.len().min(N);
+    a[..n].copy_from_slice(&s[..n]);
+    a
 }
 
 /// Checks the operands of [`Kernels::depthwise`]: `Some((c, n))`, channels and pixels, when
@@ -207,7 +239,7 @@ impl<'a> Channels<'a> {
 
     /// The block of channels `c..c + 8` (`c` a multiple of 8 below `len`).
     #[inline(always)]
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     pub fn block(&self, c: usize) -> Option<&'a Block> {
         if c.is_multiple_of(8) && c < self.len {
             self.blocks.get(c / 8)
@@ -360,6 +392,18 @@ pub(crate) fn dispatch<J: Job>(isa: Isa, job: J) -> Result<J::Output> {
         },
         #[cfg(not(target_arch = "x86_64"))]
         Isa::Avx2 => Err(UNSUPPORTED),
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => match aarch64::Neon::detect() {
+            Some(token) => Ok(aarch64::run_neon(token, job)),
+            None => Err(UNSUPPORTED),
+        },
+        #[cfg(target_arch = "aarch64")]
+        Isa::Dotprod => match aarch64::Dotprod::detect() {
+            Some(token) => Ok(aarch64::run_dotprod(token, job)),
+            None => Err(UNSUPPORTED),
+        },
+        #[cfg(not(target_arch = "aarch64"))]
+        Isa::Neon | Isa::Dotprod => Err(UNSUPPORTED),
     }
 }
 

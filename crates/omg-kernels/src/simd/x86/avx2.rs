@@ -21,7 +21,7 @@ use core::arch::x86_64::*;
 use crate::elementwise::AddParams;
 use crate::simd::{
     BIAS, Block, Channels, Clamp, HALF, Job, Kernels, LEFT, MASK, MULTIPLIER, PanelKernels, RIGHT,
-    depthwise_shape, gemm_shape,
+    depthwise_shape, gemm_shape, padded,
 };
 
 /// Proof that the CPU supports AVX2: only [`Avx2::detect`] creates it.
@@ -244,15 +244,6 @@ fn hsum4(_: Avx2, v: [__m256i; 4]) -> [i32; 4] {
         _mm_storeu_si128(out.as_mut_ptr().cast(), s);
     }
     out
-}
-
-/// The first `N` elements of `s` and the zeros after them, as an array.
-#[inline(always)]
-fn padded<T: Copy + Default, const N: usize>(s: &[T]) -> [T; N] {
-    let mut a = [T::default(); N];
-    let n = s.len().min(N);
-    a[..n].copy_from_slice(&s[..n]);
-    a
 }
 
 impl Kernels for Avx2 {
