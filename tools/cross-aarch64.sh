@@ -62,7 +62,10 @@ packages=(-p omg-engine -p omg-kernels -p omg-signal -p omg-kws -p omg-protocol 
 
 if [ -z "$tests_list" ]; then
   "${cargo[@]}" test --no-run "${common[@]}" "${packages[@]}"
+  "${cargo[@]}" build "${common[@]}" -p omg-cli --bin omg --bin omg-enclave
 else
+  # omg-cli's integration tests make cargo build `omg` and `omg-enclave` too (with the features
+  # the tests' dev-dependencies add: a separate `cargo build` would build them again without).
   # --tests: the unit tests of libraries and binaries and the integration tests, no examples.
   "${cargo[@]}" test --no-run "${common[@]}" "${packages[@]}" -p omg-cli --tests \
     --message-format=json >"$tests_list.json"
@@ -79,7 +82,6 @@ PY
   rm -f "$tests_list.json"
   mv "$tests_list.tmp" "$tests_list"
 fi
-"${cargo[@]}" build "${common[@]}" -p omg-cli --bin omg --bin omg-enclave
 
 case "$profile" in
   dev) out="$root/target/aarch64/$triple/debug" ;;

@@ -70,5 +70,8 @@ for overlay in "${overlays[@]}"; do
   cp -a "$overlay/." "$root/"
 done
 
+# The root of the machine is open to every user (mktemp made it 0700, and copying an overlay's
+# "." gives it that directory's mode).
+chmod 0755 "$root"
 (cd "$root" && find . | cpio -o -H newc --owner 0:0 --quiet) | gzip -1 >"$out.tmp"
 mv "$out.tmp" "$out"
