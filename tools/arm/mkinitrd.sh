@@ -28,6 +28,9 @@ root="$(mktemp -d "$cache/initrd.XXXXXX")"
 trap 'rm -rf "$root"' EXIT
 mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,lib,etc,proc,sys,dev,tmp,run,exchange}
 cp "$cache/busybox/bin/busybox" "$root/bin/busybox"
+# A user database with root, as on any Linux system (programs and tests read /etc/passwd).
+printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$root/etc/passwd"
+printf 'root:x:0:\nnogroup:x:65534:\n' >"$root/etc/group"
 install -m 0755 "$here/init" "$root/init"
 
 # The C runtime of aarch64 programs: the loader, glibc and libgcc_s.
@@ -70,5 +73,8 @@ for overlay in "${overlays[@]}"; do
   cp -a "$overlay/." "$root/"
 done
 
+# The root of the machine is open to every user (mktemp made it 0700, and copying an overlay's
+# "." gives it that directory's mode).
+chmod 0755 "$root"
 (cd "$root" && find . | cpio -o -H newc --owner 0:0 --quiet) | gzip -1 >"$out.tmp"
 mv "$out.tmp" "$out"

@@ -12,6 +12,10 @@
 #   --smp N          guest CPUs (default 2)
 #   --timeout SEC    give up after SEC seconds (default 1800)
 #   --exchange DIR   share DIR with the guest at /exchange (9p, read-write): inputs in, results out
+#   --share DIR      share DIR with the guest at the same absolute path (9p, read-write; repeatable):
+#                    programs built on the host that embed host paths (a repository, its target/,
+#                    reference data) find them unchanged in the guest
+#   --append ARGS    more kernel command-line arguments
 #   --net            user-mode network: the guest is 10.0.2.15 and reaches the host's loopback at 10.0.2.2
 #   --module NAME    also load this kernel module (and what it depends on)
 #   --log FILE       keep the console output there (default: a file next to the initramfs)
@@ -23,8 +27,9 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 
-cpu=max memory=2048 smp=2 timeout=1800 exchange="" net=0 log="" shell=0 secure=""
+cpu=max memory=2048 smp=2 timeout=1800 exchange="" net=0 log="" shell=0 secure="" extra_append=""
 modules=()
+shares=()
 overlays=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -33,6 +38,8 @@ while [ $# -gt 0 ]; do
     --smp) smp="$2"; shift 2 ;;
     --timeout) timeout="$2"; shift 2 ;;
     --exchange) exchange="$(cd "$2" && pwd)"; shift 2 ;;
+    --share) shares+=("$(cd "$2" && pwd)"); shift 2 ;;
+    --append) extra_append+=" $2"; shift 2 ;;
     --net) net=1; shift ;;
     --module) modules+=(--module "$2"); shift 2 ;;
     --log) log="$2"; shift 2 ;;
@@ -50,14 +57,26 @@ kdir="$("$here/kernel.sh")"
 work="$root/target/arm/run"
 mkdir -p "$work"
 initrd="$(mktemp "$work/initrd.XXXXXX")"
-trap 'rm -f "$initrd"' EXIT
+shares_overlay="$(mktemp -d "$work/shares.XXXXXX")"
+trap 'rm -f "$initrd"; rm -rf "$shares_overlay"' EXIT
 args=()
-[ -z "$exchange" ] || modules+=(--module 9pnet_virtio --module 9p --module virtio_mmio)
+if [ -n "$exchange" ] || [ ${#shares[@]} -gt 0 ]; then
+  modules+=(--module 9pnet_virtio --module 9p --module virtio_mmio)
+fi
 [ "$net" = 0 ] || modules+=(--module virtio_net --module virtio_mmio)
-"$here/mkinitrd.sh" "$initrd" "${modules[@]}" "${overlays[@]}"
+# /etc/omg-shares: "TAG PATH" a line, for /init to mount each shared directory at its host path.
+mkdir -p "$shares_overlay/etc"
+: >"$shares_overlay/etc/omg-shares"
+for i in "${!shares[@]}"; do
+  echo "share$i ${shares[$i]}" >>"$shares_overlay/etc/omg-shares"
+  args+=(-fsdev "local,id=share$i,path=${shares[$i]},security_model=none"
+    -device "virtio-9p-device,fsdev=share$i,mount_tag=share$i")
+done
+"$here/mkinitrd.sh" "$initrd" "${modules[@]}" "${overlays[@]}" "$shares_overlay"
 [ -n "$log" ] || log="$work/console-$cpu.log"
 
-append="console=ttyAMA0 quiet panic=-1"
+# secretmem.enable=1: memfd_secret (the enclave's protected memory) is off by default before Linux 6.5.
+append="console=ttyAMA0 quiet panic=-1 secretmem.enable=1$extra_append"
 [ "$shell" = 0 ] || append+=" omg.shell"
 if [ -n "$exchange" ]; then
   args+=(-fsdev "local,id=exchange,path=$exchange,security_model=none"
