@@ -192,6 +192,29 @@ pub(crate) fn padded<T: Copy + Default, const N: usize>(s: &[T]) -> [T; N] {
     a
 }
 
+/// The operands of [`Kernels::dot`] cut into whole chunks of 16 values: the number of chunks
+/// (the fewest any operand has; none when there are no operands) and every operand holding
+/// exactly that many, so that a level's loop over chunk indices stays in bounds by construction.
+#[inline(always)]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+pub(crate) fn dot_chunks<'a, 'b, const MR: usize, const NR: usize>(
+    patches: [&'a [i16]; MR],
+    rows: [&'b [i8]; NR],
+) -> (usize, [&'a [[i16; 16]]; MR], [&'b [[i8; 16]]; NR]) {
+    let shortest = patches
+        .iter()
+        .map(|p| p.len())
+        .chain(rows.iter().map(|r| r.len()))
+        .min()
+        .unwrap_or(0);
+    let chunks = shortest / 16;
+    (
+        chunks,
+        patches.map(|p| &p.as_chunks::<16>().0[..chunks]),
+        rows.map(|r| &r.as_chunks::<16>().0[..chunks]),
+    )
+}
+
 /// Checks the operands of [`Kernels::depthwise`]: `Some((c, n))`, channels and pixels, when
 /// they are consistent.
 #[inline(always)]

@@ -160,24 +160,8 @@ fn dot<const MR: usize, const NR: usize>(
     patches: [&[i16]; MR],
     rows: [&[i8]; NR],
 ) -> [[i32; NR]; MR] {
-    let mut chunks = usize::MAX;
-    for p in patches {
-        chunks = chunks.min(p.len() / 16);
-    }
-    for r in rows {
-        chunks = chunks.min(r.len() / 16);
-    }
-    // No operands at all: nothing to sum.
-    let chunks = if chunks == usize::MAX { 0 } else { chunks };
     // Exactly `chunks` elements each, so the reads below stay in bounds.
-    let mut x: [&[[i16; 16]]; MR] = [&[]; MR];
-    for (x, p) in x.iter_mut().zip(patches) {
-        *x = &p.as_chunks::<16>().0[..chunks];
-    }
-    let mut w: [&[[i8; 16]]; NR] = [&[]; NR];
-    for (w, r) in w.iter_mut().zip(rows) {
-        *w = &r.as_chunks::<16>().0[..chunks];
-    }
+    let (chunks, x, w) = crate::simd::dot_chunks(patches, rows);
     let mut acc = [[vdupq_n_s32(0); NR]; MR];
     for i in 0..chunks {
         let mut xv = [[vdupq_n_s16(0); 2]; MR];

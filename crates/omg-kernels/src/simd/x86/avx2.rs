@@ -253,24 +253,8 @@ impl Kernels for Avx2 {
         patches: [&[i16]; MR],
         rows: [&[i8]; NR],
     ) -> [[i32; NR]; MR] {
-        let mut chunks = usize::MAX;
-        for p in patches {
-            chunks = chunks.min(p.len() / 16);
-        }
-        for r in rows {
-            chunks = chunks.min(r.len() / 16);
-        }
-        // No operands at all: nothing to sum.
-        let chunks = if chunks == usize::MAX { 0 } else { chunks };
         // Exactly `chunks` elements each, so the reads below stay in bounds.
-        let mut x: [&[[i16; 16]]; MR] = [&[]; MR];
-        for (x, p) in x.iter_mut().zip(patches) {
-            *x = &p.as_chunks::<16>().0[..chunks];
-        }
-        let mut w: [&[[i8; 16]]; NR] = [&[]; NR];
-        for (w, r) in w.iter_mut().zip(rows) {
-            *w = &r.as_chunks::<16>().0[..chunks];
-        }
+        let (chunks, x, w) = crate::simd::dot_chunks(patches, rows);
         // SAFETY: AVX2 is available (token); register operation only.
         let mut acc = unsafe { [[_mm256_setzero_si256(); NR]; MR] };
         for i in 0..chunks {
