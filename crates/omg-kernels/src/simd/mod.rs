@@ -192,6 +192,10 @@ pub(crate) fn padded<T: Copy + Default, const N: usize>(s: &[T]) -> [T; N] {
     a
 }
 
+/// `N` operands cut into chunks of 16 values (see [`dot_chunks`]).
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+pub(crate) type Chunked<'a, T, const N: usize> = [&'a [[T; 16]]; N];
+
 /// The operands of [`Kernels::dot`] cut into whole chunks of 16 values: the number of chunks
 /// (the fewest any operand has; none when there are no operands) and every operand holding
 /// exactly that many, so that a level's loop over chunk indices stays in bounds by construction.
@@ -200,7 +204,7 @@ pub(crate) fn padded<T: Copy + Default, const N: usize>(s: &[T]) -> [T; N] {
 pub(crate) fn dot_chunks<'a, 'b, const MR: usize, const NR: usize>(
     patches: [&'a [i16]; MR],
     rows: [&'b [i8]; NR],
-) -> (usize, [&'a [[i16; 16]]; MR], [&'b [[i8; 16]]; NR]) {
+) -> (usize, Chunked<'a, i16, MR>, Chunked<'b, i8, NR>) {
     let shortest = patches
         .iter()
         .map(|p| p.len())
