@@ -37,6 +37,7 @@ const CMD_RANDOM: u32 = 3;
 const CMD_COUNTER: u32 = 4;
 const CMD_KEY_FINGERPRINT: u32 = 5;
 const CMD_ATTEST: u32 = 6;
+const CMD_PLATFORM_CHECK: u32 = 7;
 
 /// OP-TEE's attestation PTA and its command returning the public key of its signatures.
 const ATTESTATION_PTA_UUID: &str = "39800861-182a-4720-9b67-2bcd622bc0b5";
@@ -892,6 +893,57 @@ fn platform_services(ctx: &mut Context, report: &mut Report) -> Result<(), Strin
     Ok(())
 }
 
+/// Runs phase `phase` of the TA's check of omg-enclave's `Platform`: returns the check's epoch
+/// and inferences counted.
+fn platform_check(session: &mut Session, phase: u32) -> Result<(u32, u32), u32> {
+    let mut op = Operation::new(
+        0,
+        ParamValue::new(phase, 0, ParamType::ValueInout),
+        ParamNone,
+        ParamNone,
+        ParamNone,
+    );
+    session
+        .invoke_command(CMD_PLATFORM_CHECK, &mut op)
+        .map_err(|e| e.raw_code())?;
+    let v = op.parameters().0;
+    Ok((v.a(), v.b()))
+}
+
+/// omg-enclave's `Platform` on OP-TEE, through the trait, in the TA: sealing, clock, epoch and
+/// quota checked inside (phase 0); the epoch and the inferences read back by another TA
+/// instance (phase 1).
+fn enclave_platform(ctx: &mut Context, report: &mut Report) -> Result<(), String> {
+    let mut s = open(ctx).map_err(|c| format!("open: {c:#x}"))?;
+    let t = Instant::now();
+    let first = platform_check(&mut s, 0);
+    let took = t.elapsed();
+    // Only this session's TA instance is loaded now: its heap high-water mark.
+    let (heap, pool) = ta_heap(ctx)?;
+    report.check(
+        first.is_ok(),
+        &format!("the TA's Platform check (seal/unseal, clock, epoch, quota): {first:?}"),
+    );
+    report.check(
+        platform_check(&mut s, 2) == Err(TEE_ERROR_BAD_PARAMETERS),
+        "an unknown Platform check phase is refused",
+    );
+    drop(s);
+    let mut s = open(ctx).map_err(|c| format!("open: {c:#x}"))?;
+    let again = platform_check(&mut s, 1);
+    report.check(
+        first.is_ok() && again == first,
+        &format!("epoch and inferences kept across TA instances: {first:?} then {again:?}"),
+    );
+    println!(
+        "omg-optee: Platform on OP-TEE: phase 0 {first:?} in {:.0} ms, TA heap high-water {} KiB of {} KiB; phase 1 in another instance {again:?}",
+        took.as_secs_f64() * 1e3,
+        heap / 1024,
+        pool / 1024
+    );
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let Some(data) = std::env::args_os().nth(1).map(PathBuf::from) else {
         eprintln!("usage: omg-optee-host DATA_DIR");
@@ -921,6 +973,9 @@ fn main() -> ExitCode {
         report.check(false, &e);
     }
     if let Err(e) = platform_services(&mut ctx, &mut report) {
+        report.check(false, &e);
+    }
+    if let Err(e) = enclave_platform(&mut ctx, &mut report) {
         report.check(false, &e);
     }
     let attest_dir = data.join("../attest");

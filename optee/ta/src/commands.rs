@@ -28,6 +28,10 @@ pub const CMD_KEY_FINGERPRINT: u32 = 5;
 /// memory reference of parameter 1: the SHA-256 of the TA's memory and the attestation PTA's
 /// signature.
 pub const CMD_ATTEST: u32 = 6;
+/// Command: check omg-enclave's `Platform` on OP-TEE (optee/ta/src/selftest.rs). Value
+/// parameter 0: in `a` = phase (0: exercise every service; 1: read the check's counters back,
+/// from another session); out `a` = the check's epoch, `b` = its inferences counted.
+pub const CMD_PLATFORM_CHECK: u32 = 7;
 
 /// Largest model a session accepts, in bytes.
 pub const MAX_MODEL_BYTES: usize = 2 << 20;

@@ -12,10 +12,11 @@ extern crate alloc;
 
 mod commands;
 mod platform;
+mod selftest;
 
 use commands::{
-    CMD_ATTEST, CMD_COUNTER, CMD_INVOKE, CMD_KEY_FINGERPRINT, CMD_LOAD_MODEL, CMD_RANDOM,
-    CMD_RESET, Failure, MAX_MODEL_BYTES, Session,
+    CMD_ATTEST, CMD_COUNTER, CMD_INVOKE, CMD_KEY_FINGERPRINT, CMD_LOAD_MODEL, CMD_PLATFORM_CHECK,
+    CMD_RANDOM, CMD_RESET, Failure, MAX_MODEL_BYTES, Session,
 };
 use optee_utee::prelude::*;
 use optee_utee::{
@@ -137,6 +138,16 @@ fn invoke_command(
             let mut evidence = [0u8; platform::MAX_EVIDENCE_BYTES];
             let len = platform::attest(&nonce, &mut evidence)?;
             params.1.as_memref_output()?.set_output(&evidence[..len])
+        }
+        CMD_PLATFORM_CHECK => {
+            params.1.as_none()?;
+            params.2.as_none()?;
+            params.3.as_none()?;
+            let value = params.0.as_value_inout()?;
+            let (epoch, inferences) = selftest::run(value.get_a())?;
+            value.set_a(u32::try_from(epoch).map_err(|_| ErrorKind::Overflow)?);
+            value.set_b(u32::try_from(inferences).map_err(|_| ErrorKind::Overflow)?);
+            Ok(())
         }
         _ => Err(ErrorKind::BadParameters.into()),
     }
