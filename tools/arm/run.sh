@@ -88,9 +88,10 @@ else
   args+=(-nic none)
 fi
 
-qemu=(qemu-system-aarch64 -M virt -cpu "$cpu" -smp "$smp" -m "$memory" -nographic -no-reboot
-  -kernel "$kdir/Image" -initrd "$initrd" -append "$append" "${args[@]}")
-if [ -n "$secure" ]; then
+if [ -z "$secure" ]; then
+  machine=(-M virt -cpu "$cpu")
+  boot=(-kernel "$kdir/Image" -initrd "$initrd" -append "$append")
+else
   # TrustZone: TF-A's BL1 is the firmware and loads BL2, BL31 and OP-TEE (BL32) over
   # semihosting from QEMU's working directory; BL31 then enters the kernel, preloaded as BL33
   # at 0x60000000 with the initramfs at 0x48000000 (the kernel learns where from "initrd=").
@@ -99,15 +100,16 @@ if [ -n "$secure" ]; then
   [ "$cpu" != max ] || cpu="max,sme=on,pauth-impdef=on,cntfrq=62500000"
   log="$(realpath -m "$log")"
   append+=" initrd=0x48000000,$(stat -c %s "$initrd")"
-  qemu=(qemu-system-aarch64 -M virt,secure=on,gic-version=3,virtualization=off,acpi=off
-    -cpu "$cpu" -smp "$smp" -m "$memory" -nographic -no-reboot
-    -semihosting-config enable=on,target=native -bios bl1.bin
-    -kernel "$kdir/Image" -append "$append"
+  machine=(-M virt,secure=on,gic-version=3,virtualization=off,acpi=off -cpu "$cpu"
+    -semihosting-config enable=on,target=native -bios bl1.bin)
+  boot=(-kernel "$kdir/Image" -append "$append"
     -device "loader,file=$kdir/Image,addr=0x60000000,force-raw=on"
     -device "loader,file=$initrd,addr=0x48000000,force-raw=on"
-    -serial mon:stdio -serial "file:${log%.log}.secure.log" "${args[@]}")
+    -serial mon:stdio -serial "file:${log%.log}.secure.log")
   cd "$secure"
 fi
+qemu=(qemu-system-aarch64 "${machine[@]}" -smp "$smp" -m "$memory" -nographic -no-reboot
+  "${boot[@]}" "${args[@]}")
 if [ "$shell" = 1 ]; then
   exec "${qemu[@]}"
 fi
