@@ -35,20 +35,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-need=()
-dpkg -s rustc-web >/dev/null 2>&1 || need+=(rustc-web)
-dpkg -s libstd-rust-web-dev:arm64 >/dev/null 2>&1 || need+=(libstd-rust-web-dev:arm64)
-dpkg -s gcc-aarch64-linux-gnu >/dev/null 2>&1 || need+=(gcc-aarch64-linux-gnu)
-dpkg -s rust-web-src >/dev/null 2>&1 || need+=(rust-web-src)
-if [ ${#need[@]} -gt 0 ]; then
-  if [ "$(id -u)" != 0 ]; then
-    echo "error: missing Debian packages (${need[*]}); install them as root or run this as root" >&2
-    exit 1
-  fi
-  dpkg --print-foreign-architectures | grep -qx arm64 || dpkg --add-architecture arm64
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
-fi
+"$root/tools/debian-packages.sh" rustc-web libstd-rust-web-dev:arm64 gcc-aarch64-linux-gnu rust-web-src
 
 export RUSTC=/usr/bin/rustc
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc

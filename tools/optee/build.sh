@@ -27,20 +27,8 @@ start=$SECONDS
 say() { printf '[optee build %3d s] %s\n' "$((SECONDS - start))" "$*" >&2; }
 
 # Debian packages: the cross compiler, OP-TEE's Python build scripts' modules, the DT compiler.
-need=()
-for pkg in gcc-aarch64-linux-gnu python3-pyelftools python3-cryptography device-tree-compiler \
-  make xz-utils; do
-  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
-done
-if [ ${#need[@]} -gt 0 ]; then
-  if [ "$(id -u)" != 0 ]; then
-    echo "error: missing Debian packages (${need[*]}); run this as root" >&2
-    exit 1
-  fi
-  say "installing ${need[*]}"
-  apt-get -o DPkg::Lock::Timeout=900 update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -qq "${need[@]}"
-fi
+"$root/tools/debian-packages.sh" gcc-aarch64-linux-gnu python3-pyelftools python3-cryptography \
+  device-tree-compiler make xz-utils
 # OP-TEE's scripts need Debian's python3 (with pyelftools and cryptography), not another first
 # on PATH.
 export PATH="/usr/bin:/bin:$PATH"

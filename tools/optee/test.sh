@@ -31,20 +31,7 @@ flock 9
 images="$("$root/tools/optee/build.sh")"
 
 # Debian's Rust with the aarch64 standard library (rustup's toolchain first on PATH has none).
-need=()
-for pkg in rustc-web cargo-web rust-web-clippy libstd-rust-web-dev:arm64 gcc-aarch64-linux-gnu; do
-  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
-done
-if [ ${#need[@]} -gt 0 ]; then
-  if [ "$(id -u)" != 0 ]; then
-    echo "error: missing Debian packages (${need[*]}); run this as root" >&2
-    exit 1
-  fi
-  say "installing ${need[*]}"
-  dpkg --print-foreign-architectures | grep -qx arm64 || dpkg --add-architecture arm64
-  apt-get -o DPkg::Lock::Timeout=900 update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -qq "${need[@]}"
-fi
+"$root/tools/debian-packages.sh" rustc-web cargo-web rust-web-clippy libstd-rust-web-dev:arm64 gcc-aarch64-linux-gnu
 export PATH="/usr/bin:/bin:$PATH" RUSTC=/usr/bin/rustc
 export TA_DEV_KIT_DIR="$out/optee_os/export-ta_arm64"
 export OPTEE_CLIENT_EXPORT="$out/optee_client/export"
