@@ -49,12 +49,13 @@ packages=(-p omg-engine -p omg-kernels -p omg-signal -p omg-kws -p omg-protocol 
 
 if [ -z "$tests_list" ]; then
   "${cargo[@]}" test --no-run "${common[@]}" "${packages[@]}"
-  "${cargo[@]}" build "${common[@]}" -p omg-cli --bin omg --bin omg-enclave
+  "${cargo[@]}" build "${common[@]}" -p omg-cli -p omg-enclave-image --bin omg --bin omg-enclave
 else
-  # omg-cli's integration tests make cargo build `omg` and `omg-enclave` too (with the features
-  # the tests' dev-dependencies add: a separate `cargo build` would build them again without).
+  # The integration tests of omg-cli and omg-enclave-image make cargo build `omg` and
+  # `omg-enclave` too (with the features the tests' dev-dependencies add: a separate
+  # `cargo build` would build them again without).
   # --tests: the unit tests of libraries and binaries and the integration tests, no examples.
-  "${cargo[@]}" test --no-run "${common[@]}" "${packages[@]}" -p omg-cli --tests \
+  "${cargo[@]}" test --no-run "${common[@]}" "${packages[@]}" -p omg-cli -p omg-enclave-image --tests \
     --message-format=json >"$tests_list.json"
   python3 - "$tests_list.json" >"$tests_list.tmp" <<'PY'
 import json, sys

@@ -13,7 +13,7 @@ pub fn image() -> Result<EnclaveImage> {
     let path = EnclaveImage::locate().context("cannot locate the enclave image")?;
     EnclaveImage::load(&path).with_context(|| {
         format!(
-            "cannot read the enclave image {} (build it with `cargo build -p omg-cli`)",
+            "cannot read the enclave image {} (it is installed next to omg; from the sources: `cargo build --bin omg-enclave`)",
             path.display()
         )
     })

@@ -16,7 +16,7 @@
 //! machine's cores), and how many activations the database recorded.
 //!
 //! ```text
-//! cargo build --release -p omg-cli -p omg-loadgen
+//! cargo build --release -p omg-cli -p omg-enclave-image -p omg-loadgen
 //! target/release/omg-loadgen --omg target/release/omg --concurrency 16 --duration 60 [--json]
 //! ```
 

@@ -91,7 +91,7 @@ pub fn prepare(dir: &Path, omg: &Path) -> Result<Fixture> {
         .output()
         .with_context(|| {
             format!(
-                "cannot run {} (build it with `cargo build --release -p omg-cli`, or give --omg)",
+                "cannot run {} (build it with `cargo build --release -p omg-cli -p omg-enclave-image`, or give --omg)",
                 omg.display()
             )
         })?;

@@ -2,6 +2,9 @@
 //! measures these exact bytes. Its whole heap lives in protected (`memfd_secret`) memory, it
 //! hardens itself before it accepts any secret, and it talks only over the descriptors the
 //! launcher handed it. See `omg_linux::enclave_entry` and `omg_linux::sandbox`.
+//!
+//! It is a package of its own so that it links only what the enclave needs: the launcher's
+//! measurement, and so the vendor's policy, covers exactly this dependency set.
 #![forbid(unsafe_code)]
 
 use omg_linux::enclave_entry::ENCLAVE_HEAP_SIZE;
