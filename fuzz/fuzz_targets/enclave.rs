@@ -25,6 +25,7 @@ use std::rc::Rc;
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
+use omg_enclave::ledger::Ledger;
 use omg_enclave::messages::{EnclaveReply, HostRequest, encode};
 use omg_enclave::platform::{Counter, ModelScope, Reservation, sign_enclave_token};
 use omg_enclave::server::{Enclave, EnclaveIo};
@@ -119,8 +120,8 @@ struct FakePlatform {
     /// Time and counter answers (epoch, inferences), set by the script.
     answers: Rc<Cell<[u64; 3]>>,
     epochs: BTreeMap<ScopeKey, u64>,
-    /// Per scope: inferences used, and those reserved by open reservations.
-    inferences: BTreeMap<ScopeKey, (u64, u64)>,
+    /// Per scope: the quota's ledger.
+    inferences: BTreeMap<ScopeKey, Ledger<()>>,
     rng: DeterministicRng,
 }
 
@@ -172,7 +173,7 @@ impl Platform for FakePlatform {
             Counter::Inferences => self
                 .inferences
                 .get(&key(scope))
-                .map_or(0, |(used, reserved)| used + reserved),
+                .map_or(0, Ledger::committed),
         })
     }
     fn raise_epoch(&mut self, scope: ModelScope<'_>, value: u64) -> Result<u64, PlatformError> {
@@ -199,15 +200,11 @@ impl Platform for FakePlatform {
                 granted: n % 512,
             });
         }
-        let (used, reserved) = self.inferences.entry(key(scope)).or_insert((0, 0));
-        let start = *used + *reserved;
-        let granted = wanted.min(quota.saturating_sub(start));
-        *reserved += granted;
-        Ok(Reservation {
-            id: start,
-            start,
-            granted,
-        })
+        self.inferences
+            .entry(key(scope))
+            .or_default()
+            .reserve(wanted, quota, (), usize::MAX)
+            .map_err(|e| PlatformError::new("counter", e.to_string()))
     }
     fn settle_inferences(
         &mut self,
@@ -219,9 +216,10 @@ impl Platform for FakePlatform {
         if self.lie {
             return Ok(());
         }
-        let (total, reserved) = self.inferences.entry(key(scope)).or_insert((0, 0));
-        *reserved = reserved.saturating_sub(reservation.granted);
-        *total += used.min(reservation.granted);
+        self.inferences
+            .entry(key(scope))
+            .or_default()
+            .settle(reservation, used);
         Ok(())
     }
 }

@@ -26,6 +26,7 @@
 extern crate alloc;
 
 mod error;
+pub mod ledger;
 pub mod messages;
 pub mod pipeline;
 pub mod platform;

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use omg_enclave::ledger::Ledger;
 use omg_enclave::platform::{Counter, ModelScope, Reservation, sign_enclave_token};
 use omg_enclave::provision::Preparation;
 use omg_enclave::runtime::{OutputEvent, initialize};
@@ -27,8 +28,8 @@ struct TestPlatform {
     measurement: [u8; 32],
     now: u64,
     epochs: BTreeMap<ScopeKey, u64>,
-    /// Per scope: inferences used, and those reserved by open reservations.
-    inferences: BTreeMap<ScopeKey, (u64, u64)>,
+    /// Per scope: the quota's ledger.
+    inferences: BTreeMap<ScopeKey, Ledger<()>>,
     rng: DeterministicRng,
 }
 
@@ -88,7 +89,7 @@ impl Platform for TestPlatform {
             Counter::Inferences => self
                 .inferences
                 .get(&key(scope))
-                .map_or(0, |(used, reserved)| used + reserved),
+                .map_or(0, Ledger::committed),
         })
     }
     fn raise_epoch(&mut self, scope: ModelScope<'_>, value: u64) -> Result<u64, PlatformError> {
@@ -102,15 +103,11 @@ impl Platform for TestPlatform {
         wanted: u64,
         quota: u64,
     ) -> Result<Reservation, PlatformError> {
-        let (used, reserved) = self.inferences.entry(key(scope)).or_insert((0, 0));
-        let start = *used + *reserved;
-        let granted = wanted.min(quota.saturating_sub(start));
-        *reserved += granted;
-        Ok(Reservation {
-            id: start,
-            start,
-            granted,
-        })
+        self.inferences
+            .entry(key(scope))
+            .or_default()
+            .reserve(wanted, quota, (), usize::MAX)
+            .map_err(|e| PlatformError::new("counter", e.to_string()))
     }
     fn settle_inferences(
         &mut self,
@@ -118,9 +115,10 @@ impl Platform for TestPlatform {
         reservation: Reservation,
         used: u64,
     ) -> Result<(), PlatformError> {
-        let (total, reserved) = self.inferences.entry(key(scope)).or_insert((0, 0));
-        *reserved -= reservation.granted;
-        *total += used.min(reservation.granted);
+        self.inferences
+            .entry(key(scope))
+            .or_default()
+            .settle(reservation, used);
         Ok(())
     }
 }

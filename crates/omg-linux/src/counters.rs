@@ -35,6 +35,7 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
 
+use omg_enclave::ledger::{Ledger, Open};
 use omg_enclave::platform::{Counter, ModelScope, Reservation};
 
 use crate::fs::{create_private_dir, read_limited, write_atomic};
@@ -89,83 +90,45 @@ impl Holder {
     }
 }
 
-/// An open reservation in the state file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Open {
-    id: u64,
-    holder: Holder,
-    start: u64,
-    granted: u64,
+/// A scope's quota state as the `SCOPE.inferences` file holds it.
+type Quota = Ledger<Holder>;
+
+/// Parses the state file's text (see the module documentation); `None` if it is not that.
+fn parse_quota(text: &str) -> Option<Quota> {
+    let mut state = Quota::default();
+    for line in text.lines() {
+        let mut words = line.split_ascii_whitespace();
+        let key = words.next()?;
+        let numbers = words
+            .map(|w| w.parse::<u64>().ok())
+            .collect::<Option<Vec<u64>>>()?;
+        match (key, numbers.as_slice()) {
+            ("used", &[n]) => state.used = n,
+            ("next", &[n]) => state.next = n,
+            ("open", &[id, pid, start_time, start, granted]) => state.open.push(Open {
+                reservation: Reservation { id, start, granted },
+                holder: Holder {
+                    pid: u32::try_from(pid).ok()?,
+                    start_time,
+                },
+            }),
+            _ => return None,
+        }
+    }
+    Some(state)
 }
 
-/// The quota's state: used, the next id and the open reservations.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct Quota {
-    used: u64,
-    next: u64,
-    open: Vec<Open>,
-}
-
-impl Quota {
-    fn parse(text: &str) -> Option<Self> {
-        let mut state = Self::default();
-        for line in text.lines() {
-            let mut words = line.split_ascii_whitespace();
-            let key = words.next()?;
-            let numbers = words
-                .map(|w| w.parse::<u64>().ok())
-                .collect::<Option<Vec<u64>>>()?;
-            match (key, numbers.as_slice()) {
-                ("used", &[n]) => state.used = n,
-                ("next", &[n]) => state.next = n,
-                ("open", &[id, pid, start_time, start, granted]) => state.open.push(Open {
-                    id,
-                    holder: Holder {
-                        pid: u32::try_from(pid).ok()?,
-                        start_time,
-                    },
-                    start,
-                    granted,
-                }),
-                _ => return None,
-            }
-        }
-        Some(state)
+/// The state file's text for `state`.
+fn quota_text(state: &Quota) -> String {
+    let mut out = format!("used {}\nnext {}\n", state.used, state.next);
+    for o in &state.open {
+        let r = o.reservation;
+        out.push_str(&format!(
+            "open {} {} {} {} {}\n",
+            r.id, o.holder.pid, o.holder.start_time, r.start, r.granted
+        ));
     }
-
-    fn to_text(&self) -> String {
-        let mut out = format!("used {}\nnext {}\n", self.used, self.next);
-        for o in &self.open {
-            out.push_str(&format!(
-                "open {} {} {} {} {}\n",
-                o.id, o.holder.pid, o.holder.start_time, o.start, o.granted
-            ));
-        }
-        out
-    }
-
-    /// Used plus every open reservation.
-    fn committed(&self) -> u64 {
-        self.open
-            .iter()
-            .fold(self.used, |sum, o| sum.saturating_add(o.granted))
-    }
-
-    /// Folds the reservations of holders that are gone into `used`, whole. Returns whether
-    /// any was.
-    fn fold_orphans(&mut self) -> bool {
-        let before = self.open.len();
-        let mut used = self.used;
-        self.open.retain(|o| {
-            let alive = o.holder.is_alive();
-            if !alive {
-                used = used.saturating_add(o.granted);
-            }
-            alive
-        });
-        self.used = used;
-        self.open.len() != before
-    }
+    out
 }
 
 fn with_path(path: &Path, e: io::Error) -> io::Error {
@@ -241,7 +204,7 @@ impl Counters {
 
     fn quota(path: &Path) -> io::Result<Quota> {
         match Self::read(path)? {
-            Some(text) => Quota::parse(&text).ok_or_else(|| invalid(path)),
+            Some(text) => parse_quota(&text).ok_or_else(|| invalid(path)),
             None => Ok(Quota::default()),
         }
     }
@@ -281,29 +244,14 @@ impl Counters {
         let _lock = self.lock(scope)?;
         let path = self.file_path(scope, Counter::Inferences);
         let mut state = Self::quota(&path)?;
-        let folded = state.fold_orphans();
-        let start = state.committed();
-        let granted = wanted.min(quota.saturating_sub(start));
-        let id = state.next;
-        if granted > 0 {
-            if state.open.len() >= MAX_OPEN_RESERVATIONS {
-                return Err(io::Error::other(format!(
-                    "{}: more than {MAX_OPEN_RESERVATIONS} open reservations",
-                    path.display()
-                )));
-            }
-            state.next = id.wrapping_add(1);
-            state.open.push(Open {
-                id,
-                holder,
-                start,
-                granted,
-            });
+        let retired = state.retire(|holder| !holder.is_alive());
+        let reservation = state
+            .reserve(wanted, quota, holder, MAX_OPEN_RESERVATIONS)
+            .map_err(|e| io::Error::other(format!("{}: {e}", path.display())))?;
+        if reservation.granted > 0 || retired {
+            Self::write(&path, &quota_text(&state))?;
         }
-        if granted > 0 || folded {
-            Self::write(&path, &state.to_text())?;
-        }
-        Ok(Reservation { id, start, granted })
+        Ok(reservation)
     }
 
     /// Ends `reservation`: `used` of it (at most what it granted) is added to the inferences
@@ -318,16 +266,10 @@ impl Counters {
         let _lock = self.lock(scope)?;
         let path = self.file_path(scope, Counter::Inferences);
         let mut state = Self::quota(&path)?;
-        let Some(at) = state.open.iter().position(|o| {
-            o.id == reservation.id
-                && o.start == reservation.start
-                && o.granted == reservation.granted
-        }) else {
-            return Ok(());
-        };
-        let open = state.open.remove(at);
-        state.used = state.used.saturating_add(used.min(open.granted));
-        Self::write(&path, &state.to_text())
+        if state.settle(reservation, used) {
+            Self::write(&path, &quota_text(&state))?;
+        }
+        Ok(())
     }
 }
 
@@ -470,18 +412,20 @@ mod tests {
             used: 12,
             next: 3,
             open: vec![Open {
-                id: 2,
+                reservation: Reservation {
+                    id: 2,
+                    start: 12,
+                    granted: 250,
+                },
                 holder: Holder {
                     pid: 42,
                     start_time: 99,
                 },
-                start: 12,
-                granted: 250,
             }],
         };
-        assert_eq!(Quota::parse(&state.to_text()), Some(state));
-        assert_eq!(Quota::parse("used x\n"), None);
-        assert_eq!(Quota::parse("open 1 2\n"), None);
-        assert_eq!(Quota::parse("spent 1\n"), None);
+        assert_eq!(parse_quota(&quota_text(&state)), Some(state));
+        assert_eq!(parse_quota("used x\n"), None);
+        assert_eq!(parse_quota("open 1 2\n"), None);
+        assert_eq!(parse_quota("spent 1\n"), None);
     }
 }

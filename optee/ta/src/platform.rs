@@ -12,6 +12,7 @@ use alloc::format;
 use alloc::vec::Vec;
 use core::convert::Infallible;
 
+use omg_enclave::ledger::{Ledger, Open};
 use omg_enclave::platform::{Counter, ModelScope, Reservation};
 use omg_enclave::{Platform, PlatformError};
 use omg_protocol::rand_core::{CryptoRng, TryCryptoRng, TryRng};
@@ -222,57 +223,53 @@ pub const MAX_OPEN_RESERVATIONS: usize = 8;
 /// granted), every field a little-endian u64.
 const QUOTA_RECORD_BYTES: usize = 24 + MAX_OPEN_RESERVATIONS * 24;
 
-/// A scope's inference quota as kept in RPMB.
-struct Quota {
-    used: u64,
-    next: u64,
-    open: Vec<Reservation>,
+/// A scope's inference quota as kept in RPMB (open reservations have no holder: a TA instance
+/// cannot tell whether another one is still alive).
+type Quota = Ledger<()>;
+
+fn record_field(record: &[u8; QUOTA_RECORD_BYTES], i: usize) -> u64 {
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&record[i * 8..i * 8 + 8]);
+    u64::from_le_bytes(bytes)
 }
 
-impl Quota {
-    fn field(record: &[u8; QUOTA_RECORD_BYTES], i: usize) -> u64 {
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(&record[i * 8..i * 8 + 8]);
-        u64::from_le_bytes(bytes)
+/// Reads the quota record; a count of open reservations above the maximum is corruption.
+fn parse_quota(record: &[u8; QUOTA_RECORD_BYTES]) -> optee_utee::Result<Quota> {
+    let count = record_field(record, 2);
+    if count > MAX_OPEN_RESERVATIONS as u64 {
+        return Err(ErrorKind::CorruptObject.into());
     }
-
-    fn parse(record: &[u8; QUOTA_RECORD_BYTES]) -> optee_utee::Result<Self> {
-        let count = Self::field(record, 2);
-        if count > MAX_OPEN_RESERVATIONS as u64 {
-            return Err(ErrorKind::CorruptObject.into());
-        }
-        let open = (0..count as usize)
-            .map(|i| Reservation {
-                id: Self::field(record, 3 + 3 * i),
-                start: Self::field(record, 4 + 3 * i),
-                granted: Self::field(record, 5 + 3 * i),
-            })
-            .collect();
-        Ok(Self {
-            used: Self::field(record, 0),
-            next: Self::field(record, 1),
-            open,
+    let open = (0..count as usize)
+        .map(|i| Open {
+            reservation: Reservation {
+                id: record_field(record, 3 + 3 * i),
+                start: record_field(record, 4 + 3 * i),
+                granted: record_field(record, 5 + 3 * i),
+            },
+            holder: (),
         })
-    }
+        .collect();
+    Ok(Quota {
+        used: record_field(record, 0),
+        next: record_field(record, 1),
+        open,
+    })
+}
 
-    fn write(&self, record: &mut [u8; QUOTA_RECORD_BYTES]) {
-        *record = [0u8; QUOTA_RECORD_BYTES];
-        let mut fields = [self.used, self.next, self.open.len() as u64]
-            .into_iter()
-            .chain(self.open.iter().flat_map(|r| [r.id, r.start, r.granted]));
-        for chunk in record.chunks_exact_mut(8) {
-            match fields.next() {
-                Some(v) => chunk.copy_from_slice(&v.to_le_bytes()),
-                None => break,
-            }
+/// Writes `state` as the quota record.
+fn write_quota(state: &Quota, record: &mut [u8; QUOTA_RECORD_BYTES]) {
+    *record = [0u8; QUOTA_RECORD_BYTES];
+    let mut fields = [state.used, state.next, state.open.len() as u64]
+        .into_iter()
+        .chain(state.open.iter().flat_map(|o| {
+            let r = o.reservation;
+            [r.id, r.start, r.granted]
+        }));
+    for chunk in record.chunks_exact_mut(8) {
+        match fields.next() {
+            Some(v) => chunk.copy_from_slice(&v.to_le_bytes()),
+            None => break,
         }
-    }
-
-    /// Used plus every open reservation.
-    fn committed(&self) -> u64 {
-        self.open
-            .iter()
-            .fold(self.used, |sum, r| sum.saturating_add(r.granted))
     }
 }
 
@@ -382,7 +379,7 @@ impl Platform for OpteePlatform {
         match counter {
             Counter::Epoch => add_to_counter(&id, 0),
             Counter::Inferences => update_record::<QUOTA_RECORD_BYTES, u64>(&id, |record| {
-                Ok((Quota::parse(record)?.committed(), false))
+                Ok((parse_quota(record)?.committed(), false))
             }),
         }
         .map_err(|e| tee_error("counter", e))
@@ -409,25 +406,16 @@ impl Platform for OpteePlatform {
     ) -> Result<Reservation, PlatformError> {
         let id = scope_object_id(scope, Counter::Inferences);
         update_record::<QUOTA_RECORD_BYTES, Reservation>(&id, |record| {
-            let mut state = Quota::parse(record)?;
-            let start = state.committed();
-            let granted = wanted.min(quota.saturating_sub(start));
-            let reservation = Reservation {
-                id: state.next,
-                start,
-                granted,
-            };
-            if granted == 0 {
-                return Ok((reservation, false));
+            let mut state = parse_quota(record)?;
+            // The TA cannot tell a crashed session's reservation from a live one: when the
+            // record is full, the oldest is counted as used whole.
+            let reservation =
+                state.reserve_retiring_oldest(wanted, quota, (), MAX_OPEN_RESERVATIONS);
+            let changed = reservation.granted > 0;
+            if changed {
+                write_quota(&state, record);
             }
-            if state.open.len() == MAX_OPEN_RESERVATIONS {
-                let oldest = state.open.remove(0);
-                state.used = state.used.saturating_add(oldest.granted);
-            }
-            state.next = state.next.wrapping_add(1);
-            state.open.push(reservation);
-            state.write(record);
-            Ok((reservation, true))
+            Ok((reservation, changed))
         })
         .map_err(|e| tee_error("counter", e))
     }
@@ -440,14 +428,12 @@ impl Platform for OpteePlatform {
     ) -> Result<(), PlatformError> {
         let id = scope_object_id(scope, Counter::Inferences);
         update_record::<QUOTA_RECORD_BYTES, ()>(&id, |record| {
-            let mut state = Quota::parse(record)?;
-            let Some(at) = state.open.iter().position(|r| *r == reservation) else {
-                return Ok(((), false));
-            };
-            let open = state.open.remove(at);
-            state.used = state.used.saturating_add(used.min(open.granted));
-            state.write(record);
-            Ok(((), true))
+            let mut state = parse_quota(record)?;
+            let changed = state.settle(reservation, used);
+            if changed {
+                write_quota(&state, record);
+            }
+            Ok(((), changed))
         })
         .map_err(|e| tee_error("counter", e))
     }
