@@ -114,23 +114,14 @@ fn another_vendor_cannot_touch_a_models_state() {
     .unwrap();
     let db = b.path("vendor.sqlite");
     let package = b.path("same-id.omgpkg");
-    ok(omg(
+    ok(support::vendor_package(
         &a.home,
-        &[
-            "vendor",
-            "package",
-            "micro_speech",
-            "--model-id",
-            "micro_speech",
-            "--policy",
-            policy.to_str().unwrap(),
-            "--db",
-            db.to_str().unwrap(),
-            "--key-dir",
-            keys.to_str().unwrap(),
-            "-o",
-            package.to_str().unwrap(),
-        ],
+        "micro_speech",
+        &policy,
+        &db,
+        &keys,
+        &package,
+        &["--model-id", "micro_speech"],
     ));
     support::enroll(&a.home, &db);
     let server = Server::start(&db, &keys, &[]);

@@ -44,21 +44,14 @@ fn foreign_package(device: &Device) -> std::path::PathBuf {
     )
     .unwrap();
     let package = device.dir.path("foreign.omgpkg");
-    ok(omg(
+    ok(support::vendor_package(
         &device.home,
-        &[
-            "vendor",
-            "package",
-            "micro_speech",
-            "--policy",
-            policy.to_str().unwrap(),
-            "--db",
-            other.path("vendor.sqlite").to_str().unwrap(),
-            "--key-dir",
-            keys.to_str().unwrap(),
-            "-o",
-            package.to_str().unwrap(),
-        ],
+        "micro_speech",
+        &policy,
+        &other.path("vendor.sqlite"),
+        &keys,
+        &package,
+        &[],
     ));
     package
 }
@@ -203,23 +196,14 @@ fn policy_mistakes_are_explained() {
     let package = |policy_text: String, out: &str| {
         let policy = dir.path(&format!("{out}.toml"));
         std::fs::write(&policy, policy_text).unwrap();
-        omg(
+        support::vendor_package(
             &home,
-            &[
-                "vendor",
-                "package",
-                "micro_speech",
-                "--policy",
-                policy.to_str().unwrap(),
-                "--db",
-                db.to_str().unwrap(),
-                "--key-dir",
-                keys.to_str().unwrap(),
-                "--model-id",
-                out,
-                "-o",
-                dir.path(out).to_str().unwrap(),
-            ],
+            "micro_speech",
+            &policy,
+            &db,
+            &keys,
+            &dir.path(out),
+            &["--model-id", out],
         )
     };
     // A licence period that is already over: refused when packaging.

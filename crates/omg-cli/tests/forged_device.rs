@@ -356,21 +356,14 @@ fn a_self_made_device_key_gets_no_model_key_unless_enrolled_or_endorsed_by_a_tru
     )
     .unwrap();
     let package = dir.path("ms.omgpkg");
-    ok(omg(
+    ok(support::vendor_package(
         &home,
-        &[
-            "vendor",
-            "package",
-            "micro_speech",
-            "--policy",
-            policy.to_str().unwrap(),
-            "--db",
-            db.to_str().unwrap(),
-            "--key-dir",
-            keys.to_str().unwrap(),
-            "-o",
-            package.to_str().unwrap(),
-        ],
+        "micro_speech",
+        &policy,
+        &db,
+        &keys,
+        &package,
+        &[],
     ));
     let package = std::fs::read(&package).unwrap();
     let server = Server::start(&db, &keys, &[]);

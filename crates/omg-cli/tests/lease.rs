@@ -62,22 +62,14 @@ fn setup(tag: &str, lease: &str) -> Setup {
     .unwrap();
     let db = dir.path("vendor.sqlite");
     let package = dir.path("ms.omgpkg");
-    let packaged = json(&ok(omg(
+    let packaged = json(&ok(support::vendor_package(
         &home,
-        &[
-            "vendor",
-            "package",
-            "micro_speech",
-            "--policy",
-            policy.to_str().unwrap(),
-            "--db",
-            db.to_str().unwrap(),
-            "--key-dir",
-            keys.to_str().unwrap(),
-            "-o",
-            package.to_str().unwrap(),
-            "--json",
-        ],
+        "micro_speech",
+        &policy,
+        &db,
+        &keys,
+        &package,
+        &["--json"],
     )));
     support::enroll(&home, &db);
     let token = dir.path("admin.token");

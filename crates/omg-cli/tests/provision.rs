@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use serde_json::Value;
-use support::{OMG, Server, TempDir, clip, enroll, ok, omg, vendor_keygen};
+use support::{OMG, Server, TempDir, clip, enroll, ok, omg, vendor_keygen, vendor_package};
 
 fn err(out: Output) -> String {
     assert!(!out.status.success(), "{out:?}");
@@ -48,24 +48,14 @@ fn provision_then_run_offline() {
     let pkg = dir.path("ms.omgpkg");
     let other = dir.path("other.omgpkg");
     let package = |policy: &str, model: &str, out: &Path| {
-        omg(
+        vendor_package(
             &home,
-            &[
-                "vendor",
-                "package",
-                "micro_speech",
-                "--policy",
-                policy,
-                "--db",
-                db.to_str().unwrap(),
-                "--key-dir",
-                keys.to_str().unwrap(),
-                "--model-id",
-                model,
-                "-o",
-                out.to_str().unwrap(),
-                "--json",
-            ],
+            "micro_speech",
+            Path::new(policy),
+            &db,
+            &keys,
+            out,
+            &["--model-id", model, "--json"],
         )
     };
     let packaged = json(&ok(package(
@@ -268,21 +258,14 @@ fn an_endorsed_device_is_provisioned_once_its_maker_is_trusted() {
     let info = json(&ok(omg(&home, &["device", "init", "--json"])));
     let measurement = info["enclave_measurement"].as_str().unwrap().to_string();
     let pkg = dir.path("ms.omgpkg");
-    ok(omg(
+    ok(vendor_package(
         &home,
-        &[
-            "vendor",
-            "package",
-            "micro_speech",
-            "--policy",
-            &policy(&dir, &measurement, ""),
-            "--db",
-            db.to_str().unwrap(),
-            "--key-dir",
-            keys.to_str().unwrap(),
-            "-o",
-            pkg.to_str().unwrap(),
-        ],
+        "micro_speech",
+        Path::new(&policy(&dir, &measurement, "")),
+        &db,
+        &keys,
+        &pkg,
+        &[],
     ));
     let maker = dir.path("maker");
     let made = json(&ok(omg(

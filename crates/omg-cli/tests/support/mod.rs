@@ -58,6 +58,34 @@ pub fn vendor_keygen(dir: &TempDir) -> PathBuf {
     keys
 }
 
+/// Runs `omg vendor package PIPELINE --policy POLICY --db DB --key-dir KEYS -o OUT EXTRA...`
+/// (`extra`: e.g. `--model-id`, `--json`).
+pub fn vendor_package(
+    home: &Path,
+    pipeline: &str,
+    policy: &Path,
+    db: &Path,
+    keys: &Path,
+    out: &Path,
+    extra: &[&str],
+) -> Output {
+    let mut args = vec![
+        "vendor",
+        "package",
+        pipeline,
+        "--policy",
+        policy.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+        "--key-dir",
+        keys.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    omg(home, &args)
+}
+
 /// Enrols the device of `home` (its `device/attestation.pub`) in the service database `db`
 /// with `omg vendor enroll`; returns the device's UEID (hex).
 pub fn enroll(home: &Path, db: &Path) -> String {
@@ -215,21 +243,14 @@ pub fn provisioned_with(dir: TempDir, pipeline: &str, extra: &str) -> Device {
     .unwrap();
     let db = dir.path("vendor.sqlite");
     let package = dir.path("ms.omgpkg");
-    ok(omg(
+    ok(vendor_package(
         &home,
-        &[
-            "vendor",
-            "package",
-            pipeline,
-            "--policy",
-            policy.to_str().unwrap(),
-            "--db",
-            db.to_str().unwrap(),
-            "--key-dir",
-            keys.to_str().unwrap(),
-            "-o",
-            package.to_str().unwrap(),
-        ],
+        pipeline,
+        &policy,
+        &db,
+        &keys,
+        &package,
+        &[],
     ));
     enroll(&home, &db);
     let server = Server::start(&db, &keys, &[]);
