@@ -129,6 +129,22 @@ impl Server {
     /// Starts `omg vendor serve --listen 127.0.0.1:0 --db DB --key-dir KEYS EXTRA...` and
     /// waits for its startup line.
     pub fn start(db: &Path, keys: &Path, extra: &[&str]) -> Server {
+        let (server, mut stderr) = Server::start_logged(db, keys, extra);
+        // Keep draining stderr so the service never writes into a closed pipe.
+        std::thread::spawn(move || {
+            let mut sink = Vec::new();
+            let _ = stderr.read_to_end(&mut sink);
+        });
+        server
+    }
+
+    /// [`Server::start`], handing over the rest of the service's standard error (its log)
+    /// instead of draining it.
+    pub fn start_logged(
+        db: &Path,
+        keys: &Path,
+        extra: &[&str],
+    ) -> (Server, BufReader<std::process::ChildStderr>) {
         let mut serve = Command::new(OMG);
         serve
             .args(["vendor", "serve", "--listen", "127.0.0.1:0", "--db"])
@@ -136,23 +152,19 @@ impl Server {
             .arg("--key-dir")
             .arg(keys)
             .args(extra);
-        let (child, mut stderr, banner) = spawn_service(serve);
-        // Keep draining stderr so the service never writes into a closed pipe.
-        std::thread::spawn(move || {
-            let mut sink = Vec::new();
-            let _ = stderr.read_to_end(&mut sink);
-        });
+        let (child, stderr, banner) = spawn_service(serve);
         let addr = banner
             .split("://")
             .nth(1)
             .and_then(|rest| rest.split_whitespace().next())
             .unwrap_or_else(|| panic!("no address in the startup line {banner:?}"))
             .to_string();
-        Server {
+        let server = Server {
             child,
             addr,
             banner,
-        }
+        };
+        (server, stderr)
     }
 
     /// SIGKILL (what `Child::kill` sends on Unix), then reap the process.
