@@ -16,6 +16,7 @@
 #   --profile NAME  cargo profile (default dev, in target/aarch64/aarch64-unknown-linux-gnu/debug;
 #                   release for the binaries one ships; emulated for tools/arm/test.sh: optimized,
 #                   with debug assertions and overflow checks, no LTO)
+#   --bin NAME      build only this binary of omg-cli (omg or omg-enclave; repeatable), no tests
 #   --tests FILE    also build the tests of omg-cli (the enclave attacks, the CLI, the conformance
 #                   of `omg kws`) and write every test executable built to FILE, one a
 #                   line: PACKAGE KIND NAME MANIFEST_DIR PATH (from cargo's JSON messages)
@@ -27,11 +28,13 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 triple=aarch64-unknown-linux-gnu
 profile=dev
 tests_list=""
+bins=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --profile) profile="$2"; shift 2 ;;
     --tests) tests_list="$2"; shift 2 ;;
-    *) echo "error: unknown argument $1 (options: --profile NAME, --tests FILE)" >&2; exit 2 ;;
+    --bin) bins+=("$2"); shift 2 ;;
+    *) echo "error: unknown argument $1 (options: --profile NAME, --bin NAME, --tests FILE)" >&2; exit 2 ;;
   esac
 done
 
@@ -47,7 +50,10 @@ common=(--manifest-path "$root/Cargo.toml" --target "$triple" --target-dir "$roo
   --profile "$profile")
 packages=(-p omg-engine -p omg-kernels -p omg-signal -p omg-kws -p omg-protocol -p omg-enclave -p omg-linux)
 
-if [ -z "$tests_list" ]; then
+if [ ${#bins[@]} -gt 0 ]; then
+  [ -z "$tests_list" ] || { echo "error: --bin builds no tests; it cannot go with --tests" >&2; exit 2; }
+  "${cargo[@]}" build "${common[@]}" -p omg-cli "${bins[@]/#/--bin=}"
+elif [ -z "$tests_list" ]; then
   "${cargo[@]}" test --no-run "${common[@]}" "${packages[@]}"
   "${cargo[@]}" build "${common[@]}" -p omg-cli -p omg-enclave-image --bin omg --bin omg-enclave
 else
@@ -75,7 +81,8 @@ case "$profile" in
   dev) out="$root/target/aarch64/$triple/debug" ;;
   *) out="$root/target/aarch64/$triple/$profile" ;;
 esac
-for bin in omg omg-enclave; do
+[ ${#bins[@]} -gt 0 ] || bins=(omg omg-enclave)
+for bin in "${bins[@]}"; do
   file -b "$out/$bin" | grep -q 'ARM aarch64' || {
     echo "error: $out/$bin is not an aarch64 executable" >&2
     exit 1

@@ -9,7 +9,12 @@
 # Options:
 #   --cpu NAME       QEMU CPU model (default max: NEON, dotprod, i8mm; cortex-a57: NEON only)
 #   --memory MiB     guest memory (default 2048)
-#   --smp N          guest CPUs (default 2)
+#   --smp N          guest CPUs (default 2; 1 with --icount)
+#   --icount         QEMU's instruction counting mode (-icount shift=0): the guest's virtual clock
+#                    advances exactly 1 ns per executed guest instruction, so a time measured in
+#                    the guest, in ns, is an instruction count (of everything the one CPU ran in
+#                    that interval, the kernel's interrupts included); needs one CPU (single-
+#                    threaded TCG), so it implies --smp 1 and refuses a larger --smp
 #   --timeout SEC    give up after SEC seconds (default 1800)
 #   --exchange DIR   share DIR with the guest at /exchange (9p, read-write): inputs in, results out
 #   --share DIR      share DIR with the guest at the same absolute path (9p, read-write; repeatable):
@@ -27,7 +32,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 
-cpu=max memory=2048 smp=2 timeout=1800 exchange="" net=0 log="" shell=0 secure="" extra_append=""
+cpu=max memory=2048 smp="" icount=0 timeout=1800 exchange="" net=0 log="" shell=0 secure="" extra_append=""
 modules=()
 shares=()
 overlays=()
@@ -36,6 +41,7 @@ while [ $# -gt 0 ]; do
     --cpu) cpu="$2"; shift 2 ;;
     --memory) memory="$2"; shift 2 ;;
     --smp) smp="$2"; shift 2 ;;
+    --icount) icount=1; shift ;;
     --timeout) timeout="$2"; shift 2 ;;
     --exchange) exchange="$(cd "$2" && pwd)"; shift 2 ;;
     --share) shares+=("$(cd "$2" && pwd)"); shift 2 ;;
@@ -50,6 +56,16 @@ while [ $# -gt 0 ]; do
     *) overlays+=("$1"); shift ;;
   esac
 done
+if [ "$icount" = 1 ]; then
+  # icount counts one instruction stream: QEMU refuses it with multi-threaded TCG, and with
+  # several CPUs in turn the clock would sum their instructions.
+  if [ -n "$smp" ] && [ "$smp" != 1 ]; then
+    echo "error: --icount needs one guest CPU, not --smp $smp (icount runs single-threaded TCG, and with several CPUs the clock would count the instructions of all)" >&2
+    exit 2
+  fi
+  smp=1
+fi
+[ -n "$smp" ] || smp=2
 [ ${#overlays[@]} -gt 0 ] || { echo "error: no overlay directory with a /scenario (see --help)" >&2; exit 2; }
 
 "$here/setup.sh" >/dev/null
@@ -108,12 +124,15 @@ else
     -serial mon:stdio -serial "file:${log%.log}.secure.log")
   cd "$secure"
 fi
+[ "$icount" = 0 ] || machine+=(-icount shift=0)
 qemu=(qemu-system-aarch64 "${machine[@]}" -smp "$smp" -m "$memory" -nographic -no-reboot
   "${boot[@]}" "${args[@]}")
 if [ "$shell" = 1 ]; then
   exec "${qemu[@]}"
 fi
-echo "booting $(basename "$kdir") on QEMU virt, cpu $cpu, $smp CPUs, $memory MiB (console in $log)" >&2
+counting=""
+[ "$icount" = 0 ] || counting=", counting instructions (-icount shift=0)"
+echo "booting $(basename "$kdir") on QEMU virt, cpu $cpu, $smp CPUs, $memory MiB$counting (console in $log)" >&2
 set +e
 timeout --foreground "$timeout" "${qemu[@]}" </dev/null 2>&1 | tee "$log" | sed -u -n '/omg-vm: scenario exit status/!p'
 qemu_status=${PIPESTATUS[0]}

@@ -25,6 +25,8 @@ struct Report {
     model: String,
     /// Which kernels ran (`reference`, `optimized (avx2)`, ...).
     kernels: String,
+    /// Untimed invokes before the timed ones.
+    warmup_runs: usize,
     runs: usize,
     #[serde(serialize_with = "rounded::<2, _>")]
     median_us: f64,
@@ -67,7 +69,17 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[idx].as_secs_f64() * 1e6
 }
 
-pub fn run(model: &Path, runs: Option<usize>, json: bool, kernels: KernelSet) -> Result<()> {
+/// Loads `model` with `kernels`, invokes it `warmup` times untimed (default: at least 10, as many
+/// as fit in 0.2 s, at most 1000), then `runs` times timed (default: as many as fit in about two
+/// seconds, 100 to 200 000), and prints the figures (JSON with `json`).
+pub fn run(
+    model: &Path,
+    runs: Option<usize>,
+    warmup: Option<usize>,
+    json: bool,
+    kernels: KernelSet,
+) -> Result<()> {
+    anyhow::ensure!(runs != Some(0), "--runs must be at least 1");
     let bytes = read_limited(model, MAX_MODEL_BYTES)?;
     let start = Instant::now();
     let mut interp = Interpreter::with_kernels(&bytes, kernels)
@@ -79,14 +91,24 @@ pub fn run(model: &Path, runs: Option<usize>, json: bool, kernels: KernelSet) ->
     }
     // Warm up, and estimate how many runs fit in the time budget.
     let warm = Instant::now();
-    let mut warm_runs = 0u32;
-    while warm_runs < 10 || (warm.elapsed() < Duration::from_millis(200) && warm_runs < 1000) {
+    let mut warm_runs = 0usize;
+    let warm_more = |n: usize, elapsed: Duration| match warmup {
+        Some(w) => n < w,
+        None => n < 10 || (elapsed < Duration::from_millis(200) && n < 1000),
+    };
+    while warm_more(warm_runs, warm.elapsed()) {
         interp.invoke()?;
         warm_runs += 1;
     }
-    let per = warm.elapsed() / warm_runs;
     let runs = runs.unwrap_or_else(|| {
-        (Duration::from_secs(2).as_nanos() / per.as_nanos().max(1)).clamp(100, 200_000) as usize
+        // With no warm-up to time (`--warmup 0`), the least number of runs.
+        let per = warm.elapsed().as_nanos() / (warm_runs as u128).max(1);
+        let fit = Duration::from_secs(2).as_nanos() / per.max(1);
+        if warm_runs == 0 {
+            100
+        } else {
+            fit.clamp(100, 200_000) as usize
+        }
     });
     let mut times = Vec::with_capacity(runs);
     for _ in 0..runs {
@@ -99,6 +121,7 @@ pub fn run(model: &Path, runs: Option<usize>, json: bool, kernels: KernelSet) ->
     let report = Report {
         model: model.display().to_string(),
         kernels: kernels.to_string(),
+        warmup_runs: warm_runs,
         runs,
         median_us: percentile(&times, 0.5),
         p99_us: percentile(&times, 0.99),
@@ -115,6 +138,7 @@ pub fn run(model: &Path, runs: Option<usize>, json: bool, kernels: KernelSet) ->
     } else {
         println!("model        {}", report.model);
         println!("kernels      {}", report.kernels);
+        println!("warm-up      {} runs", report.warmup_runs);
         println!("runs         {}", report.runs);
         println!("median       {:.2} µs", report.median_us);
         println!("p99          {:.2} µs", report.p99_us);

@@ -74,6 +74,10 @@ enum Command {
         /// Number of timed invokes (default: as many as fit in about two seconds, at least 100).
         #[arg(long)]
         runs: Option<usize>,
+        /// Untimed invokes of a .tflite model before the timed ones (default: at least 10, as
+        /// many as fit in 0.2 s, at most 1000). A pipeline has no warm-up: refused there.
+        #[arg(long)]
+        warmup: Option<usize>,
         /// Print one JSON object instead of a table.
         #[arg(long)]
         json: bool,
@@ -574,13 +578,18 @@ fn command(cli: Cli) -> anyhow::Result<()> {
         Command::Bench {
             target,
             runs,
+            warmup,
             json,
             kernels,
         } => {
             if target.ends_with(".tflite")
                 || Path::new(&target).is_file() && !target.ends_with(".toml")
             {
-                bench::run(Path::new(&target), runs, json, kernels.set())
+                bench::run(Path::new(&target), runs, warmup, json, kernels.set())
+            } else if warmup.is_some() {
+                anyhow::bail!(
+                    "--warmup applies to a .tflite model; a pipeline's bench ({target}) has no warm-up"
+                )
             } else {
                 kws::bench(&target, runs, json, kernels.set())
             }

@@ -150,6 +150,42 @@ fn bench_json_has_the_documented_fields() {
     assert_two_decimals(&v, &["median_us", "p99_us", "mean_us", "min_us", "load_us"]);
 }
 
+/// `--warmup N` runs exactly N untimed invokes (reported), `--warmup 0` none; `--runs 0` and a
+/// pipeline with `--warmup` are refused with the reason.
+#[test]
+fn bench_warmup_is_exact_and_reported() {
+    for (warmup, runs) in [("3", "5"), ("0", "1")] {
+        let r = omg()
+            .arg("bench")
+            .arg(fc_model())
+            .args(["--json", "--warmup", warmup, "--runs", runs])
+            .output()
+            .unwrap();
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+        assert_eq!(v["warmup_runs"].to_string(), warmup, "{v}");
+        assert_eq!(v["runs"].to_string(), runs, "{v}");
+    }
+    let r = omg()
+        .arg("bench")
+        .arg(fc_model())
+        .args(["--runs", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(r.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&r.stderr).contains("--runs must be at least 1"));
+    let r = omg()
+        .args(["bench", "micro_speech", "--warmup", "2"])
+        .output()
+        .unwrap();
+    assert_eq!(r.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&r.stderr).contains("--warmup applies to a .tflite model"),
+        "{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+}
+
 /// Each of `keys` in `v` is a number printed with at most two decimals.
 fn assert_two_decimals(v: &serde_json::Value, keys: &[&str]) {
     for key in keys {
