@@ -16,7 +16,7 @@
 #   --profile NAME  cargo profile (default dev, in target/aarch64/aarch64-unknown-linux-gnu/debug;
 #                   release for the binaries one ships; emulated for tools/arm/test.sh: optimized,
 #                   with debug assertions and overflow checks, no LTO)
-#   --bin NAME      build only this binary of omg-cli (omg or omg-enclave; repeatable), no tests
+#   --bin NAME      build only this binary (omg or omg-enclave; repeatable), no tests
 #   --tests FILE    also build the tests of omg-cli (the enclave attacks, the CLI, the conformance
 #                   of `omg kws`) and write every test executable built to FILE, one a
 #                   line: PACKAGE KIND NAME MANIFEST_DIR PATH (from cargo's JSON messages)
@@ -52,7 +52,7 @@ packages=(-p omg-engine -p omg-kernels -p omg-signal -p omg-kws -p omg-protocol 
 
 if [ ${#bins[@]} -gt 0 ]; then
   [ -z "$tests_list" ] || { echo "error: --bin builds no tests; it cannot go with --tests" >&2; exit 2; }
-  "${cargo[@]}" build "${common[@]}" -p omg-cli "${bins[@]/#/--bin=}"
+  "${cargo[@]}" build "${common[@]}" -p omg-cli -p omg-enclave-image "${bins[@]/#/--bin=}"
 elif [ -z "$tests_list" ]; then
   "${cargo[@]}" test --no-run "${common[@]}" "${packages[@]}"
   "${cargo[@]}" build "${common[@]}" -p omg-cli -p omg-enclave-image --bin omg --bin omg-enclave
