@@ -34,5 +34,6 @@ Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 SOURCES
 fi
 apt=(apt-get -o DPkg::Lock::Timeout=900)
-"${apt[@]}" update -qq
-DEBIAN_FRONTEND=noninteractive "${apt[@]}" install -y -qq "${suite[@]}" "${need[@]}"
+# apt's output goes to stderr: callers such as tools/optee/build.sh print their result on stdout.
+"${apt[@]}" update -qq >&2
+DEBIAN_FRONTEND=noninteractive "${apt[@]}" install -y -qq "${suite[@]}" "${need[@]}" >&2

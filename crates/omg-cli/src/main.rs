@@ -313,7 +313,9 @@ enum VendorCommand {
         #[arg(long)]
         db: PathBuf,
         /// Each device's attestation public key: a file as `omg device init` writes it
-        /// (attestation.pub, SEC1), or the key itself in hex (as `omg device info` prints it).
+        /// (attestation.pub, SEC1), an OP-TEE device's attestation PTA key (RSA, DER
+        /// SubjectPublicKeyInfo, raw or hex), or the key itself in hex (as `omg device info`
+        /// prints it).
         #[arg(required = true)]
         device_pub: Vec<String>,
         /// Print one JSON object per device.

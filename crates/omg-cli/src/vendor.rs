@@ -51,6 +51,34 @@ pub(crate) fn public_key_arg(arg: &str) -> Result<Vec<u8>> {
     Ok(key)
 }
 
+/// A device attestation key from the command line, of either backend
+/// ([`omg_vendor::DeviceKey`]): a file holding it (a Linux device's SEC1 `attestation.pub`, an
+/// OP-TEE device's attestation PTA key as a DER SubjectPublicKeyInfo, raw or in hex), or the
+/// key itself in hex.
+pub(crate) fn device_key_arg(arg: &str) -> Result<Vec<u8>> {
+    let path = Path::new(arg);
+    let bytes = if path.exists() {
+        read_limited(path, 2048)?
+    } else {
+        arg.as_bytes().to_vec()
+    };
+    let key = if omg_vendor::DeviceKey::parse(&bytes).is_some() {
+        bytes
+    } else {
+        std::str::from_utf8(&bytes)
+            .ok()
+            .and_then(|text| crate::device::parse_hex(text, "the device key").ok())
+            .unwrap_or_default()
+    };
+    if omg_vendor::DeviceKey::parse(&key).is_none() {
+        anyhow::bail!(
+            "{arg} is not a device key (a SEC1 P-256 key, or an OP-TEE attestation key as an RSA \
+             DER SubjectPublicKeyInfo), neither as a file nor in hex"
+        );
+    }
+    Ok(key)
+}
+
 #[derive(Serialize)]
 struct Enrolled {
     ueid: String,
@@ -63,7 +91,7 @@ struct Enrolled {
 pub(crate) fn enroll(db: &Path, device_pubs: &[String], json: bool) -> Result<()> {
     let keys = device_pubs
         .iter()
-        .map(|arg| public_key_arg(arg))
+        .map(|arg| device_key_arg(arg))
         .collect::<Result<Vec<_>>>()?;
     let store = Store::connect(db).context("cannot open the service database")?;
     let ueids = store

@@ -65,8 +65,24 @@ pub(crate) fn sign(
     format: Format,
 ) -> Result<Vec<u8>> {
     let kid = key_id(key.verifying_key());
+    sign_with_header(
+        payload,
+        key,
+        protected_header(content_type, &kid).header,
+        format,
+    )
+}
+
+/// Signs `payload` as a tagged COSE_Sign1 (ES256) with the protected header `header` (which
+/// must say ES256) and an empty unprotected header.
+pub(crate) fn sign_with_header(
+    payload: Vec<u8>,
+    key: &SigningKey,
+    header: coset::Header,
+    format: Format,
+) -> Result<Vec<u8>> {
     let sign1 = CoseSign1Builder::new()
-        .protected(protected_header(content_type, &kid).header)
+        .protected(header)
         .payload(payload)
         .try_create_signature(b"", |tbs| -> Result<Vec<u8>> {
             let sig: Signature = key
@@ -97,13 +113,13 @@ fn check_signature(sign1: &CoseSign1, key: &VerifyingKey, format: Format) -> Res
     })
 }
 
-fn is_es256(sign1: &CoseSign1) -> bool {
+pub(crate) fn is_es256(sign1: &CoseSign1) -> bool {
     sign1.protected.header.alg == Some(RegisteredLabelWithPrivate::Assigned(iana::Algorithm::ES256))
 }
 
 /// One of omg's own COSE_Sign1 messages parsed, not yet verified: at most `max` bytes of
 /// canonical CBOR, tag 18.
-fn parse_strict(bytes: &[u8], format: Format, max: usize) -> Result<CoseSign1> {
+pub(crate) fn parse_strict(bytes: &[u8], format: Format, max: usize) -> Result<CoseSign1> {
     cbor::check_size(bytes, max, format)?;
     let value = cbor::decode_canonical(bytes, format)?;
     let Value::Tag(COSE_SIGN1_TAG, inner) = value else {
@@ -173,7 +189,11 @@ pub(crate) fn key_id_strict(bytes: &[u8], format: Format, max: usize) -> Result<
 
 /// The payload of `sign1` once its ES256 signature verifies with `key` (shared by the strict
 /// and the lenient verifier).
-fn verified_payload(sign1: CoseSign1, key: &VerifyingKey, format: Format) -> Result<Vec<u8>> {
+pub(crate) fn verified_payload(
+    sign1: CoseSign1,
+    key: &VerifyingKey,
+    format: Format,
+) -> Result<Vec<u8>> {
     if sign1.payload.is_none() {
         return Err(ProtocolError::MissingField {
             format,

@@ -10,6 +10,7 @@
 //! |---|---|---|---|
 //! | model package `.omgpkg` | [`package`] | COSE_Sign1 (ES256) over `[1, header, COSE_Encrypt0 (A256GCM)]` | 64 MiB |
 //! | attestation token | [`token`] | EAT (RFC 9711) with PSA claims (RFC 9783), COSE_Sign1 (ES256) | 4 KiB |
+//! | attestation token, OP-TEE backend | [`optee`] | the same EAT, ES256 by an ephemeral key, OP-TEE attestation PTA evidence (RSASSA-PSS) in a protected header | 4 KiB |
 //! | challenge | [`challenge`] | CBOR map `{1: nonce, 2: expires_at}` | 128 B |
 //! | key release | [`key_release`] | CBOR `[1, enc, ct]`, HPKE base X25519/HKDF-SHA256/AES-256-GCM | 1 KiB |
 //! | licence | [`licence`] | COSE_Sign1 (ES256) over a CBOR map | 4 KiB |
@@ -46,6 +47,7 @@ pub mod error;
 pub mod key_release;
 pub mod keys;
 pub mod licence;
+pub mod optee;
 #[cfg(feature = "getrandom")]
 mod os_rng;
 pub mod package;

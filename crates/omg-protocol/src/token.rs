@@ -47,6 +47,13 @@
 //! device attestation key whose UEID is the instance id". A PSA-aware verifier can still read
 //! every PSA claim.
 //!
+//! # The OP-TEE backend
+//!
+//! On OP-TEE the same claims carry another profile and instance id and are signed by an
+//! ephemeral key, which the attestation PTA's RSA evidence in a protected header binds to the
+//! device and the TA: see [`crate::optee`] for that layout. [`Token::verify`] refuses such a
+//! token (its header and profile are not this module's).
+//!
 //! # Verification
 //!
 //! [`Token::verify`] is strict (canonical encoding, exact headers, no unknown claims) and binds

@@ -5,6 +5,8 @@
 
 extern crate alloc;
 
+pub mod optee;
+
 use alloc::vec;
 use core::convert::Infallible;
 

@@ -426,10 +426,11 @@ async fn enroll_device(
     check_admin(&state, &headers)?;
     let body: EnrollBody = json_body(&state.config, body).await?;
     let key = b64("device_public_key", &body.device_public_key)?;
-    if omg_protocol::verifying_key_from_sec1(&key).is_err() {
+    if crate::DeviceKey::parse(&key).is_none() {
         return Err(ApiError::bad_request(
             "invalid_device_public_key",
-            "device_public_key must be a SEC1 uncompressed P-256 key (65 bytes)",
+            "device_public_key must be a SEC1 uncompressed P-256 key (65 bytes, Linux backend) \
+             or the DER SubjectPublicKeyInfo of an RSA key of 2048 to 4096 bits (OP-TEE)",
         ));
     }
     let now = (state.config.clock)();

@@ -27,6 +27,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod device;
 mod hex;
 pub mod http;
 mod nonce;
@@ -38,9 +39,10 @@ mod sql;
 mod sqlite;
 mod store;
 
+pub use device::{Backend, DeviceKey};
 /// The operating system's RNG (omg-protocol's, through getrandom).
 pub use omg_protocol::OsRng;
-pub use policy::{InputSourceName, OutputPolicyName, Policy, PolicyError};
+pub use policy::{BackendPolicy, Backends, InputSourceName, OutputPolicyName, Policy, PolicyError};
 pub use service::{
     ActivateError, Activation, ActivationRequest, MAX_UNSIGNED_AUDIT_PER_MINUTE, Refusal, Service,
     ServiceConfig,

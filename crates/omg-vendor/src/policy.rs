@@ -11,7 +11,20 @@
 //! allow_insecure_lifecycle = false  # optional; true accepts tokens not in the "secured" state
 //! lease_seconds = 86400           # optional; absent = licences run to not_after offline
 //! offline_grace_seconds = 3600    # optional, default 0; needs lease_seconds
+//!
+//! [backends.optee]                # optional: devices of the OP-TEE (TrustZone) backend
+//! measurements = ["<64 hex digits: the attestation PTA's hash of the TA's memory>"]
 //! ```
+//!
+//! Reference values are per backend: `allowed_measurements` are the Linux backend's (the
+//! SHA-256 of the enclave image; the only backend before OP-TEE, hence the name), and
+//! `[backends.optee] measurements` the OP-TEE backend's: the TA memory hash that OP-TEE's
+//! attestation PTA reports (`PTA_ATTESTATION_HASH_TA_MEMORY`). Never list an OP-TEE TA's
+//! signed-header digest or the OP-TEE core's memory hash there: the PTA signs those for any
+//! normal-world caller over a nonce of its choice (see `omg_protocol::optee`). A token is
+//! checked against its own backend's list only, so a measurement allowed for one backend is
+//! refused from the other. At least one list must be non-empty; `allowed_measurements` may be
+//! left out when the OP-TEE list is given.
 //!
 //! With `lease_seconds`, each licence is a lease: the device should renew it online (a fresh
 //! attestation) `lease_seconds` after its activation, and the enclave refuses it once
@@ -27,6 +40,7 @@ use std::fmt;
 use omg_protocol::licence::{InputSource, InputSources, Lease, OutputPolicy};
 use serde::{Deserialize, Serialize};
 
+use crate::device::Backend;
 use crate::hex;
 
 /// What the enclave may reveal about a decision (TOML / JSON names of
@@ -90,8 +104,9 @@ pub const MAX_LEASE_SECONDS: u64 = 10 * 365 * 24 * 3600;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Policy {
-    /// Enclave measurements allowed to receive the key: hex SHA-256 (64 hex digits) each.
-    /// Every software component of a token must carry one of them.
+    /// Linux-backend enclave measurements allowed to receive the key: hex SHA-256 (64 hex
+    /// digits) each. Every software component of a Linux-backend token must carry one of them.
+    #[serde(default)]
     pub allowed_measurements: Vec<String>,
     /// Maximum number of distinct devices that may activate the model (all versions).
     pub max_devices: u32,
@@ -119,6 +134,33 @@ pub struct Policy {
     /// How long after the renewal time the licence still works offline, in seconds.
     #[serde(default)]
     pub offline_grace_seconds: u64,
+    /// Reference values of the other backends (`[backends.optee]`).
+    #[serde(default, skip_serializing_if = "Backends::is_empty")]
+    pub backends: Backends,
+}
+
+/// The reference values of backends other than Linux (`[backends.*]` tables).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Backends {
+    /// The OP-TEE backend (`[backends.optee]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub optee: Option<BackendPolicy>,
+}
+
+impl Backends {
+    fn is_empty(&self) -> bool {
+        self.optee.is_none()
+    }
+}
+
+/// One backend's reference values.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendPolicy {
+    /// Allowed measurements, hex SHA-256 (64 hex digits) each. For OP-TEE: the attestation
+    /// PTA's hash of the TA's code and read-only data in memory.
+    pub measurements: Vec<String>,
 }
 
 /// Why a policy is invalid.
@@ -149,13 +191,20 @@ impl Policy {
         Ok(policy)
     }
 
-    /// Checks the values: at least one measurement, each 64 hex digits; at least one device;
+    /// Checks the values: at least one measurement (Linux or OP-TEE; an OP-TEE table, if
+    /// present, not empty), each 64 hex digits; at least one device;
     /// at least one input source; a lease (if any) of 1 to [`MAX_LEASE_SECONDS`] seconds, and an
     /// offline grace of at most as much, only with a lease.
     pub fn validate(&self) -> Result<(), PolicyError> {
-        if self.allowed_measurements.is_empty() {
+        let optee = self.backends.optee.as_ref().map(|b| &b.measurements);
+        if optee.is_some_and(Vec::is_empty) {
             return Err(PolicyError::Invalid(
-                "allowed_measurements must not be empty",
+                "backends.optee.measurements must not be empty (or leave the table out)",
+            ));
+        }
+        if self.allowed_measurements.is_empty() && optee.is_none() {
+            return Err(PolicyError::Invalid(
+                "allowed_measurements must not be empty (or give [backends.optee] measurements)",
             ));
         }
         if self
@@ -165,6 +214,15 @@ impl Policy {
         {
             return Err(PolicyError::Invalid(
                 "allowed_measurements: each must be 64 hex digits (SHA-256)",
+            ));
+        }
+        if optee
+            .into_iter()
+            .flatten()
+            .any(|m| hex::decode_n::<32>(m).is_none())
+        {
+            return Err(PolicyError::Invalid(
+                "backends.optee.measurements: each must be 64 hex digits (SHA-256)",
             ));
         }
         if self.max_devices == 0 {
@@ -207,12 +265,24 @@ impl Policy {
         })
     }
 
-    /// The allowed measurements as bytes (invalid entries are skipped; see [`Policy::validate`]).
+    /// The Linux backend's allowed measurements as bytes (invalid entries are skipped; see
+    /// [`Policy::validate`]).
     pub fn measurements(&self) -> Vec<[u8; 32]> {
-        self.allowed_measurements
-            .iter()
-            .filter_map(|m| hex::decode_n::<32>(m))
-            .collect()
+        self.measurements_for(Backend::Linux)
+    }
+
+    /// The allowed measurements of `backend` as bytes (empty when the policy lists none for
+    /// it; invalid entries are skipped, see [`Policy::validate`]).
+    pub fn measurements_for(&self, backend: Backend) -> Vec<[u8; 32]> {
+        let list: &[String] = match backend {
+            Backend::Linux => &self.allowed_measurements,
+            Backend::Optee => self
+                .backends
+                .optee
+                .as_ref()
+                .map_or(&[][..], |b| &b.measurements[..]),
+        };
+        list.iter().filter_map(|m| hex::decode_n::<32>(m)).collect()
     }
 
     /// The input sources as the licence's bit set.

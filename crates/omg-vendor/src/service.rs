@@ -4,10 +4,14 @@
 //!
 //! [`Service::activate`] checks, in this order:
 //!
-//! 1. the request fields parse (device SEC1 key, HPKE key, model id, the endorsement's key id
-//!    if there is one) — [`Refusal::MalformedRequest`], [`Refusal::MalformedEndorsement`];
-//! 2. the token verifies with the device key (strict omg encoding) — [`Refusal::MalformedToken`],
-//!    [`Refusal::BadSignature`], [`Refusal::InstanceIdMismatch`];
+//! 1. the request fields parse (the device key — a Linux-backend SEC1 P-256 key or an OP-TEE
+//!    device's RSA key, see [`DeviceKey`], whose form decides the backend —, HPKE key, model
+//!    id, the endorsement's key id if there is one) — [`Refusal::MalformedRequest`],
+//!    [`Refusal::MalformedEndorsement`];
+//! 2. the token verifies with the device key as its backend's token (strict omg encoding; for
+//!    OP-TEE the ES256 signature by the token's ephemeral key and the attestation PTA's
+//!    RSASSA-PSS evidence binding that key and the claims, see `omg_protocol::optee`) —
+//!    [`Refusal::MalformedToken`], [`Refusal::BadSignature`], [`Refusal::InstanceIdMismatch`];
 //!
 //! then, inside one write transaction (serialized with every other writer: `BEGIN IMMEDIATE`
 //! on SQLite, an advisory lock on PostgreSQL; see [`crate::Store`]):
@@ -27,8 +31,9 @@
 //!    ever gets), so any later refusal burns it too;
 //! 5. the model and version exist ([`Refusal::UnknownModel`]) and the version is not revoked
 //!    ([`Refusal::ModelVersionRevoked`]);
-//! 6. every software component's measurement is allowed by the policy
-//!    ([`Refusal::WrongMeasurement`]);
+//! 6. every software component's measurement is allowed by the policy for the device's
+//!    backend (`allowed_measurements` for Linux, `[backends.optee] measurements` for OP-TEE;
+//!    [`Refusal::WrongMeasurement`]);
 //! 7. the token's enclave key hash is the SHA-256 of the enclave HPKE key sent
 //!    ([`Refusal::EnclaveKeyMismatch`]);
 //! 8. the security lifecycle is "secured" unless the policy allows otherwise
@@ -75,11 +80,10 @@ use omg_protocol::endorsement::{self, Endorsement};
 use omg_protocol::key_release::{HpkePublicKey, KeyRelease};
 use omg_protocol::licence::Licence;
 use omg_protocol::rand_core::CryptoRng;
-use omg_protocol::token::{Claims, Token};
-use omg_protocol::{
-    ContentKey, ProtocolError, SigningKey, VerifyingKey, ct_eq, ueid, verifying_key_from_sec1,
-};
+use omg_protocol::token::Claims;
+use omg_protocol::{ContentKey, ProtocolError, SigningKey, VerifyingKey, ct_eq};
 
+use crate::device::{Backend, DeviceKey};
 use crate::hex;
 use crate::nonce::NonceKey;
 use crate::policy::Policy;
@@ -111,9 +115,11 @@ impl Default for ServiceConfig {
 /// An activation request, as the device's platform sends it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ActivationRequest {
-    /// The attestation token (COSE_Sign1, omg profile).
+    /// The attestation token (COSE_Sign1, the omg profile of the device key's backend).
     pub token: Vec<u8>,
-    /// The device attestation public key, SEC1 uncompressed (65 bytes).
+    /// The device attestation public key: SEC1 uncompressed (65 bytes) for the Linux backend,
+    /// the attestation PTA's RSA key as a DER SubjectPublicKeyInfo for OP-TEE
+    /// ([`DeviceKey`]).
     pub device_public_key: Vec<u8>,
     /// The model asked for.
     pub model_id: String,
@@ -457,8 +463,11 @@ const MAX_PREPARE_ATTEMPTS: usize = 8;
 struct Checked {
     subject: AuditSubject,
     claims: Claims,
+    /// The backend of the device key (and so of the token).
+    backend: Backend,
     ueid_hex: String,
-    device_key: [u8; omg_protocol::keys::SEC1_PUBLIC_KEY_LEN],
+    /// The device key's wire form ([`DeviceKey::to_bytes`]).
+    device_key: Vec<u8>,
     device_key_hex: String,
     /// The endorsement sent, and the key id (hex) it names.
     endorsement: Option<(String, Vec<u8>)>,
@@ -608,7 +617,7 @@ fn check_in(
     let policy = &model.policy;
 
     // 6.-8. Attestation against the policy.
-    if !measurements_allowed(&c.claims, &policy.measurements()) {
+    if !measurements_allowed(&c.claims, &policy.measurements_for(c.backend)) {
         return refuse(Refusal::WrongMeasurement);
     }
     if c.claims.check_enclave_key(&c.enclave_public_key).is_err() {
@@ -854,15 +863,14 @@ impl Service {
         request: &ActivationRequest,
     ) -> Result<(Checked, [u8; omg_protocol::keys::UEID_LEN], HpkePublicKey), (Refusal, AuditSubject)>
     {
-        let device_key = verifying_key_from_sec1(&request.device_public_key);
+        let device_key = DeviceKey::parse(&request.device_public_key);
         let subject = AuditSubject {
-            ueid: device_key.as_ref().ok().map(|k| hex::encode(&ueid(k))),
+            ueid: device_key.as_ref().map(|k| hex::encode(&k.ueid())),
             model_id: request.model_id.clone(),
             version: request.version,
         };
         let pre = (|| {
-            let device_key =
-                device_key.map_err(|_| Refusal::MalformedRequest("device_public_key"))?;
+            let device_key = device_key.ok_or(Refusal::MalformedRequest("device_public_key"))?;
             let enclave_key = HpkePublicKey::from_bytes(&request.enclave_public_key)
                 .map_err(|_| Refusal::MalformedRequest("enclave_public_key"))?;
             store::check_model_id(&request.model_id)
@@ -876,25 +884,28 @@ impl Service {
                         .map_err(|_| Refusal::MalformedEndorsement)
                 })
                 .transpose()?;
-            let claims =
-                Token::verify(&request.token, &device_key).map_err(|e| token_refusal(&e))?;
+            let claims = device_key
+                .verify_token(&request.token)
+                .map_err(|e| token_refusal(&e))?;
             Ok::<_, Refusal>((device_key, enclave_key, claims, endorsement))
         })();
         let (device_key, enclave_key, claims, endorsement) = match pre {
             Ok(v) => v,
             Err(refusal) => return Err((refusal, subject)),
         };
-        let device_ueid = ueid(&device_key);
+        let device_ueid = device_key.ueid();
         let ueid_hex = hex::encode(&device_ueid);
+        let device_key_bytes = device_key.to_bytes();
         let checked = Checked {
             subject: AuditSubject {
                 ueid: Some(ueid_hex.clone()),
                 ..subject
             },
             claims,
+            backend: device_key.backend(),
             ueid_hex,
-            device_key: omg_protocol::public_key_sec1(&device_key),
-            device_key_hex: hex::encode(&omg_protocol::public_key_sec1(&device_key)),
+            device_key_hex: hex::encode(&device_key_bytes),
+            device_key: device_key_bytes,
             endorsement,
             model_id: request.model_id.clone(),
             version: request.version,
@@ -957,7 +968,7 @@ impl Service {
         }))
     }
 
-    /// Enrols a device by its attestation public key (SEC1 uncompressed): only devices
+    /// Enrols a device by its attestation public key ([`DeviceKey`]'s wire form): only devices
     /// enrolled, or endorsed by a trusted maker, are activated. Returns its UEID. See
     /// [`Store::enroll_devices`].
     pub fn enroll_device(
@@ -1017,7 +1028,7 @@ impl Service {
 #[cfg(test)]
 mod tests {
     use omg_protocol::key_release::HpkeKeyPair;
-    use omg_protocol::token::{Claims, SoftwareComponent};
+    use omg_protocol::token::{Claims, SoftwareComponent, Token};
     use omg_testkit::DeterministicRng;
 
     use super::*;

@@ -216,7 +216,9 @@ fn from_sql_u32(v: i64, what: &'static str) -> Result<u32, StoreError> {
 pub struct DeviceRecord {
     /// UEID, lowercase hex (33 bytes).
     pub ueid: String,
-    /// SEC1 public key, lowercase hex; `None` for a device revoked before it was ever seen.
+    /// Attestation public key in its wire form ([`crate::DeviceKey`]: SEC1 P-256 or RSA DER
+    /// SubjectPublicKeyInfo), lowercase hex; `None` for a device revoked before it was ever
+    /// seen.
     pub public_key: Option<String>,
     /// Time of the first successful activation.
     pub first_seen: Option<u64>,
@@ -501,8 +503,10 @@ impl Store {
         self.read(|tx| load_model(tx, model_id))
     }
 
-    /// Enrols the devices whose attestation public keys are `public_keys` (SEC1 uncompressed,
-    /// as `attestation.pub`), all in one transaction: from now on the service activates them
+    /// Enrols the devices whose attestation public keys are `public_keys` (a Linux-backend
+    /// device's SEC1 uncompressed P-256 key, as `attestation.pub`, or an OP-TEE device's
+    /// attestation PTA key as a DER SubjectPublicKeyInfo; see [`crate::DeviceKey`]), all in one
+    /// transaction: from now on the service activates them
     /// (unless revoked). Returns their UEIDs, in order. Every key is checked before any is
     /// enrolled. Enrolling an enrolled device changes nothing; a revoked device stays revoked.
     pub fn enroll_devices<K: AsRef<[u8]>>(
@@ -510,18 +514,14 @@ impl Store {
         public_keys: &[K],
         now: u64,
     ) -> Result<Vec<[u8; omg_protocol::keys::UEID_LEN]>, StoreError> {
-        let ueids = public_keys
+        let keys = public_keys
             .iter()
             .map(|key| {
-                omg_protocol::verifying_key_from_sec1(key.as_ref())
-                    .map(|key| omg_protocol::ueid(&key))
-                    .map_err(|_| {
-                        StoreError::Invalid(
-                            "a device key is not a SEC1 uncompressed P-256 key".into(),
-                        )
-                    })
+                crate::DeviceKey::parse(key.as_ref())
+                    .ok_or_else(|| StoreError::Invalid(crate::device::DEVICE_KEY_FORMS.into()))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let ueids: Vec<_> = keys.iter().map(crate::DeviceKey::ueid).collect();
         self.write(|tx| {
             for (ueid, key) in ueids.iter().zip(public_keys) {
                 tx.execute(

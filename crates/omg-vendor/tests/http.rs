@@ -159,7 +159,9 @@ fn admin_endpoints(backend: Backend) {
         .activate(&device.request(&c.nonce, 1), NOW, &mut f.rng)
         .unwrap();
     block_on(admin_endpoints_calls(&f, &device));
-    assert!(f.service.list_devices().unwrap()[0].revoked);
+    let devices = f.service.list_devices().unwrap();
+    let activated = devices.iter().find(|d| d.ueid == hex(&device.ueid()));
+    assert!(activated.unwrap().revoked);
     assert_eq!(
         f.service
             .store()
@@ -231,6 +233,32 @@ async fn admin_endpoints_calls(f: &Fixture, device: &Device) {
         admin_post(
             "/v1/devices/enroll",
             json!({"device_public_key": B64.encode([4u8; 65])}),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (status, body["reason"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_device_public_key"))
+    );
+    // An OP-TEE device: its attestation PTA key, DER SubjectPublicKeyInfo; a truncated one is
+    // refused.
+    let optee_device = omg_testkit::optee::SimulatedPta::new(79, [0x5a; 32]);
+    let der = optee_device.device_key_der();
+    let (status, body) = call(
+        &app,
+        admin_post(
+            "/v1/devices/enroll",
+            json!({"device_public_key": B64.encode(&der)}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["ueid"], hex(&optee_device.ueid()).as_str());
+    let (status, body) = call(
+        &app,
+        admin_post(
+            "/v1/devices/enroll",
+            json!({"device_public_key": B64.encode(&der[..der.len() - 1])}),
         ),
     )
     .await;

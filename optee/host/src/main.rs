@@ -13,9 +13,9 @@
 //! counters in RPMB secure storage that persist across TA instances and leave no file in the
 //! normal world's /data/tee, and keys derived from the hardware-unique key (seen only as their
 //! SHA-256): stable across instances, different per label; and attestation evidence (the TA's
-//! memory hash signed by OP-TEE's attestation PTA over a nonce), written with the PTA's public
-//! key to DATA_DIR/../attest/ for a verifier outside the machine
-//! (tools/optee/verify_attestation.py); a TA with one byte changed must have another memory
+//! memory hash signed by OP-TEE's attestation PTA over a nonce) and an attestation token over
+//! the same nonce, written with the PTA's public key to DATA_DIR/../attest/ for verifiers
+//! outside the machine (tools/optee/verify_attestation.py, the vendor side's Rust verifier); a TA with one byte changed must have another memory
 //! hash, a TA signed with another key must not load.
 #![forbid(unsafe_code)]
 
@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use omg_protocol::optee::{DeviceKey, OpteeToken};
 use optee_teec::{
     Context, Operation, ParamNone, ParamTmpRef, ParamType, ParamValue, Session, Uuid,
 };
@@ -37,6 +38,8 @@ const CMD_RANDOM: u32 = 3;
 const CMD_COUNTER: u32 = 4;
 const CMD_KEY_FINGERPRINT: u32 = 5;
 const CMD_ATTEST: u32 = 6;
+/// TA command: an attestation token over a nonce, for a random enclave key hash.
+const CMD_SAMPLE_TOKEN: u32 = 8;
 const CMD_PLATFORM_CHECK: u32 = 7;
 
 /// OP-TEE's attestation PTA and its command returning the public key of its signatures.
@@ -695,6 +698,24 @@ fn attest(session: &mut Session, nonce: &[u8]) -> Result<Vec<u8>, u32> {
     Ok(out)
 }
 
+/// The TA's sample attestation token for `nonce`.
+fn sample_token(session: &mut Session, nonce: &[u8]) -> Result<Vec<u8>, u32> {
+    let mut out = vec![0u8; 4096];
+    let mut op = Operation::new(
+        0,
+        ParamTmpRef::new_input(nonce),
+        ParamTmpRef::new_output(&mut out),
+        ParamNone,
+        ParamNone,
+    );
+    session
+        .invoke_command(CMD_SAMPLE_TOKEN, &mut op)
+        .map_err(|e| e.raw_code())?;
+    let len = op.parameters().1.updated_size();
+    out.truncate(len);
+    Ok(out)
+}
+
 /// The attestation PTA's public key: exponent and modulus, big-endian.
 fn attestation_key(ctx: &mut Context) -> Result<(Vec<u8>, Vec<u8>), String> {
     let uuid = Uuid::parse_str(ATTESTATION_PTA_UUID).map_err(|e| e.to_string())?;
@@ -749,12 +770,54 @@ fn attestation(ctx: &mut Context, dir: &Path, report: &mut Report) -> Result<(),
         attest(&mut s, b"") == Err(TEE_ERROR_BAD_PARAMETERS),
         "empty nonce refused",
     );
+    // The attestation token (omg_protocol::optee) over the same 32-byte nonce, checked
+    // outside the machine by the vendor side's verifier and by Python.
+    let t = Instant::now();
+    let token = sample_token(&mut s, &nonce).map_err(|c| format!("token: {c:#x}"))?;
+    let token_time = t.elapsed();
+    report.check(
+        token.len() > 32 + n.len() && token.len() <= 4096,
+        "the attestation token holds the PTA's evidence",
+    );
+    report.check(
+        sample_token(&mut s, &nonce[..31]) == Err(TEE_ERROR_BAD_PARAMETERS),
+        "a token for a 31-byte nonce is refused",
+    );
+    // The vendor side's verifier (omg_protocol::optee, as the service runs it) against the
+    // PTA's key as the normal world reads it: the ES256 signature by the ephemeral key, the
+    // PTA's RSASSA-PSS evidence binding that key and the claims, the instance id.
+    let device = DeviceKey::from_components(&e, &n).map_err(|e| format!("PTA key: {e}"))?;
+    let verified = OpteeToken::verify(&token, &device);
+    report.check(
+        matches!(&verified, Ok(c) if c.nonce == nonce
+            && c.instance_id == device.ueid()
+            && c.software_components.len() == 1
+            && c.software_components[0].measurement_value == evidence[..32]),
+        "the TA's token verifies with the vendor side's verifier: this nonce, this device, the TA's memory hash",
+    );
+    if let Err(e) = &verified {
+        println!("omg-optee: the TA's token does not verify: {e}");
+    }
+    let refused = [10, token.len() / 2, token.len() - 100, token.len() - 1]
+        .iter()
+        .all(|&i| {
+            let mut changed = token.clone();
+            changed[i] ^= 0x01;
+            OpteeToken::verify(&changed, &device).is_err()
+        });
+    report.check(refused, "the token with a byte changed is refused");
+    println!(
+        "omg-optee: attestation token: {} bytes in {:.1} ms (ephemeral P-256 key, PTA evidence)",
+        token.len(),
+        token_time.as_secs_f64() * 1e3
+    );
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     for (name, bytes) in [
         ("exponent", &e),
         ("modulus", &n),
         ("nonce", &nonce),
         ("evidence", &evidence),
+        ("token", &token),
     ] {
         std::fs::write(dir.join(name), bytes).map_err(|e| format!("{name}: {e}"))?;
     }

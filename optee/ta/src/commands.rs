@@ -26,12 +26,18 @@ pub const CMD_COUNTER: u32 = 4;
 pub const CMD_KEY_FINGERPRINT: u32 = 5;
 /// Command: attestation evidence for the nonce in parameter 0 (1 to 64 bytes), written to the
 /// memory reference of parameter 1: the SHA-256 of the TA's memory and the attestation PTA's
-/// signature.
+/// signature of SHA-256("omg optee raw evidence v1" || nonce) || hash (never of the nonce
+/// itself, so that it is no attestation token's binding).
 pub const CMD_ATTEST: u32 = 6;
 /// Command: check omg-enclave's `Platform` on OP-TEE (optee/ta/src/selftest.rs). Value
 /// parameter 0: in `a` = phase (0: exercise every service; 1: read the check's counters back,
 /// from another session); out `a` = the check's epoch, `b` = its inferences counted.
 pub const CMD_PLATFORM_CHECK: u32 = 7;
+/// Command: an attestation token (omg_protocol::optee) over the nonce in parameter 0 (32, 48 or
+/// 64 bytes), written to the memory reference of parameter 1 (at most 4096 bytes), for an
+/// enclave key hash the TA draws at random: a sample of the token for verifiers outside the
+/// TA, which releases nothing to anyone.
+pub const CMD_SAMPLE_TOKEN: u32 = 8;
 
 /// Largest model a session accepts, in bytes.
 pub const MAX_MODEL_BYTES: usize = 2 << 20;

@@ -16,7 +16,7 @@ mod selftest;
 
 use commands::{
     CMD_ATTEST, CMD_COUNTER, CMD_INVOKE, CMD_KEY_FINGERPRINT, CMD_LOAD_MODEL, CMD_PLATFORM_CHECK,
-    CMD_RANDOM, CMD_RESET, Failure, MAX_MODEL_BYTES, Session,
+    CMD_RANDOM, CMD_RESET, CMD_SAMPLE_TOKEN, Failure, MAX_MODEL_BYTES, Session,
 };
 use optee_utee::prelude::*;
 use optee_utee::{
@@ -138,6 +138,13 @@ fn invoke_command(
             let mut evidence = [0u8; platform::MAX_EVIDENCE_BYTES];
             let len = platform::attest(&nonce, &mut evidence)?;
             params.1.as_memref_output()?.set_output(&evidence[..len])
+        }
+        CMD_SAMPLE_TOKEN => {
+            params.2.as_none()?;
+            params.3.as_none()?;
+            let nonce = read_memref(&params.0, platform::MAX_NONCE_BYTES)?;
+            let token = platform::sample_token(&nonce)?;
+            params.1.as_memref_output()?.set_output(&token)
         }
         CMD_PLATFORM_CHECK => {
             params.1.as_none()?;

@@ -146,22 +146,49 @@ pub const MAX_NONCE_BYTES: usize = 64;
 /// Largest evidence: a SHA-256 hash and an RSA signature of up to 4096 bits.
 pub const MAX_EVIDENCE_BYTES: usize = 32 + 512;
 
-/// Evidence for `nonce` (1 to 64 bytes): the SHA-256 of this TA's immutable memory followed by
-/// the attestation PTA's RSASSA-PSS (SHA-256, MGF1-SHA-256, 32-byte salt) signature of
-/// SHA-256(nonce | hash). Writes it to `out` and returns its length.
+/// Evidence for a normal-world `nonce` (1 to 64 bytes): the SHA-256 of this TA's immutable
+/// memory followed by the attestation PTA's RSASSA-PSS (SHA-256, MGF1-SHA-256, 32-byte salt)
+/// signature of `SHA-256(RAW_EVIDENCE_LABEL || nonce) || hash`. The PTA never gets the
+/// caller's nonce itself: otherwise the normal world could have it sign the binding of an
+/// attestation token with a key of its own (omg_protocol::optee, "Why this binding").
+/// Writes it to `out` and returns its length.
 pub fn attest(nonce: &[u8], out: &mut [u8; MAX_EVIDENCE_BYTES]) -> optee_utee::Result<usize> {
     if nonce.is_empty() || nonce.len() > MAX_NONCE_BYTES {
         return Err(ErrorKind::BadParameters.into());
     }
+    hash_ta_memory(&omg_protocol::optee::raw_evidence_nonce(nonce), out)
+}
+
+/// The attestation PTA's `PTA_ATTESTATION_HASH_TA_MEMORY` over `pta_nonce` as given: the TA's
+/// memory hash followed by the PTA's signature of `pta_nonce || hash`. Only ever called with a
+/// nonce the TA computed itself.
+fn hash_ta_memory(
+    pta_nonce: &[u8],
+    out: &mut [u8; MAX_EVIDENCE_BYTES],
+) -> optee_utee::Result<usize> {
     let mut session = TaSessionBuilder::new(Uuid::parse_str(ATTESTATION_PTA_UUID)?).build()?;
     let mut params = TeeParams::new()
-        .with_memref_in(ParamIndex::Arg0, nonce)
+        .with_memref_in(ParamIndex::Arg0, pta_nonce)
         .with_memref_out(ParamIndex::Arg1, out);
     session.invoke_command(PTA_ATTESTATION_HASH_TA_MEMORY, &mut params)?;
     params[ParamIndex::Arg1]
         .written_slice()
         .map(<[u8]>::len)
         .ok_or_else(|| ErrorKind::Generic.into())
+}
+
+/// A token over the normal world's `nonce` (32, 48 or 64 bytes) for an enclave key hash the TA
+/// draws at random and forgets: a sample of this TA's token for a verifier outside the TA. Its
+/// key hash is no hash of any key (nobody knows a preimage), so a vendor releases nothing to
+/// it.
+pub fn sample_token(nonce: &[u8]) -> optee_utee::Result<Vec<u8>> {
+    let mut platform = OpteePlatform::new()?;
+    let mut key_hash = [0u8; 32];
+    random(&mut key_hash);
+    platform.attest(nonce, key_hash).map_err(|e| {
+        optee_utee::trace_println!("omg TA: sample token: {}", e);
+        ErrorKind::BadParameters.into()
+    })
 }
 
 /// The attestation PTA's command returning its public key (exponent and modulus).
@@ -298,8 +325,11 @@ const TIME_FLOOR_ID: &[u8] = b"omg-time-floor";
 /// - `now`: the normal world's time (`TEE_GetREETime`), never below the latest one seen,
 ///   which is kept in RPMB: the normal world can stop the clock but not turn it back.
 /// - `measurement`: the attestation PTA's SHA-256 of the TA's code and read-only data in
-///   memory; `device_ueid`: `0x01 || SHA-256(modulus of the attestation PTA's RSA key)`.
-/// - `attest`: not available yet (the token format for OP-TEE evidence is not decided).
+///   memory; `device_ueid`: `0x01 || SHA-256(modulus of the attestation PTA's RSA key)`
+///   (omg_protocol::optee::device_ueid).
+/// - `attest`: an OP-TEE token (omg_protocol::optee): the claims signed by a fresh ephemeral
+///   P-256 key, which the attestation PTA's signature over the token's binding ties to this
+///   TA's memory hash and the device's PTA key.
 pub struct OpteePlatform {
     measurement: [u8; 32],
     ueid: [u8; 33],
@@ -317,9 +347,7 @@ impl OpteePlatform {
         }
         let mut measurement = [0u8; 32];
         measurement.copy_from_slice(&evidence[..32]);
-        let mut ueid = [0u8; 33];
-        ueid[0] = 0x01;
-        ueid[1..].copy_from_slice(&omg_protocol::sha256(&attestation_modulus()?));
+        let ueid = omg_protocol::optee::device_ueid(&attestation_modulus()?);
         Ok(Self {
             measurement,
             ueid,
@@ -337,12 +365,24 @@ impl Platform for OpteePlatform {
         self.ueid
     }
 
-    fn attest(&mut self, _nonce: &[u8], _hash: [u8; 32]) -> Result<Vec<u8>, PlatformError> {
-        Err(PlatformError::new(
-            "attest",
-            "no token format for OP-TEE evidence yet (the attestation PTA signs its memory hash \
-             over a nonce with RSA; how a verifier binds the enclave key to it is not decided)",
-        ))
+    fn attest(&mut self, nonce: &[u8], hash: [u8; 32]) -> Result<Vec<u8>, PlatformError> {
+        use omg_protocol::optee::{PendingToken, claims};
+        let error = |e: omg_protocol::ProtocolError| PlatformError::new("attest", format!("{e}"));
+        // A key for this token only: the PTA's signature below binds it to this TA and to the
+        // claims; it is dropped (and zeroized by p256) when the token is made.
+        let ephemeral = omg_protocol::generate_signing_key(&mut self.rng);
+        let claims = claims(
+            self.ueid,
+            nonce,
+            self.measurement,
+            Some(env!("CARGO_PKG_VERSION")),
+            hash,
+        );
+        let pending = PendingToken::new(&claims, &ephemeral).map_err(error)?;
+        let mut output = [0u8; MAX_EVIDENCE_BYTES];
+        let len = hash_ta_memory(&pending.pta_nonce(), &mut output)
+            .map_err(|e| tee_error("attest", e))?;
+        pending.finish(&output[..len]).map_err(error)
     }
 
     fn sealing_key(&mut self, scope: ModelScope<'_>) -> Result<SealingKey, PlatformError> {

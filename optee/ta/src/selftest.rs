@@ -1,6 +1,6 @@
 //! A check of [`OpteePlatform`] through omg-enclave's `Platform` trait, run in the TA for the
 //! normal-world scenario: sealing with omg's own sealed-blob code, the epoch counter, the
-//! inference quota, the clock, the measurement, and the refusal of `attest`.
+//! inference quota, the clock, the measurement, and the attestation token of `attest`.
 #![forbid(unsafe_code)]
 
 use alloc::vec;
@@ -66,9 +66,30 @@ pub fn run(phase: u32) -> Result<(u64, u64), Failure> {
 
     expect(p.measurement() != [0u8; 32], "measurement")?;
     expect(p.device_ueid()[0] == 0x01, "ueid")?;
+    // Attestation: a token that opens (encoding, ephemeral signature, profile, the one
+    // measurement equal to the PTA's hash) and names this device, this TA and the key hash; a
+    // fresh ephemeral key each time; a nonce of a length the claims do not allow refused.
+    let token = platform(p.attest(&[0x42; 32], [0x07; 32]))?;
+    let opened = omg_protocol::optee::OpteeToken::open(&token).map_err(|e| {
+        trace_println!("omg TA: platform check: token: {}", e);
+        Failure::Generic
+    })?;
+    expect(
+        opened.claims.instance_id == p.device_ueid()
+            && opened.evidence.ta_hash == p.measurement()
+            && opened.claims.enclave_key_hash == [0x07; 32]
+            && opened.claims.nonce == [0x42; 32],
+        "attest: the token's claims",
+    )?;
+    let second = platform(p.attest(&[0x42; 32], [0x07; 32]))?;
+    expect(
+        omg_protocol::optee::OpteeToken::open(&second)
+            .is_ok_and(|o| o.evidence.ephemeral_public_key != opened.evidence.ephemeral_public_key),
+        "attest: a fresh ephemeral key",
+    )?;
     expect(
         matches!(p.attest(b"nonce", [0u8; 32]), Err(e) if e.service == "attest"),
-        "attest refused",
+        "attest: a 5-byte nonce refused",
     )?;
 
     // Sealing: a blob sealed under scope a's key opens under it again, in the same content,
