@@ -2,7 +2,7 @@
 #![forbid(unsafe_code)]
 
 use std::cell::RefCell;
-use std::ffi::{CStr, CString};
+use std::ffi::CString;
 
 /// What a call returned. Every function that can fail returns one; `OMG_STATUS_OK` is zero, and
 /// on any other value `omg_last_error_message()` explains what went wrong.
@@ -114,13 +114,17 @@ thread_local! {
 /// Records `failure` as this thread's latest error and returns its status.
 pub fn record(failure: Failure) -> OmgStatus {
     let message = CString::new(failure.message.replace('\0', "\\0")).unwrap_or_default();
-    LAST_ERROR.with(|m| *m.borrow_mut() = message);
+    // During the thread's exit (its locals destroyed) the message is lost; the status is not.
+    let _ = LAST_ERROR.try_with(|m| *m.borrow_mut() = message);
     failure.status
 }
 
-/// Calls `f` with this thread's latest error message (empty if no call failed on it yet).
-pub fn with_last<R>(f: impl FnOnce(&CStr) -> R) -> R {
-    LAST_ERROR.with(|m| f(&m.borrow()))
+/// This thread's latest error message (empty if no call failed on it yet, or while the thread
+/// exits), valid until the next failure is recorded on this thread.
+pub fn last_message_ptr() -> *const std::ffi::c_char {
+    LAST_ERROR
+        .try_with(|m| m.borrow().as_ptr())
+        .unwrap_or(c"".as_ptr())
 }
 
 /// Runs `f`, turning a panic into [`OmgStatus::Panic`] and any failure into its status, with
@@ -147,6 +151,10 @@ pub fn guard(f: impl FnOnce() -> Result<(), Failure>) -> OmgStatus {
 mod tests {
     use super::*;
 
+    fn last() -> String {
+        LAST_ERROR.with(|m| m.borrow().to_str().unwrap().to_string())
+    }
+
     #[test]
     fn failures_and_panics_become_codes_and_messages() {
         assert_eq!(guard(|| Ok(())), OmgStatus::Ok);
@@ -154,9 +162,9 @@ mod tests {
             guard(|| Err(Failure::invalid("bad\0thing"))),
             OmgStatus::InvalidArgument
         );
-        with_last(|m| assert_eq!(m.to_str().unwrap(), "bad\\0thing"));
+        assert_eq!(last(), "bad\\0thing");
         assert_eq!(guard(|| panic!("boom")), OmgStatus::Panic);
-        with_last(|m| assert!(m.to_str().unwrap().contains("boom")));
+        assert!(last().contains("boom"));
         let io: anyhow::Error =
             anyhow::Error::from(std::io::Error::other("gone")).context("reading x");
         assert_eq!(Failure::from(io).status, OmgStatus::Io);

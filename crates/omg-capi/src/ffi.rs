@@ -25,7 +25,7 @@
 use std::ffi::{CStr, c_char, c_void};
 use std::path::Path;
 
-use crate::error::{Failure, OmgStatus, guard, with_last};
+use crate::error::{Failure, OmgStatus, guard, last_message_ptr};
 use crate::interpreter::{Interpreter, OMG_MAX_RANK, OmgType, TensorInfo};
 use crate::pipeline::{self, Event, Pipeline};
 
@@ -97,8 +97,15 @@ pub type OmgEventCallback =
 /// Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn omg_version() -> *const c_char {
-    c"0.1.0".as_ptr()
+    VERSION.as_ptr()
 }
+
+/// The crate's version as a C string.
+const VERSION: &CStr =
+    match CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {
+        Ok(v) => v,
+        Err(_) => c"unknown",
+    };
 
 /// The message of the latest failed call made on the calling thread (NUL-terminated; empty if
 /// none failed yet). The pointer stays valid until the next failed call on this thread.
@@ -106,7 +113,7 @@ pub extern "C" fn omg_version() -> *const c_char {
 /// Thread-safe: each thread has its own message.
 #[unsafe(no_mangle)]
 pub extern "C" fn omg_last_error_message() -> *const c_char {
-    with_last(|m| m.as_ptr())
+    last_message_ptr()
 }
 
 /// `p` as a string, or `None` if it is NULL.

@@ -334,7 +334,7 @@ static void *thread_main(void *p) {
     if (a->fail) {
         a->ok &= omg_interpreter_open_memory(a->model, 10, NULL, &h) == OMG_STATUS_INVALID_MODEL;
     }
-    for (int r = 0; r < 20; r++) {
+    for (int r = 0; r < 5; r++) {
         a->ok &= omg_interpreter_open_memory(a->model, a->size, NULL, &h) == OMG_STATUS_OK;
         int8_t in[1960] = {0}, out[4];
         a->ok &= omg_interpreter_set_input(h, 0, in, sizeof in) == OMG_STATUS_OK;
