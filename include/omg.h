@@ -306,6 +306,8 @@ enum OmgStatus omg_interpreter_output_details(const struct OmgInterpreter *inter
 /**
  * Copies `size` bytes at `data` into input `index`: raw little-endian values, exactly the
  * input's byte size (`OmgTensorDetails.bytes`), else `OMG_STATUS_INVALID_ARGUMENT`.
+ * Set every input before each `omg_interpreter_invoke`: as in TensorFlow Lite Micro, running
+ * the model may reuse an input's memory for intermediate tensors.
  *
  * Not thread-safe for this handle.
  */
@@ -323,8 +325,9 @@ enum OmgStatus omg_interpreter_invoke(struct OmgInterpreter *interpreter);
 
 /**
  * Copies output `index` (raw little-endian values, `OmgTensorDetails.bytes` bytes) into the
- * `size` bytes at `buffer`; a smaller buffer gives `OMG_STATUS_INVALID_ARGUMENT`. Before the
- * first `omg_interpreter_invoke` the output holds zeros.
+ * `size` bytes at `buffer`; a smaller buffer gives `OMG_STATUS_INVALID_ARGUMENT` (bytes past
+ * the output's size are left untouched). Before the first `omg_interpreter_invoke` its content
+ * is unspecified.
  *
  * Thread-safe for concurrent reads of the same handle.
  */

@@ -393,6 +393,8 @@ pub extern "C" fn omg_interpreter_output_details(
 
 /// Copies `size` bytes at `data` into input `index`: raw little-endian values, exactly the
 /// input's byte size (`OmgTensorDetails.bytes`), else `OMG_STATUS_INVALID_ARGUMENT`.
+/// Set every input before each `omg_interpreter_invoke`: as in TensorFlow Lite Micro, running
+/// the model may reuse an input's memory for intermediate tensors.
 ///
 /// Not thread-safe for this handle.
 #[unsafe(no_mangle)]
@@ -420,8 +422,9 @@ pub extern "C" fn omg_interpreter_invoke(interpreter: *mut OmgInterpreter) -> Om
 }
 
 /// Copies output `index` (raw little-endian values, `OmgTensorDetails.bytes` bytes) into the
-/// `size` bytes at `buffer`; a smaller buffer gives `OMG_STATUS_INVALID_ARGUMENT`. Before the
-/// first `omg_interpreter_invoke` the output holds zeros.
+/// `size` bytes at `buffer`; a smaller buffer gives `OMG_STATUS_INVALID_ARGUMENT` (bytes past
+/// the output's size are left untouched). Before the first `omg_interpreter_invoke` its content
+/// is unspecified.
 ///
 /// Thread-safe for concurrent reads of the same handle.
 #[unsafe(no_mangle)]
