@@ -1,8 +1,10 @@
 //! The parts of the `omg` command-line tool that parse outside input on their own: audio
-//! decoding and pipeline manifests. They live in this library so that the fuzz targets under
-//! `fuzz/` can drive them; the `omg` binary uses them from here.
+//! decoding, pipeline manifests and the bundles built from them. They live in this library so
+//! that the fuzz targets under `fuzz/` and the C API (`omg-capi`) can use them; the `omg`
+//! binary uses them from here.
 #![forbid(unsafe_code)]
 
 pub mod audio;
+pub mod bundle;
 pub mod files;
 pub mod manifest;

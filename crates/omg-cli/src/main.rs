@@ -2,7 +2,6 @@
 #![forbid(unsafe_code)]
 
 mod bench;
-mod bundle;
 mod demo;
 mod device;
 mod enclave;
@@ -23,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use omg_cli::{audio, files, manifest};
+use omg_cli::{audio, bundle, files, manifest};
 
 /// Offline Model Guard: private, model-protecting, offline keyword spotting.
 ///
@@ -469,16 +468,7 @@ impl KernelArgs {
 }
 
 fn parse_kernels(s: &str) -> Result<omg_engine::KernelSet, String> {
-    match s {
-        "auto" => Ok(omg_engine::KernelSet::Optimized),
-        "reference" => Ok(omg_engine::KernelSet::Reference),
-        _ => omg_engine::Isa::from_name(s)
-            .map(omg_engine::KernelSet::Level)
-            .ok_or_else(|| {
-                let levels = omg_engine::Isa::ALL.map(omg_engine::Isa::name).join(", ");
-                format!("{s:?} is not one of auto, reference, {levels}")
-            }),
-    }
+    s.parse().map_err(|e: omg_engine::Error| e.to_string())
 }
 
 /// The audio source of `listen` / `run`, or the usage error's exit code.

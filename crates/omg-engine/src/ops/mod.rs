@@ -88,6 +88,25 @@ impl KernelSet {
     }
 }
 
+impl core::str::FromStr for KernelSet {
+    type Err = Error;
+
+    /// Parses a kernel choice as the command line and the C API name it: `auto` (the
+    /// optimized kernels at the fastest level this CPU supports), `reference`, or one level
+    /// (`portable`, `avx2`, `neon`, `dotprod`; whether this CPU runs it is checked when a model
+    /// loads).
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "auto" => Ok(KernelSet::Optimized),
+            "reference" => Ok(KernelSet::Reference),
+            _ => Isa::from_name(s).map(KernelSet::Level).ok_or_else(|| {
+                let levels = Isa::ALL.map(Isa::name).join(", ");
+                Error::Usage(format!("{s:?} is not one of auto, reference, {levels}"))
+            }),
+        }
+    }
+}
+
 impl core::fmt::Display for KernelSet {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self.isa() {
