@@ -16,5 +16,12 @@ if [ "$target" = model ] && [ -d "$shared" ]; then
   for m in "$shared"/*/models/*.tflite; do cp -n "$m" "$corpus/" ; done
 fi
 cd "$root"
-RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" "$corpus" -- \
+# Targets that need files (vendor_bodies' SQLite store) make them under TMPDIR: a private
+# directory, RAM-backed where /dev/shm exists (the store syncs every commit), removed on every
+# exit path (libFuzzer ends the process without running Rust destructors).
+base=/dev/shm
+[ -d "$base" ] && [ -w "$base" ] || base="${TMPDIR:-/tmp}"
+scratch="$(mktemp -d "$base/omg-fuzz-XXXXXX")"
+trap 'rm -rf "$scratch"' EXIT
+TMPDIR="$scratch" RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" "$corpus" -- \
   -max_total_time="$seconds" -max_len="${FUZZ_MAX_LEN:-100000}" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1

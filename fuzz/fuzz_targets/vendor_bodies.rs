@@ -34,14 +34,10 @@ struct Fixture {
 fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
-        // A RAM-backed directory where there is one: the store syncs every commit.
-        let shm = std::path::Path::new("/dev/shm");
-        let dir = if shm.is_dir() {
-            shm.to_path_buf()
-        } else {
-            std::env::temp_dir()
-        };
-        let db = dir.join(format!("omg-fuzz-vendor-{}.sqlite", std::process::id()));
+        // Under TMPDIR: tools/fuzz.sh gives each run a private directory (RAM-backed where it
+        // can) and removes it afterwards, since libFuzzer exits without running destructors.
+        let db =
+            std::env::temp_dir().join(format!("omg-fuzz-vendor-{}.sqlite", std::process::id()));
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
         }
