@@ -104,6 +104,11 @@ pub struct TempPgDb {
 
 impl TempPgDb {
     pub fn new(tag: &str) -> Self {
+        // An SQL identifier: letters, digits and underscores only (tags may hold '-').
+        let tag: String = tag
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
         let name = format!("omg_vendor_test_{}_{}_{tag}", std::process::id(), unique());
         let mut admin = admin_client();
         admin
