@@ -28,26 +28,34 @@ pub(crate) fn load_signing_key(path: &Path) -> Result<SigningKey> {
         .map_err(|_| anyhow::anyhow!("{} is not a P-256 private key", path.display()))
 }
 
-/// A public key from the command line: a SEC1 key file (raw, as `attestation.pub` or
-/// `maker.pub`, or hex text), or the key itself in hex.
-pub(crate) fn public_key_arg(arg: &str) -> Result<Vec<u8>> {
+/// The bytes of a key given on the command line as a file (of at most `limit` bytes) or as
+/// the argument itself: raw when `is_key` accepts them, else decoded from hex (empty when
+/// neither). The caller checks the result and says what it expected.
+fn key_bytes(arg: &str, limit: u64, is_key: impl Fn(&[u8]) -> bool) -> Result<Vec<u8>> {
     let path = Path::new(arg);
     let bytes = if path.exists() {
-        read_limited(path, 1024)?
+        read_limited(path, limit)?
     } else {
         arg.as_bytes().to_vec()
     };
-    let key = if omg_protocol::verifying_key_from_sec1(&bytes).is_ok() {
+    Ok(if is_key(&bytes) {
         bytes
     } else {
         std::str::from_utf8(&bytes)
             .ok()
             .and_then(|text| crate::device::parse_hex(text, "the device key").ok())
             .unwrap_or_default()
-    };
-    omg_protocol::verifying_key_from_sec1(&key).map_err(|_| {
-        anyhow::anyhow!("{arg} is neither a SEC1 public key file nor a SEC1 P-256 key in hex")
-    })?;
+    })
+}
+
+/// A public key from the command line: a SEC1 key file (raw, as `attestation.pub` or
+/// `maker.pub`, or hex text), or the key itself in hex.
+pub(crate) fn public_key_arg(arg: &str) -> Result<Vec<u8>> {
+    let is_sec1 = |b: &[u8]| omg_protocol::verifying_key_from_sec1(b).is_ok();
+    let key = key_bytes(arg, 1024, is_sec1)?;
+    if !is_sec1(&key) {
+        anyhow::bail!("{arg} is neither a SEC1 public key file nor a SEC1 P-256 key in hex");
+    }
     Ok(key)
 }
 
@@ -56,21 +64,9 @@ pub(crate) fn public_key_arg(arg: &str) -> Result<Vec<u8>> {
 /// OP-TEE device's attestation PTA key as a DER SubjectPublicKeyInfo, raw or in hex), or the
 /// key itself in hex.
 pub(crate) fn device_key_arg(arg: &str) -> Result<Vec<u8>> {
-    let path = Path::new(arg);
-    let bytes = if path.exists() {
-        read_limited(path, 2048)?
-    } else {
-        arg.as_bytes().to_vec()
-    };
-    let key = if omg_vendor::DeviceKey::parse(&bytes).is_some() {
-        bytes
-    } else {
-        std::str::from_utf8(&bytes)
-            .ok()
-            .and_then(|text| crate::device::parse_hex(text, "the device key").ok())
-            .unwrap_or_default()
-    };
-    if omg_vendor::DeviceKey::parse(&key).is_none() {
+    let is_device_key = |b: &[u8]| omg_vendor::DeviceKey::parse(b).is_some();
+    let key = key_bytes(arg, 2048, is_device_key)?;
+    if !is_device_key(&key) {
         anyhow::bail!(
             "{arg} is not a device key (a SEC1 P-256 key, or an OP-TEE attestation key as an RSA \
              DER SubjectPublicKeyInfo), neither as a file nor in hex"
