@@ -680,40 +680,38 @@ fn key_fingerprint(session: &mut Session, label: &[u8]) -> Result<Vec<u8>, u32> 
     Ok(out)
 }
 
-/// The TA's attestation evidence for `nonce`.
-fn attest(session: &mut Session, nonce: &[u8]) -> Result<Vec<u8>, u32> {
-    let mut out = vec![0u8; 32 + 512];
+/// Runs TA command `command` on `input`, with an output buffer of `capacity` bytes; returns
+/// what the TA wrote there, or its error code.
+fn bytes_command(
+    session: &mut Session,
+    command: u32,
+    input: &[u8],
+    capacity: usize,
+) -> Result<Vec<u8>, u32> {
+    let mut out = vec![0u8; capacity];
     let mut op = Operation::new(
         0,
-        ParamTmpRef::new_input(nonce),
+        ParamTmpRef::new_input(input),
         ParamTmpRef::new_output(&mut out),
         ParamNone,
         ParamNone,
     );
     session
-        .invoke_command(CMD_ATTEST, &mut op)
+        .invoke_command(command, &mut op)
         .map_err(|e| e.raw_code())?;
     let len = op.parameters().1.updated_size();
     out.truncate(len);
     Ok(out)
 }
 
+/// The TA's attestation evidence for `nonce`.
+fn attest(session: &mut Session, nonce: &[u8]) -> Result<Vec<u8>, u32> {
+    bytes_command(session, CMD_ATTEST, nonce, 32 + 512)
+}
+
 /// The TA's sample attestation token for `nonce`.
 fn sample_token(session: &mut Session, nonce: &[u8]) -> Result<Vec<u8>, u32> {
-    let mut out = vec![0u8; 4096];
-    let mut op = Operation::new(
-        0,
-        ParamTmpRef::new_input(nonce),
-        ParamTmpRef::new_output(&mut out),
-        ParamNone,
-        ParamNone,
-    );
-    session
-        .invoke_command(CMD_SAMPLE_TOKEN, &mut op)
-        .map_err(|e| e.raw_code())?;
-    let len = op.parameters().1.updated_size();
-    out.truncate(len);
-    Ok(out)
+    bytes_command(session, CMD_SAMPLE_TOKEN, nonce, 4096)
 }
 
 /// The attestation PTA's public key: exponent and modulus, big-endian.
