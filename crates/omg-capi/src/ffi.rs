@@ -277,19 +277,41 @@ pub extern "C" fn omg_interpreter_open_file(
     })
 }
 
+/// The static C name of a kernel level as the engine names it.
+fn kernels_name(level: &str) -> Result<*const c_char, Failure> {
+    let name = match level {
+        "reference" => c"reference",
+        "portable" => c"portable",
+        "avx2" => c"avx2",
+        "neon" => c"neon",
+        "dotprod" => c"dotprod",
+        other => return Err(Failure::invalid(format!("unknown kernel level {other}"))),
+    };
+    Ok(name.as_ptr())
+}
+
+/// Drops the boxed handle `handle` (NULL is ignored); a panic while dropping is not let out.
+///
+/// # Safety
+/// A non-NULL `handle` must come from `Box::into_raw` and not have been freed.
+unsafe fn free_handle<T>(handle: *mut T) {
+    if handle.is_null() {
+        return;
+    }
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // SAFETY: the caller's contract: `handle` is a live `Box::into_raw` pointer.
+        drop(unsafe { Box::from_raw(handle) });
+    }));
+}
+
 /// Frees an interpreter and everything it owns (tensor names included). NULL is ignored.
 ///
 /// Not thread-safe for this handle: no other call may use it meanwhile or afterwards.
 #[unsafe(no_mangle)]
 pub extern "C" fn omg_interpreter_free(interpreter: *mut OmgInterpreter) {
-    if interpreter.is_null() {
-        return;
-    }
-    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        // SAFETY: a non-NULL handle comes from `Box::into_raw` in `open_interpreter` and is
-        // freed once (the header's contract).
-        drop(unsafe { Box::from_raw(interpreter) });
-    }));
+    // SAFETY: a non-NULL handle comes from `Box::into_raw` in `open_interpreter` and is freed
+    // once (the header's contract).
+    unsafe { free_handle(interpreter) }
 }
 
 /// The kernels the model runs on: `"reference"` or the level's name (`"avx2"`, ...; `"auto"`
@@ -301,18 +323,7 @@ pub extern "C" fn omg_interpreter_kernels(
     interpreter: *const OmgInterpreter,
     name: *mut *const c_char,
 ) -> OmgStatus {
-    guard(|| {
-        let k = interp(interpreter)?.kernels();
-        let c = match k {
-            "reference" => c"reference",
-            "portable" => c"portable",
-            "avx2" => c"avx2",
-            "neon" => c"neon",
-            "dotprod" => c"dotprod",
-            other => return Err(Failure::invalid(format!("unknown kernel level {other}"))),
-        };
-        put(name, c.as_ptr(), "name")
-    })
+    guard(|| put(name, kernels_name(interp(interpreter)?.kernels())?, "name"))
 }
 
 /// The number of model inputs, in `*count`.
@@ -495,14 +506,9 @@ pub extern "C" fn omg_pipeline_open(
 /// Not thread-safe for this handle: no other call may use it meanwhile or afterwards.
 #[unsafe(no_mangle)]
 pub extern "C" fn omg_pipeline_free(pipeline: *mut OmgPipeline) {
-    if pipeline.is_null() {
-        return;
-    }
-    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        // SAFETY: a non-NULL handle comes from `Box::into_raw` in `omg_pipeline_open` and is
-        // freed once (the header's contract).
-        drop(unsafe { Box::from_raw(pipeline) });
-    }));
+    // SAFETY: a non-NULL handle comes from `Box::into_raw` in `omg_pipeline_open` and is freed
+    // once (the header's contract).
+    unsafe { free_handle(pipeline) }
 }
 
 /// The kernels the pipeline's models run on (as `omg_interpreter_kernels`). `*name` is static.
@@ -513,18 +519,7 @@ pub extern "C" fn omg_pipeline_kernels(
     pipeline: *mut OmgPipeline,
     name: *mut *const c_char,
 ) -> OmgStatus {
-    guard(|| {
-        let k = pipe(pipeline)?.inner.kernels();
-        let c = match k {
-            "reference" => c"reference",
-            "portable" => c"portable",
-            "avx2" => c"avx2",
-            "neon" => c"neon",
-            "dotprod" => c"dotprod",
-            other => return Err(Failure::invalid(format!("unknown kernel level {other}"))),
-        };
-        put(name, c.as_ptr(), "name")
-    })
+    guard(|| put(name, kernels_name(pipe(pipeline)?.inner.kernels())?, "name"))
 }
 
 /// The sample rate the pipeline takes, in Hz (16000), in `*rate`.
