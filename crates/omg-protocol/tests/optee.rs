@@ -6,10 +6,10 @@ mod common;
 use common::*;
 use coset::cbor::value::Value;
 use coset::{CoseSign1Builder, HeaderBuilder, TaggedCborSerializable, iana};
-use omg_protocol::optee::{self, DeviceKey, Evidence, OpteeToken, PendingToken};
-use omg_protocol::token::{Claims, Token};
+use omg_protocol::optee::{self, DeviceKey, OpteeToken, PendingToken};
+use omg_protocol::token::Token;
 use omg_protocol::{ProtocolError, key_id, public_key_sec1, sha256};
-use omg_testkit::optee::SimulatedPta;
+use omg_testkit::optee::{SimulatedPta, forge_token};
 use p256::ecdsa::signature::Signer;
 use sha2::{Digest, Sha256};
 
@@ -111,40 +111,6 @@ fn evidence_signed_by_another_rsa_key_is_refused() {
     ));
 }
 
-/// Rebuilds `token` with `claims`, signed by `signer`, carrying `evidence` (an attacker who
-/// holds a genuine token but not its ephemeral key).
-fn forge(claims: &Claims, signer: &p256::ecdsa::SigningKey, evidence: &Evidence) -> Vec<u8> {
-    let value = Value::Map(vec![
-        (
-            Value::Integer(1.into()),
-            Value::Bytes(evidence.ephemeral_public_key.to_vec()),
-        ),
-        (
-            Value::Integer(2.into()),
-            Value::Bytes(evidence.ta_hash.to_vec()),
-        ),
-        (
-            Value::Integer(3.into()),
-            Value::Bytes(evidence.signature.clone()),
-        ),
-    ]);
-    let header = HeaderBuilder::new()
-        .algorithm(iana::Algorithm::ES256)
-        .key_id(key_id(signer.verifying_key()).to_vec())
-        .value(-65537, value)
-        .build();
-    CoseSign1Builder::new()
-        .protected(header)
-        .payload(claims.to_cbor().unwrap())
-        .create_signature(b"", |tbs| {
-            let sig: p256::ecdsa::Signature = signer.sign(tbs);
-            sig.to_bytes().to_vec()
-        })
-        .build()
-        .to_tagged_vec()
-        .unwrap()
-}
-
 #[test]
 fn genuine_evidence_does_not_carry_other_claims_or_another_signer() {
     let mut rng = TestRng::new(4);
@@ -158,24 +124,30 @@ fn genuine_evidence_does_not_carry_other_claims_or_another_signer() {
     let mut evidence = genuine.clone();
     evidence.ephemeral_public_key = public_key_sec1(attacker.verifying_key());
     assert!(matches!(
-        OpteeToken::verify(&forge(&replay, &attacker, &evidence), &pta.device_key()),
+        OpteeToken::verify(
+            &forge_token(&replay, &attacker, &evidence),
+            &pta.device_key()
+        ),
         Err(ProtocolError::BadSignature { .. })
     ));
     // The same with the genuine token's own claims except the enclave key (a swapped HPKE key).
     replay = pta.claims(&NONCE, [0x67; 32]);
     assert!(matches!(
-        OpteeToken::verify(&forge(&replay, &attacker, &evidence), &pta.device_key()),
+        OpteeToken::verify(
+            &forge_token(&replay, &attacker, &evidence),
+            &pta.device_key()
+        ),
         Err(ProtocolError::BadSignature { .. })
     ));
     // The genuine claims and evidence, re-signed by the attacker's key: the PTA bound another
     // ephemeral key.
     let same = pta.claims(&NONCE, KEY_HASH);
     assert!(matches!(
-        OpteeToken::verify(&forge(&same, &attacker, &evidence), &pta.device_key()),
+        OpteeToken::verify(&forge_token(&same, &attacker, &evidence), &pta.device_key()),
         Err(ProtocolError::BadSignature { .. })
     ));
     // The genuine ephemeral key named in the evidence, the COSE signature the attacker's.
-    let bad = forge(&replay, &attacker, &genuine);
+    let bad = forge_token(&replay, &attacker, &genuine);
     assert!(matches!(
         OpteeToken::verify(&bad, &pta.device_key()),
         Err(ProtocolError::WrongKey { .. })
@@ -185,7 +157,7 @@ fn genuine_evidence_does_not_carry_other_claims_or_another_signer() {
     other_measurement.software_components[0].measurement_value = vec![0x11; 32];
     assert!(matches!(
         OpteeToken::verify(
-            &forge(&other_measurement, &attacker, &evidence),
+            &forge_token(&other_measurement, &attacker, &evidence),
             &pta.device_key()
         ),
         Err(ProtocolError::Mismatch { .. })

@@ -2,11 +2,15 @@
 //! that verifiers can be tested on the host. The PTA's key here is an ordinary RSA key made
 //! from a deterministic RNG: test keys only.
 
+use alloc::vec;
 use alloc::vec::Vec;
 
-use omg_protocol::optee::{self, DeviceKey, PendingToken};
+use coset::cbor::value::Value;
+use coset::{CoseSign1Builder, HeaderBuilder, TaggedCborSerializable, iana};
+use omg_protocol::optee::{self, DeviceKey, Evidence, PendingToken};
 use omg_protocol::rand_core::CryptoRng;
 use omg_protocol::token::Claims;
+use p256::ecdsa::signature::Signer;
 use rsa::signature::{RandomizedSigner, SignatureEncoding};
 use rsa::traits::PublicKeyParts;
 use sha2::Sha256;
@@ -101,4 +105,43 @@ impl SimulatedPta {
     ) -> Vec<u8> {
         self.token_for(&self.claims(nonce, enclave_key_hash), rng)
     }
+}
+
+/// A token of `claims` signed by `signer`, carrying `evidence`, built from the layout
+/// docs/protocol.md gives ("The OP-TEE token"), not by omg's token code: what an attacker who
+/// holds a genuine token (but not its ephemeral key) can make.
+pub fn forge_token(
+    claims: &Claims,
+    signer: &omg_protocol::SigningKey,
+    evidence: &Evidence,
+) -> Vec<u8> {
+    let value = Value::Map(vec![
+        (
+            Value::Integer(1.into()),
+            Value::Bytes(evidence.ephemeral_public_key.to_vec()),
+        ),
+        (
+            Value::Integer(2.into()),
+            Value::Bytes(evidence.ta_hash.to_vec()),
+        ),
+        (
+            Value::Integer(3.into()),
+            Value::Bytes(evidence.signature.clone()),
+        ),
+    ]);
+    let header = HeaderBuilder::new()
+        .algorithm(iana::Algorithm::ES256)
+        .key_id(omg_protocol::key_id(signer.verifying_key()).to_vec())
+        .value(optee::HEADER_OPTEE_EVIDENCE, value)
+        .build();
+    CoseSign1Builder::new()
+        .protected(header)
+        .payload(claims.to_cbor().expect("claims encode"))
+        .create_signature(b"", |tbs| {
+            let sig: p256::ecdsa::Signature = signer.sign(tbs);
+            sig.to_bytes().to_vec()
+        })
+        .build()
+        .to_tagged_vec()
+        .expect("token encodes")
 }

@@ -8,16 +8,12 @@
 mod common;
 
 use common::*;
-use coset::cbor::value::Value;
-use coset::{CoseSign1Builder, HeaderBuilder, TaggedCborSerializable, iana};
 use omg_protocol::key_release::{HpkeKeyPair, KeyRelease};
 use omg_protocol::licence::Licence;
 use omg_protocol::optee::{self, OpteeToken};
-use omg_protocol::token::Claims;
-use omg_protocol::{SigningKey, key_id, public_key_sec1};
-use omg_testkit::optee::SimulatedPta;
+use omg_protocol::public_key_sec1;
+use omg_testkit::optee::{SimulatedPta, forge_token};
 use omg_vendor::{ActivateError, ActivationRequest, Policy, Refusal};
-use p256::ecdsa::signature::Signer;
 
 /// The omg TA's memory hash, as the PTA reports it.
 const TA_HASH: [u8; 32] = [0x5a; 32];
@@ -88,40 +84,6 @@ fn enrolled(f: &mut Fixture, seed: u64) -> OpteeDevice {
         .unwrap();
     assert_eq!(ueid, device.pta.ueid());
     device
-}
-
-/// A token of `claims` signed by `signer`, carrying `evidence`: what an attacker who holds a
-/// genuine token (but not its ephemeral key) can make.
-fn forge(claims: &Claims, signer: &SigningKey, evidence: &optee::Evidence) -> Vec<u8> {
-    let value = Value::Map(vec![
-        (
-            Value::Integer(1.into()),
-            Value::Bytes(evidence.ephemeral_public_key.to_vec()),
-        ),
-        (
-            Value::Integer(2.into()),
-            Value::Bytes(evidence.ta_hash.to_vec()),
-        ),
-        (
-            Value::Integer(3.into()),
-            Value::Bytes(evidence.signature.clone()),
-        ),
-    ]);
-    let header = HeaderBuilder::new()
-        .algorithm(iana::Algorithm::ES256)
-        .key_id(key_id(signer.verifying_key()).to_vec())
-        .value(optee::HEADER_OPTEE_EVIDENCE, value)
-        .build();
-    CoseSign1Builder::new()
-        .protected(header)
-        .payload(claims.to_cbor().unwrap())
-        .create_signature(b"", |tbs| {
-            let sig: p256::ecdsa::Signature = signer.sign(tbs);
-            sig.to_bytes().to_vec()
-        })
-        .build()
-        .to_tagged_vec()
-        .unwrap()
 }
 
 on_both_backends!(
@@ -205,8 +167,8 @@ fn evidence_replayed_under_another_nonce_is_refused() {
     let mut own = evidence.clone();
     own.ephemeral_public_key = public_key_sec1(attacker.verifying_key());
     for token in [
-        forge(&claims, &attacker, &own),
-        forge(&claims, &attacker, &evidence),
+        forge_token(&claims, &attacker, &own),
+        forge_token(&claims, &attacker, &evidence),
     ] {
         let r = refusal(
             f.service
@@ -237,8 +199,8 @@ fn a_swapped_ephemeral_or_enclave_key_is_refused() {
     let mut own = evidence.clone();
     own.ephemeral_public_key = public_key_sec1(attacker.verifying_key());
     for token in [
-        forge(&claims, &attacker, &own),
-        forge(&claims, &attacker, &evidence),
+        forge_token(&claims, &attacker, &own),
+        forge_token(&claims, &attacker, &evidence),
     ] {
         let mut request = device.request_with(token);
         request.enclave_public_key = attacker_enclave.public_key.to_bytes().to_vec();
