@@ -70,14 +70,8 @@ pub fn read_public_key(path: &Path) -> Result<VerifyingKey> {
 }
 
 pub(crate) fn parse_hex(s: &str, what: &str) -> Result<Vec<u8>> {
-    let s = s.trim();
-    if !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-        bail!("{what} must be hexadecimal digits, an even number of them");
-    }
-    Ok((0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap_or_default())
-        .collect())
+    omg_protocol::hex::decode(s.trim())
+        .ok_or_else(|| anyhow::anyhow!("{what} must be hexadecimal digits, an even number of them"))
 }
 
 #[derive(Serialize)]

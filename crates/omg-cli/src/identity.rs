@@ -12,9 +12,8 @@ use serde::Serialize;
 
 use crate::files::{write_atomic, write_secret_atomic};
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+/// Lowercase hex of `bytes`.
+pub(crate) use omg_protocol::hex::encode as hex;
 
 /// The directory for key files: `--dir`, else `$OMG_HOME/NAME`, else `$HOME/.local/share/omg/NAME`.
 pub(crate) fn key_dir(dir: Option<PathBuf>, name: &str) -> Result<PathBuf> {
@@ -54,7 +53,7 @@ fn keygen(role: &str, dir: Option<PathBuf>, force: bool, json: bool) -> Result<(
     omg_linux::fs::refuse_existing(&dir, &[&secret, &public_name], force)?;
     omg_linux::fs::create_private_dir(&dir)
         .with_context(|| format!("cannot create {}", dir.display()))?;
-    let key = generate_signing_key(&mut OsRng);
+    let key = generate_signing_key(&mut OsRng::default());
     let public = public_key_sec1(key.verifying_key());
     write_secret_atomic(&dir.join(&secret), &key.to_bytes())?;
     write_atomic(&dir.join(&public_name), &public)?;

@@ -74,10 +74,16 @@ pub fn run(opts: &Options<'_>, json: bool) -> Result<()> {
         .to_bytes()
         .context("cannot encode the pipeline bundle")?;
     let bundle = zeroize::Zeroizing::new(bundle);
-    let content_key = ContentKey::generate(&mut OsRng);
+    let content_key = ContentKey::generate(&mut OsRng::default());
     let header = PackageHeader::new(&model_id, opts.version, now, vendor_key.verifying_key());
-    let package = Package::seal(&header, &bundle, &content_key, &vendor_key, &mut OsRng)
-        .context("cannot seal the package")?;
+    let package = Package::seal(
+        &header,
+        &bundle,
+        &content_key,
+        &vendor_key,
+        &mut OsRng::default(),
+    )
+    .context("cannot seal the package")?;
 
     // Register first: a package whose key the service does not know would be useless.
     let store = Store::connect(opts.db)

@@ -89,7 +89,7 @@ struct Attempt {
 /// Enrols a new device, asks for a challenge and builds an activation request for that
 /// device over its nonce; `None` if the service is gone.
 fn prepare(addr: &str) -> Option<Attempt> {
-    let device = generate_signing_key(&mut OsRng);
+    let device = generate_signing_key(&mut OsRng::default());
     let enroll = json!({"device_public_key": B64.encode(public_key_sec1(device.verifying_key()))});
     match post(addr, "/v1/devices/enroll", &enroll.to_string()) {
         Reply::Answered(200, _) => {}
@@ -102,7 +102,7 @@ fn prepare(addr: &str) -> Option<Attempt> {
         Reply::NotSent | Reply::Lost => return None,
     };
     let nonce = B64.decode(challenge["nonce"].as_str().unwrap()).unwrap();
-    let enclave = HpkeKeyPair::generate(&mut OsRng);
+    let enclave = HpkeKeyPair::generate(&mut OsRng::default());
     let claims = Claims::new(
         device.verifying_key(),
         &nonce,
@@ -230,7 +230,7 @@ fn prepare_db(db: &Path) {
     let store = Store::open(db).unwrap();
     store.put_model(MODEL, &policy, now).unwrap();
     store
-        .add_model_version(MODEL, 1, &ContentKey::generate(&mut OsRng), now)
+        .add_model_version(MODEL, 1, &ContentKey::generate(&mut OsRng::default()), now)
         .unwrap();
 }
 

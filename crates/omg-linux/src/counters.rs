@@ -31,6 +31,7 @@
 //! stale sealed blob being replayed by mistake and against concurrent sessions overrunning a
 //! quota, not against the device's owner (TrustZone backends keep them in secure storage).
 
+use omg_protocol::hex;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -49,10 +50,6 @@ const MAX_STATE_LEN: u64 = 64 << 10;
 #[derive(Debug, Clone)]
 pub struct Counters {
     dir: PathBuf,
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The process holding a reservation: its pid and its start time (clock ticks after boot,
@@ -144,7 +141,7 @@ impl Counters {
     }
 
     fn path(&self, scope: ModelScope<'_>, kind: &str) -> PathBuf {
-        let id = hex(&scope.digest()[..16]);
+        let id = hex::encode(&scope.digest()[..16]);
         self.dir.join(format!("{id}.{kind}"))
     }
 

@@ -115,7 +115,7 @@ impl ChannelPlatform {
             channel,
             measurement: [0; 32],
             ueid: [0; 33],
-            rng: OsRng,
+            rng: OsRng::default(),
         };
         p.measurement = p.bytes(&PlatformRequest::Measurement)?;
         p.ueid = p.bytes(&PlatformRequest::DeviceUeid)?;

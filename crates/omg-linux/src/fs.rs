@@ -1,20 +1,25 @@
 //! File helpers: bounded reads and atomic, durable writes.
 
 use std::fs;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Reads a whole file, refusing one larger than `limit` bytes (before reading it).
+/// Reads a whole file, refusing one larger than `limit` bytes (it reads at most `limit + 1`).
 pub fn read_limited(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
-    let len = fs::metadata(path)?.len();
-    if len > limit {
+    // Reads at most one byte past the limit: a file that grows after a size check, or a pipe
+    // or device whose size says nothing, cannot make this allocate more than `limit + 1`.
+    let mut data = Vec::new();
+    fs::File::open(path)?
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut data)?;
+    if data.len() as u64 > limit {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("{len} bytes, more than the limit of {limit}"),
+            format!("more than the limit of {limit} bytes"),
         ));
     }
-    fs::read(path)
+    Ok(data)
 }
 
 /// Distinguishes the temporary files of one process's concurrent writers.

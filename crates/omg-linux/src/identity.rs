@@ -44,9 +44,9 @@ impl DeviceIdentity {
     pub fn create(dir: &Path, force: bool) -> io::Result<Self> {
         refuse_existing(dir, &[ATTESTATION_KEY, ATTESTATION_PUB, HUK], force)?;
         create_private_dir(dir).map_err(|e| with_path(dir, e))?;
-        let key = generate_signing_key(&mut OsRng);
+        let key = generate_signing_key(&mut OsRng::default());
         let mut huk = Zeroizing::new([0u8; 32]);
-        let Ok(()) = OsRng.try_fill_bytes(huk.as_mut());
+        let Ok(()) = OsRng::default().try_fill_bytes(huk.as_mut());
         for (name, data, mode) in [
             (HUK, &huk[..], 0o600),
             (ATTESTATION_KEY, &key.to_bytes()[..], 0o600),

@@ -59,7 +59,7 @@ impl LinuxPlatform {
             measurement,
             counters,
             open: Vec::new(),
-            rng: OsRng,
+            rng: OsRng::default(),
         }
     }
 

@@ -77,7 +77,7 @@ impl DeviceKeys {
                     let share = count / threads + usize::from(i < count % threads);
                     scope.spawn(move || {
                         (0..share)
-                            .map(|_| generate_signing_key(&mut OsRng))
+                            .map(|_| generate_signing_key(&mut OsRng::default()))
                             .collect::<Vec<_>>()
                     })
                 })
@@ -113,7 +113,7 @@ impl DeviceKeys {
             Some(key) => (key, false),
             None => {
                 self.made_during_run.fetch_add(1, Ordering::Relaxed);
-                (generate_signing_key(&mut OsRng), true)
+                (generate_signing_key(&mut OsRng::default()), true)
             }
         }
     }
@@ -305,7 +305,7 @@ async fn activate_once(
             return Err(refused("enroll", status, &answer));
         }
     }
-    let enclave = HpkeKeyPair::generate(&mut OsRng);
+    let enclave = HpkeKeyPair::generate(&mut OsRng::default());
     let claims = Claims::new(
         device_key.verifying_key(),
         &nonce,

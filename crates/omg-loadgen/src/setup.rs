@@ -1,5 +1,6 @@
 //! The service under load: its working directory, database, vendor key and process.
 
+use omg_protocol::hex;
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -72,10 +73,6 @@ pub struct Fixture {
     pub admin_token: String,
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn now() -> u64 {
     omg_vendor::http::system_now()
 }
@@ -104,18 +101,20 @@ pub fn prepare(dir: &Path, omg: &Path) -> Result<Fixture> {
     }
 
     let mut measurement = [0u8; 32];
-    OsRng
+    OsRng::default()
         .try_fill_bytes(&mut measurement)
         .map_err(|e| match e {})?;
     let policy = Policy::from_toml(&format!(
         "allowed_measurements = [\"{}\"]\nmax_devices = {}\nnot_after = {}\n",
-        hex(&measurement),
+        hex::encode(&measurement),
         u32::MAX,
         now() + LICENCE_SECS
     ))?;
     let mut token = [0u8; 16];
-    OsRng.try_fill_bytes(&mut token).map_err(|e| match e {})?;
-    let admin_token = hex(&token);
+    OsRng::default()
+        .try_fill_bytes(&mut token)
+        .map_err(|e| match e {})?;
+    let admin_token = hex::encode(&token);
     let admin_token_file = dir.join("admin-token");
     std::fs::write(&admin_token_file, &admin_token)
         .with_context(|| format!("cannot write {}", admin_token_file.display()))?;
@@ -126,7 +125,7 @@ pub fn prepare(dir: &Path, omg: &Path) -> Result<Fixture> {
     store.add_model_version(
         MODEL_ID,
         MODEL_VERSION,
-        &ContentKey::generate(&mut OsRng),
+        &ContentKey::generate(&mut OsRng::default()),
         now(),
     )?;
     Ok(Fixture {

@@ -44,12 +44,11 @@ pub mod challenge;
 pub mod cose;
 pub mod endorsement;
 pub mod error;
+pub mod hex;
 pub mod key_release;
 pub mod keys;
 pub mod licence;
 pub mod optee;
-#[cfg(feature = "getrandom")]
-mod os_rng;
 pub mod package;
 pub mod sealed;
 pub mod token;
@@ -59,8 +58,12 @@ pub use keys::{
     ContentKey, KEY_ID_LEN, ct_eq, generate_signing_key, key_id, public_key_sec1, sha256,
     signing_key_from_bytes, ueid, verifying_key_from_sec1,
 };
+/// The operating system's cryptographic RNG (getrandom's `SysRng`) as an infallible
+/// [`rand_core::CryptoRng`]: make one with `OsRng::default()`. If the OS cannot deliver
+/// randomness (on Linux only before the entropy pool is initialised at boot, where
+/// `getrandom` blocks instead), it panics rather than hand out weak keys or nonces.
 #[cfg(feature = "getrandom")]
-pub use os_rng::OsRng;
+pub type OsRng = rand_core::UnwrapErr<getrandom::SysRng>;
 
 /// The P-256 ECDSA key types used for every signature of this crate.
 pub use p256::ecdsa::{SigningKey, VerifyingKey};

@@ -55,9 +55,10 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use crate::service::{ActivateError, ActivationRequest, Refusal, Service};
+use crate::store;
 use crate::store::StoreError;
-use crate::{hex, store};
 use omg_protocol::OsRng;
+use omg_protocol::hex;
 
 /// The OpenAPI 3 description of this API.
 pub const OPENAPI_YAML: &str = include_str!("../openapi.yaml");
@@ -353,7 +354,7 @@ struct ChallengeResponse {
 async fn challenge(State(state): State<AppState>) -> Result<Response, ApiError> {
     let now = (state.config.clock)();
     let service = state.service.clone();
-    let challenge = blocking(move || Ok(service.issue_nonce(now, &mut OsRng)?)).await?;
+    let challenge = blocking(move || Ok(service.issue_nonce(now, &mut OsRng::default())?)).await?;
     let encoded = challenge.to_bytes().map_err(|_| ApiError::internal())?;
     Ok(axum::Json(ChallengeResponse {
         nonce: B64.encode(challenge.nonce),
@@ -398,7 +399,7 @@ async fn activate(State(state): State<AppState>, body: Body) -> Result<Response,
     let service = state.service.clone();
     let activation = blocking(move || {
         service
-            .activate(&request, now, &mut OsRng)
+            .activate(&request, now, &mut OsRng::default())
             .map_err(|e| match e {
                 ActivateError::Refused(r) => refusal_error(&r),
                 ActivateError::Internal(e) => ApiError::from(e),

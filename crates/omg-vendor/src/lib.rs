@@ -28,7 +28,6 @@
 #![deny(missing_docs)]
 
 mod device;
-mod hex;
 pub mod http;
 mod nonce;
 mod pg;

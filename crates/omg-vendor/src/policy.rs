@@ -41,7 +41,7 @@ use omg_protocol::licence::{InputSource, InputSources, Lease, OutputPolicy};
 use serde::{Deserialize, Serialize};
 
 use crate::device::Backend;
-use crate::hex;
+use omg_protocol::hex;
 
 /// What the enclave may reveal about a decision (TOML / JSON names of
 /// [`omg_protocol::licence::OutputPolicy`]).

@@ -84,7 +84,6 @@ use omg_protocol::token::Claims;
 use omg_protocol::{ContentKey, ProtocolError, SigningKey, VerifyingKey, ct_eq};
 
 use crate::device::{Backend, DeviceKey};
-use crate::hex;
 use crate::nonce::NonceKey;
 use crate::policy::Policy;
 use crate::sql::{Tx, args};
@@ -92,6 +91,7 @@ use crate::store::{
     self, ActivationRecord, AuditRecord, DeviceRecord, ModelRecord, Sequence, Store, StoreError,
     sql_time,
 };
+use omg_protocol::hex;
 
 /// Service settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -33,11 +33,11 @@ use std::path::Path;
 use omg_protocol::ContentKey;
 use serde::Serialize;
 
-use crate::hex;
 use crate::pg::{self, Postgres};
 use crate::policy::{Policy, PolicyError};
 use crate::sql::{Tx, args};
 use crate::sqlite::Sqlite;
+use omg_protocol::hex;
 
 /// One schema migration: the same version and description on both backends, and its SQL for
 /// each (the same text where the SQL is portable).
