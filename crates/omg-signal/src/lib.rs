@@ -43,7 +43,6 @@ pub mod pcan;
 pub mod rfft;
 pub mod spectral_subtraction;
 pub mod square_root;
-mod trig;
 pub mod window;
 
 pub use energy::Energy;

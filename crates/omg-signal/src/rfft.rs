@@ -12,7 +12,7 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-use crate::{SignalError, expect_len, trig};
+use crate::{SignalError, expect_len};
 
 /// Largest supported `fft_length`.
 pub const MAX_FFT_LENGTH: usize = 1 << 16;
@@ -150,10 +150,11 @@ impl<const N: usize> Cpx<N> {
     }
 }
 
-/// kissfft's fixed-point twiddle for `phase`.
+/// kissfft's fixed-point twiddle for `phase`, with `libm`'s double-precision sine and cosine
+/// (`twiddles_match_c_libm_for_all_lengths` checks every table against glibc's).
 fn twiddle(phase: f64) -> Tw {
-    let (s, c) = trig::sin_cos(phase);
-    let q = |v: f64| trig::floor(0.5 + f64::from(i16::MAX) * v) as i16;
+    let (s, c) = libm::sincos(phase);
+    let q = |v: f64| libm::floor(0.5 + f64::from(i16::MAX) * v) as i16;
     Tw { r: q(c), i: q(s) }
 }
 
