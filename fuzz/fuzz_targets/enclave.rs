@@ -50,7 +50,6 @@ const MAX_AUDIO: usize = 8_000;
 /// The package's output-policy ceiling.
 const CEILING: OutputPolicy = OutputPolicy::LabelAndScore;
 /// The bundle's labels; only the last two are keywords.
-use omg_testkit::MICRO_SPEECH_LABELS as LABELS;
 
 /// The vendor: its key, content key and package, made once.
 struct Vendor {

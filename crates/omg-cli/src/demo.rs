@@ -161,7 +161,7 @@ fn story(dir: &Path) -> Result<()> {
     let t = Instant::now();
     let measurement = crate::identity::hex(&crate::device::enclave_measurement()?);
     let policy = dir.join("policy.toml");
-    let not_after = omg_vendor::http::system_now() + 365 * 24 * 3600;
+    let not_after = crate::clock::unix_now() + 365 * 24 * 3600;
     std::fs::write(
         &policy,
         format!(

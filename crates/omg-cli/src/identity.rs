@@ -36,6 +36,7 @@ struct NewKey {
 
 /// `omg vendor keygen`: `vendor.key` (the 32-byte P-256 scalar, owner-only) and `vendor.pub`
 /// (SEC1 uncompressed public key, to hand out to devices and operators).
+#[cfg(feature = "vendor")]
 pub fn vendor_keygen(dir: Option<PathBuf>, force: bool, json: bool) -> Result<()> {
     keygen("vendor", dir, force, json)
 }

@@ -2,20 +2,25 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod clock;
+#[cfg(feature = "vendor")]
 mod demo;
 mod device;
 mod enclave;
 mod identity;
 mod infer;
+mod keyargs;
 mod kws;
 mod maker;
 #[cfg(feature = "mic")]
 mod mic;
+#[cfg(feature = "vendor")]
 mod package;
 mod platform;
 mod run;
 mod signals;
 mod stream;
+#[cfg(feature = "vendor")]
 mod vendor;
 
 use std::path::{Path, PathBuf};
@@ -84,6 +89,7 @@ enum Command {
         kernels: KernelArgs,
     },
     /// Vendor tools.
+    #[cfg(feature = "vendor")]
     #[command(display_order = 2)]
     Vendor {
         #[command(subcommand)]
@@ -131,6 +137,7 @@ enum Command {
         json: bool,
     },
     /// The whole story on the bundled defaults: vendor, device, provisioning, offline runs.
+    #[cfg(feature = "vendor")]
     #[command(display_order = 1)]
     Demo {
         /// Keep the demo's files in this (new) directory instead of a temporary one.
@@ -247,6 +254,7 @@ enum Command {
     },
 }
 
+#[cfg(feature = "vendor")]
 #[derive(Subcommand)]
 enum VendorCommand {
     /// Run the provisioning and licensing service (HTTP, loopback by default).
@@ -586,48 +594,6 @@ fn command(cli: Cli) -> anyhow::Result<()> {
                 kws::bench(&target, runs, json, kernels.set())
             }
         }
-        Command::Vendor {
-            command: VendorCommand::Keygen { dir, force, json },
-        } => identity::vendor_keygen(dir, force, json),
-        Command::Vendor {
-            command:
-                VendorCommand::Serve {
-                    db,
-                    key_dir,
-                    listen,
-                    admin_token_file,
-                    tls_cert,
-                    tls_key,
-                    rate_limit,
-                    rate_burst,
-                },
-        } => vendor::serve(
-            &db,
-            &key_dir,
-            listen,
-            admin_token_file,
-            vendor::Tls {
-                cert: tls_cert,
-                key: tls_key,
-            },
-            vendor::rate_limit(rate_limit, rate_burst),
-        ),
-        Command::Vendor {
-            command:
-                VendorCommand::Enroll {
-                    db,
-                    device_pub,
-                    json,
-                },
-        } => vendor::enroll(&db, &device_pub, json),
-        Command::Vendor {
-            command:
-                VendorCommand::TrustMaker {
-                    db,
-                    maker_pub,
-                    json,
-                },
-        } => vendor::trust_makers(&db, &maker_pub, json),
         Command::Maker {
             command: MakerCommand::Keygen { dir, force, json },
         } => identity::maker_keygen(dir, force, json),
@@ -677,32 +643,9 @@ fn command(cli: Cli) -> anyhow::Result<()> {
                 idle_timeout: std::time::Duration::from_secs(u64::from(idle_timeout)),
             })
         }),
-        Command::Vendor {
-            command:
-                VendorCommand::Package {
-                    pipeline,
-                    policy,
-                    db,
-                    key_dir,
-                    model_id,
-                    model_version,
-                    output,
-                    json,
-                },
-        } => identity::key_dir(key_dir, "vendor").and_then(|key_dir| {
-            package::run(
-                &package::Options {
-                    pipeline: &pipeline,
-                    policy: &policy,
-                    key_dir: &key_dir,
-                    db: &db,
-                    model_id,
-                    version: model_version,
-                    output: &output,
-                },
-                json,
-            )
-        }),
+        #[cfg(feature = "vendor")]
+        Command::Vendor { command } => vendor_command(command),
+        #[cfg(feature = "vendor")]
         Command::Demo { dir } => demo::run(dir),
         Command::Provision {
             package,
@@ -769,6 +712,67 @@ fn command(cli: Cli) -> anyhow::Result<()> {
             source,
             json,
         } => kws::listen(&pipeline, source.source(), json),
+    }
+}
+
+/// Runs `omg vendor COMMAND`.
+#[cfg(feature = "vendor")]
+fn vendor_command(command: VendorCommand) -> anyhow::Result<()> {
+    match command {
+        VendorCommand::Keygen { dir, force, json } => identity::vendor_keygen(dir, force, json),
+        VendorCommand::Serve {
+            db,
+            key_dir,
+            listen,
+            admin_token_file,
+            tls_cert,
+            tls_key,
+            rate_limit,
+            rate_burst,
+        } => vendor::serve(
+            &db,
+            &key_dir,
+            listen,
+            admin_token_file,
+            vendor::Tls {
+                cert: tls_cert,
+                key: tls_key,
+            },
+            vendor::rate_limit(rate_limit, rate_burst),
+        ),
+        VendorCommand::Enroll {
+            db,
+            device_pub,
+            json,
+        } => vendor::enroll(&db, &device_pub, json),
+        VendorCommand::TrustMaker {
+            db,
+            maker_pub,
+            json,
+        } => vendor::trust_makers(&db, &maker_pub, json),
+        VendorCommand::Package {
+            pipeline,
+            policy,
+            db,
+            key_dir,
+            model_id,
+            model_version,
+            output,
+            json,
+        } => identity::key_dir(key_dir, "vendor").and_then(|key_dir| {
+            package::run(
+                &package::Options {
+                    pipeline: &pipeline,
+                    policy: &policy,
+                    key_dir: &key_dir,
+                    db: &db,
+                    model_id,
+                    version: model_version,
+                    output: &output,
+                },
+                json,
+            )
+        }),
     }
 }
 

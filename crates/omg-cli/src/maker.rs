@@ -37,14 +37,14 @@ pub(crate) fn endorse(
     output: Output,
     json: bool,
 ) -> Result<()> {
-    let device_key: [u8; 65] = crate::vendor::public_key_arg(device_pub)?
+    let device_key: [u8; 65] = crate::keyargs::public_key_arg(device_pub)?
         .try_into()
         .map_err(|_| anyhow::anyhow!("{device_pub} is not a SEC1 uncompressed key"))?;
-    let maker = crate::vendor::load_signing_key(key)?;
+    let maker = crate::keyargs::load_signing_key(key)?;
     let bytes = Endorsement {
         device_public_key: device_key,
         maker_key_id: key_id(maker.verifying_key()),
-        issued_at: omg_vendor::http::system_now(),
+        issued_at: crate::clock::unix_now(),
         not_after,
     }
     .sign(&maker)?;

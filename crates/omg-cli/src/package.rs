@@ -59,7 +59,7 @@ pub fn run(opts: &Options<'_>, json: bool) -> Result<()> {
         .with_context(|| format!("{} is not UTF-8", opts.policy.display()))?;
     let policy =
         Policy::from_toml(&policy_text).with_context(|| format!("{}", opts.policy.display()))?;
-    let now = omg_vendor::http::system_now();
+    let now = crate::clock::unix_now();
     // The service refuses every activation past not_after: such a package could never run.
     anyhow::ensure!(
         now <= policy.not_after,

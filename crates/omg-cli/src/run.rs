@@ -273,7 +273,7 @@ fn present(
         bail!("the enclave answered out of turn");
     };
     if let (Some(renew), Some(until)) = (renew_after, lease_until)
-        && omg_vendor::http::system_now() > renew
+        && crate::clock::unix_now() > renew
     {
         eprintln!(
             "omg: warning: the licence's lease was due for renewal at {renew} and ends at \

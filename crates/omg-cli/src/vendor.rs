@@ -18,45 +18,7 @@ use crate::files::read_limited;
 
 /// Loads the vendor signing key written by `omg vendor keygen`.
 pub(crate) fn load_vendor_key(dir: &Path) -> Result<SigningKey> {
-    load_signing_key(&dir.join("vendor.key"))
-}
-
-/// Loads a signing key file (`vendor.key`, `maker.key`: the 32-byte P-256 scalar).
-pub(crate) fn load_signing_key(path: &Path) -> Result<SigningKey> {
-    let bytes = zeroize::Zeroizing::new(read_limited(path, 64)?);
-    SigningKey::from_slice(&bytes)
-        .map_err(|_| anyhow::anyhow!("{} is not a P-256 private key", path.display()))
-}
-
-/// The bytes of a key given on the command line as a file (of at most `limit` bytes) or as
-/// the argument itself: raw when `is_key` accepts them, else decoded from hex (empty when
-/// neither). The caller checks the result and says what it expected.
-fn key_bytes(arg: &str, limit: u64, is_key: impl Fn(&[u8]) -> bool) -> Result<Vec<u8>> {
-    let path = Path::new(arg);
-    let bytes = if path.exists() {
-        read_limited(path, limit)?
-    } else {
-        arg.as_bytes().to_vec()
-    };
-    Ok(if is_key(&bytes) {
-        bytes
-    } else {
-        std::str::from_utf8(&bytes)
-            .ok()
-            .and_then(|text| crate::device::parse_hex(text, "the device key").ok())
-            .unwrap_or_default()
-    })
-}
-
-/// A public key from the command line: a SEC1 key file (raw, as `attestation.pub` or
-/// `maker.pub`, or hex text), or the key itself in hex.
-pub(crate) fn public_key_arg(arg: &str) -> Result<Vec<u8>> {
-    let is_sec1 = |b: &[u8]| omg_protocol::verifying_key_from_sec1(b).is_ok();
-    let key = key_bytes(arg, 1024, is_sec1)?;
-    if !is_sec1(&key) {
-        anyhow::bail!("{arg} is neither a SEC1 public key file nor a SEC1 P-256 key in hex");
-    }
-    Ok(key)
+    crate::keyargs::load_signing_key(&dir.join("vendor.key"))
 }
 
 /// A device attestation key from the command line, of either backend
@@ -65,7 +27,7 @@ pub(crate) fn public_key_arg(arg: &str) -> Result<Vec<u8>> {
 /// key itself in hex.
 pub(crate) fn device_key_arg(arg: &str) -> Result<Vec<u8>> {
     let is_device_key = |b: &[u8]| omg_vendor::DeviceKey::parse(b).is_some();
-    let key = key_bytes(arg, 2048, is_device_key)?;
+    let key = crate::keyargs::key_bytes(arg, 2048, is_device_key)?;
     if !is_device_key(&key) {
         anyhow::bail!(
             "{arg} is not a device key (a SEC1 P-256 key, or an OP-TEE attestation key as an RSA \
@@ -91,7 +53,7 @@ pub(crate) fn enroll(db: &Path, device_pubs: &[String], json: bool) -> Result<()
         .collect::<Result<Vec<_>>>()?;
     let store = Store::connect(db).context("cannot open the service database")?;
     let ueids = store
-        .enroll_devices(&keys, omg_vendor::http::system_now())
+        .enroll_devices(&keys, crate::clock::unix_now())
         .with_context(|| format!("cannot enrol the devices in {}", store.location()))?;
     for (ueid, key) in ueids.iter().zip(&keys) {
         let out = Enrolled {
@@ -119,12 +81,12 @@ struct TrustedMaker {
 pub(crate) fn trust_makers(db: &Path, maker_pubs: &[String], json: bool) -> Result<()> {
     let keys = maker_pubs
         .iter()
-        .map(|arg| public_key_arg(arg))
+        .map(|arg| crate::keyargs::public_key_arg(arg))
         .collect::<Result<Vec<_>>>()?;
     let store = Store::connect(db).context("cannot open the service database")?;
     for key in &keys {
         let key_id = store
-            .trust_maker(key, omg_vendor::http::system_now())
+            .trust_maker(key, crate::clock::unix_now())
             .with_context(|| format!("cannot trust a maker in {}", store.location()))?;
         let out = TrustedMaker {
             key_id: crate::identity::hex(&key_id),
