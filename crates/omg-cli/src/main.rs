@@ -285,6 +285,10 @@ enum VendorCommand {
         /// Requests one client address may make at once after a pause.
         #[arg(long, default_value_t = omg_vendor::http::DEFAULT_RATE_LIMIT.burst)]
         rate_burst: u32,
+        /// The request log on standard error: one text line per request, or one JSON object
+        /// per line (fields method, route, status, ms; never a header or a body).
+        #[arg(long, value_enum, default_value_t = vendor::LogFormat::Text)]
+        log_format: vendor::LogFormat,
     },
     /// Encrypt and sign a pipeline as a model package, and register it (policy, content key)
     /// in the service database.
@@ -729,6 +733,7 @@ fn vendor_command(command: VendorCommand) -> anyhow::Result<()> {
             tls_key,
             rate_limit,
             rate_burst,
+            log_format,
         } => vendor::serve(
             &db,
             &key_dir,
@@ -739,6 +744,7 @@ fn vendor_command(command: VendorCommand) -> anyhow::Result<()> {
                 key: tls_key,
             },
             vendor::rate_limit(rate_limit, rate_burst),
+            log_format,
         ),
         VendorCommand::Enroll {
             db,

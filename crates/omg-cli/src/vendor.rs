@@ -16,6 +16,15 @@ use serde::Serialize;
 
 use crate::files::read_limited;
 
+/// How `omg vendor serve` writes its request log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LogFormat {
+    /// One human-readable line per request.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
 /// Loads the vendor signing key written by `omg vendor keygen`.
 pub(crate) fn load_vendor_key(dir: &Path) -> Result<SigningKey> {
     crate::keyargs::load_signing_key(&dir.join("vendor.key"))
@@ -150,6 +159,7 @@ pub(crate) fn serve(
     admin_token_file: Option<PathBuf>,
     tls: Tls,
     rate_limit: Option<RateLimit>,
+    log_format: LogFormat,
 ) -> Result<()> {
     let tls = load_tls(tls.cert, tls.key)?;
     let key = load_vendor_key(key_dir)?;
@@ -178,12 +188,15 @@ pub(crate) fn serve(
     // no headers or bodies, see `omg_vendor::http::router_with`). A standard error nobody reads
     // any more loses the log, never a request: no complaint about it is printed (that would
     // panic the request's task).
-    let _ = tracing_subscriber::fmt()
+    let log = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .log_internal_errors(false)
         .with_max_level(tracing_subscriber::filter::LevelFilter::INFO)
-        .with_target(false)
-        .try_init();
+        .with_target(false);
+    let _ = match log_format {
+        LogFormat::Text => log.try_init(),
+        LogFormat::Json => log.json().try_init(),
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

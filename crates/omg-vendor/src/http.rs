@@ -54,6 +54,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
+use crate::metrics::Metrics;
 use crate::service::{ActivateError, ActivationRequest, Refusal, Service};
 use crate::store;
 use crate::store::StoreError;
@@ -147,6 +148,7 @@ pub fn system_now() -> u64 {
 struct AppState {
     service: Service,
     config: ApiConfig,
+    metrics: Metrics,
 }
 
 /// An API error: status, category, reason code and a human message; for 429 and 503 the
@@ -382,7 +384,17 @@ struct ActivateResponse {
     licence: String,
 }
 
+/// `POST /v1/activate`, counted in the metrics by outcome.
 async fn activate(State(state): State<AppState>, body: Body) -> Result<Response, ApiError> {
+    let answer = activate_inner(&state, body).await;
+    match &answer {
+        Ok(_) => state.metrics.activation("granted", "none"),
+        Err(e) => state.metrics.activation(e.error, e.reason),
+    }
+    answer
+}
+
+async fn activate_inner(state: &AppState, body: Body) -> Result<Response, ApiError> {
     let body: ActivateBody = json_body(&state.config, body).await?;
     let request = ActivationRequest {
         token: b64("token", &body.token)?,
@@ -542,6 +554,53 @@ async fn activations(
     Ok(axum::Json(list).into_response())
 }
 
+/// A request method as a metrics label: the standard ones by name, any other as `other` (a
+/// client must not grow the label set at will).
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::PATCH,
+    ]
+    .into_iter()
+    .zip(["GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH"])
+    .find_map(|(m, name)| (m == method).then_some(name))
+    .unwrap_or("other")
+}
+
+/// `GET /metrics`: the metrics in the Prometheus text format.
+async fn metrics_text(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+        state.metrics.encode(),
+    )
+        .into_response()
+}
+
+/// `GET /healthz`: the process serves requests.
+async fn healthz() -> Response {
+    axum::Json(json!({"status": "ok"})).into_response()
+}
+
+/// `GET /readyz`: the database answers a query (else 503 `service_busy`, as any request that
+/// needs it would get).
+async fn readyz(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let service = state.service.clone();
+    blocking(move || {
+        service
+            .store()
+            .schema_version()
+            .map_err(|_| ApiError::unavailable())
+    })
+    .await?;
+    Ok(axum::Json(json!({"status": "ready"})).into_response())
+}
+
 async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/yaml")], OPENAPI_YAML).into_response()
 }
@@ -561,8 +620,10 @@ pub fn router(service: Service) -> Router {
     router_with(service, ApiConfig::default())
 }
 
-/// Every route of the API as `(method, path)`.
-pub const ROUTES: [(&str, &str); 9] = [
+/// Every route of the API as `(method, path)`. The last three answer without a token and hold
+/// no secret: `/metrics` ([`crate::metrics`]), `/healthz` (the process answers) and `/readyz`
+/// (the database answers a query too; else 503).
+pub const ROUTES: [(&str, &str); 12] = [
     ("POST", "/v1/challenge"),
     ("POST", "/v1/activate"),
     ("POST", "/v1/devices/enroll"),
@@ -572,11 +633,15 @@ pub const ROUTES: [(&str, &str); 9] = [
     ("GET", "/v1/devices"),
     ("GET", "/v1/activations"),
     ("GET", "/v1/openapi.yaml"),
+    ("GET", "/metrics"),
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
 ];
 
 /// The API router with explicit settings. Every request is logged in one line through
 /// `tracing` (see [`REQUEST_LOG_TARGET`]); install a subscriber to see it.
 pub fn router_with(service: Service, config: ApiConfig) -> Router {
+    let metrics = Metrics::new(service.store().commit_batch_sizes());
     let limit = config.body_limit;
     let limiter = Arc::new(config.rate_limit.map(Limiter::new));
     // In the order of `ROUTES`.
@@ -590,6 +655,9 @@ pub fn router_with(service: Service, config: ApiConfig) -> Router {
         get(devices),
         get(activations),
         get(openapi),
+        get(metrics_text),
+        get(healthz),
+        get(readyz),
     ];
     ROUTES
         .into_iter()
@@ -598,18 +666,27 @@ pub fn router_with(service: Service, config: ApiConfig) -> Router {
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(limit, limit_declared_length))
         .layer(middleware::from_fn_with_state(limiter, rate_limit))
-        .layer(middleware::from_fn(log_request))
-        .with_state(AppState { service, config })
+        .layer(middleware::from_fn_with_state(metrics.clone(), log_request))
+        .with_state(AppState {
+            service,
+            config,
+            metrics,
+        })
 }
 
 /// The `tracing` target of the request log (see [`router_with`]).
 pub const REQUEST_LOG_TARGET: &str = "omg_vendor::request";
 
-/// Logs one line per request at INFO level under [`REQUEST_LOG_TARGET`]: the method, the route
-/// that matched (its pattern, never the request's URI with its query), the status and the time
-/// taken, refusals of the outer layers (rate limit, body limit) included. Never a header or a
-/// body: no admin token, attestation token or licence reaches the log.
-async fn log_request(request: axum::extract::Request, next: Next) -> Response {
+/// Logs one line per request at INFO level under [`REQUEST_LOG_TARGET`], as the fields
+/// `method` (a standard method's name, else `other`), `route` (the pattern that matched, never
+/// the request's URI with its query), `status` and `ms` (the time taken), refusals of the outer layers (rate limit, body limit) included. Never a header or a
+/// body: no admin token, attestation token or licence reaches the log. The same goes to the
+/// metrics' latency histogram.
+async fn log_request(
+    State(metrics): State<Metrics>,
+    request: axum::extract::Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     let route = request
@@ -618,12 +695,18 @@ async fn log_request(request: axum::extract::Request, next: Next) -> Response {
         .map_or("(no route)", MatchedPath::as_str)
         .to_owned();
     let response = next.run(request).await;
+    let seconds = started.elapsed().as_secs_f64();
+    let status = response.status().as_u16();
+    let method = method_label(&method);
     tracing::info!(
         target: REQUEST_LOG_TARGET,
-        "{method} {route} {} {:.1} ms",
-        response.status().as_u16(),
-        started.elapsed().as_secs_f64() * 1e3
+        method = %method,
+        route = %route,
+        status,
+        ms = (seconds * 1e4).round() / 10.0,
+        "answered"
     );
+    metrics.request(method, &route, status, seconds);
     response
 }
 

@@ -29,6 +29,7 @@
 
 mod device;
 pub mod http;
+pub mod metrics;
 mod nonce;
 mod pg;
 mod policy;

@@ -16,6 +16,7 @@
 //! of the batch gets an error and none is committed. While one batch commits, the next one
 //! gathers, so the batch size adapts to the load without any waiting on purpose.
 
+use prometheus_client::metrics::histogram::Histogram;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
@@ -40,6 +41,9 @@ const STATEMENT_CACHE_CAPACITY: usize = 64;
 /// The most writes committed in one batch.
 const MAX_BATCH: usize = 128;
 
+/// Bucket bounds of the batch size histogram: 1, 2, 4, ... up to [`MAX_BATCH`].
+const BATCH_SIZE_BUCKETS: [f64; 8] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0];
+
 /// An open SQLite database.
 pub(crate) struct Sqlite {
     path: PathBuf,
@@ -50,6 +54,8 @@ pub(crate) struct Sqlite {
     writer: Arc<Mutex<()>>,
     /// The writer thread of the group commit and its queue.
     batcher: Batcher,
+    /// How many writes each group commit held (`omg_store_commit_batch_size`).
+    batch_sizes: Histogram,
 }
 
 fn open_connection(path: &Path) -> Result<Connection, StoreError> {
@@ -73,7 +79,12 @@ impl Sqlite {
             return Err(StoreError::Corrupt("journal mode (WAL not available)"));
         }
         let writer = Arc::new(Mutex::new(()));
-        let batcher = Batcher::start(open_connection(path)?, Arc::clone(&writer))?;
+        let batch_sizes = Histogram::new(BATCH_SIZE_BUCKETS);
+        let batcher = Batcher::start(
+            open_connection(path)?,
+            Arc::clone(&writer),
+            batch_sizes.clone(),
+        )?;
         let reopen = path.to_path_buf();
         Ok(Sqlite {
             path: path.to_path_buf(),
@@ -87,7 +98,13 @@ impl Sqlite {
             ),
             writer,
             batcher,
+            batch_sizes,
         })
+    }
+
+    /// The sizes of the group commits so far (a handle on the live histogram).
+    pub(crate) fn batch_sizes(&self) -> Histogram {
+        self.batch_sizes.clone()
     }
 
     /// The database file.
@@ -196,11 +213,15 @@ struct Batcher {
 }
 
 impl Batcher {
-    fn start(conn: Connection, writer: Arc<Mutex<()>>) -> Result<Self, StoreError> {
+    fn start(
+        conn: Connection,
+        writer: Arc<Mutex<()>>,
+        sizes: Histogram,
+    ) -> Result<Self, StoreError> {
         let (queue, jobs) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("omg-vendor-sqlite-writer".into())
-            .spawn(move || write_batches(conn, &writer, &jobs))
+            .spawn(move || write_batches(conn, &writer, &jobs, &sizes))
             .map_err(|e| StoreError::Batch(format!("cannot start the writer thread: {e}")))?;
         Ok(Batcher {
             queue: Some(queue),
@@ -228,7 +249,12 @@ impl Drop for Batcher {
 }
 
 /// The writer thread: commits the queued writes in batches until the queue is closed.
-fn write_batches(mut conn: Connection, writer: &Mutex<()>, jobs: &Receiver<Box<dyn Job>>) {
+fn write_batches(
+    mut conn: Connection,
+    writer: &Mutex<()>,
+    jobs: &Receiver<Box<dyn Job>>,
+    sizes: &Histogram,
+) {
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -237,6 +263,7 @@ fn write_batches(mut conn: Connection, writer: &Mutex<()>, jobs: &Receiver<Box<d
                 Err(_) => break,
             }
         }
+        sizes.observe(batch.len() as f64);
         let failure = commit_batch(&mut conn, writer, &mut batch).err();
         for job in batch {
             job.finish(failure.as_ref());

@@ -400,6 +400,15 @@ impl Store {
         }
     }
 
+    /// The sizes of the SQLite store's group commits (how many writes each commit held), for
+    /// the service's metrics; `None` for PostgreSQL, where every write is its own transaction.
+    pub fn commit_batch_sizes(&self) -> Option<prometheus_client::metrics::histogram::Histogram> {
+        match &self.backend {
+            Backend::Sqlite(db) => Some(db.batch_sizes()),
+            Backend::Postgres(_) => None,
+        }
+    }
+
     /// Runs `f` as one write of a group commit: on SQLite the store's writer thread runs it
     /// in a savepoint of its own inside a transaction shared with the other writes waiting at
     /// that moment, and commits them together (one fsync for the batch); `f`'s writes are kept

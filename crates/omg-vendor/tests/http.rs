@@ -337,7 +337,114 @@ async fn admin_endpoints_calls(f: &Fixture, device: &Device) {
     }
 }
 
-on_both_backends!(challenge_activate_refusal_and_limits, admin_endpoints);
+/// `/metrics`, `/healthz` and `/readyz` answer without the admin token; the metrics count
+/// each activation by result and reason and time each request by route, and hold no device
+/// identity or token.
+fn metrics_and_health(backend: Backend) {
+    let mut f = fixture_on(backend, "metrics", 20, &policy(5));
+    let app = router_with(f.service.clone(), config(Some("s3cret")));
+    let device = f.enrolled_device();
+    let sqlite = f.service.store().path().is_some();
+    let (text, token) = block_on(async {
+        let (_, body) = call(&app, post("/v1/challenge", Value::Null)).await;
+        let nonce = B64.decode(body["nonce"].as_str().unwrap()).unwrap();
+        let token = device.token_with(&nonce, MEASUREMENT);
+        let granted = call(
+            &app,
+            post("/v1/activate", activate_body(&device, &token, 1)),
+        )
+        .await;
+        assert_eq!(granted.0, StatusCode::OK);
+        let replayed = call(
+            &app,
+            post("/v1/activate", activate_body(&device, &token, 1)),
+        )
+        .await;
+        assert_eq!(replayed.1["reason"], "reused_nonce");
+        let malformed = call(&app, post("/v1/activate", json!({"token": "x"}))).await;
+        assert_eq!(malformed.1["reason"], "invalid_json");
+        for (path, status) in [("/healthz", "ok"), ("/readyz", "ready")] {
+            let (code, body) = call(&app, Request::get(path).body(Body::empty()).unwrap()).await;
+            assert_eq!(
+                (code, body["status"].as_str()),
+                (StatusCode::OK, Some(status))
+            );
+        }
+        // The admin API still wants its token.
+        let (code, _) = call(
+            &app,
+            Request::get("/v1/devices").body(Body::empty()).unwrap(),
+        )
+        .await;
+        assert_eq!(code, StatusCode::UNAUTHORIZED);
+        let resp = app
+            .clone()
+            .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert!(
+            resp.headers()[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with("application/openmetrics-text")
+        );
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        (String::from_utf8(bytes.to_vec()).unwrap(), token)
+    });
+    let value = |series: &str| -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    };
+    assert_eq!(
+        value(r#"omg_activations_total{result="granted",reason="none"}"#),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(r#"omg_activations_total{result="refused",reason="reused_nonce"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(r#"omg_activations_total{result="bad_request",reason="invalid_json"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            r#"omg_http_request_duration_seconds_count{method="POST",route="/v1/activate",status="200"}"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            r#"omg_http_request_duration_seconds_count{method="POST",route="/v1/activate",status="403"}"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            r#"omg_http_request_duration_seconds_count{method="GET",route="/v1/devices",status="401"}"#
+        ),
+        Some(1.0)
+    );
+    // SQLite commits in groups (the granted activation and the refusal's audit at least);
+    // PostgreSQL has no group commit to report.
+    let batches = value("omg_store_commit_batch_size_count");
+    if sqlite {
+        assert!(batches.is_some_and(|n| n >= 2.0), "{text}");
+    } else {
+        assert_eq!(batches, None);
+    }
+    let ueid: String = device.ueid().iter().map(|b| format!("{b:02x}")).collect();
+    assert!(!text.contains(&ueid) && !text.contains(&B64.encode(&token)[..40]));
+    assert!(text.ends_with("# EOF\n"));
+}
+
+on_both_backends!(
+    challenge_activate_refusal_and_limits,
+    admin_endpoints,
+    metrics_and_health
+);
 
 /// A runtime with `workers` threads and a listener on a free loopback port.
 fn loopback(
