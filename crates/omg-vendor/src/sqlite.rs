@@ -58,6 +58,26 @@ pub(crate) struct Sqlite {
     batch_sizes: Histogram,
 }
 
+/// Creates the database file readable and writable by its owner alone if it does not exist
+/// yet, whatever the umask: it holds the models' content keys. SQLite gives the journal and
+/// WAL files the database file's permissions.
+fn create_owner_only(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Invalid(format!(
+            "cannot create the database file {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
 fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
@@ -73,6 +93,7 @@ impl Sqlite {
     /// Opens (creating if needed) the database file, switches it to WAL mode and starts its
     /// writer thread.
     pub(crate) fn open(path: &Path) -> Result<Self, StoreError> {
+        create_owner_only(path)?;
         let conn = open_connection(path)?;
         let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
@@ -346,5 +367,32 @@ impl Tx for SqliteTx<'_> {
 
     fn batch(&mut self, sql: &str) -> Result<(), StoreError> {
         Ok(self.0.execute_batch(sql)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use crate::store::Mode;
+
+    /// The database and its WAL file are their owner's alone (under the usual umask 022 or
+    /// 002, SQLite alone would make them readable by others).
+    #[test]
+    fn the_database_files_are_owner_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vendor.sqlite");
+        let db = super::Sqlite::open(&path).unwrap();
+        db.transaction(Mode::Write, |tx| tx.batch("CREATE TABLE t (x INTEGER)"))
+            .unwrap();
+        let mode = |name: &str| {
+            std::fs::metadata(dir.path().join(name))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        assert_eq!(mode("vendor.sqlite"), 0o600);
+        assert_eq!(mode("vendor.sqlite-wal"), 0o600);
     }
 }
