@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use omg::error::{Failure, catch};
 use omg::interpreter::{OmgType, TensorInfo};
@@ -34,14 +35,20 @@ fn run<T>(f: impl FnOnce() -> Result<T, Failure>) -> PyResult<T> {
     catch(f).map_err(|e| OmgError::new_err(e.message))
 }
 
+/// Locks `m`. omg's work runs under [`run`] or [`catch`], which catch panics, so a lock is not
+/// poisoned by one; if it were, the object would still be consistent (a failed call leaves it
+/// as it was).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// A `OmgError` with `message`.
 fn error(message: impl Into<String>) -> PyErr {
     OmgError::new_err(message.into())
 }
 
-/// numpy's spelling of an element type: the dtype string of the little-endian machine order
-/// (`str(arr.dtype)` is `int8` for both `|i1` and `i1`, so the byte order is compared separately),
-/// the name of the scalar type and of the dtype.
+/// numpy's spelling of an element type: its dtype string in little-endian order (`<i2`; `|` for
+/// single bytes), which also tells the byte order apart, and its name (`int16`).
 fn numpy_type(t: OmgType) -> (&'static str, &'static str) {
     match t {
         OmgType::Float32 => ("<f4", "float32"),
@@ -82,7 +89,7 @@ fn as_array<'py>(
     let arr = np.call_method1("ascontiguousarray", (value,))?;
     let dtype = arr.getattr("dtype")?;
     let code: String = dtype.getattr("str")?.extract()?;
-    let name: String = dtype.str()?.extract()?;
+    let name: String = dtype.getattr("name")?.extract()?;
     let shape: Vec<usize> = arr.getattr("shape")?.extract()?;
     Ok((arr, code, name, shape))
 }
@@ -150,17 +157,23 @@ fn details<'py>(py: Python<'py>, t: &TensorInfo, i: usize) -> PyResult<Bound<'py
 /// A `.tflite` model run by omg's engine (bit-exact with TensorFlow Lite Micro), used like
 /// `tflite_micro.runtime.Interpreter`.
 ///
-/// An object belongs to the thread that made it (the engine's kernels are not `Send`): another
-/// thread's call raises `RuntimeError`. Threads each make their own.
-#[pyclass(module = "omg", unsendable)]
+/// Any thread may use an object; calls on one object run one at a time (a lock), and `invoke`
+/// releases the GIL while the model runs, so threads with interpreters of their own run in
+/// parallel.
+#[pyclass(module = "omg")]
 pub struct Interpreter {
-    inner: omg::interpreter::Interpreter,
+    inner: Mutex<omg::interpreter::Interpreter>,
 }
 
 impl Interpreter {
+    fn wrap(inner: omg::interpreter::Interpreter) -> Self {
+        Self {
+            inner: Mutex::new(inner),
+        }
+    }
+
     fn load(bytes: Vec<u8>, kernels: Option<&str>) -> PyResult<Self> {
-        let inner = run(|| omg::interpreter::Interpreter::new(bytes, kernels))?;
-        Ok(Self { inner })
+        run(|| omg::interpreter::Interpreter::new(bytes, kernels)).map(Self::wrap)
     }
 }
 
@@ -210,8 +223,7 @@ impl Interpreter {
             intrepreter_config,
             alt_decompression_memory_size,
         );
-        let inner = run(|| omg::interpreter::Interpreter::open(&model_path, kernels))?;
-        Ok(Self { inner })
+        run(|| omg::interpreter::Interpreter::open(&model_path, kernels)).map(Self::wrap)
     }
 
     /// Loads a model from its bytes (`bytes`, `bytearray`, a memoryview); the other arguments
@@ -239,17 +251,12 @@ impl Interpreter {
 
     /// Copies `input_data` (a numpy array of exactly the input's dtype and shape) into input
     /// `index`. Inputs are read by the next `invoke()`; set them before each one.
-    fn set_input(
-        &mut self,
-        py: Python<'_>,
-        input_data: &Bound<'_, PyAny>,
-        index: i64,
-    ) -> PyResult<()> {
+    fn set_input(&self, py: Python<'_>, input_data: &Bound<'_, PyAny>, index: i64) -> PyResult<()> {
         let i = self::index(index)?;
         if input_data.is_none() {
             return Err(error("input data must not be None"));
         }
-        let want = run(|| self.inner.input(i).cloned())?;
+        let want = run(|| lock(&self.inner).input(i).cloned())?;
         let (code, want_name) = numpy_type(want.dtype);
         let np = py.import("numpy")?;
         let (arr, got_code, got_name, got_shape) = as_array(&np, input_data)?;
@@ -257,9 +264,9 @@ impl Interpreter {
         // native multi-byte types, `|` for single bytes.
         if got_code != code || got_shape != want.shape {
             let order = if got_name == want_name && got_code != code {
-                format!(" (byte order {})", &got_code[..1])
+                " (big-endian)"
             } else {
-                String::new()
+                ""
             };
             return Err(error(format!(
                 "input {i} is {want_name} {}, got {got_name}{order} {}",
@@ -268,20 +275,21 @@ impl Interpreter {
             )));
         }
         let bytes = array_bytes(&arr)?;
-        run(|| self.inner.set_input(i, bytes.as_bytes()))
+        run(|| lock(&self.inner).set_input(i, bytes.as_bytes()))
     }
 
-    /// Runs the model once on the inputs set.
-    fn invoke(&mut self) -> PyResult<()> {
-        run(|| self.inner.invoke())
+    /// Runs the model once on the inputs set (the GIL released meanwhile).
+    fn invoke(&self, py: Python<'_>) -> PyResult<()> {
+        py.detach(|| catch(|| lock(&self.inner).invoke()))
+            .map_err(|e| OmgError::new_err(e.message))
     }
 
     /// Output `index` of the latest `invoke()`, as a new numpy array of its dtype and shape.
     fn get_output<'py>(&self, py: Python<'py>, index: i64) -> PyResult<Bound<'py, PyAny>> {
         let i = self::index(index)?;
-        let info = run(|| self.inner.output(i).cloned())?;
+        let info = run(|| lock(&self.inner).output(i).cloned())?;
         let buffer = PyByteArray::new_with(py, info.bytes, |out| {
-            run(|| self.inner.read_output(i, out).map(|_| ()))
+            run(|| lock(&self.inner).read_output(i, out).map(|_| ()))
         })?;
         let np = py.import("numpy")?;
         let flat = np.call_method1("frombuffer", (buffer, numpy_type(info.dtype).0))?;
@@ -292,22 +300,22 @@ impl Interpreter {
     /// `quantization_parameters`), with its `name` and `index`.
     fn get_input_details<'py>(&self, py: Python<'py>, index: i64) -> PyResult<Bound<'py, PyDict>> {
         let i = self::index(index)?;
-        let info = run(|| self.inner.input(i).cloned())?;
+        let info = run(|| lock(&self.inner).input(i).cloned())?;
         details(py, &info, i)
     }
 
     /// Output `index`'s details (as for `get_input_details`).
     fn get_output_details<'py>(&self, py: Python<'py>, index: i64) -> PyResult<Bound<'py, PyDict>> {
         let i = self::index(index)?;
-        let info = run(|| self.inner.output(i).cloned())?;
+        let info = run(|| lock(&self.inner).output(i).cloned())?;
         details(py, &info, i)
     }
 
     /// Clears the state that stateful operators (the audio preprocessor's noise estimates,
     /// resource variables) keep between invocations.
-    fn reset(&mut self) -> PyResult<()> {
+    fn reset(&self) -> PyResult<()> {
         run(|| {
-            self.inner.reset();
+            lock(&self.inner).reset();
             Ok(())
         })
     }
@@ -315,19 +323,19 @@ impl Interpreter {
     /// Number of inputs.
     #[getter]
     fn input_count(&self) -> usize {
-        self.inner.inputs().len()
+        lock(&self.inner).inputs().len()
     }
 
     /// Number of outputs.
     #[getter]
     fn output_count(&self) -> usize {
-        self.inner.outputs().len()
+        lock(&self.inner).outputs().len()
     }
 
     /// The kernel level the model runs on: `reference` or a level name (`avx2`, ...).
     #[getter]
     fn kernels(&self) -> &'static str {
-        self.inner.kernels()
+        lock(&self.inner).kernels()
     }
 }
 
@@ -357,10 +365,14 @@ fn audio(py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<Vec<i16>> {
 /// A keyword-spotting pipeline: the bundled `micro_speech` (default) or a directory holding a
 /// `pipeline.toml` manifest (as `omg classify` and `omg listen` take them).
 ///
-/// Like an [`Interpreter`], an object belongs to the thread that made it.
-#[pyclass(module = "omg", unsendable)]
+/// Like an [`Interpreter`], an object may be used from any thread, one call at a time, and
+/// releases the GIL while it computes.
+#[pyclass(module = "omg")]
 pub struct Pipeline {
-    inner: omg::pipeline::Pipeline,
+    inner: Mutex<omg::pipeline::Pipeline>,
+    labels: Vec<String>,
+    kernels: &'static str,
+    sample_rate: u32,
 }
 
 #[pymethods]
@@ -371,41 +383,48 @@ impl Pipeline {
     #[pyo3(signature = (spec="micro_speech", *, kernels=None))]
     fn new(spec: &str, kernels: Option<&str>) -> PyResult<Self> {
         let inner = run(|| omg::pipeline::Pipeline::open(spec, kernels))?;
-        Ok(Self { inner })
+        Ok(Self {
+            labels: inner
+                .labels()
+                .iter()
+                .map(|l| l.to_string_lossy().into_owned())
+                .collect(),
+            kernels: inner.kernels(),
+            sample_rate: inner.sample_rate(),
+            inner: Mutex::new(inner),
+        })
     }
 
     /// The classifier's labels, in score order.
     #[getter]
     fn labels(&self) -> Vec<String> {
-        self.inner
-            .labels()
-            .iter()
-            .map(|l| l.to_string_lossy().into_owned())
-            .collect()
+        self.labels.clone()
     }
 
     /// The sample rate the pipeline takes, in Hz.
     #[getter]
     fn sample_rate(&self) -> u32 {
-        self.inner.sample_rate()
+        self.sample_rate
     }
 
     /// The kernel level the models run on.
     #[getter]
     fn kernels(&self) -> &'static str {
-        self.inner.kernels()
+        self.kernels
     }
 
     /// A clip's features as `omg features` writes them: an int8 array `[frames, channels]`,
     /// frame i from samples `[hop * i, hop * i + window)` while a whole window fits. Resets
     /// the stream.
     fn features<'py>(
-        &mut self,
+        &self,
         py: Python<'py>,
         audio: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let samples = self::audio(py, audio)?;
-        let (data, channels) = run(|| self.inner.features(&samples))?;
+        let (data, channels) = py
+            .detach(|| catch(|| lock(&self.inner).features(&samples)))
+            .map_err(|e| OmgError::new_err(e.message))?;
         let frames = data.len() / channels.max(1);
         let bytes: Vec<u8> = data.iter().map(|&v| v as u8).collect();
         let np = py.import("numpy")?;
@@ -417,18 +436,19 @@ impl Pipeline {
     /// `(label, scores)`, the label with the highest score (the first of equal ones) and the
     /// int8 scores in label order. Resets the stream.
     fn classify<'py>(
-        &mut self,
+        &self,
         py: Python<'py>,
         audio: &Bound<'py, PyAny>,
     ) -> PyResult<(String, Bound<'py, PyAny>)> {
         let samples = self::audio(py, audio)?;
-        let mut scores = vec![0i8; self.inner.labels().len()];
-        run(|| self.inner.classify_clip(&samples, &mut scores))?;
+        let mut scores = vec![0i8; self.labels.len()];
+        py.detach(|| catch(|| lock(&self.inner).classify_clip(&samples, &mut scores)))
+            .map_err(|e| OmgError::new_err(e.message))?;
         let best = scores
             .iter()
             .enumerate()
             .fold(0, |b, (i, &s)| if s > scores[b] { i } else { b });
-        let label = self.inner.labels()[best].to_string_lossy().into_owned();
+        let label = self.labels[best].clone();
         let bytes: Vec<u8> = scores.iter().map(|&v| v as u8).collect();
         let np = py.import("numpy")?;
         let array = np.call_method1("frombuffer", (PyByteArray::new(py, &bytes), "|i1"))?;
@@ -440,21 +460,18 @@ impl Pipeline {
     /// that triggered it, since the stream started or was reset) and `score` (0 to 255). The
     /// stream goes on across calls: feed a recording in chunks of any size.
     fn stream<'py>(
-        &mut self,
+        &self,
         py: Python<'py>,
         audio: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyList>> {
         let samples = self::audio(py, audio)?;
-        let events = run(|| self.inner.feed(&samples))?;
+        let events = py
+            .detach(|| catch(|| lock(&self.inner).feed(&samples)))
+            .map_err(|e| OmgError::new_err(e.message))?;
         let list = PyList::empty(py);
         for e in events {
             let d = PyDict::new(py);
-            let label = self
-                .inner
-                .labels()
-                .get(e.label_index)
-                .map(|l| l.to_string_lossy().into_owned())
-                .unwrap_or_default();
+            let label = self.labels.get(e.label_index).cloned().unwrap_or_default();
             d.set_item("label", label)?;
             d.set_item("label_index", e.label_index)?;
             d.set_item("time_ms", e.time_ms)?;
@@ -465,9 +482,9 @@ impl Pipeline {
     }
 
     /// Clears the stream (audio, features, scores, recognizer).
-    fn reset(&mut self) -> PyResult<()> {
+    fn reset(&self) -> PyResult<()> {
         run(|| {
-            self.inner.reset();
+            lock(&self.inner).reset();
             Ok(())
         })
     }
