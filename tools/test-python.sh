@@ -43,6 +43,11 @@ base="$(.venv/bin/python -c 'import sys; print(sys._base_executable)')"
 py="$work/venv/bin/python"
 "$py" -c 'import omg, numpy, tflite_micro; print("omg", omg.__version__, "numpy", numpy.__version__)'
 
+echo "--- a token sample for omg.verify_token, from omg-protocol's writer"
+OMG_WRITE_TOKEN_SAMPLE="$work/token" cargo test --locked --release -p omg-protocol \
+  --test token_interop -- --ignored --exact write_token_sample
+export OMG_TOKEN_SAMPLE="$work/token"
+
 echo "--- pytest: crates/omg-python/tests"
 # No bytecode or cache files in the work tree.
 PYTHONDONTWRITEBYTECODE=1 "$py" -m pytest -p no:cacheprovider -q crates/omg-python/tests

@@ -5,6 +5,8 @@
 //!   `get_output`, `get_input_details`, `get_output_details`, `reset`), numpy arrays in and out;
 //! * [`Pipeline`]: the keyword-spotting pipeline (the bundled `micro_speech` or a manifest
 //!   directory): `features`, `classify` and `stream` over int16 numpy audio or WAV files.
+//! * [`verify_token`]: an attestation token checked against the device's public key, its claims
+//!   returned.
 //!
 //! The work is done by omg-capi's safe core (the same handles, error messages and panic
 //! catching as the C API); this crate only converts between it and Python objects. Every
@@ -500,6 +502,56 @@ fn read_wav<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyAny>> 
     np.call_method1("frombuffer", (PyByteArray::new(py, &bytes), "<i2"))
 }
 
+/// Verifies an omg attestation token (the COSE_Sign1 bytes `omg attest` writes) against the
+/// device's public key (65 bytes, SEC1 uncompressed P-256, the `device_pub.sec1` of
+/// `omg provision`) and returns its claims: `nonce`, `ueid`, `profile`, `client_id`,
+/// `security_lifecycle`, `implementation_id`, `software_components` (a list of dicts with
+/// `measurement_value` and `signer_id`, and `measurement_type`, `version` and
+/// `measurement_description` or None) and `enclave_key_hash`, byte strings as `bytes`. Raises
+/// `OmgError` if the key is malformed or the token does not verify; comparing the nonce and the
+/// measurements with the expected ones is the caller's (as `omg verify-token --nonce
+/// --measurement` does).
+#[pyfunction]
+fn verify_token<'py>(
+    py: Python<'py>,
+    token: &[u8],
+    device_public_key: &[u8],
+) -> PyResult<Bound<'py, PyDict>> {
+    use omg_protocol::token::Token;
+    let claims = run(|| {
+        let key = omg_protocol::keys::verifying_key_from_sec1(device_public_key)
+            .map_err(|e| Failure::invalid(format!("the device public key: {e}")))?;
+        Token::verify(token, &key)
+            .map_err(|e| Failure::invalid(format!("the token does not verify: {e}")))
+    })?;
+    let d = PyDict::new(py);
+    d.set_item("nonce", PyBytes::new(py, &claims.nonce))?;
+    d.set_item("ueid", PyBytes::new(py, &claims.instance_id))?;
+    d.set_item("profile", &claims.profile)?;
+    d.set_item("client_id", claims.client_id)?;
+    d.set_item("security_lifecycle", claims.security_lifecycle.0)?;
+    d.set_item(
+        "implementation_id",
+        PyBytes::new(py, &claims.implementation_id),
+    )?;
+    let components = PyList::empty(py);
+    for c in &claims.software_components {
+        let cd = PyDict::new(py);
+        cd.set_item("measurement_value", PyBytes::new(py, &c.measurement_value))?;
+        cd.set_item("signer_id", PyBytes::new(py, &c.signer_id))?;
+        cd.set_item("measurement_type", c.measurement_type.as_deref())?;
+        cd.set_item("version", c.version.as_deref())?;
+        cd.set_item("measurement_description", c.measurement_desc.as_deref())?;
+        components.append(cd)?;
+    }
+    d.set_item("software_components", components)?;
+    d.set_item(
+        "enclave_key_hash",
+        PyBytes::new(py, &claims.enclave_key_hash),
+    )?;
+    Ok(d)
+}
+
 /// The `omg` Python module.
 #[pymodule]
 #[pyo3(name = "omg")]
@@ -509,5 +561,6 @@ fn omg_python(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Interpreter>()?;
     m.add_class::<Pipeline>()?;
     m.add_function(wrap_pyfunction!(read_wav, m)?)?;
+    m.add_function(wrap_pyfunction!(verify_token, m)?)?;
     Ok(())
 }

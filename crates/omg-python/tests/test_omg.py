@@ -472,3 +472,54 @@ def test_pipeline_errors(pipeline):
         pipeline.classify(MICRO)  # a file that is not a WAV
     with raises(r"^\"fastest\" is not one of auto, reference, "):
         omg.Pipeline(kernels="fastest")
+
+
+# --- attestation tokens -----------------------------------------------------------------------
+
+TOKEN = os.environ.get("OMG_TOKEN_SAMPLE")
+
+
+@pytest.fixture(scope="module")
+def token_sample():
+    """The token, device key and claims omg-protocol's writer made (tools/test-python.sh runs
+    it: `cargo test -p omg-protocol --test token_interop -- --ignored write_token_sample`)."""
+    if not TOKEN:
+        raise RuntimeError("set OMG_TOKEN_SAMPLE to the directory of a token sample")
+    d = Path(TOKEN)
+    claims = dict(line.split("=", 1) for line in (d / "claims.txt").read_text().split())
+    return (d / "token.cbor").read_bytes(), (d / "device_pub.sec1").read_bytes(), claims
+
+
+def test_verify_token(token_sample):
+    token, key, want = token_sample
+    claims = omg.verify_token(token, key)
+    assert claims["nonce"].hex() == want["nonce(10)"]
+    assert claims["ueid"].hex() == want["ueid(256)"]
+    assert claims["profile"] == want["profile(265)"]
+    assert claims["client_id"] == int(want["client_id(2394)"])
+    assert claims["security_lifecycle"] == int(want["lifecycle(2395)"])
+    assert claims["implementation_id"].hex() == want["implementation_id(2396)"]
+    component = claims["software_components"][0]
+    assert component["measurement_value"].hex() == want["measurement(2399[0][2])"]
+    assert component["signer_id"].hex() == want["signer_id(2399[0][5])"]
+    assert claims["enclave_key_hash"].hex() == want["enclave_key_hash(-65537)"]
+
+
+def test_verify_token_refuses(token_sample):
+    token, key, _ = token_sample
+    for at in range(0, len(token), max(1, len(token) // 40)):
+        forged = bytearray(token)
+        forged[at] ^= 0x01
+        with raises(r"^the token does not verify: "):
+            omg.verify_token(bytes(forged), key)
+    for cut in (0, 1, len(token) // 2, len(token) - 1):
+        with raises(r"^the token does not verify: "):
+            omg.verify_token(token[:cut], key)
+    other = bytearray(key)
+    other[-1] ^= 0x01  # most likely not on the curve; either way not the signer
+    with pytest.raises(omg.OmgError):
+        omg.verify_token(token, bytes(other))
+    with raises(r"^the device public key: .*65-byte SEC1 uncompressed P-256 point"):
+        omg.verify_token(token, key[:64])
+    with pytest.raises(TypeError):
+        omg.verify_token("not bytes", key)
