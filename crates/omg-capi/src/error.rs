@@ -127,23 +127,31 @@ pub fn last_message_ptr() -> *const std::ffi::c_char {
         .unwrap_or(c"".as_ptr())
 }
 
-/// Runs `f`, turning a panic into [`OmgStatus::Panic`] and any failure into its status, with
-/// the message recorded for this thread.
-pub fn guard(f: impl FnOnce() -> Result<(), Failure>) -> OmgStatus {
+/// Runs `f`, turning a panic into a failure with [`OmgStatus::Panic`] (for bindings that report
+/// failures their own way, such as the Python module).
+pub fn catch<T>(f: impl FnOnce() -> Result<T, Failure>) -> Result<T, Failure> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
-        Ok(Ok(())) => OmgStatus::Ok,
-        Ok(Err(failure)) => record(failure),
+        Ok(result) => result,
         Err(payload) => {
             let what = payload
                 .downcast_ref::<&str>()
                 .map(|s| s.to_string())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "no message".into());
-            record(Failure::new(
+            Err(Failure::new(
                 OmgStatus::Panic,
                 format!("internal error (omg panicked: {what}); please report it"),
             ))
         }
+    }
+}
+
+/// Runs `f`, turning a panic into [`OmgStatus::Panic`] and any failure into its status, with
+/// the message recorded for this thread.
+pub fn guard(f: impl FnOnce() -> Result<(), Failure>) -> OmgStatus {
+    match catch(f) {
+        Ok(()) => OmgStatus::Ok,
+        Err(failure) => record(failure),
     }
 }
 

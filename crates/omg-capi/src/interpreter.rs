@@ -68,6 +68,13 @@ pub struct TensorInfo {
     /// Quantization: `None` if the tensor is not quantized, else the number of (scale, zero
     /// point) pairs and the first pair.
     pub quant: Option<(usize, f32, i32)>,
+    /// Every scale (one per tensor, or one per slice along `quantized_dimension`; empty if the
+    /// tensor is not quantized).
+    pub scales: Vec<f32>,
+    /// Every zero point, as many as `scales`.
+    pub zero_points: Vec<i32>,
+    /// The dimension per-channel parameters run along (0 if not quantized).
+    pub quantized_dimension: usize,
 }
 
 impl TensorInfo {
@@ -81,6 +88,12 @@ impl TensorInfo {
                 .quant
                 .as_ref()
                 .and_then(|q| Some((q.scale.len(), *q.scale.first()?, *q.zero_point.first()?))),
+            scales: t.quant.as_ref().map_or_else(Vec::new, |q| q.scale.clone()),
+            zero_points: t
+                .quant
+                .as_ref()
+                .map_or_else(Vec::new, |q| q.zero_point.clone()),
+            quantized_dimension: t.quant.as_ref().map_or(0, |q| q.axis),
         }
     }
 }

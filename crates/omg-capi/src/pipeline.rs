@@ -146,6 +146,20 @@ impl Pipeline {
         Ok(())
     }
 
+    /// A clip's features as `omg features` computes them: int8 `[frames][channels]` (see
+    /// `omg_kws::FeatureExtractor::clip_features`) and the channel count. Like
+    /// [`Self::classify_clip`], it resets the stream before and after (the event queue stays).
+    pub fn features(&mut self, samples: &[i16]) -> Result<(Vec<i8>, usize), Failure> {
+        self.cell.with_dependent_mut(|_, p| {
+            p.reset();
+            let fe = p.frontend_mut();
+            let channels = fe.feature_count();
+            let result = fe.clip_features(samples);
+            p.reset();
+            Ok((result?, channels))
+        })
+    }
+
     /// Clears the stream (audio, features, scores, recognizer) and the event queue.
     pub fn reset(&mut self) {
         self.cell.with_dependent_mut(|_, p| p.reset());

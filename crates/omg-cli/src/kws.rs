@@ -39,16 +39,9 @@ pub fn features(spec: &str, wav: &Path, out: &Path) -> Result<()> {
     let p = manifest::Pipeline::load(spec)?;
     let clip = audio::read_wav(wav)?;
     let mut fe = frontend(&p, KernelSet::Optimized)?;
-    let (window, hop, channels) = (fe.window_samples(), fe.hop_samples(), fe.feature_count());
-    let frames = if clip.samples.len() < window {
-        0
-    } else {
-        (clip.samples.len() - window) / hop + 1
-    };
-    let mut data = vec![0i8; frames * channels];
-    for (i, frame) in data.chunks_exact_mut(channels).enumerate() {
-        fe.process(&clip.samples[i * hop..i * hop + window], frame)?;
-    }
+    let channels = fe.feature_count();
+    let data = fe.clip_features(&clip.samples)?;
+    let frames = data.len() / channels;
     write_atomic(out, &data.iter().map(|&v| v as u8).collect::<Vec<_>>())?;
     eprintln!(
         "omg: {} frames x {channels} channels -> {}",

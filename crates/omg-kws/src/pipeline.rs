@@ -166,6 +166,28 @@ impl FeatureExtractor<'_> {
             Self::Model(m) => m.reset(),
         }
     }
+
+    /// A clip's features: int8 `[frames][feature_count()]`, frame `i` from samples
+    /// `[hop * i, hop * i + window)` while a whole window fits (as TFLM frames a clip; none if
+    /// the clip is shorter than a window), from the front end's current state (a fresh or reset
+    /// one gives TFLM's features).
+    pub fn clip_features(&mut self, samples: &[i16]) -> Result<Vec<i8>, KwsError> {
+        let (window, hop, channels) = (
+            self.window_samples(),
+            self.hop_samples(),
+            self.feature_count(),
+        );
+        let frames = if samples.len() < window {
+            0
+        } else {
+            (samples.len() - window) / hop + 1
+        };
+        let mut data = vec![0i8; frames * channels];
+        for (i, frame) in data.chunks_exact_mut(channels).enumerate() {
+            self.process(&samples[i * hop..i * hop + window], frame)?;
+        }
+        Ok(data)
+    }
 }
 
 /// Pipeline settings.

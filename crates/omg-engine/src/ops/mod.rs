@@ -52,8 +52,9 @@ pub(crate) trait Kernel {
     fn reset(&mut self) {}
 }
 
-/// A boxed prepared operator borrowing constants from the model bytes.
-pub(crate) type BoxedKernel<'m> = Box<dyn Kernel + 'm>;
+/// A boxed prepared operator borrowing constants from the model bytes; `Send`, so that an
+/// interpreter can move to another thread (the Python module's objects, the C API's handles).
+pub(crate) type BoxedKernel<'m> = Box<dyn Kernel + Send + 'm>;
 
 /// Which implementation of the kernels an interpreter runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
