@@ -994,3 +994,231 @@ fn operation_commands_out_of_order_are_refused() {
         EnclaveError::Mismatch("no provisioning in progress")
     );
 }
+
+fn clock() -> u64 {
+    0
+}
+
+type TaCommands = omg_enclave::commands::Commands<TestPlatform, Zeroizing<Vec<u8>>>;
+
+fn replies(
+    commands: &mut TaCommands,
+    id: u32,
+    input: &[u8],
+) -> Result<Vec<EnclaveReply>, omg_enclave::commands::CommandError> {
+    let out = commands.command(id, input, 1 << 20)?;
+    Ok(omg_enclave::commands::split_replies(&out).unwrap())
+}
+
+/// The command layer of the OP-TEE TA, on the test platform: provisioning, then an operation
+/// in audio blocks, gives the pull loop's events; a short output buffer keeps the replies for
+/// the drain command.
+#[test]
+fn commands_provision_and_operate() {
+    use omg_enclave::commands::{
+        CMD_AUDIO, CMD_DRAIN, CMD_FINISH, CMD_REQUEST, CommandError, audio_bytes,
+    };
+    use omg_enclave::messages::encode;
+    let platform = TestPlatform::new(23);
+    let mut vendor = Vendor::new(OutputPolicy::AllScores);
+    let mut terms = vendor.terms(&platform);
+    terms.quota = Some(10_000);
+    let device = *platform.device_key.verifying_key();
+    let mut commands = TaCommands::new(platform, "heap", protected, clock);
+    let vendor_key = omg_protocol::public_key_sec1(vendor.key.verifying_key()).to_vec();
+    let begin = encode(&HostRequest::BeginProvision {
+        package: vendor.package.clone(),
+        vendor_key: vendor_key.clone(),
+        nonce: vec![5; 32],
+    })
+    .unwrap();
+    let [
+        EnclaveReply::Attested {
+            token,
+            enclave_public_key,
+            ..
+        },
+    ] = &replies(&mut commands, CMD_REQUEST, &begin).unwrap()[..]
+    else {
+        panic!("no Attested reply");
+    };
+    Token::verify(token, &device).unwrap();
+    let release = KeyRelease::seal(
+        &HpkePublicKey::from_bytes(enclave_public_key).unwrap(),
+        token,
+        &vendor.content_key,
+        "micro_speech",
+        2,
+        &mut vendor.rng,
+    )
+    .unwrap();
+    let licence = Licence {
+        activation: sha256(token),
+        ..terms
+    };
+    let finish = encode(&HostRequest::FinishProvision {
+        key_release: release,
+        licence: licence.sign(&vendor.key).unwrap(),
+    })
+    .unwrap();
+    let [EnclaveReply::Sealed { blob, .. }] =
+        &replies(&mut commands, CMD_REQUEST, &finish).unwrap()[..]
+    else {
+        panic!("no Sealed reply");
+    };
+    let start = HostRequest::Start {
+        package: vendor.package.clone(),
+        sealed: blob.clone(),
+        vendor_key,
+        source: InputSource::File.bit(),
+    };
+
+    let audio = four_clips();
+    let ready = replies(&mut commands, CMD_REQUEST, &encode(&start).unwrap()).unwrap();
+    assert!(
+        matches!(&ready[..], [EnclaveReply::Ready { .. }]),
+        "{ready:?}"
+    );
+    let mut pushed = Vec::new();
+    for block in audio.chunks(3000) {
+        pushed.extend(replies(&mut commands, CMD_AUDIO, &audio_bytes(block)).unwrap());
+    }
+    pushed.extend(replies(&mut commands, CMD_FINISH, &[]).unwrap());
+    let labels: Vec<_> = pushed
+        .iter()
+        .filter_map(|r| match r {
+            EnclaveReply::Event { label, scores, .. } => {
+                assert!(scores.is_some());
+                Some(label.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(labels, ["yes", "no", "yes", "no"]);
+    assert!(matches!(
+        pushed.last(),
+        Some(EnclaveReply::Finished { samples, .. }) if *samples == audio.len() as u64
+    ));
+    assert!(!commands.operating());
+
+    // A short output buffer: the events wait for the drain, the command is not run twice.
+    replies(&mut commands, CMD_REQUEST, &encode(&start).unwrap()).unwrap();
+    let mut yes = clip("yes_en-gb");
+    yes.extend(std::iter::repeat_n(0, 16_000));
+    assert_eq!(
+        commands.command(CMD_AUDIO, &audio_bytes(&yes[..16_000]), usize::MAX),
+        Ok(Vec::new())
+    );
+    assert_eq!(
+        commands.command(CMD_AUDIO, &audio_bytes(&yes[16_000..]), 4),
+        Err(CommandError::ShortBuffer)
+    );
+    let drained = replies(&mut commands, CMD_DRAIN, &[]).unwrap();
+    assert!(
+        matches!(&drained[..], [EnclaveReply::Event { label, .. }] if label == "yes"),
+        "{drained:?}"
+    );
+    assert!(replies(&mut commands, CMD_DRAIN, &[]).unwrap().is_empty());
+    // Closing ends the operation.
+    commands.close().unwrap();
+    assert!(!commands.operating());
+}
+
+/// Hostile bytes get error codes or `Failed` replies, and the layer keeps answering.
+#[test]
+fn commands_refuse_hostile_bytes() {
+    use omg_enclave::commands::{
+        CMD_AUDIO, CMD_DRAIN, CMD_FINISH, CMD_REQUEST, CommandError, MAX_AUDIO_BYTES,
+        MAX_REQUEST_BYTES,
+    };
+    use omg_enclave::messages::encode;
+    let (enclave, vendor, sealed) = provisioned_enclave(24, |_| {});
+    drop(enclave);
+    let mut commands = TaCommands::new(TestPlatform::new(24), "heap", protected, clock);
+    let start = encode(&HostRequest::Start {
+        package: vendor.package.clone(),
+        sealed,
+        vendor_key: omg_protocol::public_key_sec1(vendor.key.verifying_key()).to_vec(),
+        source: InputSource::File.bit(),
+    })
+    .unwrap();
+    let bad = |c: &mut TaCommands, id: u32, input: &[u8]| c.command(id, input, 1 << 20);
+    assert_eq!(
+        bad(&mut commands, 99, &[]),
+        Err(CommandError::BadParameters)
+    );
+    for input in [
+        &[][..],
+        &[1, 2, 3],
+        &[0, 0, 0, 0],
+        &[0xff, 0xff, 0xff, 0xff, 1],
+        &start[..start.len() - 1],
+        b"\x05\x00\x00\x00garbage",
+    ] {
+        assert_eq!(
+            bad(&mut commands, CMD_REQUEST, input),
+            Err(CommandError::BadFormat),
+            "{input:?}"
+        );
+    }
+    let mut longer = start.clone();
+    longer.push(0);
+    assert_eq!(
+        bad(&mut commands, CMD_REQUEST, &longer),
+        Err(CommandError::BadFormat)
+    );
+    assert_eq!(
+        bad(&mut commands, CMD_REQUEST, &vec![0; MAX_REQUEST_BYTES + 1]),
+        Err(CommandError::BadParameters)
+    );
+    // Every truncation and a sample of byte changes of a valid request: never a panic.
+    for n in (0..start.len()).step_by(97) {
+        let _ = bad(&mut commands, CMD_REQUEST, &start[..n]);
+    }
+    for i in (0..start.len()).step_by(31) {
+        let mut changed = start.clone();
+        changed[i] ^= 0x41;
+        if let Ok(out) = bad(&mut commands, CMD_REQUEST, &changed) {
+            let r = omg_enclave::commands::split_replies(&out).unwrap();
+            if matches!(&r[..], [EnclaveReply::Ready { .. }]) {
+                commands.close().unwrap();
+            }
+        }
+    }
+    // Audio and finish without an operation: Failed replies.
+    for (id, input) in [(CMD_AUDIO, &[0u8, 0][..]), (CMD_FINISH, &[][..])] {
+        let r = replies(&mut commands, id, input).unwrap();
+        assert!(
+            matches!(&r[..], [EnclaveReply::Failed { reason }] if reason.contains("no operation")),
+            "{r:?}"
+        );
+    }
+    assert_eq!(
+        bad(&mut commands, CMD_FINISH, &[1]),
+        Err(CommandError::BadParameters)
+    );
+    assert_eq!(
+        bad(&mut commands, CMD_DRAIN, &[1]),
+        Err(CommandError::BadParameters)
+    );
+    // A valid start still works; odd or oversized audio is refused without ending it.
+    let ready = replies(&mut commands, CMD_REQUEST, &start).unwrap();
+    assert!(
+        matches!(&ready[..], [EnclaveReply::Ready { .. }]),
+        "{ready:?}"
+    );
+    assert_eq!(
+        bad(&mut commands, CMD_AUDIO, &[1, 2, 3]),
+        Err(CommandError::BadParameters)
+    );
+    assert_eq!(
+        bad(&mut commands, CMD_AUDIO, &vec![0; MAX_AUDIO_BYTES + 2]),
+        Err(CommandError::BadParameters)
+    );
+    assert!(commands.operating());
+    let r = replies(&mut commands, CMD_FINISH, &[]).unwrap();
+    assert!(
+        matches!(r.last(), Some(EnclaveReply::Finished { .. })),
+        "{r:?}"
+    );
+}
