@@ -1,6 +1,7 @@
 //! `omg`: the Offline Model Guard command-line tool.
 #![forbid(unsafe_code)]
 
+mod backend;
 mod bench;
 mod demo;
 mod device;
@@ -11,6 +12,8 @@ mod kws;
 mod maker;
 #[cfg(feature = "mic")]
 mod mic;
+#[cfg(feature = "optee")]
+mod optee;
 mod package;
 mod platform;
 mod run;
@@ -154,6 +157,11 @@ enum Command {
         /// Trust this PEM certificate (e.g. the service's self-signed one) for https://.
         #[arg(long)]
         ca_cert: Option<PathBuf>,
+        /// Where the enclave runs: `optee` (the trusted application in TrustZone's secure
+        /// world) or `linux` (the enclave process). Default: optee when this build has it and
+        /// /dev/tee0 exists, else linux.
+        #[arg(long, value_enum)]
+        backend: Option<backend::Backend>,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
@@ -177,6 +185,11 @@ enum Command {
         /// Trust this PEM certificate (e.g. the service's self-signed one) for https://.
         #[arg(long)]
         ca_cert: Option<PathBuf>,
+        /// Where the enclave runs: `optee` (the trusted application in TrustZone's secure
+        /// world) or `linux` (the enclave process). Default: optee when this build has it and
+        /// /dev/tee0 exists, else linux.
+        #[arg(long, value_enum)]
+        backend: Option<backend::Backend>,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
@@ -196,6 +209,11 @@ enum Command {
         /// enclave here (the service deployment; also from $OMG_PLATFORM_SOCKET).
         #[arg(long, env = omg_linux::service::SOCKET_ENV)]
         socket: Option<PathBuf>,
+        /// Where the enclave runs: `optee` (the trusted application in TrustZone's secure
+        /// world) or `linux` (the enclave process). Default: optee when this build has it and
+        /// /dev/tee0 exists, else linux.
+        #[arg(long, value_enum, conflicts_with = "socket")]
+        backend: Option<backend::Backend>,
         /// One JSON object per event (label, time_ms, and score / scores if the policy allows).
         #[arg(long)]
         json: bool,
@@ -710,6 +728,7 @@ fn command(cli: Cli) -> anyhow::Result<()> {
             vendor_key,
             dir,
             ca_cert,
+            backend,
             json,
         } => device::provision(
             &package,
@@ -717,6 +736,7 @@ fn command(cli: Cli) -> anyhow::Result<()> {
             &vendor_key,
             dir,
             ca_cert.as_deref(),
+            backend::Backend::choose(backend),
             json,
         ),
         Command::Renew {
@@ -725,6 +745,7 @@ fn command(cli: Cli) -> anyhow::Result<()> {
             vendor_key,
             dir,
             ca_cert,
+            backend,
             json,
         } => device::renew(
             &package,
@@ -732,6 +753,7 @@ fn command(cli: Cli) -> anyhow::Result<()> {
             vendor_key.as_deref(),
             dir,
             ca_cert.as_deref(),
+            backend::Backend::choose(backend),
             json,
         ),
         Command::Run {
@@ -739,8 +761,16 @@ fn command(cli: Cli) -> anyhow::Result<()> {
             source,
             dir,
             socket,
+            backend,
             json,
-        } => run::run(&package, source.source(), dir, socket, json),
+        } => run::run(
+            &package,
+            source.source(),
+            dir,
+            socket,
+            backend::Backend::choose(backend),
+            json,
+        ),
         Command::Attest {
             nonce,
             dir,
