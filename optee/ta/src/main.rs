@@ -19,8 +19,7 @@ use commands::{
     CMD_RANDOM, CMD_RESET, CMD_SAMPLE_TOKEN, Failure, MAX_MODEL_BYTES, Session,
 };
 use omg_enclave::commands::{
-    CMD_AUDIO, CMD_DRAIN, CMD_FINISH, CMD_REQUEST, CommandError, MAX_AUDIO_BYTES,
-    MAX_REQUEST_BYTES,
+    CMD_AUDIO, CMD_DRAIN, CMD_FINISH, CMD_REQUEST, CommandError, MAX_AUDIO_BYTES, MAX_REQUEST_BYTES,
 };
 use optee_utee::prelude::*;
 use optee_utee::{
