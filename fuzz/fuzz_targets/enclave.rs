@@ -28,7 +28,7 @@ use libfuzzer_sys::fuzz_target;
 use omg_enclave::ledger::Ledger;
 use omg_enclave::messages::{EnclaveReply, HostRequest, encode};
 use omg_enclave::platform::{Counter, ModelScope, Reservation, sign_enclave_token};
-use omg_enclave::server::{Enclave, EnclaveIo};
+use omg_enclave::server::{Enclave, EnclaveIo, Replies};
 use omg_enclave::{Platform, PlatformError};
 use omg_protocol::key_release::{HpkePublicKey, KeyRelease};
 use omg_protocol::licence::{InputSource, InputSources, Lease, Licence, OutputPolicy};
@@ -231,13 +231,19 @@ struct Io {
     clock: u64,
 }
 
-impl EnclaveIo for Io {
-    type Buffer = Vec<u8>;
-
+impl Replies for Io {
     fn send(&mut self, reply: &EnclaveReply) -> Result<(), PlatformError> {
         self.sent.push(reply.clone());
         Ok(())
     }
+    fn monotonic_us(&self) -> u64 {
+        self.clock
+    }
+}
+
+impl EnclaveIo for Io {
+    type Buffer = Vec<u8>;
+
     fn read_audio(&mut self, buf: &mut [i16]) -> Result<usize, PlatformError> {
         let n = buf.len().min(self.audio.len() - self.read).min(777);
         buf[..n].copy_from_slice(&self.audio[self.read..self.read + n]);
@@ -249,9 +255,6 @@ impl EnclaveIo for Io {
     }
     fn memory_kind(&self) -> &'static str {
         "heap"
-    }
-    fn monotonic_us(&self) -> u64 {
-        self.clock
     }
 }
 

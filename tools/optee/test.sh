@@ -12,11 +12,18 @@
 #      evidence (and that a TA with one byte changed has another measurement, a TA signed with
 #      another key does not load), and prints cold start, per-invoke times in both worlds and
 #      the TA's heap use;
-#   4. verifies the attestation evidence outside the machine (tools/optee/verify_attestation.py).
+#   4. end to end: `omg vendor serve` runs here (tools/optee/e2e-vendor.sh) with a package whose
+#      policy lists the TA's memory hash and the machine's attestation PTA key enrolled, both
+#      read from the machine first; in the machine, `omg provision --backend optee` against
+#      http://10.0.2.2:PORT and `omg run --backend optee` on the reference yes and no clips
+#      must print the events of the Linux backend here on the same clips, and provisioning a
+#      package whose policy lists another TA must be refused;
+#   5. verifies the attestation evidence outside the machine (tools/optee/verify_attestation.py).
 # Exits with the machine's result (0: every check passed). Prints the TA's size and the minutes
 # the whole took. OMG_SHARED_DATA names the reference data (default ../shared/data).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+host_path="$PATH"
 data="${OMG_SHARED_DATA:-$root/../shared/data}"
 [ -d "$data/micro_speech" ] || { echo "error: no reference data at $data (set OMG_SHARED_DATA)" >&2; exit 1; }
 start=$SECONDS
@@ -97,6 +104,16 @@ for crate in ta host; do
     "${flags[@]}" --manifest-path "$root/optee/$crate/Cargo.toml" \
     --target-dir "$out/$crate" --quiet -- -D warnings
 done
+say "building omg for the machine (--features optee) and for this host"
+# The emulated profile (optimized, no LTO), in the target directory of tools/cross-aarch64.sh.
+CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar \
+  /usr/bin/cargo build --locked --target "$triple" -j"${OMG_BUILD_JOBS:-2}" \
+  --config "target.$triple.linker=\"aarch64-linux-gnu-gcc\"" --manifest-path "$root/Cargo.toml" \
+  --target-dir "$root/target/aarch64" --profile emulated -p omg-cli --bin omg --features omg-cli/optee
+cp "$root/target/aarch64/$triple/emulated/omg" "$overlay/usr/bin/"
+# The vendor service and the Linux backend here: the workspace's own toolchain.
+env -u RUSTC PATH="$host_path" cargo build --locked -j"${OMG_BUILD_JOBS:-2}" \
+  --manifest-path "$root/Cargo.toml" -p omg-cli -p omg-enclave-image --bin omg --bin omg-enclave
 cp "$OPTEE_CLIENT_EXPORT/usr/sbin/tee-supplicant" "$overlay/usr/sbin/"
 cp -d "$OPTEE_CLIENT_EXPORT"/usr/lib/libteec.so* "$overlay/lib/"
 cat >"$overlay/scenario" <<'SCENARIO'
@@ -107,6 +124,30 @@ cat >"$overlay/scenario" <<'SCENARIO'
 mkdir -p /data/tee
 /usr/sbin/tee-supplicant &
 /usr/bin/omg-optee-host /exchange/data
+status=$?
+# End to end against the vendor service on the host (tools/optee/e2e-vendor.sh).
+e2e=/exchange/e2e
+mkdir -p $e2e
+touch $e2e/ready
+i=0
+while [ ! -e $e2e/go ] && [ $i -lt 600 ]; do sleep 1; i=$((i + 1)); done
+if [ -e $e2e/go ]; then
+  server="http://10.0.2.2:$(cat $e2e/port)"
+  dev=/tmp/omg-optee-device
+  /usr/bin/omg provision --backend optee --dir $dev $e2e/micro_speech.omgpkg --server "$server" \
+    --vendor-key $e2e/vendor.pub >$e2e/provision.out 2>&1
+  echo $? >$e2e/provision.status
+  for clip in yes no; do
+    /usr/bin/omg run --backend optee --dir $dev $e2e/micro_speech.omgpkg --json \
+      --wav /exchange/data/micro_speech/testdata/${clip}_1000ms.wav >$e2e/optee_$clip.json 2>$e2e/optee_$clip.err
+    echo $? >$e2e/optee_$clip.status
+  done
+  /usr/bin/omg provision --backend optee --dir $dev $e2e/impostor.omgpkg --server "$server" \
+    --vendor-key $e2e/vendor.pub >$e2e/impostor.out 2>&1
+  echo $? >$e2e/impostor.status
+fi
+touch $e2e/done
+exit $status
 SCENARIO
 chmod +x "$overlay/scenario"
 
@@ -117,11 +158,36 @@ mkdir -p "$exchange"
 cp -r "$data" "$exchange/data"
 
 say "booting the TrustZone machine"
+mkdir -p "$exchange/e2e"
+"$root/tools/optee/e2e-vendor.sh" "$exchange" "$out/e2e" "$root/target/debug/omg" \
+  >"$out/e2e.log" 2>&1 &
+vendor=$!
 set +e
-"$root/tools/arm/run.sh" --secure-world "$images" --exchange "$exchange" --module optee \
+"$root/tools/arm/run.sh" --secure-world "$images" --exchange "$exchange" --module optee --net \
   --timeout "${OMG_OPTEE_TIMEOUT:-1800}" --log "$out/console.log" "$overlay"
 status=$?
+touch "$exchange/e2e/done" 2>/dev/null
+wait "$vendor"
+vendor_status=$?
 set -e
+# The end-to-end results the machine left in the exchange directory.
+e2e_check() { # OK WHAT
+  if [ "$1" = 0 ]; then echo "omg-optee e2e: ok   $2"; else echo "omg-optee e2e: FAIL $2"; status=1; fi
+}
+e2e_check "$vendor_status" "the vendor side ran (target/optee/e2e.log)"
+e2e="$exchange/e2e"
+e2e_check "$(cat "$e2e/provision.status" 2>/dev/null || echo 1)" \
+  "omg provision --backend optee against the vendor service: $(tail -n1 "$e2e/provision.out" 2>/dev/null)"
+for clip in yes no; do
+  same=1
+  [ "$(cat "$e2e/optee_$clip.status" 2>/dev/null || echo 1)" = 0 ] && [ -s "$e2e/linux_$clip.json" ] &&
+    cmp -s "$e2e/optee_$clip.json" "$e2e/linux_$clip.json" && same=0
+  e2e_check "$same" "omg run --backend optee on ${clip}_1000ms.wav: $(tr -d '\n' <"$e2e/optee_$clip.json" 2>/dev/null), Linux backend here: $(tr -d '\n' <"$e2e/linux_$clip.json" 2>/dev/null)"
+done
+refused=1
+[ "$(cat "$e2e/impostor.status" 2>/dev/null || echo 0)" != 0 ] &&
+  grep -q wrong_measurement "$e2e/impostor.out" && refused=0
+e2e_check "$refused" "a package whose policy lists another TA is refused: $(tail -n1 "$e2e/impostor.out" 2>/dev/null)"
 # The attestation evidence, checked outside the machine with Python's cryptography.
 if [ "$status" = 0 ]; then
   /usr/bin/python3 "$root/tools/optee/verify_attestation.py" "$exchange/attest" || status=1

@@ -213,6 +213,7 @@ fn story(dir: &Path) -> Result<()> {
         &vendor.join("vendor.pub"),
         Some(device.clone()),
         None,
+        crate::backend::Backend::Linux,
         false,
     );
     service.stop();
@@ -234,6 +235,7 @@ fn story(dir: &Path) -> Result<()> {
             Source::Wav(clip),
             Some(device.clone()),
             None,
+            crate::backend::Backend::Linux,
             false,
         )?;
         done(t);

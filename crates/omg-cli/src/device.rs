@@ -28,6 +28,7 @@ use omg_protocol::token::Token;
 use omg_protocol::{VerifyingKey, ct_eq, verifying_key_from_sec1};
 use serde::{Deserialize, Serialize};
 
+use crate::backend::Backend;
 use crate::files::{read_limited, write_atomic};
 use crate::identity::{hex, key_dir};
 
@@ -40,9 +41,19 @@ pub fn device_dir(dir: Option<PathBuf>) -> Result<PathBuf> {
 /// (`omg maker endorse --device-dir`); `omg provision` sends it when present.
 pub const ENDORSEMENT_FILE: &str = "endorsement.cose";
 
-/// Where the sealed blob of a vendor's model version lives in the device directory.
-pub fn sealed_path(device: &Path, scope: ModelScope<'_>, version: u32) -> PathBuf {
-    model_dir(device, scope).join(format!("v{version}.sealed"))
+/// Where the sealed blob of a vendor's model version lives in the device directory: one file
+/// per backend (`v2.sealed` for Linux, `v2.optee.sealed` for OP-TEE), since each enclave seals
+/// with keys of its own.
+pub fn sealed_path(
+    device: &Path,
+    scope: ModelScope<'_>,
+    version: u32,
+    backend: Backend,
+) -> PathBuf {
+    model_dir(device, scope).join(match backend {
+        Backend::Linux => format!("v{version}.sealed"),
+        Backend::Optee => format!("v{version}.optee.sealed"),
+    })
 }
 
 /// Where the vendor public key a vendor's model was provisioned with is kept.
@@ -389,6 +400,7 @@ fn b64(field: &str, s: &str) -> Result<Vec<u8>> {
 
 #[derive(Serialize)]
 struct Provisioned {
+    backend: &'static str,
     model_id: String,
     version: u32,
     sealed: String,
@@ -414,8 +426,10 @@ pub fn provision(
     vendor_key_path: &Path,
     dir: Option<PathBuf>,
     ca_cert: Option<&Path>,
+    backend: Backend,
     json: bool,
 ) -> Result<()> {
+    crate::backend::available(backend)?;
     let dir = device_dir(dir)?;
     let package = read_limited(package_path, MAX_PACKAGE_LEN as u64)?;
     let vendor_key = read_public_key(vendor_key_path)?;
@@ -426,6 +440,7 @@ pub fn provision(
         vendor_key,
         dir,
         ca_cert,
+        backend,
         json,
     )
 }
@@ -439,8 +454,10 @@ pub fn renew(
     vendor_key_path: Option<&Path>,
     dir: Option<PathBuf>,
     ca_cert: Option<&Path>,
+    backend: Backend,
     json: bool,
 ) -> Result<()> {
+    crate::backend::available(backend)?;
     let dir = device_dir(dir)?;
     let package = read_limited(package_path, MAX_PACKAGE_LEN as u64)?;
     let (vendor_key, header) = match vendor_key_path {
@@ -458,6 +475,7 @@ pub fn renew(
         &dir,
         ModelScope::new(&vendor_key, &header.model_id),
         header.version,
+        backend,
     );
     anyhow::ensure!(
         sealed.is_file(),
@@ -472,6 +490,7 @@ pub fn renew(
         vendor_key,
         dir,
         ca_cert,
+        backend,
         json,
     )
     .context("no renewal: the sealed licence on this device is unchanged")
@@ -480,6 +499,7 @@ pub fn renew(
 /// The preparation phase for `package` against the vendor service at `server`: challenge,
 /// attestation, activation, sealing; stores the sealed blob (replacing any earlier one) only
 /// once everything checked out.
+#[allow(clippy::too_many_arguments)]
 fn activate(
     package_path: &Path,
     package: Vec<u8>,
@@ -487,13 +507,11 @@ fn activate(
     vendor_key: VerifyingKey,
     dir: PathBuf,
     ca_cert: Option<&Path>,
+    backend: Backend,
     json: bool,
 ) -> Result<()> {
     let client = Client::new(server, ca_cert)?;
     let ms = |t: std::time::Instant| t.elapsed().as_secs_f64() * 1e3;
-    let identity = crate::enclave::identity(&dir)?;
-    let device_public_key = identity.public_key();
-    drop(identity);
     let endorsement_path = dir.join(ENDORSEMENT_FILE);
     let endorsement = if endorsement_path.exists() {
         Some(read_limited(
@@ -510,19 +528,19 @@ fn activate(
     let t_challenge = ms(t);
 
     let t = std::time::Instant::now();
-    let mut enclave = crate::enclave::start(&dir, None)?;
-    enclave.send(&HostRequest::BeginProvision {
-        package,
-        vendor_key: omg_protocol::public_key_sec1(&vendor_key).to_vec(),
-        nonce,
-    })?;
+    let mut enclave = crate::backend::open(backend, &dir, None)?;
+    let device_public_key = enclave.device_public_key()?;
     let EnclaveReply::Attested {
         token,
         enclave_public_key,
         model_id,
         version,
     } = enclave
-        .reply()
+        .request(&HostRequest::BeginProvision {
+            package,
+            vendor_key: omg_protocol::public_key_sec1(&vendor_key).to_vec(),
+            nonce,
+        })
         .with_context(|| format!("{}", package_path.display()))?
     else {
         bail!("the enclave answered out of turn");
@@ -544,25 +562,24 @@ fn activate(
     let t_activate = ms(t);
 
     let t = std::time::Instant::now();
-    enclave.send(&HostRequest::FinishProvision {
-        key_release: b64("key release", &answer.key_release)?,
-        licence: b64("licence", &answer.licence)?,
-    })?;
     let EnclaveReply::Sealed {
         blob,
         not_after,
         renew_after,
         lease_until,
     } = enclave
-        .reply()
+        .request(&HostRequest::FinishProvision {
+            key_release: b64("key release", &answer.key_release)?,
+            licence: b64("licence", &answer.licence)?,
+        })
         .context("the vendor's answer does not check out")?
     else {
         bail!("the enclave answered out of turn");
     };
-    let measurement = enclave.measurement();
-    enclave.shutdown()?;
+    let measurement = enclave.measurement(&token)?;
+    enclave.close()?;
     let scope = ModelScope::new(&vendor_key, &model_id);
-    let sealed_path = sealed_path(&dir, scope, version);
+    let sealed_path = sealed_path(&dir, scope, version, backend);
     let parent = sealed_path.parent().unwrap_or(&dir);
     omg_linux::fs::create_private_dir(parent)
         .with_context(|| format!("cannot create {}", parent.display()))?;
@@ -574,6 +591,7 @@ fn activate(
     let t_seal = ms(t);
 
     let out = Provisioned {
+        backend: backend.name(),
         model_id,
         version,
         sealed: sealed_path.display().to_string(),
@@ -596,8 +614,8 @@ fn activate(
             out.timings_ms.challenge
         );
         println!(
-            "attested     enclave {} signed by the device key ({:.1} ms)",
-            out.measurement, out.timings_ms.attest
+            "attested     {} enclave {} signed by the device key ({:.1} ms)",
+            out.backend, out.measurement, out.timings_ms.attest
         );
         let lease = match (out.renew_after, out.lease_until) {
             (Some(renew), Some(until)) => {

@@ -1,6 +1,7 @@
 //! `omg`: the Offline Model Guard command-line tool.
 #![forbid(unsafe_code)]
 
+mod backend;
 mod bench;
 mod clock;
 #[cfg(feature = "vendor")]
@@ -14,6 +15,8 @@ mod kws;
 mod maker;
 #[cfg(feature = "mic")]
 mod mic;
+#[cfg(feature = "optee")]
+mod optee;
 #[cfg(feature = "vendor")]
 mod package;
 mod platform;
@@ -161,6 +164,11 @@ enum Command {
         /// Trust this PEM certificate (e.g. the service's self-signed one) for https://.
         #[arg(long)]
         ca_cert: Option<PathBuf>,
+        /// Where the enclave runs: `optee` (the trusted application in TrustZone's secure
+        /// world) or `linux` (the enclave process). Default: optee when this build has it and
+        /// /dev/tee0 exists, else linux.
+        #[arg(long, value_enum)]
+        backend: Option<backend::Backend>,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
@@ -184,6 +192,11 @@ enum Command {
         /// Trust this PEM certificate (e.g. the service's self-signed one) for https://.
         #[arg(long)]
         ca_cert: Option<PathBuf>,
+        /// Where the enclave runs: `optee` (the trusted application in TrustZone's secure
+        /// world) or `linux` (the enclave process). Default: optee when this build has it and
+        /// /dev/tee0 exists, else linux.
+        #[arg(long, value_enum)]
+        backend: Option<backend::Backend>,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
@@ -203,6 +216,11 @@ enum Command {
         /// enclave here (the service deployment; also from $OMG_PLATFORM_SOCKET).
         #[arg(long, env = omg_linux::service::SOCKET_ENV)]
         socket: Option<PathBuf>,
+        /// Where the enclave runs: `optee` (the trusted application in TrustZone's secure
+        /// world) or `linux` (the enclave process). Default: optee when this build has it and
+        /// /dev/tee0 exists, else linux.
+        #[arg(long, value_enum, conflicts_with = "socket")]
+        backend: Option<backend::Backend>,
         /// One JSON object per event (label, time_ms, and score / scores if the policy allows).
         #[arg(long)]
         json: bool,
@@ -657,6 +675,7 @@ fn command(cli: Cli) -> anyhow::Result<()> {
             vendor_key,
             dir,
             ca_cert,
+            backend,
             json,
         } => device::provision(
             &package,
@@ -664,6 +683,7 @@ fn command(cli: Cli) -> anyhow::Result<()> {
             &vendor_key,
             dir,
             ca_cert.as_deref(),
+            backend::Backend::choose(backend),
             json,
         ),
         Command::Renew {
@@ -672,6 +692,7 @@ fn command(cli: Cli) -> anyhow::Result<()> {
             vendor_key,
             dir,
             ca_cert,
+            backend,
             json,
         } => device::renew(
             &package,
@@ -679,6 +700,7 @@ fn command(cli: Cli) -> anyhow::Result<()> {
             vendor_key.as_deref(),
             dir,
             ca_cert.as_deref(),
+            backend::Backend::choose(backend),
             json,
         ),
         Command::Run {
@@ -686,8 +708,16 @@ fn command(cli: Cli) -> anyhow::Result<()> {
             source,
             dir,
             socket,
+            backend,
             json,
-        } => run::run(&package, source.source(), dir, socket, json),
+        } => run::run(
+            &package,
+            source.source(),
+            dir,
+            socket,
+            backend::Backend::choose(backend),
+            json,
+        ),
         Command::Attest {
             nonce,
             dir,

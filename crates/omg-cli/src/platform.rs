@@ -213,7 +213,13 @@ fn session(settings: &Settings, image: &EnclaveImage, stream: &UnixStream) -> Re
         bail!("the app left before asking");
     };
     let (source, feed) = feed_for(source, fd, settings.idle_timeout)?;
-    let start = start_request(&settings.dir, package, source, Provisioner::Platform)?;
+    let start = start_request(
+        &settings.dir,
+        package,
+        source,
+        Provisioner::Platform,
+        crate::backend::Backend::Linux,
+    )?;
     let (audio, feeder) = feed.into_fd()?;
     let identity = crate::enclave::identity(&settings.dir)?;
     let mut enclave = launch(image, identity, Some(audio)).context("cannot launch the enclave")?;

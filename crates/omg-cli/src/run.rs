@@ -23,6 +23,7 @@ use omg_protocol::package::{MAX_PACKAGE_LEN, Package};
 use omg_protocol::sealed::MAX_SEALED_LEN;
 
 use crate::audio;
+use crate::backend::Backend;
 use crate::device::{device_dir, read_public_key, sealed_path};
 use crate::files::read_limited;
 use crate::stream::{EventLine, EventPrinter, Source};
@@ -63,7 +64,10 @@ pub(crate) fn provisioned_vendor_key(
 )> {
     Package::vendor_key_id(package)
         .map_err(|e| anyhow::anyhow!("this is not an omg model package (.omgpkg): {e}"))?;
-    match std::fs::metadata(dir.join(omg_linux::identity::ATTESTATION_PUB)) {
+    // An OP-TEE device keeps no identity here (OP-TEE holds its key), only its models.
+    match std::fs::metadata(dir.join(omg_linux::identity::ATTESTATION_PUB))
+        .or_else(|_| std::fs::metadata(dir.join("models")))
+    {
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
             "there is no device in {} (check --dir or OMG_HOME; `omg device init` makes one)",
@@ -232,15 +236,17 @@ pub fn start_request(
     package: Vec<u8>,
     source: InputSource,
     who: Provisioner,
+    backend: Backend,
 ) -> Result<HostRequest> {
     let (vendor_key, header) = provisioned_vendor_key(dir, &package, who)?;
     let scope = ModelScope::new(&vendor_key, &header.model_id);
-    let sealed_file = sealed_path(dir, scope, header.version);
+    let sealed_file = sealed_path(dir, scope, header.version, backend);
     let sealed = read_limited(&sealed_file, MAX_SEALED_LEN as u64).with_context(|| {
         format!(
-            "{} version {} is not provisioned here; {}",
+            "{} version {} is not provisioned here for the {} backend; {}",
             header.model_id,
             header.version,
+            backend.name(),
             who.action()
         )
     })?;
@@ -336,9 +342,11 @@ pub fn run(
     source: Source,
     dir: Option<PathBuf>,
     socket: Option<PathBuf>,
+    backend: Backend,
     json: bool,
 ) -> Result<()> {
     let started = Instant::now();
+    crate::backend::available(backend)?;
     let package = read_limited(package_path, MAX_PACKAGE_LEN as u64)?;
     if let Some(socket) = socket {
         // The platform opens the microphone in the service mode: its build decides.
@@ -353,13 +361,18 @@ pub fn run(
         package,
         source.input_source(),
         Provisioner::DeviceUser,
+        backend,
     )?;
     let (audio, feeder) = Feed::open(&source)?.into_fd()?;
-    let mut enclave = crate::enclave::start(&dir, Some(audio))?;
-    enclave.send(&start)?;
+    let mut enclave = crate::backend::open(backend, &dir, Some(audio))?;
+    let ready = enclave.request(&start);
     let pid = enclave.pid();
-    present(json, started, Some(pid), || Ok(enclave.reply()?))?;
-    enclave.shutdown()?;
+    let mut ready = Some(ready);
+    present(json, started, pid, || match ready.take() {
+        Some(reply) => reply,
+        None => enclave.next_reply(),
+    })?;
+    enclave.close()?;
     join_feeder(feeder)
 }
 

@@ -499,3 +499,58 @@ fn mic_is_offered_only_where_built() {
         }
     }
 }
+
+/// `--backend optee` on a machine without OP-TEE says so, before any file is read, for each
+/// command that takes it; an unknown backend is refused by the parser.
+#[test]
+fn the_optee_backend_without_a_tee_is_a_clear_error() {
+    if Path::new("/dev/tee0").exists() {
+        eprintln!("skipped: this machine has /dev/tee0");
+        return;
+    }
+    let server = ["--server", "http://127.0.0.1:9", "--vendor-key", "none.pub"];
+    for args in [
+        &[
+            "run",
+            "none.omgpkg",
+            "--wav",
+            "none.wav",
+            "--backend",
+            "optee",
+        ][..],
+        &[
+            &["provision", "none.omgpkg"],
+            &server[..],
+            &["--backend", "optee"],
+        ]
+        .concat(),
+        &[
+            &["renew", "none.omgpkg"],
+            &server[..],
+            &["--backend", "optee"],
+        ]
+        .concat(),
+    ] {
+        let r = omg().args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&r.stderr);
+        assert!(!r.status.success(), "{args:?}");
+        assert!(
+            stderr.contains("this machine has no OP-TEE (/dev/tee0 does not exist")
+                && stderr.contains("use --backend linux"),
+            "{args:?}: {stderr}"
+        );
+    }
+    let r = omg()
+        .args([
+            "run",
+            "none.omgpkg",
+            "--wav",
+            "none.wav",
+            "--backend",
+            "sgx",
+        ])
+        .output()
+        .unwrap();
+    assert!(!r.status.success());
+    assert!(String::from_utf8_lossy(&r.stderr).contains("invalid value 'sgx'"));
+}

@@ -1,5 +1,6 @@
 //! The enclave's error type.
 
+use alloc::boxed::Box;
 use core::fmt;
 
 use omg_kws::KwsError;
@@ -24,6 +25,13 @@ pub enum EnclaveError {
     Pipeline(KwsError),
     /// Two things that must agree do not (the message says which).
     Mismatch(&'static str),
+    /// A running operation stopped on `cause` (and was settled) after `classifications`.
+    Stopped {
+        /// Why it stopped.
+        cause: Box<EnclaveError>,
+        /// Classifications made in the session before it stopped.
+        classifications: u64,
+    },
 }
 
 impl fmt::Display for EnclaveError {
@@ -34,6 +42,13 @@ impl fmt::Display for EnclaveError {
             Self::Platform(e) => write!(f, "{e}"),
             Self::Pipeline(e) => write!(f, "pipeline: {e}"),
             Self::Mismatch(what) => write!(f, "mismatch: {what}"),
+            Self::Stopped {
+                cause,
+                classifications,
+            } => write!(
+                f,
+                "{cause} (after {classifications} classification(s) in this session)"
+            ),
         }
     }
 }

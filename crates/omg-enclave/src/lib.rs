@@ -25,6 +25,7 @@
 
 extern crate alloc;
 
+pub mod commands;
 mod error;
 pub mod ledger;
 pub mod messages;

@@ -4,9 +4,11 @@
 use std::collections::BTreeMap;
 
 use omg_enclave::ledger::Ledger;
+use omg_enclave::messages::{EnclaveReply, HostRequest};
 use omg_enclave::platform::{Counter, ModelScope, Reservation, sign_enclave_token};
 use omg_enclave::provision::Preparation;
 use omg_enclave::runtime::{OutputEvent, initialize};
+use omg_enclave::server::{Enclave, EnclaveIo, Replies};
 use omg_enclave::{EnclaveError, Platform, PlatformError};
 use omg_protocol::key_release::{HpkePublicKey, KeyRelease};
 use omg_protocol::licence::{InputSource, InputSources, Lease, Licence, OutputPolicy, Refusal};
@@ -696,5 +698,527 @@ fn initialization_refuses_a_licence_past_its_lease() {
             lease_until: NOW + 120,
             now: NOW + 121
         })
+    );
+}
+
+/// The host of the push and pull tests: records replies; serves `audio` in reads of at most
+/// `chunk` samples to the pull loop.
+struct Host {
+    sent: Vec<EnclaveReply>,
+    audio: Vec<i16>,
+    read: usize,
+    chunk: usize,
+}
+
+impl Host {
+    fn new(audio: Vec<i16>, chunk: usize) -> Self {
+        Self {
+            sent: Vec::new(),
+            audio,
+            read: 0,
+            chunk,
+        }
+    }
+}
+
+impl Replies for Host {
+    fn send(&mut self, reply: &EnclaveReply) -> Result<(), PlatformError> {
+        self.sent.push(reply.clone());
+        Ok(())
+    }
+    fn monotonic_us(&self) -> u64 {
+        0
+    }
+}
+
+impl EnclaveIo for Host {
+    type Buffer = Zeroizing<Vec<u8>>;
+    fn read_audio(&mut self, buf: &mut [i16]) -> Result<usize, PlatformError> {
+        let n = buf.len().min(self.chunk).min(self.audio.len() - self.read);
+        buf[..n].copy_from_slice(&self.audio[self.read..self.read + n]);
+        self.read += n;
+        Ok(n)
+    }
+    fn protected(&mut self, len: usize) -> Result<Self::Buffer, PlatformError> {
+        protected(len)
+    }
+    fn memory_kind(&self) -> &'static str {
+        "heap"
+    }
+}
+
+/// An enclave with micro_speech provisioned under `terms` (changed by `change`), and the
+/// vendor's package, key and sealed blob for `Enclave::start`.
+fn provisioned_enclave(
+    seed: u64,
+    change: impl FnOnce(&mut Licence),
+) -> (Enclave<TestPlatform>, Vendor, Vec<u8>) {
+    let mut platform = TestPlatform::new(seed);
+    let mut vendor = Vendor::new(OutputPolicy::AllScores);
+    let mut terms = vendor.terms(&platform);
+    change(&mut terms);
+    let sealed = provision(&mut platform, &mut vendor, &terms).unwrap();
+    (Enclave::new(platform), vendor, sealed)
+}
+
+fn start(
+    enclave: &mut Enclave<TestPlatform>,
+    vendor: &Vendor,
+    sealed: &[u8],
+) -> Result<EnclaveReply, EnclaveError> {
+    enclave.start(
+        &vendor.package,
+        sealed,
+        &omg_protocol::public_key_sec1(vendor.key.verifying_key()),
+        InputSource::File.bit(),
+        "heap",
+        protected,
+    )
+}
+
+fn inferences(enclave: &mut Enclave<TestPlatform>, vendor: &Vendor) -> u64 {
+    enclave
+        .platform_mut()
+        .counter(vendor.scope(), Counter::Inferences)
+        .unwrap()
+}
+
+/// Four clips, each followed by a second of silence: yes, no, yes, no.
+fn four_clips() -> Vec<i16> {
+    ["yes_en-gb", "no_en-gb", "yes_en-us", "no_en-us"]
+        .iter()
+        .flat_map(|c| {
+            let mut audio = clip(c);
+            audio.extend(std::iter::repeat_n(0, 16_000));
+            audio
+        })
+        .collect()
+}
+
+/// The push API (blocks of any size) gives the same replies as the pull loop on the same
+/// audio: the same ready line, the same events with their scores, the same counts.
+#[test]
+fn pushed_audio_gives_the_pull_loops_events() {
+    let (mut enclave, vendor, sealed) = provisioned_enclave(20, |t| t.quota = Some(10_000));
+    let audio = four_clips();
+    let mut pulled = Host::new(audio.clone(), 1000);
+    enclave
+        .handle(
+            HostRequest::Start {
+                package: vendor.package.clone(),
+                sealed: sealed.clone(),
+                vendor_key: omg_protocol::public_key_sec1(vendor.key.verifying_key()).to_vec(),
+                source: InputSource::File.bit(),
+            },
+            &mut pulled,
+        )
+        .unwrap();
+    assert!(!enclave.operating());
+    let labels: Vec<_> = pulled
+        .sent
+        .iter()
+        .filter_map(|r| match r {
+            EnclaveReply::Event { label, .. } => Some(label.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(labels, ["yes", "no", "yes", "no"]);
+    let pulled_count = inferences(&mut enclave, &vendor);
+
+    let mut pushed = Host::new(Vec::new(), 0);
+    let ready = start(&mut enclave, &vendor, &sealed).unwrap();
+    pushed.sent.push(ready);
+    assert!(enclave.operating());
+    // Blocks of irregular sizes, an empty one among them.
+    let mut rest = audio.as_slice();
+    for size in [1, 0, 777, 5000, 3, 16_000].iter().cycle() {
+        if rest.is_empty() {
+            break;
+        }
+        let (block, tail) = rest.split_at((*size).min(rest.len()));
+        enclave.push_audio(block, &mut pushed).unwrap();
+        rest = tail;
+    }
+    let finished = enclave.finish(&mut pushed).unwrap();
+    pushed.sent.push(finished);
+    assert!(!enclave.operating());
+
+    let without_time = |replies: &[EnclaveReply]| -> Vec<EnclaveReply> {
+        replies
+            .iter()
+            .map(|r| match r {
+                EnclaveReply::Finished {
+                    samples,
+                    classifications,
+                    ..
+                } => EnclaveReply::Finished {
+                    samples: *samples,
+                    classifications: *classifications,
+                    busy_us: 0,
+                },
+                r => r.clone(),
+            })
+            .collect()
+    };
+    assert_eq!(without_time(&pushed.sent), without_time(&pulled.sent));
+    let Some(EnclaveReply::Finished {
+        samples,
+        classifications,
+        ..
+    }) = pushed.sent.last()
+    else {
+        panic!("no Finished reply: {:?}", pushed.sent.last());
+    };
+    assert_eq!(*samples, audio.len() as u64);
+    // Both sessions were settled: exactly their classifications were counted.
+    assert_eq!(pulled_count, *classifications);
+    assert_eq!(inferences(&mut enclave, &vendor), 2 * classifications);
+}
+
+/// An operation closed early, or stopped by a failure, counts what it classified and gives the
+/// rest of its reserved block back.
+#[test]
+fn operations_ended_early_are_settled() {
+    let (mut enclave, vendor, sealed) = provisioned_enclave(21, |t| t.quota = Some(100));
+    let mut host = Host::new(Vec::new(), 0);
+    start(&mut enclave, &vendor, &sealed).unwrap();
+    enclave.push_audio(&clip("yes_en-gb"), &mut host).unwrap();
+    enclave.push_audio(&[0; 8000], &mut host).unwrap();
+    enclave.close().unwrap();
+    assert!(!enclave.operating());
+    let first = inferences(&mut enclave, &vendor);
+    // Less than the block of 250 the session held (and than the quota): only what was used.
+    assert!(first > 0 && first < 100, "{first}");
+
+    // A first block that is a WAV header stops the operation, nothing classified.
+    start(&mut enclave, &vendor, &sealed).unwrap();
+    let mut wav = Vec::new();
+    for pair in b"RIFF\x24\x7d\x00\x00WAVEfmt ".chunks(2) {
+        wav.push(i16::from_le_bytes([pair[0], pair[1]]));
+    }
+    wav.resize(1600, 0);
+    let e = enclave.push_audio(&wav, &mut host).unwrap_err();
+    assert!(
+        matches!(
+            &e,
+            EnclaveError::Stopped {
+                classifications: 0,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(!enclave.operating());
+    assert_eq!(inferences(&mut enclave, &vendor), first);
+
+    // The quota runs out in the middle of a block: stopped at exactly the quota.
+    start(&mut enclave, &vendor, &sealed).unwrap();
+    let e = enclave.push_audio(&[0; 80_000], &mut host).unwrap_err();
+    let EnclaveError::Stopped {
+        cause,
+        classifications,
+    } = &e
+    else {
+        panic!("{e:?}");
+    };
+    assert_eq!(
+        **cause,
+        EnclaveError::Refused(Refusal::QuotaExhausted {
+            quota: 100,
+            used: 100
+        })
+    );
+    assert_eq!(*classifications, 100 - first);
+    assert!(e.to_string().ends_with(&format!(
+        "(after {} classification(s) in this session)",
+        100 - first
+    )));
+    assert!(!enclave.operating());
+    assert_eq!(inferences(&mut enclave, &vendor), 100);
+    // And the next start is refused before anything is decrypted.
+    assert!(matches!(
+        start(&mut enclave, &vendor, &sealed),
+        Err(EnclaveError::Refused(Refusal::QuotaExhausted { .. }))
+    ));
+}
+
+/// Commands out of order are refused and change nothing.
+#[test]
+fn operation_commands_out_of_order_are_refused() {
+    let (mut enclave, vendor, sealed) = provisioned_enclave(22, |_| {});
+    let mut host = Host::new(Vec::new(), 0);
+    let none = EnclaveError::Mismatch("no operation is running");
+    assert_eq!(enclave.push_audio(&[0; 100], &mut host).unwrap_err(), none);
+    assert_eq!(enclave.finish(&mut host).unwrap_err(), none);
+    enclave.close().unwrap();
+    assert!(matches!(
+        start(&mut enclave, &vendor, &sealed).unwrap(),
+        EnclaveReply::Ready { .. }
+    ));
+    // A second start while one runs: refused, the first goes on.
+    assert!(matches!(
+        start(&mut enclave, &vendor, &sealed),
+        Err(EnclaveError::Mismatch(_))
+    ));
+    // A start is no provisioning request.
+    assert!(matches!(
+        enclave.provision(HostRequest::Start {
+            package: vendor.package.clone(),
+            sealed: sealed.clone(),
+            vendor_key: Vec::new(),
+            source: 2,
+        }),
+        Err(EnclaveError::Mismatch(_))
+    ));
+    assert!(enclave.operating());
+    enclave.push_audio(&clip("yes_en-us"), &mut host).unwrap();
+    assert!(matches!(
+        enclave.finish(&mut host).unwrap(),
+        EnclaveReply::Finished { .. }
+    ));
+    assert!(
+        host.sent
+            .iter()
+            .any(|r| matches!(r, EnclaveReply::Event { label, .. } if label == "yes"))
+    );
+    assert_eq!(enclave.push_audio(&[0; 100], &mut host).unwrap_err(), none);
+    assert_eq!(enclave.finish(&mut host).unwrap_err(), none);
+    // A provisioning finish without its beginning.
+    assert_eq!(
+        enclave
+            .provision(HostRequest::FinishProvision {
+                key_release: vec![1],
+                licence: vec![2],
+            })
+            .unwrap_err(),
+        EnclaveError::Mismatch("no provisioning in progress")
+    );
+}
+
+fn clock() -> u64 {
+    0
+}
+
+type TaCommands = omg_enclave::commands::Commands<TestPlatform, Zeroizing<Vec<u8>>>;
+
+fn replies(
+    commands: &mut TaCommands,
+    id: u32,
+    input: &[u8],
+) -> Result<Vec<EnclaveReply>, omg_enclave::commands::CommandError> {
+    let out = commands.command(id, input, 1 << 20)?;
+    Ok(omg_enclave::commands::split_replies(&out).unwrap())
+}
+
+/// The command layer of the OP-TEE TA, on the test platform: provisioning, then an operation
+/// in audio blocks, gives the pull loop's events; a short output buffer keeps the replies for
+/// the drain command.
+#[test]
+fn commands_provision_and_operate() {
+    use omg_enclave::commands::{
+        CMD_AUDIO, CMD_DRAIN, CMD_FINISH, CMD_REQUEST, CommandError, audio_bytes,
+    };
+    use omg_enclave::messages::encode;
+    let platform = TestPlatform::new(23);
+    let mut vendor = Vendor::new(OutputPolicy::AllScores);
+    let mut terms = vendor.terms(&platform);
+    terms.quota = Some(10_000);
+    let device = *platform.device_key.verifying_key();
+    let mut commands = TaCommands::new(platform, "heap", protected, clock);
+    let vendor_key = omg_protocol::public_key_sec1(vendor.key.verifying_key()).to_vec();
+    let begin = encode(&HostRequest::BeginProvision {
+        package: vendor.package.clone(),
+        vendor_key: vendor_key.clone(),
+        nonce: vec![5; 32],
+    })
+    .unwrap();
+    let [
+        EnclaveReply::Attested {
+            token,
+            enclave_public_key,
+            ..
+        },
+    ] = &replies(&mut commands, CMD_REQUEST, &begin).unwrap()[..]
+    else {
+        panic!("no Attested reply");
+    };
+    Token::verify(token, &device).unwrap();
+    let release = KeyRelease::seal(
+        &HpkePublicKey::from_bytes(enclave_public_key).unwrap(),
+        token,
+        &vendor.content_key,
+        "micro_speech",
+        2,
+        &mut vendor.rng,
+    )
+    .unwrap();
+    let licence = Licence {
+        activation: sha256(token),
+        ..terms
+    };
+    let finish = encode(&HostRequest::FinishProvision {
+        key_release: release,
+        licence: licence.sign(&vendor.key).unwrap(),
+    })
+    .unwrap();
+    let [EnclaveReply::Sealed { blob, .. }] =
+        &replies(&mut commands, CMD_REQUEST, &finish).unwrap()[..]
+    else {
+        panic!("no Sealed reply");
+    };
+    let start = HostRequest::Start {
+        package: vendor.package.clone(),
+        sealed: blob.clone(),
+        vendor_key,
+        source: InputSource::File.bit(),
+    };
+
+    let audio = four_clips();
+    let ready = replies(&mut commands, CMD_REQUEST, &encode(&start).unwrap()).unwrap();
+    assert!(
+        matches!(&ready[..], [EnclaveReply::Ready { .. }]),
+        "{ready:?}"
+    );
+    let mut pushed = Vec::new();
+    for block in audio.chunks(3000) {
+        pushed.extend(replies(&mut commands, CMD_AUDIO, &audio_bytes(block)).unwrap());
+    }
+    pushed.extend(replies(&mut commands, CMD_FINISH, &[]).unwrap());
+    let labels: Vec<_> = pushed
+        .iter()
+        .filter_map(|r| match r {
+            EnclaveReply::Event { label, scores, .. } => {
+                assert!(scores.is_some());
+                Some(label.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(labels, ["yes", "no", "yes", "no"]);
+    assert!(matches!(
+        pushed.last(),
+        Some(EnclaveReply::Finished { samples, .. }) if *samples == audio.len() as u64
+    ));
+    assert!(!commands.operating());
+
+    // A short output buffer: the events wait for the drain, the command is not run twice.
+    replies(&mut commands, CMD_REQUEST, &encode(&start).unwrap()).unwrap();
+    let mut yes = clip("yes_en-gb");
+    yes.extend(std::iter::repeat_n(0, 16_000));
+    assert_eq!(
+        commands.command(CMD_AUDIO, &audio_bytes(&yes[..16_000]), usize::MAX),
+        Ok(Vec::new())
+    );
+    assert_eq!(
+        commands.command(CMD_AUDIO, &audio_bytes(&yes[16_000..]), 4),
+        Err(CommandError::ShortBuffer)
+    );
+    let drained = replies(&mut commands, CMD_DRAIN, &[]).unwrap();
+    assert!(
+        matches!(&drained[..], [EnclaveReply::Event { label, .. }] if label == "yes"),
+        "{drained:?}"
+    );
+    assert!(replies(&mut commands, CMD_DRAIN, &[]).unwrap().is_empty());
+    // Closing ends the operation.
+    commands.close().unwrap();
+    assert!(!commands.operating());
+}
+
+/// Hostile bytes get error codes or `Failed` replies, and the layer keeps answering.
+#[test]
+fn commands_refuse_hostile_bytes() {
+    use omg_enclave::commands::{
+        CMD_AUDIO, CMD_DRAIN, CMD_FINISH, CMD_REQUEST, CommandError, MAX_AUDIO_BYTES,
+        MAX_REQUEST_BYTES,
+    };
+    use omg_enclave::messages::encode;
+    let (enclave, vendor, sealed) = provisioned_enclave(24, |_| {});
+    drop(enclave);
+    let mut commands = TaCommands::new(TestPlatform::new(24), "heap", protected, clock);
+    let start = encode(&HostRequest::Start {
+        package: vendor.package.clone(),
+        sealed,
+        vendor_key: omg_protocol::public_key_sec1(vendor.key.verifying_key()).to_vec(),
+        source: InputSource::File.bit(),
+    })
+    .unwrap();
+    let bad = |c: &mut TaCommands, id: u32, input: &[u8]| c.command(id, input, 1 << 20);
+    assert_eq!(
+        bad(&mut commands, 99, &[]),
+        Err(CommandError::BadParameters)
+    );
+    for input in [
+        &[][..],
+        &[1, 2, 3],
+        &[0, 0, 0, 0],
+        &[0xff, 0xff, 0xff, 0xff, 1],
+        &start[..start.len() - 1],
+        b"\x05\x00\x00\x00garbage",
+    ] {
+        assert_eq!(
+            bad(&mut commands, CMD_REQUEST, input),
+            Err(CommandError::BadFormat),
+            "{input:?}"
+        );
+    }
+    let mut longer = start.clone();
+    longer.push(0);
+    assert_eq!(
+        bad(&mut commands, CMD_REQUEST, &longer),
+        Err(CommandError::BadFormat)
+    );
+    assert_eq!(
+        bad(&mut commands, CMD_REQUEST, &vec![0; MAX_REQUEST_BYTES + 1]),
+        Err(CommandError::BadParameters)
+    );
+    // Every truncation and a sample of byte changes of a valid request: never a panic.
+    for n in (0..start.len()).step_by(97) {
+        let _ = bad(&mut commands, CMD_REQUEST, &start[..n]);
+    }
+    for i in (0..start.len()).step_by(31) {
+        let mut changed = start.clone();
+        changed[i] ^= 0x41;
+        if let Ok(out) = bad(&mut commands, CMD_REQUEST, &changed) {
+            let r = omg_enclave::commands::split_replies(&out).unwrap();
+            if matches!(&r[..], [EnclaveReply::Ready { .. }]) {
+                commands.close().unwrap();
+            }
+        }
+    }
+    // Audio and finish without an operation: Failed replies.
+    for (id, input) in [(CMD_AUDIO, &[0u8, 0][..]), (CMD_FINISH, &[][..])] {
+        let r = replies(&mut commands, id, input).unwrap();
+        assert!(
+            matches!(&r[..], [EnclaveReply::Failed { reason }] if reason.contains("no operation")),
+            "{r:?}"
+        );
+    }
+    assert_eq!(
+        bad(&mut commands, CMD_FINISH, &[1]),
+        Err(CommandError::BadParameters)
+    );
+    assert_eq!(
+        bad(&mut commands, CMD_DRAIN, &[1]),
+        Err(CommandError::BadParameters)
+    );
+    // A valid start still works; odd or oversized audio is refused without ending it.
+    let ready = replies(&mut commands, CMD_REQUEST, &start).unwrap();
+    assert!(
+        matches!(&ready[..], [EnclaveReply::Ready { .. }]),
+        "{ready:?}"
+    );
+    assert_eq!(
+        bad(&mut commands, CMD_AUDIO, &[1, 2, 3]),
+        Err(CommandError::BadParameters)
+    );
+    assert_eq!(
+        bad(&mut commands, CMD_AUDIO, &vec![0; MAX_AUDIO_BYTES + 2]),
+        Err(CommandError::BadParameters)
+    );
+    assert!(commands.operating());
+    let r = replies(&mut commands, CMD_FINISH, &[]).unwrap();
+    assert!(
+        matches!(r.last(), Some(EnclaveReply::Finished { .. })),
+        "{r:?}"
     );
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use omg_enclave::messages::{EnclaveReply, HostRequest, PlatformReply, PlatformRequest};
 use omg_enclave::platform::{Counter, ModelScope, Reservation};
-use omg_enclave::server::{Enclave, EnclaveIo};
+use omg_enclave::server::{Enclave, EnclaveIo, Replies};
 use omg_enclave::{Platform, PlatformError};
 use omg_protocol::OsRng;
 use omg_protocol::rand_core::CryptoRng;
@@ -222,13 +222,9 @@ struct ProcessIo<A> {
 impl<A, B> EnclaveIo for ProcessIo<A>
 where
     A: FnMut(usize) -> io::Result<B>,
-    B: AsRef<[u8]> + AsMut<[u8]>,
+    B: AsRef<[u8]> + AsMut<[u8]> + 'static,
 {
     type Buffer = B;
-
-    fn send(&mut self, reply: &EnclaveReply) -> Result<(), PlatformError> {
-        send(&mut self.host, reply).map_err(channel_error)
-    }
 
     fn read_audio(&mut self, buf: &mut [i16]) -> Result<usize, PlatformError> {
         let Some(audio) = self.audio.as_mut() else {
@@ -278,6 +274,12 @@ where
     fn memory_kind(&self) -> &'static str {
         self.memory
     }
+}
+
+impl<A> Replies for ProcessIo<A> {
+    fn send(&mut self, reply: &EnclaveReply) -> Result<(), PlatformError> {
+        send(&mut self.host, reply).map_err(channel_error)
+    }
 
     fn monotonic_us(&self) -> u64 {
         u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX)
@@ -305,7 +307,7 @@ pub fn main<H, A, B>(heap: H, protected: A) -> ExitCode
 where
     H: FnOnce() -> Result<crate::protected::MemoryKind, String>,
     A: FnMut(usize) -> io::Result<B>,
-    B: AsRef<[u8]> + AsMut<[u8]>,
+    B: AsRef<[u8]> + AsMut<[u8]> + 'static,
 {
     // Started from a memfd, the process would show in ps and top as its descriptor number;
     // name it (without allocating: the protected heap is not checked yet).

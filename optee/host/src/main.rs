@@ -19,6 +19,8 @@
 //! hash, a TA signed with another key must not load.
 #![forbid(unsafe_code)]
 
+mod protocol;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -1038,6 +1040,9 @@ fn main() -> ExitCode {
     }
     if let Err(e) = enclave_platform(&mut ctx, &mut report) {
         report.check(false, &e);
+    }
+    if let Err(e) = protocol::enclave_protocol(&mut ctx, &data, &mut report) {
+        report.check(false, &format!("enclave protocol: {e}"));
     }
     let attest_dir = data.join("../attest");
     if let Err(e) = attestation(&mut ctx, &attest_dir, &mut report) {

@@ -5,7 +5,13 @@
 
 use alloc::vec::Vec;
 
+use alloc::string::ToString;
+use omg_enclave::PlatformError;
+use omg_enclave::commands::Commands;
 use omg_engine::Interpreter;
+use zeroize::Zeroizing;
+
+use crate::platform::OpteePlatform;
 
 /// Command: load the model in parameter 0 (a memory reference to the `.tflite` bytes); returns
 /// the byte sizes of all inputs and of all outputs in value parameter 1 (`a`, `b`).
@@ -73,15 +79,57 @@ impl From<&omg_engine::Error> for Failure {
     }
 }
 
-/// A session's state: nothing, or one model prepared to run.
+/// The enclave's command layer (omg-enclave's protocol) on OP-TEE: the decrypted bundle lives
+/// in a TA heap buffer that is zeroed when the operation ends.
+pub type EnclaveCommands = Commands<OpteePlatform, Zeroizing<Vec<u8>>>;
+
+/// How the enclave's memory is protected, as the `Ready` reply names it.
+pub const ENCLAVE_MEMORY: &str = "OP-TEE TA heap (secure world)";
+
+/// A zeroed buffer of `len` bytes in the TA's heap for a decrypted bundle.
+fn protected(len: usize) -> Result<Zeroizing<Vec<u8>>, PlatformError> {
+    omg_engine::memory::filled(len, 0u8, "decrypted bundle")
+        .map(Zeroizing::new)
+        .map_err(|e| PlatformError::new("memory", e.to_string()))
+}
+
+/// OP-TEE's system time in µs (monotonic, from the TEE's start), timing the pipeline.
+fn clock_us() -> u64 {
+    let mut time = optee_utee::Time::new();
+    time.system_time();
+    u64::from(time.seconds) * 1_000_000 + u64::from(time.millis) * 1_000
+}
+
+/// A session's state: nothing, or one model prepared to run; the enclave once one of its
+/// commands arrived.
 #[derive(Default)]
 pub struct Session {
+    enclave: Option<EnclaveCommands>,
     interpreter: Option<Interpreter<'static>>,
     input_bytes: usize,
     output_bytes: usize,
 }
 
 impl Session {
+    /// The enclave of this session, made on its first command (the platform asks the
+    /// attestation PTA for the TA's memory hash and the device's key).
+    pub fn enclave(&mut self) -> optee_utee::Result<&mut EnclaveCommands> {
+        let enclave = match self.enclave.take() {
+            Some(enclave) => enclave,
+            None => Commands::new(OpteePlatform::new()?, ENCLAVE_MEMORY, protected, clock_us),
+        };
+        Ok(self.enclave.insert(enclave))
+    }
+
+    /// Ends the enclave's running operation, if any (its quota reservation settled).
+    pub fn close(&mut self) {
+        if let Some(enclave) = self.enclave.as_mut()
+            && let Err(e) = enclave.close()
+        {
+            optee_utee::trace_println!("omg TA: closing the operation: {}", e);
+        }
+    }
+
     /// Loads `model` (a private copy of the shared memory) into this session. The bytes live as
     /// long as the TA instance, which serves this one session: the interpreter borrows its
     /// constant tensors from them.

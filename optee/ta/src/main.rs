@@ -18,6 +18,9 @@ use commands::{
     CMD_ATTEST, CMD_COUNTER, CMD_INVOKE, CMD_KEY_FINGERPRINT, CMD_LOAD_MODEL, CMD_PLATFORM_CHECK,
     CMD_RANDOM, CMD_RESET, CMD_SAMPLE_TOKEN, Failure, MAX_MODEL_BYTES, Session,
 };
+use omg_enclave::commands::{
+    CMD_AUDIO, CMD_DRAIN, CMD_FINISH, CMD_REQUEST, CommandError, MAX_AUDIO_BYTES, MAX_REQUEST_BYTES,
+};
 use optee_utee::prelude::*;
 use optee_utee::{
     ErrorKind, ParameterAny, ParameterMemref, ParameterMemrefRead, ParameterMemrefWrite,
@@ -52,7 +55,9 @@ fn open_session(
 }
 
 #[ta_close_session]
-fn close_session(_session: &mut Session) {}
+fn close_session(session: &mut Session) {
+    session.close();
+}
 
 #[ta_destroy]
 fn destroy() {}
@@ -155,6 +160,31 @@ fn invoke_command(
             value.set_a(u32::try_from(epoch).map_err(|_| ErrorKind::Overflow)?);
             value.set_b(u32::try_from(inferences).map_err(|_| ErrorKind::Overflow)?);
             Ok(())
+        }
+        CMD_REQUEST | CMD_AUDIO | CMD_FINISH | CMD_DRAIN => {
+            params.2.as_none()?;
+            params.3.as_none()?;
+            let input = match cmd_id {
+                CMD_REQUEST => read_memref(&params.0, MAX_REQUEST_BYTES)?,
+                CMD_AUDIO => read_memref(&params.0, MAX_AUDIO_BYTES)?,
+                _ => {
+                    params.0.as_none()?;
+                    alloc::vec::Vec::new()
+                }
+            };
+            let out = params.1.as_memref_output()?;
+            let replies = session
+                .enclave()?
+                .command(cmd_id, &input, out.buffer_len())
+                .map_err(|e| {
+                    optee_utee::Error::from(match e {
+                        CommandError::BadParameters => ErrorKind::BadParameters,
+                        CommandError::BadFormat => ErrorKind::BadFormat,
+                        CommandError::ShortBuffer => ErrorKind::ShortBuffer,
+                        CommandError::OutOfMemory => ErrorKind::OutOfMemory,
+                    })
+                })?;
+            out.set_output(&replies)
         }
         _ => Err(ErrorKind::BadParameters.into()),
     }
