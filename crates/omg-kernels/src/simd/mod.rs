@@ -17,8 +17,8 @@
 //! * `avxvnni` (x86-64): `avx2` whose multiply-accumulates are the VEX-encoded `VPDPWSSD` of
 //!   AVX-VNNI (one instruction for `vpmaddwd` + `vpaddd`, same sums); detected with CPUID.
 //! * `avx512vnni` (x86-64): 512-bit `VPDPWSSD` (AVX-512 VNNI, with AVX-512 F/BW/VL) in the
-//!   convolution panel kernel (16 channels per register) and the dot products (32 values per
-//!   register); detected with CPUID and XGETBV (the operating system saves the 512-bit state).
+//!   convolution panel kernel (16 channels per register), its 256-bit EVEX form elsewhere;
+//!   detected with CPUID and XGETBV (the operating system saves the 512-bit state).
 //! * `neon` (aarch64): ARMv8.0 Advanced SIMD, present on every aarch64 CPU (available wherever
 //!   the build target enables it); convolutions on weight rows.
 //! * `dotprod` (aarch64): `neon` whose dot products use `SDOT` (ARMv8.2, optional). The crate
@@ -70,12 +70,16 @@ pub enum Isa {
 }
 
 impl Isa {
-    /// Every level, slowest first.
+    /// Every level, in increasing order of preference: [`Isa::detect`] picks the last one the
+    /// CPU supports. `avx512vnni` ranks below `avx2`: on the AVX-512 CPU it was measured on, it
+    /// was faster than `avx2` on the ResNets but slower on the FULLY_CONNECTED-heavy models, and
+    /// `avxvnni` was the fastest on all of them; so `auto` picks `avxvnni` where the CPU has
+    /// it, else `avx2`, and `avx512vnni` runs only when asked for.
     pub const ALL: [Isa; 6] = [
         Isa::Portable,
+        Isa::Avx512Vnni,
         Isa::Avx2,
         Isa::AvxVnni,
-        Isa::Avx512Vnni,
         Isa::Neon,
         Isa::Dotprod,
     ];
@@ -119,7 +123,8 @@ impl Isa {
         }
     }
 
-    /// The fastest level this CPU supports (detected once, then cached; works without `std`).
+    /// The preferred level this CPU supports (the last of [`Isa::ALL`] it runs; detected once,
+    /// then cached; works without `std`).
     pub fn detect() -> Isa {
         Isa::ALL
             .into_iter()
@@ -134,7 +139,8 @@ impl Isa {
         matches!(self, Isa::Avx2 | Isa::AvxVnni | Isa::Avx512Vnni)
     }
 
-    /// The supported levels, slowest first (for tests and benchmarks that compare them).
+    /// The supported levels, in the order of [`Isa::ALL`] (for tests and benchmarks that compare
+    /// them).
     pub fn supported() -> impl Iterator<Item = Isa> {
         Isa::ALL.into_iter().filter(|isa| isa.is_supported())
     }

@@ -416,10 +416,7 @@ pub(super) fn dot_with<M: Mac256, const MR: usize, const NR: usize>(
 
 /// The lane sums of accumulators: `out[m][n]` is the sum of the 8 lanes of `acc[m][n]`.
 #[inline(always)]
-pub(super) fn sums<const MR: usize, const NR: usize>(
-    t: Avx2,
-    acc: [[__m256i; NR]; MR],
-) -> [[i32; NR]; MR] {
+fn sums<const MR: usize, const NR: usize>(t: Avx2, acc: [[__m256i; NR]; MR]) -> [[i32; NR]; MR] {
     // Through memory once, so that the accumulators above stay in registers.
     let mut lanes = [[[0i32; 8]; NR]; MR];
     for (l, a) in lanes.iter_mut().zip(&acc) {
