@@ -805,3 +805,22 @@ pub extern "C" fn omg_samples_free(samples: *mut i16, count: usize) {
         drop(unsafe { Box::from_raw(slice) });
     }));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::kernels_name;
+
+    #[test]
+    fn every_kernel_level_has_a_c_name() {
+        let names = ["reference"]
+            .into_iter()
+            .chain(omg_engine::Isa::ALL.map(omg_engine::Isa::name));
+        for name in names {
+            let c = kernels_name(name).unwrap_or_else(|_| panic!("no C name for {name}"));
+            // SAFETY: `kernels_name` returns a pointer to a static NUL-terminated string.
+            let c = unsafe { std::ffi::CStr::from_ptr(c) };
+            assert_eq!(c.to_str(), Ok(name));
+        }
+        assert!(kernels_name("sse9").is_err());
+    }
+}
