@@ -10,9 +10,9 @@
 
 use core::arch::x86_64::*;
 
-use super::avx2::{Avx2, Mac256, depthwise_with, dot_with, load8, requantize_tail};
-use crate::elementwise::AddParams;
-use crate::simd::{Channels, Job, Kernels, PanelKernels, gemm_shape};
+use super::avx2::{Avx2, Mac256, load8, requantize_tail};
+use super::avxvnni::VnniLevel;
+use crate::simd::{Channels, Job, PanelKernels, gemm_shape};
 
 /// Proof that the CPU supports AVX2, AVX-512 F/BW/VL and AVX-512 VNNI (with the operating
 /// system saving the 512-bit state): only [`Avx512Vnni::detect`] creates it.
@@ -53,52 +53,7 @@ impl Mac256 for Avx512Vnni {
     }
 }
 
-impl Kernels for Avx512Vnni {
-    type Panels = Avx512Vnni;
-
-    fn panels(self) -> Option<Avx512Vnni> {
-        Some(self)
-    }
-
-    #[inline(always)]
-    fn dot<const MR: usize, const NR: usize>(
-        self,
-        patches: [&[i16]; MR],
-        rows: [&[i8]; NR],
-    ) -> [[i32; NR]; MR] {
-        // 256-bit: measured faster than 512-bit registers for these short rows (the 512-bit
-        // sums cost more to reduce than they save).
-        dot_with(self, patches, rows)
-    }
-
-    #[inline(always)]
-    fn widen(self, dst: &mut [i16], src: &[i8]) {
-        self.0.widen(dst, src);
-    }
-
-    #[inline(always)]
-    fn requantize(self, acc: &[i32], offset: i32, ch: Channels<'_>, out: &mut [i8]) {
-        self.0.requantize(acc, offset, ch, out);
-    }
-
-    #[inline(always)]
-    fn depthwise(
-        self,
-        base: &[i8],
-        taps: &[usize],
-        step: usize,
-        weights: &[i8],
-        ch: Channels<'_>,
-        out: &mut [i8],
-    ) {
-        depthwise_with(self, (base, taps), step, weights, ch, out);
-    }
-
-    #[inline(always)]
-    fn add_i8(self, p: &AddParams, a: &[i8], b: &[i8], out: &mut [i8]) {
-        self.0.add_i8(p, a, b, out);
-    }
-}
+impl VnniLevel for Avx512Vnni {}
 
 impl PanelKernels for Avx512Vnni {
     /// Two panels (16 channels) per 512-bit accumulator: for each pair of patch values, the

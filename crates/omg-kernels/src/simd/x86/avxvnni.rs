@@ -51,10 +51,16 @@ impl Mac256 for AvxVnni {
     }
 }
 
-impl Kernels for AvxVnni {
-    type Panels = AvxVnni;
+/// A VNNI level: the AVX2 level's kernels with the level's multiply-accumulate, plus its own
+/// panel kernel. Implemented by [`AvxVnni`] and [`super::Avx512Vnni`].
+pub(super) trait VnniLevel: Mac256 + PanelKernels {}
 
-    fn panels(self) -> Option<AvxVnni> {
+impl VnniLevel for AvxVnni {}
+
+impl<T: VnniLevel> Kernels for T {
+    type Panels = T;
+
+    fn panels(self) -> Option<T> {
         Some(self)
     }
 
@@ -69,12 +75,12 @@ impl Kernels for AvxVnni {
 
     #[inline(always)]
     fn widen(self, dst: &mut [i16], src: &[i8]) {
-        self.0.widen(dst, src);
+        self.avx2().widen(dst, src);
     }
 
     #[inline(always)]
     fn requantize(self, acc: &[i32], offset: i32, ch: Channels<'_>, out: &mut [i8]) {
-        self.0.requantize(acc, offset, ch, out);
+        self.avx2().requantize(acc, offset, ch, out);
     }
 
     #[inline(always)]
@@ -92,7 +98,7 @@ impl Kernels for AvxVnni {
 
     #[inline(always)]
     fn add_i8(self, p: &AddParams, a: &[i8], b: &[i8], out: &mut [i8]) {
-        self.0.add_i8(p, a, b, out);
+        self.avx2().add_i8(p, a, b, out);
     }
 }
 
