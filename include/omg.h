@@ -229,8 +229,8 @@ const char *omg_last_error_message(void);
  * Loads a `.tflite` model from `size` bytes at `data` (copied: the buffer may be freed once
  * this returns) and prepares it to run on the kernels named `kernels`: NULL or `"auto"` (the
  * optimized kernels at the fastest level this CPU supports), `"reference"` (TFLM's reference
- * loops), or a level: `"portable"`, `"avx2"` (x86-64), `"neon"`, `"dotprod"` (aarch64). All
- * compute the same bytes.
+ * loops), or a level: `"portable"`, `"avx2"`, `"avxvnni"`, `"avx512vnni"` (x86-64), `"neon"`,
+ * `"dotprod"` (aarch64). All compute the same bytes.
  *
  * The whole model is validated here; truncated or hostile bytes give
  * `OMG_STATUS_INVALID_MODEL` (or `OMG_STATUS_UNSUPPORTED`), never a crash. On success `*out`

@@ -7,7 +7,9 @@ Runs, in one process on one machine, for every model given (default: every
 * omg:    ``omg bench MODEL --json`` (its own timing loop; the JSON object it
           prints is kept as is: median_us, p99_us, arena_bytes, model_bytes,
           runs, ...), and again with ``--kernels portable`` (the level CPUs
-          without AVX2 run) unless --no-portable;
+          without AVX2 run) unless --no-portable, and at each level named by
+          --levels (``--kernels LEVEL``; the same rounds, so the levels' ratios
+          come from one run);
 * TFLM:   the PyPI ``tflite-micro`` interpreter, timing ``invoke()`` only, after
           warm-up; the arena use is what TFLM's RecordingMicroAllocator prints
           (``print_allocations()``, captured from the C++ side's fd 1/2);
@@ -226,8 +228,11 @@ def _get(d: dict, key: str):
 
 
 def print_markdown(report) -> None:
-    hdr = ["model", "omg median µs", "omg portable µs", "TFLM median µs", "LiteRT median µs", "TFLM/omg speedup",
-           "omg/LiteRT ratio", "omg arena bytes", "TFLM arena bytes"]
+    levels = report["settings"].get("levels") or []
+    hdr = ["model", "omg median µs", "omg portable µs"] + [f"omg {lv} µs" for lv in levels] + [
+        "TFLM median µs", "LiteRT median µs", "TFLM/omg speedup",
+        "omg/LiteRT ratio"] + [f"omg {lv}/LiteRT" for lv in levels] + [
+        "omg arena bytes", "TFLM arena bytes"]
     print("| " + " | ".join(hdr) + " |")
     print("|" + "|".join(["---"] + ["---:"] * (len(hdr) - 1)) + "|")
     for r in report["models"]:
@@ -243,9 +248,12 @@ def print_markdown(report) -> None:
         port = r.get("omg_portable")
         p_cell = "skipped" if port is None else "error" if "error" in port else \
             _us(port["median_us"])
-        cells = [r["model"], o_cell, p_cell, _us(t), _us(lt),
+        lv_us = [_get(r.get(f"omg_{lv}"), "median_us") for lv in levels]
+        cells = [r["model"], o_cell, p_cell] + [_us(v) for v in lv_us] + [
+                 _us(t), _us(lt),
                  f"{t / o:.2f}x" if o and t else "n/a",
-                 f"{o / lt:.2f}" if o and lt else "n/a",
+                 f"{o / lt:.2f}" if o and lt else "n/a"] + [
+                 f"{v / lt:.2f}" if v and lt else "n/a" for v in lv_us] + [
                  str(_get(r.get("omg"), "arena_bytes") or "n/a"),
                  str(_get(r["tflm"], "arena_bytes") or "n/a")]
         print("| " + " | ".join(cells) + " |")
@@ -258,7 +266,9 @@ def print_markdown(report) -> None:
           "figures include the Python binding's call overhead (about 1 µs per call). omg: "
           "`omg bench --json` (its own loop, no Python; the fastest kernel level this CPU "
           "has), omg portable: `omg bench --json --kernels portable` (plain Rust, "
-          "auto-vectorized for the build target). p99, mean, min and run counts: --json.")
+          "auto-vectorized for the build target)"
+          + (", omg LEVEL: `omg bench --json --kernels LEVEL`" if levels else "")
+          + ". p99, mean, min and run counts: --json.")
     print(f"LiteRT: ai-edge-litert {v['ai-edge-litert']}, default delegate (XNNPACK), "
           "num_threads=1; n/a = LiteRT cannot load the model (TFLM-only Signal custom ops). "
           f"TFLM: tflite-micro {v['tflite-micro']} (portable reference kernels); arena = "
@@ -266,7 +276,7 @@ def print_markdown(report) -> None:
     print(f"Machine: {m['cpu']}, {m['cores']} cores, {m['system']}, Python {m['python']}"
           + (f", pinned to CPU {s['cpu']}" if s.get("cpu") is not None else "") + ".")
     for r in report["models"]:
-        for name in ("omg", "omg_portable", "litert"):
+        for name in ["omg", "omg_portable", "litert"] + [f"omg_{lv}" for lv in levels]:
             e = (r.get(name) or {}).get("error")
             if e and not (name == "litert" and "custom op" in e):
                 print(f"- {r['model']}: {name}: {e}")
@@ -293,6 +303,9 @@ def parse_args(argv):
     p.add_argument("--no-litert", action="store_true", help="skip LiteRT")
     p.add_argument("--no-portable", action="store_true",
                    help="skip omg's portable kernel level")
+    p.add_argument("--levels", default="", metavar="LEVEL,...",
+                   help="also time omg at these kernel levels (`omg bench --kernels LEVEL`), "
+                        "in the same rounds as the other runtimes")
     p.add_argument("--runs", type=int, default=200, metavar="N",
                    help="minimum timed invokes per model for TFLM and LiteRT (default: 200)")
     p.add_argument("--rounds", type=int, default=3, metavar="N",
@@ -354,13 +367,17 @@ def main(argv=None) -> int:
         r = {"model": path.stem, "path": str(path), "model_bytes": path.stat().st_size}
         # The runtimes take turns, round after round, so that a burst of load on a shared
         # machine hits all of them rather than one.
+        levels = [lv for lv in args.levels.split(",") if lv]
         rounds = {"omg": [], "omg_portable": [], "tflm": [], "litert": []}
+        rounds.update({f"omg_{lv}": [] for lv in levels})
         for _ in range(args.rounds):
             if omg:
                 rounds["omg"].append(bench_omg(omg, path, args.timeout))
                 if not args.no_portable:
                     rounds["omg_portable"].append(
                         bench_omg(omg, path, args.timeout, "portable"))
+                for lv in levels:
+                    rounds[f"omg_{lv}"].append(bench_omg(omg, path, args.timeout, lv))
             try:
                 rounds["tflm"].append(bench_tflm(path, args, args.seed + idx))
             except Exception as exc:
@@ -371,13 +388,15 @@ def main(argv=None) -> int:
         r["omg"] = combine_rounds(rounds["omg"]) if omg else None
         r["omg_portable"] = combine_rounds(rounds["omg_portable"]) \
             if rounds["omg_portable"] else None
+        for lv in levels:
+            r[f"omg_{lv}"] = combine_rounds(rounds[f"omg_{lv}"]) if omg else None
         r["tflm"] = combine_rounds(rounds["tflm"])
         r["litert"] = combine_rounds(rounds["litert"])
         results.append(r)
         if not args.quiet:
             parts = []
-            for name in ("omg", "omg_portable", "tflm", "litert"):
-                v = r[name]
+            for name in ["omg", "omg_portable"] + [f"omg_{lv}" for lv in levels] + ["tflm", "litert"]:
+                v = r.get(name)
                 parts.append(f"{name} " + ("-" if v is None else
                                            v.get("error", "?") if "error" in v else
                                            f"{v['median_us']:.1f} µs"))
@@ -393,6 +412,7 @@ def main(argv=None) -> int:
         "settings": {"runs": args.runs, "rounds": args.rounds, "min_seconds": args.min_seconds,
                      "warmup": args.warmup, "seed": args.seed, "cpu": args.cpu,
                      "omg": str(omg) if omg else None,
+                     "levels": [lv for lv in args.levels.split(",") if lv],
                      "note": "TFLM/LiteRT timings include the Python binding call overhead "
                              "(about 1 us per invoke)"},
         "models": results,

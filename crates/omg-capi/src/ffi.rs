@@ -237,8 +237,8 @@ fn open_interpreter(
 /// Loads a `.tflite` model from `size` bytes at `data` (copied: the buffer may be freed once
 /// this returns) and prepares it to run on the kernels named `kernels`: NULL or `"auto"` (the
 /// optimized kernels at the fastest level this CPU supports), `"reference"` (TFLM's reference
-/// loops), or a level: `"portable"`, `"avx2"` (x86-64), `"neon"`, `"dotprod"` (aarch64). All
-/// compute the same bytes.
+/// loops), or a level: `"portable"`, `"avx2"`, `"avxvnni"`, `"avx512vnni"` (x86-64), `"neon"`,
+/// `"dotprod"` (aarch64). All compute the same bytes.
 ///
 /// The whole model is validated here; truncated or hostile bytes give
 /// `OMG_STATUS_INVALID_MODEL` (or `OMG_STATUS_UNSUPPORTED`), never a crash. On success `*out`
@@ -283,6 +283,8 @@ fn kernels_name(level: &str) -> Result<*const c_char, Failure> {
         "reference" => c"reference",
         "portable" => c"portable",
         "avx2" => c"avx2",
+        "avxvnni" => c"avxvnni",
+        "avx512vnni" => c"avx512vnni",
         "neon" => c"neon",
         "dotprod" => c"dotprod",
         other => return Err(Failure::invalid(format!("unknown kernel level {other}"))),
@@ -802,4 +804,23 @@ pub extern "C" fn omg_samples_free(samples: *mut i16, count: usize) {
         // contract), freed once.
         drop(unsafe { Box::from_raw(slice) });
     }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kernels_name;
+
+    #[test]
+    fn every_kernel_level_has_a_c_name() {
+        let names = ["reference"]
+            .into_iter()
+            .chain(omg_engine::Isa::ALL.map(omg_engine::Isa::name));
+        for name in names {
+            let c = kernels_name(name).unwrap_or_else(|_| panic!("no C name for {name}"));
+            // SAFETY: `kernels_name` returns a pointer to a static NUL-terminated string.
+            let c = unsafe { std::ffi::CStr::from_ptr(c) };
+            assert_eq!(c.to_str(), Ok(name));
+        }
+        assert!(kernels_name("sse9").is_err());
+    }
 }

@@ -478,8 +478,9 @@ fn octal_mode(s: &str) -> Result<u32, String> {
 #[derive(clap::Args)]
 struct KernelArgs {
     /// `auto` (the optimized kernels at the fastest level this CPU supports), `reference`
-    /// (TFLM's reference loops) or an optimized level: `portable`, `avx2` (x86-64), `neon`,
-    /// `dotprod` (aarch64); a level this CPU cannot run is refused when the model loads.
+    /// (TFLM's reference loops) or an optimized level: `portable`, `avx2`, `avxvnni`,
+    /// `avx512vnni` (x86-64), `neon`, `dotprod` (aarch64); a level this CPU cannot run is
+    /// refused when the model loads.
     #[arg(long, default_value = "auto", value_parser = parse_kernels)]
     kernels: omg_engine::KernelSet,
     /// Short for `--kernels reference`.

@@ -186,6 +186,46 @@ impl<'m> Common<'m> {
         let bias = self.bias.as_deref();
         Prepared::new(ctx, plan, isa, self.filter, bias, &self.multipliers)
     }
+
+    /// The optimized kernel that `plan` plans (from the shapes, the bias length and the number
+    /// of multipliers) when the interpreter runs optimized kernels; `None`: the reference kernel
+    /// runs.
+    fn fast<P: WeightPlan>(
+        &self,
+        ctx: &OpCtx<'_, 'm>,
+        plan: impl FnOnce(&ConvShapes, Option<usize>, usize) -> omg_kernels::Result<P>,
+    ) -> Result<Option<Prepared<'m, P>>> {
+        let Some(isa) = ctx.isa() else {
+            return Ok(None);
+        };
+        let plan = plan(&self.shapes, self.bias_len(), self.multipliers.len())
+            .map_err(|e| kernel_err(ctx, e))?;
+        self.prepared(ctx, plan, isa).map(Some)
+    }
+
+    /// Eval: the optimized kernel `fast` if there is one, else `reference` (input, filter, bias,
+    /// multipliers, output).
+    fn eval<P: WeightPlan>(
+        &self,
+        mem: &mut Memory<'_, '_>,
+        fast: &mut Option<Prepared<'m, P>>,
+        reference: impl FnOnce(
+            &[i8],
+            &[i8],
+            Option<&[i32]>,
+            &[QuantizedMultiplier],
+            &mut [i8],
+        ) -> omg_kernels::Result<()>,
+    ) -> Result<()> {
+        let mut io = mem.io(core::slice::from_ref(&self.output))?;
+        let input = io.typed::<i8>(&self.input)?;
+        let (bias, out) = (self.bias.as_deref(), io.out()?);
+        match fast {
+            Some(f) => f.eval(input, out)?,
+            None => reference(input, self.filter, bias, &self.multipliers, out)?,
+        }
+        Ok(())
+    }
 }
 
 struct Conv2d<'m> {
@@ -213,36 +253,17 @@ pub(crate) fn prepare_conv<'m>(ctx: &OpCtx<'_, 'm>) -> Result<BoxedKernel<'m>> {
     params
         .check(&c.shapes, c.bias_len(), c.multipliers.len())
         .map_err(|e| kernel_err(ctx, e))?;
-    let fast = match ctx.isa() {
-        Some(isa) => {
-            let plan = ConvPlan::new(&params, &c.shapes, c.bias_len(), c.multipliers.len())
-                .map_err(|e| kernel_err(ctx, e))?;
-            Some(c.prepared(ctx, plan, isa)?)
-        }
-        None => None,
-    };
+    let fast = c.fast(ctx, |s, b, m| ConvPlan::new(&params, s, b, m))?;
     Ok(Box::new(Conv2d { c, params, fast }))
 }
 
 impl Kernel for Conv2d<'_> {
     fn eval(&mut self, mem: &mut Memory<'_, '_>) -> Result<()> {
-        let c = &self.c;
-        let mut io = mem.io(core::slice::from_ref(&c.output))?;
-        let input = io.typed::<i8>(&c.input)?;
-        let (bias, out) = (c.bias.as_deref(), io.out()?);
-        match &mut self.fast {
-            Some(f) => f.eval(input, out)?,
-            None => conv::conv2d_i8(
-                &self.params,
-                &c.shapes,
-                input,
-                c.filter,
-                bias,
-                &c.multipliers,
-                out,
-            )?,
-        }
-        Ok(())
+        let (params, shapes) = (&self.params, &self.c.shapes);
+        self.c
+            .eval(mem, &mut self.fast, |input, filter, bias, m, out| {
+                conv::conv2d_i8(params, shapes, input, filter, bias, m, out)
+            })
     }
 }
 
@@ -291,35 +312,16 @@ pub(crate) fn prepare_depthwise<'m>(ctx: &OpCtx<'_, 'm>) -> Result<BoxedKernel<'
     params
         .check(&c.shapes, c.bias_len(), c.multipliers.len())
         .map_err(|e| kernel_err(ctx, e))?;
-    let fast = match ctx.isa() {
-        Some(isa) => {
-            let plan = DepthwisePlan::new(&params, &c.shapes, c.bias_len(), c.multipliers.len())
-                .map_err(|e| kernel_err(ctx, e))?;
-            Some(c.prepared(ctx, plan, isa)?)
-        }
-        None => None,
-    };
+    let fast = c.fast(ctx, |s, b, m| DepthwisePlan::new(&params, s, b, m))?;
     Ok(Box::new(Depthwise { c, params, fast }))
 }
 
 impl Kernel for Depthwise<'_> {
     fn eval(&mut self, mem: &mut Memory<'_, '_>) -> Result<()> {
-        let c = &self.c;
-        let mut io = mem.io(core::slice::from_ref(&c.output))?;
-        let input = io.typed::<i8>(&c.input)?;
-        let (bias, out) = (c.bias.as_deref(), io.out()?);
-        match &mut self.fast {
-            Some(f) => f.eval(input, out)?,
-            None => conv::depthwise_conv2d_i8(
-                &self.params,
-                &c.shapes,
-                input,
-                c.filter,
-                bias,
-                &c.multipliers,
-                out,
-            )?,
-        }
-        Ok(())
+        let (params, shapes) = (&self.params, &self.c.shapes);
+        self.c
+            .eval(mem, &mut self.fast, |input, filter, bias, m, out| {
+                conv::depthwise_conv2d_i8(params, shapes, input, filter, bias, m, out)
+            })
     }
 }

@@ -94,8 +94,8 @@ impl core::str::FromStr for KernelSet {
 
     /// Parses a kernel choice as the command line and the C API name it: `auto` (the
     /// optimized kernels at the fastest level this CPU supports), `reference`, or one level
-    /// (`portable`, `avx2`, `neon`, `dotprod`; whether this CPU runs it is checked when a model
-    /// loads).
+    /// (`portable`, `avx2`, `avxvnni`, `avx512vnni`, `neon`, `dotprod`; whether this CPU runs
+    /// it is checked when a model loads).
     fn from_str(s: &str) -> Result<Self> {
         match s {
             "auto" => Ok(KernelSet::Optimized),

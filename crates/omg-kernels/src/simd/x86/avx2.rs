@@ -47,9 +47,34 @@ fn run<J: Job>(token: Avx2, job: J) -> J::Output {
     job.run(token)
 }
 
+/// A 256-bit multiply-accumulate of pairs of `i16` lanes: per 32-bit lane,
+/// `acc + a[2i] * b[2i] + a[2i + 1] * b[2i + 1]` (wrapping). Implementations are tokens of
+/// levels that include AVX2, each with its own instruction (the sums are the same: with int8
+/// operands no pair sum overflows).
+pub(super) trait Mac256: Copy {
+    /// The AVX2 token that the level implies.
+    fn avx2(self) -> Avx2;
+    /// `acc + madd(a, b)` per 32-bit lane.
+    fn mac(self, acc: __m256i, a: __m256i, b: __m256i) -> __m256i;
+}
+
+impl Mac256 for Avx2 {
+    #[inline(always)]
+    fn avx2(self) -> Avx2 {
+        self
+    }
+
+    /// `vpmaddwd` then `vpaddd`.
+    #[inline(always)]
+    fn mac(self, acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
+        // SAFETY: AVX2 is available (token); register operations only.
+        unsafe { _mm256_add_epi32(acc, _mm256_madd_epi16(a, b)) }
+    }
+}
+
 /// Loads 8 `i32`s.
 #[inline(always)]
-fn load8(_: Avx2, s: &[i32; 8]) -> __m256i {
+pub(super) fn load8(_: Avx2, s: &[i32; 8]) -> __m256i {
     // SAFETY: AVX2 is available (token); `s` is 32 readable bytes.
     unsafe { _mm256_loadu_si256(s.as_ptr().cast()) }
 }
@@ -189,7 +214,7 @@ fn requantize8(
 /// Requantizes the first `out.len()` (at most 8) lanes of `acc` for channels `c..` of `ch`
 /// (`c` a multiple of 8) into `out`.
 #[inline(always)]
-fn requantize_tail(t: Avx2, acc: __m256i, ch: &Channels<'_>, c: usize, out: &mut [i8]) {
+pub(super) fn requantize_tail(t: Avx2, acc: __m256i, ch: &Channels<'_>, c: usize, out: &mut [i8]) {
     let flags = (ch.saturating, ch.shifts_left);
     // SAFETY: AVX2 is available (token); register operation only.
     let zero = unsafe { _mm256_setzero_si256() };
@@ -211,12 +236,15 @@ fn requantize_tail(t: Avx2, acc: __m256i, ch: &Channels<'_>, c: usize, out: &mut
 /// `acc + (x0, x1) . (w0, w1)` per channel for 8 channels: `x0`, `x1` hold 8 int8 inputs in
 /// their low halves, `w` the 8 interleaved weight pairs.
 #[inline(always)]
-fn depthwise8(_: Avx2, acc: __m256i, x0: __m128i, x1: __m128i, w: __m128i) -> __m256i {
-    // SAFETY: AVX2 is available (token); register operations only.
-    unsafe {
-        let x = _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(x0, x1));
-        _mm256_add_epi32(acc, _mm256_madd_epi16(x, _mm256_cvtepi8_epi16(w)))
-    }
+fn depthwise8<M: Mac256>(m: M, acc: __m256i, x0: __m128i, x1: __m128i, w: __m128i) -> __m256i {
+    // SAFETY: AVX2 is available (`M` implies it); register operations only.
+    let (x, w) = unsafe {
+        (
+            _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(x0, x1)),
+            _mm256_cvtepi8_epi16(w),
+        )
+    };
+    m.mac(acc, x, w)
 }
 
 /// Sum of the 8 lanes.
@@ -253,52 +281,7 @@ impl Kernels for Avx2 {
         patches: [&[i16]; MR],
         rows: [&[i8]; NR],
     ) -> [[i32; NR]; MR] {
-        // Exactly `chunks` elements each, so the reads below stay in bounds.
-        let (chunks, x, w) = crate::simd::dot_chunks(patches, rows);
-        // SAFETY: AVX2 is available (token); register operation only.
-        let mut acc = unsafe { [[_mm256_setzero_si256(); NR]; MR] };
-        for i in 0..chunks {
-            // SAFETY: AVX2 is available (token). `i < chunks`, and every slice of `x` and `w`
-            // holds exactly `chunks` elements: the unchecked reads are in bounds.
-            unsafe {
-                let mut xv = [_mm256_setzero_si256(); MR];
-                for (v, x) in xv.iter_mut().zip(&x) {
-                    *v = _mm256_loadu_si256(x.get_unchecked(i).as_ptr().cast());
-                }
-                for (n, w) in w.iter().enumerate() {
-                    let wv = _mm_loadu_si128(w.get_unchecked(i).as_ptr().cast());
-                    let wv = _mm256_cvtepi8_epi16(wv);
-                    for (acc, &xv) in acc.iter_mut().zip(&xv) {
-                        acc[n] = _mm256_add_epi32(acc[n], _mm256_madd_epi16(xv, wv));
-                    }
-                }
-            }
-        }
-        // Through memory once, so that the accumulators above stay in registers.
-        let mut lanes = [[[0i32; 8]; NR]; MR];
-        for (l, a) in lanes.iter_mut().zip(&acc) {
-            for (l, &a) in l.iter_mut().zip(a) {
-                store8(self, a, l);
-            }
-        }
-        let mut out = [[0i32; NR]; MR];
-        for (o, l) in out.iter_mut().zip(&lanes) {
-            let mut groups = l.chunks_exact(4);
-            let mut sums = o.chunks_exact_mut(4);
-            for (s, g) in sums.by_ref().zip(groups.by_ref()) {
-                let g = [
-                    load8(self, &g[0]),
-                    load8(self, &g[1]),
-                    load8(self, &g[2]),
-                    load8(self, &g[3]),
-                ];
-                s.copy_from_slice(&hsum4(self, g));
-            }
-            for (o, l) in sums.into_remainder().iter_mut().zip(groups.remainder()) {
-                *o = hsum(self, load8(self, l));
-            }
-        }
-        out
+        dot_with(self, patches, rows)
     }
 
     type Panels = Avx2;
@@ -365,52 +348,7 @@ impl Kernels for Avx2 {
         ch: Channels<'_>,
         out: &mut [i8],
     ) {
-        let Some((c, n)) = depthwise_shape((base, taps), step, weights, &ch, out) else {
-            return;
-        };
-        let full = c / 8 * 8;
-        let flags = (ch.saturating, ch.shifts_left);
-        // SAFETY: AVX2 is available (token); register operation only.
-        let zero = unsafe { _mm256_setzero_si256() };
-        for (j, out) in out.chunks_exact_mut(c).take(n).enumerate() {
-            let (out8, out_rest) = out.as_chunks_mut::<8>();
-            for (cb, o) in out8.iter_mut().enumerate() {
-                let c0 = 8 * cb;
-                let mut acc = zero;
-                for (t, p) in taps.chunks_exact(2).zip(0..) {
-                    // SAFETY: AVX2 is available (token). `depthwise_shape` checked that every
-                    // run `taps[t]..taps[t] + (n - 1) * step + c` lies in `base`; with `j < n`
-                    // and `c0 + 8 <= c` the 8 bytes read at `taps[t] + j * step + c0` are
-                    // inside it. It also checked `weights.len() >= taps.len() * c`: the 16
-                    // bytes at `2 * (p * c + c0)` end at most at `2 * (p + 1) * c`.
-                    unsafe {
-                        let at = j * step + c0;
-                        let x0 = _mm_loadl_epi64(base.as_ptr().add(t[0] + at).cast());
-                        let x1 = _mm_loadl_epi64(base.as_ptr().add(t[1] + at).cast());
-                        let w = _mm_loadu_si128(weights.as_ptr().add(2 * (p * c + c0)).cast());
-                        acc = depthwise8(self, acc, x0, x1, w);
-                    }
-                }
-                if let Some(block) = ch.block(c0) {
-                    requantize8(self, acc, zero, block, flags, ch.clamp, o);
-                }
-            }
-            if !out_rest.is_empty() {
-                // The last channels through zero-padded copies.
-                let mut acc = zero;
-                for (t, w) in taps.chunks_exact(2).zip(weights.chunks_exact(2 * c)) {
-                    let run = |t: usize| &base[t + j * step + full..t + j * step + c];
-                    acc = depthwise8(
-                        self,
-                        acc,
-                        load_i8x8(self, &padded(run(t[0]))),
-                        load_i8x8(self, &padded(run(t[1]))),
-                        load_i8x16(self, &padded(&w[2 * full..])),
-                    );
-                }
-                requantize_tail(self, acc, &ch, full, out_rest);
-            }
-        }
+        depthwise_with(self, (base, taps), step, weights, ch, out)
     }
 
     #[inline(always)]
@@ -440,54 +378,188 @@ impl PanelKernels for Avx2 {
         out: &mut [i8],
         stride: usize,
     ) {
-        let Some(n) = gemm_shape((MR, NB), (patches, len), panels, &ch, (out, stride)) else {
-            return;
-        };
-        let pairs = len / 2;
-        let mut x: [&[[i16; 2]]; MR] = [&[]; MR];
-        for (m, x) in x.iter_mut().enumerate() {
-            *x = &patches[m * len..(m + 1) * len].as_chunks::<2>().0[..pairs];
-        }
-        let mut w: [&[[i8; 16]]; NB] = [&[]; NB];
-        for (nb, w) in w.iter_mut().enumerate() {
-            *w = &panels[nb * 8 * len..(nb + 1) * 8 * len].as_chunks::<16>().0[..pairs];
-        }
-        // SAFETY: AVX2 is available (token); register operation only.
-        let mut acc = unsafe { [[_mm256_setzero_si256(); NB]; MR] };
-        for j in 0..pairs {
-            // SAFETY: AVX2 is available (token). `j < pairs`, and every slice of `x` and `w`
-            // holds exactly `pairs` elements: the unchecked reads are in bounds (checked
-            // indexing here costs 15 % of the instructions of a typical layer).
-            unsafe {
-                let mut wv = [_mm256_setzero_si256(); NB];
-                for (v, w) in wv.iter_mut().zip(&w) {
-                    let p = w.get_unchecked(j);
-                    *v = _mm256_cvtepi8_epi16(_mm_loadu_si128(p.as_ptr().cast()));
-                }
-                for (a, x) in acc.iter_mut().zip(&x) {
-                    // The pair as one 32-bit lane (4 readable bytes), broadcast.
-                    let pair = x.get_unchecked(j).as_ptr().cast::<i32>().read_unaligned();
-                    let b = _mm256_set1_epi32(pair);
-                    for (a, &w) in a.iter_mut().zip(&wv) {
-                        *a = _mm256_add_epi32(*a, _mm256_madd_epi16(b, w));
-                    }
+        gemm_with::<_, MR, NB>(self, (patches, len), panels, ch, (out, stride))
+    }
+}
+
+/// [`Kernels::dot`] with the multiply-accumulate `mac`.
+#[inline(always)]
+pub(super) fn dot_with<M: Mac256, const MR: usize, const NR: usize>(
+    mac: M,
+    patches: [&[i16]; MR],
+    rows: [&[i8]; NR],
+) -> [[i32; NR]; MR] {
+    let t = mac.avx2();
+    // Exactly `chunks` elements each, so the reads below stay in bounds.
+    let (chunks, x, w) = crate::simd::dot_chunks(patches, rows);
+    // SAFETY: AVX2 is available (token); register operation only.
+    let mut acc = unsafe { [[_mm256_setzero_si256(); NR]; MR] };
+    for i in 0..chunks {
+        // SAFETY: AVX2 is available (token). `i < chunks`, and every slice of `x` and `w`
+        // holds exactly `chunks` elements: the unchecked reads are in bounds.
+        unsafe {
+            let mut xv = [_mm256_setzero_si256(); MR];
+            for (v, x) in xv.iter_mut().zip(&x) {
+                *v = _mm256_loadu_si256(x.get_unchecked(i).as_ptr().cast());
+            }
+            for (n, w) in w.iter().enumerate() {
+                let wv = _mm_loadu_si128(w.get_unchecked(i).as_ptr().cast());
+                let wv = _mm256_cvtepi8_epi16(wv);
+                for (acc, &xv) in acc.iter_mut().zip(&xv) {
+                    acc[n] = mac.mac(acc[n], xv, wv);
                 }
             }
         }
-        // Through memory once, so that the accumulators above stay in registers.
-        let mut sums = [[[0i32; 8]; NB]; MR];
-        for (s, a) in sums.iter_mut().zip(&acc) {
-            for (s, &a) in s.iter_mut().zip(a) {
-                store8(self, a, s);
+    }
+    sums(t, acc)
+}
+
+/// The lane sums of accumulators: `out[m][n]` is the sum of the 8 lanes of `acc[m][n]`.
+#[inline(always)]
+fn sums<const MR: usize, const NR: usize>(t: Avx2, acc: [[__m256i; NR]; MR]) -> [[i32; NR]; MR] {
+    // Through memory once, so that the accumulators above stay in registers.
+    let mut lanes = [[[0i32; 8]; NR]; MR];
+    for (l, a) in lanes.iter_mut().zip(&acc) {
+        for (l, &a) in l.iter_mut().zip(a) {
+            store8(t, a, l);
+        }
+    }
+    let mut out = [[0i32; NR]; MR];
+    for (o, l) in out.iter_mut().zip(&lanes) {
+        let mut groups = l.chunks_exact(4);
+        let mut sums = o.chunks_exact_mut(4);
+        for (s, g) in sums.by_ref().zip(groups.by_ref()) {
+            let g = [
+                load8(t, &g[0]),
+                load8(t, &g[1]),
+                load8(t, &g[2]),
+                load8(t, &g[3]),
+            ];
+            s.copy_from_slice(&hsum4(t, g));
+        }
+        for (o, l) in sums.into_remainder().iter_mut().zip(groups.remainder()) {
+            *o = hsum(t, load8(t, l));
+        }
+    }
+    out
+}
+
+/// [`Kernels::depthwise`] with the multiply-accumulate `mac`.
+#[inline(always)]
+pub(super) fn depthwise_with<M: Mac256>(
+    mac: M,
+    (base, taps): (&[i8], &[usize]),
+    step: usize,
+    weights: &[i8],
+    ch: Channels<'_>,
+    out: &mut [i8],
+) {
+    let k = mac.avx2();
+    let Some((c, n)) = depthwise_shape((base, taps), step, weights, &ch, out) else {
+        return;
+    };
+    let full = c / 8 * 8;
+    let flags = (ch.saturating, ch.shifts_left);
+    // SAFETY: AVX2 is available (token); register operation only.
+    let zero = unsafe { _mm256_setzero_si256() };
+    for (j, out) in out.chunks_exact_mut(c).take(n).enumerate() {
+        let (out8, out_rest) = out.as_chunks_mut::<8>();
+        for (cb, o) in out8.iter_mut().enumerate() {
+            let c0 = 8 * cb;
+            let mut acc = zero;
+            for (t, p) in taps.chunks_exact(2).zip(0..) {
+                // SAFETY: AVX2 is available (token). `depthwise_shape` checked that every
+                // run `taps[t]..taps[t] + (n - 1) * step + c` lies in `base`; with `j < n`
+                // and `c0 + 8 <= c` the 8 bytes read at `taps[t] + j * step + c0` are
+                // inside it. It also checked `weights.len() >= taps.len() * c`: the 16
+                // bytes at `2 * (p * c + c0)` end at most at `2 * (p + 1) * c`.
+                unsafe {
+                    let at = j * step + c0;
+                    let x0 = _mm_loadl_epi64(base.as_ptr().add(t[0] + at).cast());
+                    let x1 = _mm_loadl_epi64(base.as_ptr().add(t[1] + at).cast());
+                    let w = _mm_loadu_si128(weights.as_ptr().add(2 * (p * c + c0)).cast());
+                    acc = depthwise8(mac, acc, x0, x1, w);
+                }
+            }
+            if let Some(block) = ch.block(c0) {
+                requantize8(k, acc, zero, block, flags, ch.clamp, o);
             }
         }
-        for (m, a) in sums.iter().enumerate() {
-            let o = &mut out[m * stride..m * stride + n];
-            for (nb, v) in a.iter().enumerate() {
-                let c = 8 * nb;
-                if c < n {
-                    requantize_tail(self, load8(self, v), &ch, c, &mut o[c..]);
+        if !out_rest.is_empty() {
+            // The last channels through zero-padded copies.
+            let mut acc = zero;
+            for (t, w) in taps.chunks_exact(2).zip(weights.chunks_exact(2 * c)) {
+                let run = |t: usize| &base[t + j * step + full..t + j * step + c];
+                acc = depthwise8(
+                    mac,
+                    acc,
+                    load_i8x8(k, &padded(run(t[0]))),
+                    load_i8x8(k, &padded(run(t[1]))),
+                    load_i8x16(k, &padded(&w[2 * full..])),
+                );
+            }
+            requantize_tail(k, acc, &ch, full, out_rest);
+        }
+    }
+}
+
+/// [`PanelKernels::gemm`] with the multiply-accumulate `mac`.
+#[inline(always)]
+pub(super) fn gemm_with<M: Mac256, const MR: usize, const NB: usize>(
+    mac: M,
+    (patches, len): (&[i16], usize),
+    panels: &[i8],
+    ch: Channels<'_>,
+    (out, stride): (&mut [i8], usize),
+) {
+    let t = mac.avx2();
+    let Some(n) = gemm_shape((MR, NB), (patches, len), panels, &ch, (out, stride)) else {
+        return;
+    };
+    let pairs = len / 2;
+    let mut x: [&[[i16; 2]]; MR] = [&[]; MR];
+    for (m, x) in x.iter_mut().enumerate() {
+        *x = &patches[m * len..(m + 1) * len].as_chunks::<2>().0[..pairs];
+    }
+    let mut w: [&[[i8; 16]]; NB] = [&[]; NB];
+    for (nb, w) in w.iter_mut().enumerate() {
+        *w = &panels[nb * 8 * len..(nb + 1) * 8 * len].as_chunks::<16>().0[..pairs];
+    }
+    // SAFETY: AVX2 is available (token); register operation only.
+    let mut acc = unsafe { [[_mm256_setzero_si256(); NB]; MR] };
+    for j in 0..pairs {
+        // SAFETY: AVX2 is available (token). `j < pairs`, and every slice of `x` and `w`
+        // holds exactly `pairs` elements: the unchecked reads are in bounds (checked
+        // indexing here costs 15 % of the instructions of a typical layer).
+        unsafe {
+            let mut wv = [_mm256_setzero_si256(); NB];
+            for (v, w) in wv.iter_mut().zip(&w) {
+                let p = w.get_unchecked(j);
+                *v = _mm256_cvtepi8_epi16(_mm_loadu_si128(p.as_ptr().cast()));
+            }
+            for (a, x) in acc.iter_mut().zip(&x) {
+                // The pair as one 32-bit lane (4 readable bytes), broadcast.
+                let pair = x.get_unchecked(j).as_ptr().cast::<i32>().read_unaligned();
+                let b = _mm256_set1_epi32(pair);
+                for (a, &w) in a.iter_mut().zip(&wv) {
+                    *a = mac.mac(*a, b, w);
                 }
+            }
+        }
+    }
+    // Through memory once, so that the accumulators above stay in registers.
+    let mut sums = [[[0i32; 8]; NB]; MR];
+    for (s, a) in sums.iter_mut().zip(&acc) {
+        for (s, &a) in s.iter_mut().zip(a) {
+            store8(t, a, s);
+        }
+    }
+    for (m, a) in sums.iter().enumerate() {
+        let o = &mut out[m * stride..m * stride + n];
+        for (nb, v) in a.iter().enumerate() {
+            let c = 8 * nb;
+            if c < n {
+                requantize_tail(t, load8(t, v), &ch, c, &mut o[c..]);
             }
         }
     }

@@ -1,0 +1,301 @@
+//! CONV_2D (and DEPTHWISE_CONV_2D with one input channel) through patches: on packed panels at
+//! levels with a panel kernel, else on weight rows.
+
+use super::geometry::{Geometry, Patches, Pixel, Window};
+use super::rows::{RowSource, rows_by_two, two};
+use super::{
+    Isa, ROW_ALIGN, Scratch, ScratchLen, WeightPlan, aligned, channels_len, check_filter,
+    fill_channels, row_sum,
+};
+use crate::conv::{ConvParams, ConvShapes};
+use crate::quant::QuantizedMultiplier;
+use crate::simd::{Channels, Clamp, Job, Kernels, PanelKernels, dispatch};
+use crate::{KernelError, Result};
+
+/// The patches of one group of a convolution, pixel by pixel from `at` on.
+pub(super) struct PatchRows<'a, 'g> {
+    gather: &'a Patches<'g>,
+    input: &'a [i8],
+    at: Pixel,
+    group: usize,
+}
+
+impl RowSource for PatchRows<'_, '_> {
+    #[inline(always)]
+    fn next_row<K: Kernels>(&mut self, k: K, buffer: &mut [i16]) -> Result<i32> {
+        self.gather
+            .gather(k, self.input, self.at, self.group, buffer)?;
+        self.at = self.gather.g.next(self.at);
+        Ok(0)
+    }
+}
+
+/// A convolution through patches (CONV_2D, or DEPTHWISE_CONV_2D with one input channel): on
+/// packed panels, four output pixels at a time, at levels with a panel kernel; else on weight
+/// rows, two pixels at a time.
+pub(super) struct ConvJob<'a> {
+    g: &'a Geometry,
+    input: &'a [i8],
+    weights: &'a [i8],
+    ch: Channels<'a>,
+    output: &'a mut [i8],
+    scratch: Scratch<'a>,
+}
+
+/// Output pixels per panel kernel call.
+pub(super) const MR: usize = 4;
+
+impl Job for ConvJob<'_> {
+    type Output = Result<()>;
+
+    #[inline(always)]
+    fn run<K: Kernels>(self, k: K) -> Result<()> {
+        match k.panels() {
+            Some(p) => self.on_panels(k, p),
+            None => self.on_rows(k),
+        }
+    }
+}
+
+impl ConvJob<'_> {
+    /// The convolution on packed panels with panel kernel `pk`.
+    #[inline(always)]
+    pub(super) fn on_panels<K: Kernels, P: PanelKernels>(self, k: K, pk: P) -> Result<()> {
+        let ConvJob {
+            g,
+            input,
+            weights,
+            ch,
+            output,
+            scratch,
+        } = self;
+        let oob = KernelError::Shape("conv index out of range");
+        let (len, per_group, pixels) = (g.patch_len(), g.per_group(), g.pixels());
+        let panel_len = g.panel_len();
+        let group_len = per_group.div_ceil(8) * panel_len;
+        let gather = Patches::new(g);
+        let patches = scratch.i16.get_mut(..MR * len).ok_or(oob)?;
+        for p in patches.chunks_exact_mut(len.max(1)) {
+            // The odd last value of a patch stays zero.
+            p[g.depth()..].fill(0);
+        }
+        for group in 0..g.groups {
+            let oc0 = group * per_group;
+            let panels = weights
+                .get(group * group_len..(group + 1) * group_len)
+                .ok_or(oob)?;
+            let ch = ch.group(group, per_group).ok_or(oob)?;
+            let (mut px, mut at) = (0, (0, 0, 0));
+            while px < pixels {
+                let mr = (pixels - px).min(MR);
+                for p in patches.chunks_exact_mut(len.max(1)).take(mr) {
+                    gather.gather(k, input, at, group, p)?;
+                    at = g.next(at);
+                }
+                let out = output
+                    .get_mut(px * g.out_c + oc0..(px + mr) * g.out_c)
+                    .ok_or(oob)?;
+                // Blocks of 16 output channels (two panels), then 8.
+                let mut c = 0;
+                while c < per_group {
+                    let nb = if per_group - c > 8 { 2 } else { 1 };
+                    let hi = (c + 8 * nb).min(per_group);
+                    let w = panels
+                        .get(c / 8 * panel_len..(c / 8 + nb) * panel_len)
+                        .ok_or(oob)?;
+                    let (ch, out) = (ch.get(c..hi).ok_or(oob)?, out.get_mut(c..).ok_or(oob)?);
+                    let (p, s) = (&*patches, g.out_c);
+                    match (mr, nb) {
+                        (4, 2) => pk.gemm::<4, 2>(p, len, w, ch, out, s),
+                        (4, _) => pk.gemm::<4, 1>(p, len, w, ch, out, s),
+                        (3, 2) => pk.gemm::<3, 2>(p, len, w, ch, out, s),
+                        (3, _) => pk.gemm::<3, 1>(p, len, w, ch, out, s),
+                        (2, 2) => pk.gemm::<2, 2>(p, len, w, ch, out, s),
+                        (2, _) => pk.gemm::<2, 1>(p, len, w, ch, out, s),
+                        (_, 2) => pk.gemm::<1, 2>(p, len, w, ch, out, s),
+                        _ => pk.gemm::<1, 1>(p, len, w, ch, out, s),
+                    }
+                    c = hi;
+                }
+                px += mr;
+            }
+        }
+        Ok(())
+    }
+
+    /// The convolution on weight rows (padded to [`ROW_ALIGN`] values).
+    #[inline(always)]
+    pub(super) fn on_rows<K: Kernels>(self, k: K) -> Result<()> {
+        let ConvJob {
+            g,
+            input,
+            weights,
+            ch,
+            output,
+            scratch,
+        } = self;
+        let oob = KernelError::Shape("conv index out of range");
+        let (stride, per_group, pixels) = (aligned(g.depth()), g.per_group(), g.pixels());
+        let gather = Patches::new(g);
+        let (p0, p1) = two(scratch.i16, stride)?;
+        let (a0, a1) = two(scratch.i32, per_group)?;
+        // The patches' padding to the row stride stays zero.
+        p0[g.depth()..].fill(0);
+        p1[g.depth()..].fill(0);
+        for group in 0..g.groups {
+            let oc0 = group * per_group;
+            let rows = weights
+                .get(oc0 * stride..(oc0 + per_group) * stride)
+                .ok_or(oob)?;
+            let ch = ch.group(group, per_group).ok_or(oob)?;
+            let out_at = |px: usize| px * g.out_c + oc0..px * g.out_c + oc0 + per_group;
+            let mut patches = PatchRows {
+                gather: &gather,
+                input,
+                at: (0, 0, 0),
+                group,
+            };
+            rows_by_two(
+                k,
+                pixels,
+                (rows, stride),
+                ch,
+                (&mut *p0, &mut *p1),
+                (&mut *a0, &mut *a1),
+                &mut patches,
+                (&mut *output, out_at),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Checks the prepared operands of a patch convolution and runs it.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn run_conv(
+    isa: Isa,
+    g: &Geometry,
+    clamp: Clamp,
+    input: &[i8],
+    weights: &[i8],
+    channel_data: &[i32],
+    output: &mut [i8],
+    scratch: Scratch<'_>,
+) -> Result<()> {
+    let (io, w) = ((input, &*output), (weights, g.weights_len(isa)));
+    let Some(ch) = g.operands(io, w, channel_data, clamp)? else {
+        return Ok(());
+    };
+    let job = ConvJob {
+        g,
+        input,
+        weights,
+        ch,
+        output,
+        scratch,
+    };
+    dispatch(isa, job)?
+}
+
+/// A CONV_2D prepared for [`WeightPlan::eval`] (bit-exact with [`crate::conv::conv2d_i8`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ConvPlan {
+    g: Geometry,
+    clamp: Clamp,
+}
+
+impl ConvPlan {
+    /// Validates a CONV_2D (as [`ConvParams::check`]) and plans it.
+    pub fn new(
+        p: &ConvParams,
+        shapes: &ConvShapes,
+        bias_len: Option<usize>,
+        multipliers_len: usize,
+    ) -> Result<Self> {
+        p.check(shapes, bias_len, multipliers_len)?;
+        let [_, _, _, in_c] = shapes.input;
+        let [out_c, _, _, f_c] = shapes.filter;
+        let window = Window {
+            stride: [p.stride_height, p.stride_width],
+            dilation: [p.dilation_height, p.dilation_width],
+            pad: [p.pad_height, p.pad_width],
+            input_zero_point: p.input_zero_point,
+        };
+        Ok(ConvPlan {
+            g: Geometry::new(shapes, (out_c, f_c, in_c / f_c), window)?,
+            clamp: Clamp {
+                zero_point: p.output_zero_point,
+                min: p.act_min,
+                max: p.act_max,
+            },
+        })
+    }
+}
+
+impl WeightPlan for ConvPlan {
+    fn packed_len(&self, isa: Isa) -> usize {
+        if !isa.panels() && self.g.depth().is_multiple_of(ROW_ALIGN) {
+            0
+        } else {
+            self.g.weights_len(isa)
+        }
+    }
+
+    fn pack(&self, isa: Isa, filter: &[i8], packed: &mut [i8]) -> Result<()> {
+        let k = self.g.depth();
+        check_filter(filter, self.g.out_c, k)?;
+        self.g.pack(isa, packed, |oc, i| filter[oc * k + i])
+    }
+
+    fn channels_len(&self) -> usize {
+        channels_len(self.g.groups, self.g.per_group())
+    }
+
+    fn prepare_channels(
+        &self,
+        filter: &[i8],
+        bias: Option<&[i32]>,
+        multipliers: &[QuantizedMultiplier],
+        out: &mut [i32],
+    ) -> Result<()> {
+        let (n, k) = (self.g.out_c, self.g.depth());
+        check_filter(filter, n, k)?;
+        let sum = |c: usize| row_sum(&filter[c * k..(c + 1) * k]);
+        let groups = (self.g.groups, self.g.per_group());
+        fill_channels(
+            out,
+            groups,
+            bias,
+            multipliers,
+            -self.g.input_zero_point,
+            0,
+            sum,
+        )
+    }
+
+    fn scratch_len(&self, isa: Isa) -> ScratchLen {
+        self.g.conv_scratch(isa)
+    }
+
+    fn eval(
+        &self,
+        isa: Isa,
+        input: &[i8],
+        weights: &[i8],
+        channel_data: &[i32],
+        output: &mut [i8],
+        scratch: Scratch<'_>,
+    ) -> Result<()> {
+        scratch.check(self.scratch_len(isa))?;
+        run_conv(
+            isa,
+            &self.g,
+            self.clamp,
+            input,
+            weights,
+            channel_data,
+            output,
+            scratch,
+        )
+    }
+}
