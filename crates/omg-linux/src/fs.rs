@@ -7,12 +7,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Reads a whole file, refusing one larger than `limit` bytes (it reads at most `limit + 1`).
 pub fn read_limited(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
-    // Reads at most one byte past the limit: a file that grows after a size check, or a pipe
-    // or device whose size says nothing, cannot make this allocate more than `limit + 1`.
+    // Reads at most one byte past the limit: a file that grows after its size was taken, or a
+    // pipe or device whose size says nothing, cannot make this allocate more than `limit + 1`.
+    // The size it has now (within the limit) is reserved first, so that a regular file is read
+    // into one exact allocation, not a doubling buffer (which would hold up to three times a
+    // large enclave image at its peak).
+    let file = fs::File::open(path)?;
+    let size = file.metadata()?.len().min(limit);
     let mut data = Vec::new();
-    fs::File::open(path)?
-        .take(limit.saturating_add(1))
-        .read_to_end(&mut data)?;
+    data.try_reserve_exact(usize::try_from(size).unwrap_or(usize::MAX))
+        .map_err(|_| io::Error::new(io::ErrorKind::OutOfMemory, "cannot allocate for the file"))?;
+    file.take(limit.saturating_add(1)).read_to_end(&mut data)?;
     if data.len() as u64 > limit {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
