@@ -29,20 +29,10 @@ fn command(
     input: &[u8],
     capacity: usize,
 ) -> Result<Vec<EnclaveReply>, u32> {
-    let mut out = vec![0u8; capacity];
-    let len = if matches!(command, CMD_REQUEST | CMD_AUDIO) {
-        let mut op = Operation::new(
-            0,
-            ParamTmpRef::new_input(input),
-            ParamTmpRef::new_output(&mut out),
-            ParamNone,
-            ParamNone,
-        );
-        session
-            .invoke_command(command, &mut op)
-            .map_err(|e| e.raw_code())?;
-        op.parameters().1.updated_size()
+    let out = if matches!(command, CMD_REQUEST | CMD_AUDIO) {
+        crate::bytes_command(session, command, input, capacity)?
     } else {
+        let mut out = vec![0u8; capacity];
         let mut op = Operation::new(
             0,
             ParamNone,
@@ -53,9 +43,10 @@ fn command(
         session
             .invoke_command(command, &mut op)
             .map_err(|e| e.raw_code())?;
-        op.parameters().1.updated_size()
+        let len = op.parameters().1.updated_size();
+        out.truncate(len);
+        out
     };
-    out.truncate(len);
     split_replies(&out).map_err(|_| 0)
 }
 
