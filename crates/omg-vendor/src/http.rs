@@ -557,20 +557,10 @@ async fn activations(
 /// A request method as a metrics label: the standard ones by name, any other as `other` (a
 /// client must not grow the label set at will).
 fn method_label(method: &axum::http::Method) -> &'static str {
-    use axum::http::Method;
-    [
-        Method::GET,
-        Method::POST,
-        Method::PUT,
-        Method::DELETE,
-        Method::HEAD,
-        Method::OPTIONS,
-        Method::PATCH,
-    ]
-    .into_iter()
-    .zip(["GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH"])
-    .find_map(|(m, name)| (m == method).then_some(name))
-    .unwrap_or("other")
+    ["GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH"]
+        .into_iter()
+        .find(|name| *name == method.as_str())
+        .unwrap_or("other")
 }
 
 /// `GET /metrics`: the metrics in the Prometheus text format.

@@ -33,7 +33,7 @@ struct ActivationLabels {
 /// A request: its method, the route that matched (the pattern, never the URI) and the status.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    method: String,
+    method: &'static str,
     route: String,
     status: u16,
 }
@@ -110,10 +110,10 @@ impl Metrics {
     }
 
     /// Records one answered request.
-    pub(crate) fn request(&self, method: &str, route: &str, status: u16, seconds: f64) {
+    pub(crate) fn request(&self, method: &'static str, route: &str, status: u16, seconds: f64) {
         self.requests
             .get_or_create(&RequestLabels {
-                method: method.to_owned(),
+                method,
                 route: route.to_owned(),
                 status,
             })
