@@ -4,9 +4,9 @@
 //! reaches the outside world only through the [`Platform`] trait (measurement, attestation
 //! signing, sealing-key derivation, randomness, time, the epoch counter and inference
 //! reservations, each per vendor and model: [`platform::ModelScope`]), so the same code runs
-//! in the Linux isolated-process backend and, later, in an OP-TEE trusted application.
+//! in the Linux isolated-process backend and in the OP-TEE trusted application.
 //!
-//! The three phases of DESIGN.md section 3:
+//! The three phases of docs/design.md ("Phases"):
 //!
 //! 1. **Preparation** ([`provision::Preparation`]): check the vendor-signed package, make an
 //!    ephemeral HPKE key pair, have the platform sign an attestation token over the vendor's

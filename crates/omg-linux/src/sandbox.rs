@@ -1,5 +1,5 @@
-//! The enclave's self-hardening (DESIGN.md section 6), applied by the enclave process to itself
-//! before it accepts any secret.
+//! The enclave's self-hardening (docs/design.md, "The Linux backend"), applied by the enclave
+//! process to itself before it accepts any secret.
 //!
 //! [`harden`] takes these steps, in this order:
 //! 1. checks that the process has a single thread (seccomp filters, Landlock and `unshare`

@@ -18,7 +18,7 @@
 //! | pipeline bundle (package plaintext) | [`bundle`] | canonical CBOR map, models as byte strings | 64 MiB |
 //! | sealed blob | [`sealed`] | CBOR `[1, nonce, ct]`, AES-256-GCM under HKDF(HUK, measurement) | 64 KiB |
 //!
-//! Protocol (DESIGN.md section 3): the vendor issues a [`challenge::Challenge`]; the enclave
+//! Protocol (docs/design.md, "Phases"): the vendor issues a [`challenge::Challenge`]; the enclave
 //! makes an [`key_release::HpkeKeyPair`]; the platform signs a [`token::Token`] over the nonce,
 //! the measurement and the hash of the enclave's HPKE public key; the vendor verifies it
 //! ([`token::Token::verify`], [`token::Claims::verify_against`]), answers with a

@@ -1,7 +1,7 @@
 //! # omg-vendor: the vendor's provisioning / licensing service core
 //!
-//! The vendor side of the preparation phase (DESIGN.md section 3): a device's platform asks for
-//! a [`Challenge`](omg_protocol::challenge::Challenge), signs an attestation token over its
+//! The vendor side of the preparation phase (docs/design.md, "Phases"): a device's platform asks
+//! for a [`Challenge`](omg_protocol::challenge::Challenge), signs an attestation token over its
 //! nonce, the enclave measurement and the enclave's HPKE public key hash, and sends it back;
 //! the [`Service`] checks it against the model's [`Policy`] and answers with an HPKE key
 //! release of the model content key and a signed licence.
