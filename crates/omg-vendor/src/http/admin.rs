@@ -157,7 +157,7 @@ pub(super) async fn devices(
 #[derive(Serialize)]
 struct ActivationEntry {
     #[serde(flatten)]
-    record: crate::store::ActivationRecord,
+    record: crate::records::ActivationRecord,
     licence: String,
 }
 

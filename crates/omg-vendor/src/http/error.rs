@@ -5,7 +5,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::service::Refusal;
-use crate::store::StoreError;
+use crate::store_error::StoreError;
 
 /// An API error: status, category, reason code and a human message; for 429 and 503 the
 /// seconds after which the client may try again (`Retry-After`).
@@ -122,7 +122,7 @@ mod tests {
                 StatusCode::SERVICE_UNAVAILABLE,
             ),
             (
-                StoreError::Sqlite(rusqlite::Error::SqliteFailure(
+                StoreError::from(rusqlite::Error::SqliteFailure(
                     rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
                     None,
                 )),

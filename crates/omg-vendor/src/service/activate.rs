@@ -9,8 +9,10 @@ use omg_protocol::licence::Licence;
 use omg_protocol::rand_core::CryptoRng;
 
 use crate::device::DeviceKey;
+use crate::records::sql_time;
 use crate::sql::{Tx, args};
-use crate::store::{self, Sequence, StoreError, sql_time};
+use crate::store::{self, Sequence};
+use crate::store_error::StoreError;
 use omg_protocol::hex;
 
 use super::audit::{AuditSubject, write_audit, write_refusal_audit};

@@ -1,7 +1,9 @@
 //! The audit rows of activation attempts, and the cap on those anyone can cause.
 
+use crate::records::sql_time;
 use crate::sql::{Tx, args};
-use crate::store::{self, Sequence, StoreError, sql_time};
+use crate::store::{self, Sequence};
+use crate::store_error::StoreError;
 
 use super::refusal::UNAUTHENTICATED_CODES;
 use super::{MAX_UNSIGNED_AUDIT_PER_MINUTE, Refusal};

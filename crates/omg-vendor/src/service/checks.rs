@@ -7,8 +7,10 @@ use omg_protocol::{ContentKey, ProtocolError, ct_eq};
 
 use crate::device::Backend;
 use crate::policy::Policy;
+use crate::records::{ModelRecord, sql_time};
 use crate::sql::{Tx, args};
-use crate::store::{self, ModelRecord, StoreError, sql_time};
+use crate::store;
+use crate::store_error::StoreError;
 use omg_protocol::hex;
 
 use super::audit::AuditSubject;

@@ -91,7 +91,9 @@ use omg_protocol::rand_core::CryptoRng;
 use omg_protocol::{SigningKey, VerifyingKey};
 
 use crate::nonce::NonceKey;
-use crate::store::{ActivationRecord, AuditRecord, DeviceRecord, Store, StoreError};
+use crate::records::{ActivationRecord, AuditRecord, DeviceRecord};
+use crate::store::Store;
+use crate::store_error::StoreError;
 
 /// Service settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

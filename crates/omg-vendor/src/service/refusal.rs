@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::store::StoreError;
+use crate::store_error::StoreError;
 
 /// Why an activation was refused. Each reason is its own variant.
 #[derive(Clone, Debug, PartialEq, Eq)]
