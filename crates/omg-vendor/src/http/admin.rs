@@ -4,13 +4,14 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as B64;
-use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde::Serialize;
 
 use crate::store;
-use omg_protocol::hex;
+use omg_protocol::api::{
+    EnrollRequest, EnrollResponse, RevokeDeviceRequest, RevokeDeviceResponse, RevokeModelRequest,
+    RevokeModelResponse, TrustMakerRequest, TrustMakerResponse,
+};
+use omg_protocol::{base64, hex};
 
 use super::error::ApiError;
 use super::limits::{b64, json_body};
@@ -46,19 +47,13 @@ fn check_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     Ok(())
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EnrollBody {
-    device_public_key: String,
-}
-
 pub(super) async fn enroll_device(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     check_admin(&state, &headers)?;
-    let body: EnrollBody = json_body(&state.config, body).await?;
+    let body: EnrollRequest = json_body(&state.config, body).await?;
     let key = b64("device_public_key", &body.device_public_key)?;
     if crate::DeviceKey::parse(&key).is_none() {
         return Err(ApiError::bad_request(
@@ -70,13 +65,10 @@ pub(super) async fn enroll_device(
     let now = (state.config.clock)();
     let service = state.service.clone();
     let ueid = blocking(move || Ok(service.enroll_device(&key, now)?)).await?;
-    Ok(axum::Json(json!({"ueid": hex::encode(&ueid)})).into_response())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TrustMakerBody {
-    maker_public_key: String,
+    Ok(axum::Json(EnrollResponse {
+        ueid: hex::encode(&ueid),
+    })
+    .into_response())
 }
 
 pub(super) async fn trust_maker(
@@ -85,7 +77,7 @@ pub(super) async fn trust_maker(
     body: Body,
 ) -> Result<Response, ApiError> {
     check_admin(&state, &headers)?;
-    let body: TrustMakerBody = json_body(&state.config, body).await?;
+    let body: TrustMakerRequest = json_body(&state.config, body).await?;
     let key = b64("maker_public_key", &body.maker_public_key)?;
     if omg_protocol::verifying_key_from_sec1(&key).is_err() {
         return Err(ApiError::bad_request(
@@ -96,13 +88,10 @@ pub(super) async fn trust_maker(
     let now = (state.config.clock)();
     let service = state.service.clone();
     let key_id = blocking(move || Ok(service.trust_maker(&key, now)?)).await?;
-    Ok(axum::Json(json!({"key_id": hex::encode(&key_id)})).into_response())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RevokeDeviceBody {
-    ueid: String,
+    Ok(axum::Json(TrustMakerResponse {
+        key_id: hex::encode(&key_id),
+    })
+    .into_response())
 }
 
 pub(super) async fn revoke_device(
@@ -111,20 +100,13 @@ pub(super) async fn revoke_device(
     body: Body,
 ) -> Result<Response, ApiError> {
     check_admin(&state, &headers)?;
-    let body: RevokeDeviceBody = json_body(&state.config, body).await?;
+    let body: RevokeDeviceRequest = json_body(&state.config, body).await?;
     let ueid = hex::decode_n::<{ omg_protocol::keys::UEID_LEN }>(&body.ueid)
         .ok_or_else(|| ApiError::bad_request("invalid_ueid", "ueid must be 66 hex digits"))?;
     let now = (state.config.clock)();
     let service = state.service.clone();
     blocking(move || Ok(service.revoke_device(&ueid, now)?)).await?;
-    Ok(axum::Json(json!({"revoked": true})).into_response())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RevokeModelBody {
-    model_id: String,
-    version: u32,
+    Ok(axum::Json(RevokeDeviceResponse { revoked: true }).into_response())
 }
 
 pub(super) async fn revoke_model(
@@ -133,7 +115,7 @@ pub(super) async fn revoke_model(
     body: Body,
 ) -> Result<Response, ApiError> {
     check_admin(&state, &headers)?;
-    let body: RevokeModelBody = json_body(&state.config, body).await?;
+    let body: RevokeModelRequest = json_body(&state.config, body).await?;
     store::check_model_id(&body.model_id)
         .map_err(|_| ApiError::bad_request("invalid_model_id", "model_id must be 1..=128 bytes"))?;
     let now = (state.config.clock)();
@@ -141,7 +123,10 @@ pub(super) async fn revoke_model(
     let epoch =
         blocking(move || Ok(service.revoke_model_version(&body.model_id, body.version, now)?))
             .await?;
-    Ok(axum::Json(json!({"revocation_epoch": epoch})).into_response())
+    Ok(axum::Json(RevokeModelResponse {
+        revocation_epoch: epoch,
+    })
+    .into_response())
 }
 
 pub(super) async fn devices(
@@ -171,7 +156,7 @@ pub(super) async fn activations(
     let list: Vec<ActivationEntry> = list
         .into_iter()
         .map(|record| ActivationEntry {
-            licence: B64.encode(&record.licence),
+            licence: base64::encode(&record.licence),
             record,
         })
         .collect();

@@ -3,23 +3,15 @@
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as B64;
-use serde::{Deserialize, Serialize};
 
 use crate::service::{ActivateError, ActivationRequest};
 use omg_protocol::OsRng;
+use omg_protocol::api::{ActivateRequest, ActivateResponse, ChallengeResponse};
+use omg_protocol::base64;
 
 use super::error::{ApiError, refusal_error};
 use super::limits::{b64, json_body};
 use super::{AppState, blocking};
-
-#[derive(Serialize)]
-struct ChallengeResponse {
-    nonce: String,
-    expires_at: u64,
-    challenge: String,
-}
 
 pub(super) async fn challenge(State(state): State<AppState>) -> Result<Response, ApiError> {
     let now = (state.config.clock)();
@@ -27,29 +19,11 @@ pub(super) async fn challenge(State(state): State<AppState>) -> Result<Response,
     let challenge = blocking(move || Ok(service.issue_nonce(now, &mut OsRng::default())?)).await?;
     let encoded = challenge.to_bytes().map_err(|_| ApiError::internal())?;
     Ok(axum::Json(ChallengeResponse {
-        nonce: B64.encode(challenge.nonce),
+        nonce: base64::encode(challenge.nonce),
         expires_at: challenge.expires_at,
-        challenge: B64.encode(encoded),
+        challenge: base64::encode(encoded),
     })
     .into_response())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ActivateBody {
-    token: String,
-    device_public_key: String,
-    model_id: String,
-    version: u32,
-    enclave_public_key: String,
-    #[serde(default)]
-    endorsement: Option<String>,
-}
-
-#[derive(Serialize)]
-struct ActivateResponse {
-    key_release: String,
-    licence: String,
 }
 
 /// `POST /v1/activate`, counted in the metrics by outcome.
@@ -66,7 +40,7 @@ pub(super) async fn activate(
 }
 
 async fn activate_inner(state: &AppState, body: Body) -> Result<Response, ApiError> {
-    let body: ActivateBody = json_body(&state.config, body).await?;
+    let body: ActivateRequest = json_body(&state.config, body).await?;
     let request = ActivationRequest {
         token: b64("token", &body.token)?,
         device_public_key: b64("device_public_key", &body.device_public_key)?,
@@ -90,8 +64,8 @@ async fn activate_inner(state: &AppState, body: Body) -> Result<Response, ApiErr
     })
     .await?;
     Ok(axum::Json(ActivateResponse {
-        key_release: B64.encode(&activation.key_release),
-        licence: B64.encode(&activation.licence),
+        key_release: base64::encode(&activation.key_release),
+        licence: base64::encode(&activation.licence),
     })
     .into_response())
 }

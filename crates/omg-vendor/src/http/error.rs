@@ -2,7 +2,7 @@
 
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use omg_protocol::api::ErrorResponse;
 
 use crate::service::Refusal;
 use crate::store_error::StoreError;
@@ -65,7 +65,11 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"error": self.error, "reason": self.reason, "message": self.message});
+        let body = ErrorResponse {
+            error: self.error.to_owned(),
+            reason: self.reason.to_owned(),
+            message: self.message,
+        };
         let mut response = (self.status, axum::Json(body)).into_response();
         if let Some(secs) = self.retry_after {
             response

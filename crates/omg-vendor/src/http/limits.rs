@@ -5,8 +5,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as B64;
+use omg_protocol::base64;
 use serde::Deserialize;
 
 use super::ApiConfig;
@@ -68,7 +67,7 @@ pub(super) async fn limit_declared_length(
 }
 
 pub(super) fn b64(field: &'static str, s: &str) -> Result<Vec<u8>, ApiError> {
-    B64.decode(s).map_err(|_| {
+    base64::decode(s).ok_or_else(|| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "bad_request",
