@@ -13,7 +13,8 @@
 //! | `GET /v1/activations` (admin) | | `[ActivationRecord]` |
 //! | `GET /v1/openapi.yaml` | | the OpenAPI description |
 //!
-//! Bodies are JSON; byte strings are standard base64 with padding, UEIDs lowercase hex.
+//! Bodies are JSON, declared once for the service and its clients in [`omg_protocol::api`];
+//! byte strings are standard base64 with padding, UEIDs lowercase hex.
 //! Request bodies are limited to [`ApiConfig::body_limit`] (64 KiB by default; 413 beyond).
 //! Every error is `{"error": CATEGORY, "reason": CODE, "message": TEXT}` with a matching
 //! status: 400 malformed, 401/403 admin authentication, 403 refused, 404 unknown model,
