@@ -16,12 +16,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as B64;
 use omg_enclave::Platform;
 use omg_enclave::messages::{EnclaveReply, HostRequest};
 use omg_enclave::platform::ModelScope;
 use omg_linux::{DeviceIdentity, LinuxPlatform};
+use omg_protocol::api::{ActivateRequest, ActivateResponse, ChallengeResponse, ErrorResponse};
+use omg_protocol::base64;
 use omg_protocol::key_release::HpkeKeyPair;
 use omg_protocol::package::MAX_PACKAGE_LEN;
 use omg_protocol::token::Token;
@@ -252,34 +252,6 @@ struct Client {
     ca_cert: bool,
 }
 
-#[derive(Deserialize)]
-struct ChallengeResponse {
-    nonce: String,
-}
-
-#[derive(Serialize)]
-struct ActivateBody<'a> {
-    token: String,
-    device_public_key: String,
-    model_id: &'a str,
-    version: u32,
-    enclave_public_key: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    endorsement: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct ActivateResponse {
-    key_release: String,
-    licence: String,
-}
-
-#[derive(Deserialize)]
-struct ApiError {
-    reason: Option<String>,
-    message: Option<String>,
-}
-
 impl Client {
     fn new(server: &str, ca_cert: Option<&Path>) -> Result<Self> {
         let mut config = ureq::Agent::config_builder()
@@ -330,10 +302,9 @@ impl Client {
         };
         let status = response.status();
         if !status.is_success() {
-            let err: Option<ApiError> = response.body_mut().read_json().ok();
-            let (reason, message) = err
-                .map(|e| (e.reason.unwrap_or_default(), e.message.unwrap_or_default()))
-                .unwrap_or_default();
+            let ErrorResponse {
+                reason, message, ..
+            } = response.body_mut().read_json().unwrap_or_default();
             let hint = match reason.as_str() {
                 // The device knows what the vendor's policy must list.
                 "wrong_measurement" => enclave_measurement()
@@ -394,8 +365,7 @@ fn tls_hint(e: &ureq::Error, ca_cert: bool) -> Option<&'static str> {
 }
 
 fn b64(field: &str, s: &str) -> Result<Vec<u8>> {
-    B64.decode(s)
-        .with_context(|| format!("the service's {field} is not base64"))
+    base64::decode(s).with_context(|| format!("the service's {field} is not base64"))
 }
 
 #[derive(Serialize)]
@@ -550,13 +520,13 @@ fn activate(
     let t = std::time::Instant::now();
     let answer: ActivateResponse = client.post(
         "/v1/activate",
-        &ActivateBody {
-            token: B64.encode(&token),
-            device_public_key: B64.encode(device_public_key),
-            model_id: &model_id,
+        &ActivateRequest {
+            token: base64::encode(&token),
+            device_public_key: base64::encode(device_public_key),
+            model_id: model_id.clone(),
             version,
-            enclave_public_key: B64.encode(&enclave_public_key),
-            endorsement: endorsement.as_ref().map(|e| B64.encode(e)),
+            enclave_public_key: base64::encode(&enclave_public_key),
+            endorsement: endorsement.as_ref().map(base64::encode),
         },
     )?;
     let t_activate = ms(t);

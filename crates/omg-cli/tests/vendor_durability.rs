@@ -14,8 +14,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as B64;
+use omg_protocol::base64;
 use omg_protocol::key_release::HpkeKeyPair;
 use omg_protocol::token::{Claims, SoftwareComponent, Token};
 use omg_protocol::{ContentKey, generate_signing_key, public_key_sec1, ueid};
@@ -90,7 +89,8 @@ struct Attempt {
 /// device over its nonce; `None` if the service is gone.
 fn prepare(addr: &str) -> Option<Attempt> {
     let device = generate_signing_key(&mut OsRng::default());
-    let enroll = json!({"device_public_key": B64.encode(public_key_sec1(device.verifying_key()))});
+    let enroll =
+        json!({"device_public_key": base64::encode(public_key_sec1(device.verifying_key()))});
     match post(addr, "/v1/devices/enroll", &enroll.to_string()) {
         Reply::Answered(200, _) => {}
         Reply::Answered(status, value) => panic!("enrolment answered {status}: {value}"),
@@ -101,7 +101,7 @@ fn prepare(addr: &str) -> Option<Attempt> {
         Reply::Answered(status, value) => panic!("challenge answered {status}: {value}"),
         Reply::NotSent | Reply::Lost => return None,
     };
-    let nonce = B64.decode(challenge["nonce"].as_str().unwrap()).unwrap();
+    let nonce = base64::decode(challenge["nonce"].as_str().unwrap()).unwrap();
     let enclave = HpkeKeyPair::generate(&mut OsRng::default());
     let claims = Claims::new(
         device.verifying_key(),
@@ -118,11 +118,11 @@ fn prepare(addr: &str) -> Option<Attempt> {
     );
     let token = Token::sign(&claims, &device).unwrap();
     let body = json!({
-        "token": B64.encode(&token),
-        "device_public_key": B64.encode(public_key_sec1(device.verifying_key())),
+        "token": base64::encode(&token),
+        "device_public_key": base64::encode(public_key_sec1(device.verifying_key())),
         "model_id": MODEL,
         "version": 1,
-        "enclave_public_key": B64.encode(enclave.public_key.to_bytes()),
+        "enclave_public_key": base64::encode(enclave.public_key.to_bytes()),
     });
     Some(Attempt {
         ueid: hex(&ueid(device.verifying_key())),

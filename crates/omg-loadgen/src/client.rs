@@ -7,19 +7,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, StatusCode, Uri, header};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use omg_protocol::api::{
+    ActivateRequest, ActivateResponse, ChallengeResponse, EnrollRequest, ErrorResponse,
+};
+use omg_protocol::base64;
 use omg_protocol::key_release::HpkeKeyPair;
 use omg_protocol::token::{Claims, SoftwareComponent, Token};
 use omg_protocol::{SigningKey, generate_signing_key, public_key_sec1};
 use omg_vendor::OsRng;
-use serde::Deserialize;
+use serde::Serialize;
 
 use crate::setup::{Fixture, MODEL_ID, MODEL_VERSION};
 
@@ -151,22 +153,6 @@ pub struct Outcome {
     pub elapsed: Duration,
 }
 
-#[derive(Deserialize)]
-struct ChallengeAnswer {
-    nonce: String,
-}
-
-#[derive(Deserialize)]
-struct ActivateAnswer {
-    key_release: String,
-    licence: String,
-}
-
-#[derive(Deserialize)]
-struct ErrorAnswer {
-    reason: String,
-}
-
 /// Runs `concurrency` clients; each starts activations until `duration` has passed.
 pub async fn run(
     target: Target,
@@ -258,15 +244,22 @@ async fn post(
 
 /// An error kind for a non-200 answer: the step, the status and the service's reason code.
 fn refused(step: &str, status: StatusCode, answer: &[u8]) -> String {
-    let reason = serde_json::from_slice::<ErrorAnswer>(answer)
+    let reason = serde_json::from_slice::<ErrorResponse>(answer)
+        .ok()
         .map(|e| e.reason)
-        .unwrap_or_else(|_| "no reason given".into());
+        .filter(|reason| !reason.is_empty())
+        .unwrap_or_else(|| "no reason given".into());
     format!("{step}: HTTP {} {reason}", status.as_u16())
 }
 
+/// A request body as JSON.
+fn json_body(step: &str, body: &impl Serialize) -> Result<Vec<u8>, String> {
+    serde_json::to_vec(body).map_err(|e| format!("{step}: cannot encode the request: {e}"))
+}
+
 fn decode(step: &str, field: &str, text: &str) -> Result<Vec<u8>, String> {
-    match B64.decode(text) {
-        Ok(bytes) if !bytes.is_empty() => Ok(bytes),
+    match base64::decode(text) {
+        Some(bytes) if !bytes.is_empty() => Ok(bytes),
         _ => Err(format!("{step}: {field} is not non-empty base64")),
     }
 }
@@ -283,21 +276,24 @@ async fn activate_once(
     if status != StatusCode::OK {
         return Err(refused("challenge", status, &answer));
     }
-    let challenge: ChallengeAnswer = serde_json::from_slice(&answer)
+    let challenge: ChallengeResponse = serde_json::from_slice(&answer)
         .map_err(|_| "challenge: the answer is not the expected JSON".to_string())?;
     let nonce = decode("challenge", "nonce", &challenge.nonce)?;
 
     let t1 = Instant::now();
     let (device_key, fresh) = keys.take();
     if fresh {
-        let body = serde_json::json!({
-            "device_public_key": B64.encode(public_key_sec1(device_key.verifying_key())),
-        });
+        let body = json_body(
+            "enroll",
+            &EnrollRequest {
+                device_public_key: base64::encode(public_key_sec1(device_key.verifying_key())),
+            },
+        )?;
         let (status, answer) = post(
             client,
             "enroll",
             &target.enroll,
-            body.to_string().into(),
+            body,
             Some(&target.admin_token),
         )
         .await?;
@@ -321,27 +317,24 @@ async fn activate_once(
     );
     let token =
         Token::sign(&claims, &device_key).map_err(|e| format!("token: cannot sign: {e}"))?;
-    let body = serde_json::json!({
-        "token": B64.encode(&token),
-        "device_public_key": B64.encode(public_key_sec1(device_key.verifying_key())),
-        "model_id": MODEL_ID,
-        "version": MODEL_VERSION,
-        "enclave_public_key": B64.encode(enclave.public_key.to_bytes()),
-    });
+    let body = json_body(
+        "activate",
+        &ActivateRequest {
+            token: base64::encode(&token),
+            device_public_key: base64::encode(public_key_sec1(device_key.verifying_key())),
+            model_id: MODEL_ID.into(),
+            version: MODEL_VERSION,
+            enclave_public_key: base64::encode(enclave.public_key.to_bytes()),
+            endorsement: None,
+        },
+    )?;
 
     let t2 = Instant::now();
-    let (status, answer) = post(
-        client,
-        "activate",
-        &target.activate,
-        body.to_string().into(),
-        None,
-    )
-    .await?;
+    let (status, answer) = post(client, "activate", &target.activate, body, None).await?;
     if status != StatusCode::OK {
         return Err(refused("activate", status, &answer));
     }
-    let activation: ActivateAnswer = serde_json::from_slice(&answer)
+    let activation: ActivateResponse = serde_json::from_slice(&answer)
         .map_err(|_| "activate: the answer is not the expected JSON".to_string())?;
     decode("activate", "key_release", &activation.key_release)?;
     decode("activate", "licence", &activation.licence)?;

@@ -38,6 +38,10 @@
 
 extern crate alloc;
 
+#[cfg(feature = "api")]
+pub mod api;
+#[cfg(feature = "base64")]
+pub mod base64;
 pub mod bundle;
 mod cbor;
 pub mod challenge;

@@ -34,17 +34,21 @@ mod nonce;
 mod pg;
 mod policy;
 mod pool;
+mod records;
 mod service;
 mod sql;
 mod sqlite;
 mod store;
+mod store_error;
 
 pub use device::{Backend, DeviceKey};
 /// The operating system's RNG (omg-protocol's, through getrandom).
 pub use omg_protocol::OsRng;
 pub use policy::{BackendPolicy, Backends, InputSourceName, OutputPolicyName, Policy, PolicyError};
+pub use records::{ActivationRecord, AuditRecord, DeviceRecord, ModelRecord};
 pub use service::{
     ActivateError, Activation, ActivationRequest, MAX_UNSIGNED_AUDIT_PER_MINUTE, Refusal, Service,
     ServiceConfig,
 };
-pub use store::{ActivationRecord, AuditRecord, DeviceRecord, ModelRecord, Store, StoreError};
+pub use store::Store;
+pub use store_error::{DatabaseError, StoreError};

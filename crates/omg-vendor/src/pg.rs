@@ -35,8 +35,8 @@ use postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
 use postgres::{Client, Config, NoTls, Statement};
 
 use crate::pool::Pool;
-use crate::sql::{Arg, Row, Tx, Value};
-use crate::store::{Mode, StoreError};
+use crate::sql::{Arg, Mode, Row, Tx, Value};
+use crate::store_error::{DatabaseError, StoreError};
 
 /// The advisory lock key that serializes writers ("omg-vndr" in ASCII).
 const WRITE_LOCK_KEY: i64 = 0x6f6d_672d_766e_6472;
@@ -98,7 +98,7 @@ fn location(config: &Config) -> String {
 
 /// `e` followed by the messages of its sources (the postgres client's own message is only
 /// its category, such as "db error"; the server's message is in the source).
-pub(crate) fn error_chain(e: &dyn Error) -> String {
+fn error_chain(e: &dyn Error) -> String {
     let mut s = e.to_string();
     let mut source = e.source();
     while let Some(cause) = source {
@@ -259,6 +259,21 @@ impl Tx for PgTx<'_> {
 }
 
 type BoxError = Box<dyn Error + Sync + Send>;
+
+impl From<postgres::Error> for StoreError {
+    /// A closed connection, a lock timeout, too many connections and a server shutting down or
+    /// starting are transient.
+    fn from(e: postgres::Error) -> Self {
+        let transient = e.is_closed()
+            || e.code().is_some_and(|c| {
+                *c == postgres::error::SqlState::LOCK_NOT_AVAILABLE
+                    || *c == postgres::error::SqlState::TOO_MANY_CONNECTIONS
+                    || *c == postgres::error::SqlState::ADMIN_SHUTDOWN
+                    || *c == postgres::error::SqlState::CANNOT_CONNECT_NOW
+            });
+        StoreError::Database(DatabaseError::new("PostgreSQL", error_chain(&e), transient))
+    }
+}
 
 impl ToSql for Arg<'_> {
     fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, BoxError> {

@@ -8,7 +8,7 @@
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::store::StoreError;
+use crate::store_error::StoreError;
 
 /// Opens a new connection.
 type Open<C> = Box<dyn Fn() -> Result<C, StoreError> + Send + Sync>;

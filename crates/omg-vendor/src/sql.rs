@@ -11,7 +11,15 @@
 //!   serialized with every other writer, see the store's documentation), hands it to the
 //!   caller's closure and commits when the closure succeeds.
 
-use crate::store::StoreError;
+use crate::store_error::StoreError;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// A write transaction, serialized with every other one.
+    Write,
+    /// A read-only transaction.
+    Read,
+}
 
 /// A value bound to a statement parameter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

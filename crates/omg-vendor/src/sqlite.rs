@@ -28,8 +28,8 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, TransactionBehavior};
 
 use crate::pool::Pool;
-use crate::sql::{Arg, Row, Tx, Value};
-use crate::store::{Mode, StoreError};
+use crate::sql::{Arg, Mode, Row, Tx, Value};
+use crate::store_error::{DatabaseError, StoreError};
 
 /// How long a writer waits for the write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -317,6 +317,17 @@ fn commit_batch(
     Ok(())
 }
 
+impl From<rusqlite::Error> for StoreError {
+    /// Busy and locked databases are transient.
+    fn from(e: rusqlite::Error) -> Self {
+        let transient = matches!(
+            e.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+        );
+        StoreError::Database(DatabaseError::new("SQLite", e.to_string(), transient))
+    }
+}
+
 impl rusqlite::ToSql for Arg<'_> {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
         Ok(ToSqlOutput::Borrowed(match *self {
@@ -374,7 +385,7 @@ impl Tx for SqliteTx<'_> {
 mod tests {
     use std::os::unix::fs::PermissionsExt;
 
-    use crate::store::Mode;
+    use crate::sql::Mode;
 
     /// The database and its WAL file are their owner's alone (under the usual umask 022 or
     /// 002, SQLite alone would make them readable by others).

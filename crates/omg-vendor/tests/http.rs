@@ -15,10 +15,9 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as B64;
 use common::*;
 use http_body_util::BodyExt;
+use omg_protocol::base64;
 use omg_protocol::challenge::Challenge;
 use omg_protocol::key_release::KeyRelease;
 use omg_protocol::licence::Licence;
@@ -44,11 +43,11 @@ fn post(path: &str, body: Value) -> Request<Body> {
 
 fn activate_body(device: &Device, token: &[u8], version: u32) -> Value {
     json!({
-        "token": B64.encode(token),
-        "device_public_key": B64.encode(public_key_sec1(device.key.verifying_key())),
+        "token": base64::encode(token),
+        "device_public_key": base64::encode(public_key_sec1(device.key.verifying_key())),
         "model_id": MODEL,
         "version": version,
-        "enclave_public_key": B64.encode(device.enclave.public_key.to_bytes()),
+        "enclave_public_key": base64::encode(device.enclave.public_key.to_bytes()),
     })
 }
 
@@ -91,19 +90,20 @@ async fn challenge_activate_refusal_and_limits_calls(
     let (status, body) = call(&app, post("/v1/challenge", Value::Null)).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["expires_at"], NOW + 60);
-    let nonce = B64.decode(body["nonce"].as_str().unwrap()).unwrap();
+    let nonce = base64::decode(body["nonce"].as_str().unwrap()).unwrap();
     let challenge =
-        Challenge::from_bytes(&B64.decode(body["challenge"].as_str().unwrap()).unwrap()).unwrap();
+        Challenge::from_bytes(&base64::decode(body["challenge"].as_str().unwrap()).unwrap())
+            .unwrap();
     assert_eq!(challenge.nonce.as_slice(), nonce.as_slice());
 
     // Activate.
     let token = device.token_with(&nonce, MEASUREMENT);
     let (status, body) = call(&app, post("/v1/activate", activate_body(device, &token, 1))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let key_release = B64.decode(body["key_release"].as_str().unwrap()).unwrap();
+    let key_release = base64::decode(body["key_release"].as_str().unwrap()).unwrap();
     let released = KeyRelease::open(&key_release, &device.enclave.private_key, &token).unwrap();
     assert_eq!(released.content_key, f.content_key);
-    let licence = B64.decode(body["licence"].as_str().unwrap()).unwrap();
+    let licence = base64::decode(body["licence"].as_str().unwrap()).unwrap();
     let licence = Licence::verify(&licence, f.vendor.verifying_key()).unwrap();
     assert_eq!(licence.device_ueid, device.ueid());
 
@@ -128,7 +128,7 @@ async fn challenge_activate_refusal_and_limits_calls(
     );
     // Unknown version: 404 (with a fresh nonce; the nonce is checked first).
     let (_, c) = call(&app, post("/v1/challenge", Value::Null)).await;
-    let nonce2 = B64.decode(c["nonce"].as_str().unwrap()).unwrap();
+    let nonce2 = base64::decode(c["nonce"].as_str().unwrap()).unwrap();
     let token2 = device.token_with(&nonce2, MEASUREMENT);
     let (status, body) = call(
         &app,
@@ -214,7 +214,7 @@ async fn admin_endpoints_calls(f: &Fixture, device: &Device) {
     // Enrolment: admin only; answers the UEID; a malformed key is refused.
     let newcomer =
         public_key_sec1(omg_protocol::generate_signing_key(&mut TestRng::new(77)).verifying_key());
-    let enroll = json!({"device_public_key": B64.encode(newcomer)});
+    let enroll = json!({"device_public_key": base64::encode(newcomer)});
     let (status, _) = call(&app, post("/v1/devices/enroll", enroll.clone())).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, body) = call(&app, admin_post("/v1/devices/enroll", enroll)).await;
@@ -232,7 +232,7 @@ async fn admin_endpoints_calls(f: &Fixture, device: &Device) {
         &app,
         admin_post(
             "/v1/devices/enroll",
-            json!({"device_public_key": B64.encode([4u8; 65])}),
+            json!({"device_public_key": base64::encode([4u8; 65])}),
         ),
     )
     .await;
@@ -248,7 +248,7 @@ async fn admin_endpoints_calls(f: &Fixture, device: &Device) {
         &app,
         admin_post(
             "/v1/devices/enroll",
-            json!({"device_public_key": B64.encode(&der)}),
+            json!({"device_public_key": base64::encode(&der)}),
         ),
     )
     .await;
@@ -258,7 +258,7 @@ async fn admin_endpoints_calls(f: &Fixture, device: &Device) {
         &app,
         admin_post(
             "/v1/devices/enroll",
-            json!({"device_public_key": B64.encode(&der[..der.len() - 1])}),
+            json!({"device_public_key": base64::encode(&der[..der.len() - 1])}),
         ),
     )
     .await;
@@ -270,7 +270,7 @@ async fn admin_endpoints_calls(f: &Fixture, device: &Device) {
     // Trusting a device maker: admin only; answers its key id.
     let maker =
         public_key_sec1(omg_protocol::generate_signing_key(&mut TestRng::new(78)).verifying_key());
-    let trust = json!({"maker_public_key": B64.encode(maker)});
+    let trust = json!({"maker_public_key": base64::encode(maker)});
     let (status, _) = call(&app, post("/v1/makers/trust", trust.clone())).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, body) = call(&app, admin_post("/v1/makers/trust", trust)).await;
@@ -347,7 +347,7 @@ fn metrics_and_health(backend: Backend) {
     let sqlite = f.service.store().path().is_some();
     let (text, token) = block_on(async {
         let (_, body) = call(&app, post("/v1/challenge", Value::Null)).await;
-        let nonce = B64.decode(body["nonce"].as_str().unwrap()).unwrap();
+        let nonce = base64::decode(body["nonce"].as_str().unwrap()).unwrap();
         let token = device.token_with(&nonce, MEASUREMENT);
         let granted = call(
             &app,
@@ -436,7 +436,7 @@ fn metrics_and_health(backend: Backend) {
         assert_eq!(batches, None);
     }
     let ueid: String = device.ueid().iter().map(|b| format!("{b:02x}")).collect();
-    assert!(!text.contains(&ueid) && !text.contains(&B64.encode(&token)[..40]));
+    assert!(!text.contains(&ueid) && !text.contains(&base64::encode(&token)[..40]));
     assert!(text.ends_with("# EOF\n"));
 }
 
@@ -719,7 +719,7 @@ fn malformed_requests_get_400_without_internal_details() {
         body[field] = value;
         body.to_string()
     };
-    let cose = |bytes: &[u8]| with("token", json!(B64.encode(bytes)));
+    let cose = |bytes: &[u8]| with("token", json!(base64::encode(bytes)));
     let cases: Vec<(String, &str)> = vec![
         (String::new(), "invalid_json"),
         ("{".into(), "invalid_json"),
@@ -737,11 +737,11 @@ fn malformed_requests_get_400_without_internal_details() {
         (with("device_public_key", json!("AAA")), "invalid_base64"),
         (with("enclave_public_key", json!("====")), "invalid_base64"),
         (
-            with("device_public_key", json!(B64.encode([4; 10]))),
+            with("device_public_key", json!(base64::encode([4; 10]))),
             "malformed_request",
         ),
         (
-            with("enclave_public_key", json!(B64.encode([1; 31]))),
+            with("enclave_public_key", json!(base64::encode([1; 31]))),
             "malformed_request",
         ),
         (with("model_id", json!("")), "malformed_request"),
@@ -758,7 +758,7 @@ fn malformed_requests_get_400_without_internal_details() {
         (with("endorsement", json!("not base64!")), "invalid_base64"),
         (with("endorsement", json!(7)), "invalid_json"),
         (
-            with("endorsement", json!(B64.encode([0xd2, 0x84, 0x40]))),
+            with("endorsement", json!(base64::encode([0xd2, 0x84, 0x40]))),
             "malformed_endorsement",
         ),
     ];
