@@ -35,7 +35,7 @@ use serde::Serialize;
 
 use crate::pg::{self, Postgres};
 use crate::policy::{Policy, PolicyError};
-use crate::sql::{Tx, args};
+use crate::sql::{Arg, Tx, args};
 use crate::sqlite::Sqlite;
 use omg_protocol::hex;
 
@@ -74,10 +74,16 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/0004_device_trust.sql"),
         postgres: include_str!("../migrations/0004_device_trust.sql"),
     },
+    Migration {
+        version: 5,
+        description: "operator actions audit",
+        sqlite: include_str!("../migrations/0005_admin_audit.sqlite.sql"),
+        postgres: include_str!("../migrations/0005_admin_audit.postgres.sql"),
+    },
 ];
 
 /// The schema version this crate writes.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// A store failure (never a policy refusal).
 #[derive(Debug)]
@@ -591,7 +597,7 @@ impl Store {
                      revoked_at = COALESCE(devices.revoked_at, excluded.revoked_at)",
                 args![&ueid, sql_time(now)],
             )?;
-            Ok(())
+            record_admin_action(tx, now, "revoke_device", Some(&ueid), None)
         })
     }
 
@@ -613,6 +619,15 @@ impl Store {
                 )?
                 .map(|mut row| row.int(0, "model version revoked flag"))
                 .transpose()?;
+            if revoked.is_some() {
+                record_admin_action(
+                    tx,
+                    now,
+                    "revoke_model_version",
+                    None,
+                    Some((model_id, version)),
+                )?;
+            }
             match revoked {
                 None => Err(StoreError::NotFound("model version")),
                 Some(1) => Ok(model.revocation_epoch),
@@ -797,6 +812,31 @@ pub(crate) fn load_maker(
     Ok(Some(key))
 }
 
+/// Appends an operator's action to `admin_audit` (inside the action's write transaction).
+fn record_admin_action(
+    tx: &mut dyn Tx,
+    now: u64,
+    action: &str,
+    ueid: Option<&str>,
+    model_version: Option<(&str, u32)>,
+) -> Result<(), StoreError> {
+    let seq = next_seq(tx, Sequence::AdminAudit)?;
+    let version = model_version.map_or(Arg::Null, |(_, v)| Arg::Int(i64::from(v)));
+    tx.execute(
+        "INSERT INTO admin_audit (seq, at, action, ueid, model_id, version)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        &[
+            Arg::Int(seq),
+            Arg::Int(sql_time(now)),
+            Arg::Text(action),
+            Arg::from(ueid),
+            Arg::from(model_version.map(|(m, _)| m)),
+            version,
+        ],
+    )?;
+    Ok(())
+}
+
 /// A sequence number the service assigns itself (`MAX + 1` inside a write transaction, which
 /// is safe because write transactions are serialized).
 #[derive(Clone, Copy, Debug)]
@@ -805,6 +845,8 @@ pub(crate) enum Sequence {
     Audit,
     /// `activations.id`.
     Activations,
+    /// `admin_audit.seq`.
+    AdminAudit,
 }
 
 /// The next value of `seq` (inside a write transaction).
@@ -812,6 +854,7 @@ pub(crate) fn next_seq(tx: &mut dyn Tx, seq: Sequence) -> Result<i64, StoreError
     let sql = match seq {
         Sequence::Audit => "SELECT COALESCE(MAX(seq), 0) + 1 FROM audit",
         Sequence::Activations => "SELECT COALESCE(MAX(id), 0) + 1 FROM activations",
+        Sequence::AdminAudit => "SELECT COALESCE(MAX(seq), 0) + 1 FROM admin_audit",
     };
     tx.query_one(sql, &[])?.int(0, "sequence number")
 }
