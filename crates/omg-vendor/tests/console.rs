@@ -142,6 +142,7 @@ fn login_refusals_and_cookie_flags(backend: Backend) {
         );
         assert_eq!(a.headers[header::X_FRAME_OPTIONS], "DENY");
         assert_eq!(a.headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+        assert_eq!(a.headers[header::REFERRER_POLICY], "same-origin");
         assert!(!a.body.contains("<script"), "no script at all");
 
         // Wrong tokens: refused, no cookie.

@@ -19,7 +19,7 @@
 //! browser says it comes from another site (`Sec-Fetch-Site`, `Origin`). Every value from the
 //! database or the request is escaped ([`html::esc`]). Every answer carries a
 //! `Content-Security-Policy` that allows no script at all and only the console's own style
-//! sheet, `X-Frame-Options: DENY`, `nosniff`, `Referrer-Policy: no-referrer` and
+//! sheet, `X-Frame-Options: DENY`, `nosniff`, `Referrer-Policy: same-origin` and
 //! `Cache-Control: no-store`. The revocations call the same [`Service`] functions as the admin
 //! API, which record them in the database's `admin_audit` table; the audit page shows them
 //! beside the activation attempts.
@@ -122,7 +122,7 @@ async fn security_headers(mut response: Response) -> Response {
     );
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
