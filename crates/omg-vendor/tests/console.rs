@@ -22,7 +22,8 @@ const TOKEN: &str = "console-test-admin-token";
 const HOST: &str = "vendor.test:8443";
 
 fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
         .unwrap()
@@ -45,6 +46,12 @@ struct Answer {
     status: StatusCode,
     headers: axum::http::HeaderMap,
     body: String,
+}
+
+/// Runs store or database calls from inside the async tests (the PostgreSQL client must not
+/// run on a runtime's thread).
+fn sync<T>(f: impl FnOnce() -> T) -> T {
+    tokio::task::block_in_place(f)
 }
 
 async fn send(app: &axum::Router, req: Request<Body>) -> Answer {
@@ -332,9 +339,9 @@ fn revoke_device_needs_csrf_and_takes_effect(backend: Backend) {
             let a = send(&app, req).await;
             assert_eq!(a.status, StatusCode::FORBIDDEN, "{what}: {}", a.body);
         }
-        assert!(!f.service.list_devices().unwrap()[0].revoked);
+        assert!(!sync(|| f.service.list_devices().unwrap()[0].revoked));
         assert_eq!(
-            f.db.raw_count("SELECT COUNT(*) FROM admin_audit"),
+            sync(|| f.db.raw_count("SELECT COUNT(*) FROM admin_audit")),
             0,
             "nothing recorded"
         );
@@ -354,7 +361,7 @@ fn revoke_device_needs_csrf_and_takes_effect(backend: Backend) {
         )
         .await;
         assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
-        assert!(f.service.list_devices().unwrap()[0].revoked);
+        assert!(sync(|| f.service.list_devices().unwrap()[0].revoked));
         let page = send(
             &app,
             get(&format!("/console/device?ueid={ueid}"), Some(&cookie)),
@@ -364,7 +371,9 @@ fn revoke_device_needs_csrf_and_takes_effect(backend: Backend) {
 
         // Recorded in the audit, and shown in the console's audit log.
         assert_eq!(
-            f.db.raw_count("SELECT COUNT(*) FROM admin_audit WHERE action = 'revoke_device'"),
+            sync(|| f
+                .db
+                .raw_count("SELECT COUNT(*) FROM admin_audit WHERE action = 'revoke_device'")),
             1
         );
         let audit = send(
