@@ -12,8 +12,9 @@ In order, each step an assertion:
      activation; the audit filter (device and reason) narrows the log to that activation;
   3. forged state changes are refused and change nothing: posts from a plain HTTP client
      with the session cookie but without the CSRF token, with a wrong one, or with the right
-     one from another Origin; and, in the browser, a form on another origin (another port)
-     posting to the console even with the right token; the device then still activates;
+     one from another Origin; in the browser, the console's own form with its CSRF token
+     removed, and a form on another origin (another port) posting to the console even with
+     the right token; the device then still activates;
   4. the device is revoked by clicking through its page and the confirmation page; its page
      says so, and its next activation (the real protocol again) is refused as device_revoked;
      the audit log shows the operator's revocation and the refusal;
@@ -37,7 +38,7 @@ import urllib.request
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.support.ui import WebDriverWait
 
 
@@ -104,7 +105,22 @@ class Browser:
         """Clicks the element and waits for the page it leads to."""
         old = self.driver.find_element(By.TAG_NAME, "html")
         self.driver.find_element(by, what).click()
-        WebDriverWait(self.driver, 15).until(expected_conditions.staleness_of(old))
+
+        def left(driver):
+            try:
+                old.tag_name
+                return False
+            except StaleElementReferenceException:
+                return True
+            except WebDriverException as e:
+                # Chromium may say so in its own words while the old document goes.
+                if "does not belong to the document" in str(e):
+                    return True
+                raise
+
+        wait = WebDriverWait(self.driver, 15)
+        wait.until(left)
+        wait.until(lambda d: d.execute_script("return document.readyState") == "complete")
 
     def text(self):
         return self.driver.find_element(By.TAG_NAME, "body").text
@@ -251,6 +267,15 @@ def main():
             check(status == 403, f"a post with the session cookie {what}: {status}")
         status, _, _ = request("POST", revoke, None, f"ueid={ueid}&csrf={csrf}")
         check(status == 403, f"a post without the session cookie: {status}")
+        # In the browser, on the console's own confirmation page (same origin, the session
+        # cookie sent), the form without its CSRF token: the token check alone refuses it.
+        b.get(f"{url}/console/revoke/device?ueid={ueid}")
+        b.driver.execute_script(
+            "document.querySelector('form[action=\"/console/revoke/device\"] "
+            "input[name=csrf]').remove()")
+        b.click(By.ID, "confirm")
+        check("CSRF token is missing or wrong" in b.text(),
+              "the browser's same-origin post without the CSRF token is refused")
         attacker, server = attacker_site(url, ueid, csrf)
         try:
             b.get(attacker)
