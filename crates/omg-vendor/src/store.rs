@@ -581,7 +581,8 @@ impl Store {
         Ok(key_id)
     }
 
-    /// Marks the device revoked (creating its row if it was never seen).
+    /// Marks the device revoked (creating its row if it was never seen), and records the
+    /// revocation in `admin_audit` in the same transaction.
     pub fn revoke_device(&self, ueid: &[u8], now: u64) -> Result<(), StoreError> {
         if ueid.len() != omg_protocol::keys::UEID_LEN || ueid[0] != 0x01 {
             return Err(StoreError::Invalid(
@@ -603,7 +604,9 @@ impl Store {
 
     /// Marks a model version revoked and raises the model's revocation epoch by one (so
     /// licences issued from now on supersede the older ones in enclaves that see them).
-    /// Returns the new epoch. Revoking an already revoked version changes nothing.
+    /// Returns the new epoch. Revoking an already revoked version changes nothing but its
+    /// record: each revocation of a known version is recorded in `admin_audit`, in the same
+    /// transaction.
     pub fn revoke_model_version(
         &self,
         model_id: &str,
