@@ -181,6 +181,7 @@ pub(crate) fn serve(
         ApiConfig {
             admin_token,
             rate_limit,
+            secure_cookies: tls.is_some(),
             ..ApiConfig::default()
         },
     );

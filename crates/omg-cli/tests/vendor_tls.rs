@@ -43,6 +43,17 @@ fn https_challenge(
     cert: &CertificateDer<'static>,
     version: &'static rustls::SupportedProtocolVersion,
 ) -> (rustls::ProtocolVersion, String) {
+    https_exchange(addr, cert, version, CHALLENGE_REQUEST)
+}
+
+/// Sends `request` (raw HTTP/1.1, `Connection: close`) over TLS restricted to `version`,
+/// trusting only `cert`; returns the negotiated version and the whole response.
+fn https_exchange(
+    addr: &str,
+    cert: &CertificateDer<'static>,
+    version: &'static rustls::SupportedProtocolVersion,
+    request: &str,
+) -> (rustls::ProtocolVersion, String) {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert.clone()).unwrap();
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
@@ -55,7 +66,7 @@ fn https_challenge(
     let name = ServerName::try_from("localhost").unwrap();
     let connection = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
     let mut tls = rustls::StreamOwned::new(connection, connect(addr));
-    tls.write_all(CHALLENGE_REQUEST.as_bytes()).unwrap();
+    tls.write_all(request.as_bytes()).unwrap();
     let mut response = Vec::new();
     // The service closes the connection after the answer (Connection: close). A peer that
     // closes without close_notify shows up as UnexpectedEof after the full answer.
@@ -64,6 +75,46 @@ fn https_challenge(
     }
     let negotiated = tls.conn.protocol_version().unwrap();
     (negotiated, String::from_utf8(response).unwrap())
+}
+
+/// Over TLS, the web console's session cookie is Secure (besides HttpOnly, SameSite=Strict).
+#[test]
+fn the_console_cookie_is_secure_over_tls() {
+    let dir = TempDir::new("tls-console");
+    let keys = vendor_keygen(&dir);
+    let (cert, cert_pem, key_pem) = self_signed();
+    std::fs::write(dir.path("cert.pem"), cert_pem).unwrap();
+    std::fs::write(dir.path("key.pem"), key_pem).unwrap();
+    std::fs::write(dir.path("admin-token"), "tls-console-token\n").unwrap();
+    let server = Server::start(
+        &dir.path("vendor.sqlite"),
+        &keys,
+        &[
+            "--tls-cert",
+            dir.path("cert.pem").to_str().unwrap(),
+            "--tls-key",
+            dir.path("key.pem").to_str().unwrap(),
+            "--admin-token-file",
+            dir.path("admin-token").to_str().unwrap(),
+        ],
+    );
+    let body = "token=tls-console-token";
+    let login = format!(
+        "POST /console/login HTTP/1.1\r\nHost: localhost\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let (_, response) = https_exchange(&server.addr, &cert, &rustls::version::TLS13, &login);
+    assert!(response.starts_with("HTTP/1.1 303"), "{response}");
+    let cookie = response
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: "))
+        .unwrap_or_else(|| panic!("no session cookie: {response}"));
+    for flag in ["HttpOnly", "SameSite=Strict", "Path=/console", "Secure"] {
+        assert!(cookie.split("; ").any(|p| p == flag), "{flag} in {cookie}");
+    }
+    server.kill();
 }
 
 #[test]

@@ -20,6 +20,8 @@
 //!   revocation and listings. Each refusal has its own [`Refusal`] reason.
 //! * [`http`]: the HTTP API (axum): [`http::router`], [`http::serve`]; OpenAPI description in
 //!   [`http::OPENAPI_YAML`].
+//! * [`console`]: the web console at `/console/` (server-rendered pages behind the admin
+//!   token), mounted by [`http::router_with`].
 //!
 //! Time is always passed in as seconds since the Unix epoch; randomness as a
 //! [`rand_core::CryptoRng`](omg_protocol::rand_core::CryptoRng) ([`OsRng`] in production).
@@ -27,6 +29,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod console;
 mod device;
 pub mod http;
 pub mod metrics;

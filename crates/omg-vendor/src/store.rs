@@ -37,7 +37,7 @@ use crate::policy::Policy;
 use crate::records::{
     ActivationRecord, AuditRecord, DeviceRecord, ModelRecord, from_sql_u32, from_sql_u64, sql_time,
 };
-use crate::sql::{Mode, Tx, args};
+use crate::sql::{Arg, Mode, Tx, args};
 use crate::sqlite::Sqlite;
 use crate::store_error::StoreError;
 use omg_protocol::hex;
@@ -77,10 +77,16 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/0004_device_trust.sql"),
         postgres: include_str!("../migrations/0004_device_trust.sql"),
     },
+    Migration {
+        version: 5,
+        description: "operator actions audit",
+        sqlite: include_str!("../migrations/0005_admin_audit.sqlite.sql"),
+        postgres: include_str!("../migrations/0005_admin_audit.postgres.sql"),
+    },
 ];
 
 /// The schema version this crate writes.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 enum Backend {
     Sqlite(Sqlite),
@@ -368,7 +374,8 @@ impl Store {
         Ok(key_id)
     }
 
-    /// Marks the device revoked (creating its row if it was never seen).
+    /// Marks the device revoked (creating its row if it was never seen), and records the
+    /// revocation in `admin_audit` in the same transaction.
     pub fn revoke_device(&self, ueid: &[u8], now: u64) -> Result<(), StoreError> {
         if ueid.len() != omg_protocol::keys::UEID_LEN || ueid[0] != 0x01 {
             return Err(StoreError::Invalid(
@@ -384,13 +391,15 @@ impl Store {
                      revoked_at = COALESCE(devices.revoked_at, excluded.revoked_at)",
                 args![&ueid, sql_time(now)],
             )?;
-            Ok(())
+            record_admin_action(tx, now, "revoke_device", Some(&ueid), None)
         })
     }
 
     /// Marks a model version revoked and raises the model's revocation epoch by one (so
     /// licences issued from now on supersede the older ones in enclaves that see them).
-    /// Returns the new epoch. Revoking an already revoked version changes nothing.
+    /// Returns the new epoch. Revoking an already revoked version changes nothing but its
+    /// record: each revocation of a known version is recorded in `admin_audit`, in the same
+    /// transaction.
     pub fn revoke_model_version(
         &self,
         model_id: &str,
@@ -406,6 +415,15 @@ impl Store {
                 )?
                 .map(|mut row| row.int(0, "model version revoked flag"))
                 .transpose()?;
+            if revoked.is_some() {
+                record_admin_action(
+                    tx,
+                    now,
+                    "revoke_model_version",
+                    None,
+                    Some((model_id, version)),
+                )?;
+            }
             match revoked {
                 None => Err(StoreError::NotFound("model version")),
                 Some(1) => Ok(model.revocation_epoch),
@@ -590,6 +608,31 @@ pub(crate) fn load_maker(
     Ok(Some(key))
 }
 
+/// Appends an operator's action to `admin_audit` (inside the action's write transaction).
+fn record_admin_action(
+    tx: &mut dyn Tx,
+    now: u64,
+    action: &str,
+    ueid: Option<&str>,
+    model_version: Option<(&str, u32)>,
+) -> Result<(), StoreError> {
+    let seq = next_seq(tx, Sequence::AdminAudit)?;
+    let version = model_version.map_or(Arg::Null, |(_, v)| Arg::Int(i64::from(v)));
+    tx.execute(
+        "INSERT INTO admin_audit (seq, at, action, ueid, model_id, version)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        &[
+            Arg::Int(seq),
+            Arg::Int(sql_time(now)),
+            Arg::Text(action),
+            Arg::from(ueid),
+            Arg::from(model_version.map(|(m, _)| m)),
+            version,
+        ],
+    )?;
+    Ok(())
+}
+
 /// A sequence number the service assigns itself (`MAX + 1` inside a write transaction, which
 /// is safe because write transactions are serialized).
 #[derive(Clone, Copy, Debug)]
@@ -598,6 +641,8 @@ pub(crate) enum Sequence {
     Audit,
     /// `activations.id`.
     Activations,
+    /// `admin_audit.seq`.
+    AdminAudit,
 }
 
 /// The next value of `seq` (inside a write transaction).
@@ -605,6 +650,7 @@ pub(crate) fn next_seq(tx: &mut dyn Tx, seq: Sequence) -> Result<i64, StoreError
     let sql = match seq {
         Sequence::Audit => "SELECT COALESCE(MAX(seq), 0) + 1 FROM audit",
         Sequence::Activations => "SELECT COALESCE(MAX(id), 0) + 1 FROM activations",
+        Sequence::AdminAudit => "SELECT COALESCE(MAX(seq), 0) + 1 FROM admin_audit",
     };
     tx.query_one(sql, &[])?.int(0, "sequence number")
 }

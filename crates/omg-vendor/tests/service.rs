@@ -446,8 +446,8 @@ fn store_reopens_and_audit_is_append_only(backend: Backend) {
 
     // Reopen: migrations are not re-applied, data is there.
     let store = Store::connect(f.db.spec()).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 4);
-    assert_eq!(f.db.raw_count("SELECT COUNT(*) FROM schema_migrations"), 4);
+    assert_eq!(store.schema_version().unwrap(), 5);
+    assert_eq!(f.db.raw_count("SELECT COUNT(*) FROM schema_migrations"), 5);
     assert_eq!(store.list_activations().unwrap().len(), 1);
     assert_eq!(store.model(MODEL).unwrap().unwrap().policy, policy(5));
     assert!(store.model("other").unwrap().is_none());
@@ -470,14 +470,23 @@ fn store_reopens_and_audit_is_append_only(backend: Backend) {
             .unwrap();
         assert_eq!(mode, "wal");
     }
-    let mut refused = vec!["UPDATE audit SET reason = 'x'", "DELETE FROM audit"];
+    // The operators' actions are append-only too.
+    store.revoke_device(&[1; 33], NOW).unwrap();
+    let mut refused = vec![
+        "UPDATE audit SET reason = 'x'",
+        "DELETE FROM audit",
+        "UPDATE admin_audit SET action = 'revoke_device'",
+        "DELETE FROM admin_audit",
+    ];
     if backend == Backend::Postgres {
         refused.push("TRUNCATE audit");
+        refused.push("TRUNCATE admin_audit");
     }
     for sql in refused {
         let err = f.db.raw_execute(sql).unwrap_err();
         assert!(err.contains("audit is append-only"), "{sql}: {err}");
     }
+    assert_eq!(f.db.raw_count("SELECT COUNT(*) FROM admin_audit"), 1);
     assert_eq!(store.audit_log().unwrap().len(), 1);
     // Other tables are not append-only.
     f.db.raw_execute("DELETE FROM nonces").unwrap();
@@ -499,9 +508,9 @@ fn concurrent_opens_migrate_once(backend: Backend) {
         })
         .collect();
     for h in handles {
-        assert_eq!(h.join().unwrap().unwrap().unwrap(), 4);
+        assert_eq!(h.join().unwrap().unwrap().unwrap(), 5);
     }
-    assert_eq!(db.raw_count("SELECT COUNT(*) FROM schema_migrations"), 4);
+    assert_eq!(db.raw_count("SELECT COUNT(*) FROM schema_migrations"), 5);
 }
 
 /// A database written by a newer program is refused with a clear error.

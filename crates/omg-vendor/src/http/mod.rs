@@ -93,6 +93,9 @@ pub struct ApiConfig {
     pub rate_limit: Option<RateLimit>,
     /// The clock (the system clock by default).
     pub clock: Clock,
+    /// Whether browsers reach the service over HTTPS (TLS here or at a proxy in front): the
+    /// web console's session cookie is then marked `Secure`.
+    pub secure_cookies: bool,
 }
 
 impl Default for ApiConfig {
@@ -103,6 +106,7 @@ impl Default for ApiConfig {
             body_timeout: DEFAULT_BODY_TIMEOUT,
             rate_limit: Some(DEFAULT_RATE_LIMIT),
             clock: Arc::new(system_now),
+            secure_cookies: false,
         }
     }
 }
@@ -114,6 +118,7 @@ impl std::fmt::Debug for ApiConfig {
             .field("body_limit", &self.body_limit)
             .field("body_timeout", &self.body_timeout)
             .field("rate_limit", &self.rate_limit)
+            .field("secure_cookies", &self.secure_cookies)
             .finish_non_exhaustive()
     }
 }
@@ -171,6 +176,7 @@ pub fn router_with(service: Service, config: ApiConfig) -> Router {
     let metrics = Metrics::new(service.store().commit_batch_sizes());
     let limit = config.body_limit;
     let limiter = Arc::new(config.rate_limit.map(Limiter::new));
+    let console = crate::console::router(service.clone(), &config);
     // In the order of `ROUTES`.
     let handlers: [MethodRouter<AppState>; ROUTES.len()] = [
         post(challenge),
@@ -191,12 +197,13 @@ pub fn router_with(service: Service, config: ApiConfig) -> Router {
         .zip(handlers)
         .fold(Router::new(), |r, ((_, path), h)| r.route(path, h))
         .fallback(not_found)
-        .layer(middleware::from_fn_with_state(limit, limit_declared_length))
-        .layer(middleware::from_fn_with_state(limiter, rate_limit))
-        .layer(middleware::from_fn_with_state(metrics.clone(), log_request))
         .with_state(AppState {
             service,
             config,
-            metrics,
+            metrics: metrics.clone(),
         })
+        .merge(console)
+        .layer(middleware::from_fn_with_state(limit, limit_declared_length))
+        .layer(middleware::from_fn_with_state(limiter, rate_limit))
+        .layer(middleware::from_fn_with_state(metrics, log_request))
 }
