@@ -434,6 +434,11 @@ enum DeviceCommand {
         /// Device directory (default: $OMG_HOME/device or ~/.local/share/omg/device).
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Whose identity: `optee` (the attestation PTA's key and the TA's memory hash) or
+        /// `linux` (the device directory's key and the enclave image's measurement). Default:
+        /// optee when this build has it and /dev/tee0 exists, else linux.
+        #[arg(long, value_enum)]
+        backend: Option<backend::Backend>,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
@@ -644,8 +649,8 @@ fn command(cli: Cli) -> anyhow::Result<()> {
             command: DeviceCommand::Init { dir, force, json },
         } => device::init(dir, force, json),
         Command::Device {
-            command: DeviceCommand::Info { dir, json },
-        } => device::info(dir, json),
+            command: DeviceCommand::Info { dir, backend, json },
+        } => device::info(dir, backend, json),
         Command::Platform {
             command:
                 PlatformCommand::Serve {
