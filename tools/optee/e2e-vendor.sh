@@ -16,9 +16,10 @@
 #   3. provisions and runs the Linux backend here on the reference yes and no clips (the
 #      events the machine's OP-TEE backend must print), hands the machine the packages, the
 #      vendor key and the service's port, and writes EXCHANGE/e2e/go;
-#   4. when the machine asks (EXCHANGE/e2e/scan1), saves its normal-world RAM through QEMU's
-#      machine protocol on QMP and counts the marked model's windows in it
-#      (EXCHANGE/e2e/scan1.result); then hands the machine the marked model in plaintext
+#   4. when the machine asks (EXCHANGE/e2e/scan0, during an operation of the live package: the
+#      same model, audio from a pipe; then scan1, after), saves its normal-world RAM through
+#      QEMU's machine protocol on QMP and counts the marked model's windows in it
+#      (EXCHANGE/e2e/scanN.result); then hands the machine the marked model in plaintext
 #      (control.tflite), which the machine copies into its RAM, and scans again when asked
 #      (scan2: the positive control);
 #   5. serves until the machine writes EXCHANGE/e2e/done (or the wait times out).
@@ -78,6 +79,9 @@ measurements = ["$1"]
 TOML
 }
 policy "$(cat "$work/ta_measurement")" >"$work/policy.toml"
+# The package of the scan during an operation: raw audio from a pipe (stdin), no quota.
+policy "$(cat "$work/ta_measurement")" |
+  sed -e 's/^input_sources = .*/input_sources = ["stdin"]/' -e '/^inference_quota/d' >"$work/live.toml"
 # The impostor's policy lists another TA (the real one's hash with its last digit changed).
 other="$(sed 's/.$/0/' "$work/ta_measurement")"
 [ "$other" != "$(cat "$work/ta_measurement")" ] || other="$(sed 's/.$/1/' "$work/ta_measurement")"
@@ -91,6 +95,8 @@ cp "$here/../../assets/pipelines/micro_speech/pipeline.toml" "$pipeline/"
   "$pipeline/micro_speech_quantized.tflite" "$work/needles" "$omg" "$overlay"/usr/bin/* "$overlay"/lib/optee_armtz/*.ta
 "$omg" vendor package "$pipeline" --policy "$work/policy.toml" --db "$db" \
   --key-dir "$work/keys" -o "$work/micro_speech.omgpkg" >/dev/null
+"$omg" vendor package "$pipeline" --model-id live --policy "$work/live.toml" --db "$db" \
+  --key-dir "$work/keys" -o "$work/live.omgpkg" >/dev/null
 "$omg" vendor package micro_speech --model-id impostor --policy "$work/impostor.toml" --db "$db" \
   --key-dir "$work/keys" -o "$work/impostor.omgpkg" >/dev/null
 "$omg" vendor serve --listen 127.0.0.1:0 --db "$db" --key-dir "$work/keys" 2>"$work/serve.log" &
@@ -105,7 +111,7 @@ for clip in yes no; do
   "$omg" run --backend linux --dir "$work/linux" "$work/micro_speech.omgpkg" --json \
     --wav "$exchange/data/micro_speech/testdata/${clip}_1000ms.wav" >"$e2e/linux_$clip.json"
 done
-cp "$work/micro_speech.omgpkg" "$work/impostor.omgpkg" "$work/keys/vendor.pub" "$e2e/"
+cp "$work/micro_speech.omgpkg" "$work/live.omgpkg" "$work/impostor.omgpkg" "$work/keys/vendor.pub" "$e2e/"
 echo "$port" >"$e2e/port"
 touch "$e2e/go"
 # The attacker: the machine's normal-world RAM, while it keeps what its runs left there.
@@ -118,6 +124,7 @@ scan_ram() { # N
   echo "e2e: scan $1 of $mib MiB took $((SECONDS - started)) s: $(cat "$e2e/scan$1.result")" >&2
   touch "$e2e/scanned$1"
 }
+scan_ram 0
 scan_ram 1
 # The positive control: the marked model in plaintext, which the machine copies into its RAM.
 cp "$pipeline/micro_speech_quantized.tflite" "$e2e/control.tflite"

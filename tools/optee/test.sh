@@ -23,7 +23,8 @@
 #      - the quota, used up, still holds after the device directory and tee-supplicant's
 #        /data/tee are put back to their copy made after provisioning (counters in RPMB);
 #      - no 64-byte window of the package's (marked) model in the normal world's RAM, saved
-#        here through QEMU's machine protocol (pmemsave), nor in the files the machine wrote;
+#        here through QEMU's machine protocol (pmemsave) during an operation and after the
+#        runs, nor in the files the machine wrote;
 #        the positive control: the same scan finds them once the plaintext is in that RAM;
 #      - secure RAM (QEMU virt's secure-only 16 MiB at 0x0e000000, OP-TEE's TZDRAM in it)
 #        mapped or read through /dev/mem fails or gives no plaintext, where a normal-world
@@ -191,8 +192,32 @@ if wait_file $e2e/go; then
   /usr/bin/omg provision --backend optee --dir $dev $e2e/impostor.omgpkg --server "$server" \
     --vendor-key $e2e/vendor.pub >$e2e/impostor.out 2>&1
   note impostor $?
-  # The host saves this machine's normal-world RAM and looks for the package's model in it;
-  # then, as the positive control, with the model's plaintext copied into RAM here.
+  # The host saves this machine's normal-world RAM and looks for the package's model in it:
+  # first during an operation (omg run reads raw audio from a pipe this shell holds open, so
+  # the TA session, its model decrypted, stays open: the yes clip and a second of silence go
+  # in, the scan starts once the event came out), then after it; then, as the positive
+  # control, with the model's plaintext copied into RAM here.
+  /usr/bin/omg provision --backend optee --dir $dev $e2e/live.omgpkg --server "$server" \
+    --vendor-key $e2e/vendor.pub >$e2e/live_provision.out 2>&1
+  note live_provision $?
+  mkfifo /tmp/feed
+  /usr/bin/omg run --backend optee --dir $dev $e2e/live.omgpkg --json --stdin </tmp/feed \
+    >$e2e/live.json 2>$e2e/live.err &
+  live=$!
+  exec 3>/tmp/feed
+  # The clip's samples without its 44-byte WAV header (raw input refuses a header).
+  tail -c +45 /exchange/data/micro_speech/testdata/yes_1000ms.wav >&3
+  head -c 32000 /dev/zero >&3
+  i=0
+  while [ ! -s $e2e/live.json ] && kill -0 $live 2>/dev/null && [ $i -lt 120 ]; do
+    sleep 1
+    i=$((i + 1))
+  done
+  touch $e2e/scan0
+  wait_file $e2e/scanned0
+  exec 3>&-
+  wait $live
+  note live $?
   touch $e2e/scan1
   if wait_file $e2e/scanned1; then
     cat $e2e/control.tflite >/tmp/control.tflite
@@ -292,6 +317,11 @@ check "a package whose policy lists another TA is refused: $(tail -n1 "$e2e/impo
 # put there.
 found() { sed -n "s| $2\$||p" "$1" 2>/dev/null | head -n1; }
 ram="$out/e2e/ram.bin"
+live_ran() { ran live_provision && ran live && grep -q '"label":"yes"' "$e2e/live.json"; }
+check "an operation kept open through the scan (audio from a pipe) ran and ended: $(tr -d '\n' <"$e2e/live.json" 2>/dev/null) $(tail -n1 "$e2e/live.err" 2>/dev/null)" \
+  live_ran
+check "no 64-byte window of the decrypted model in the normal world's $memory MiB of RAM during that operation (windows found: $(found "$e2e/scan0.result" "$ram"))" \
+  [ "$(found "$e2e/scan0.result" "$ram")" = 0 ]
 check "no 64-byte window of the decrypted model in the normal world's $memory MiB of RAM after the runs (windows found: $(found "$e2e/scan1.result" "$ram"))" \
   [ "$(found "$e2e/scan1.result" "$ram")" = 0 ]
 check "positive control: the same scan finds all 4 windows once the plaintext model is in the normal world's RAM (found: $(found "$e2e/scan2.result" "$ram"))" \
