@@ -185,6 +185,11 @@ if wait_file $e2e/go; then
   run renewed_yes yes
   # The quota (153: three runs) is used up; it must hold after the files are put back.
   run exhausted yes
+  # The renewal replaced the sealed blob (a new licence): putting the copy back is a real
+  # rollback of the normal world's files.
+  diff /tmp/snapshot/device/models/*/v1.optee.sealed $dev/models/*/v1.optee.sealed >/dev/null
+  [ $? = 1 ]
+  note renewed_blob $?
   rm -rf $dev /data/tee/* && cp -a /tmp/snapshot/device $dev && cp -a /tmp/snapshot/tee/. /data/tee/ &&
     diff -r /tmp/snapshot/device $dev && diff -r /tmp/snapshot/tee /data/tee
   note restore $?
@@ -307,6 +312,7 @@ check "omg run --backend optee after the renewal: $(tr -d '\n' <"$e2e/renewed_ye
   same_events renewed_yes yes
 check "the quota (153) is used up after three runs: $(tail -n1 "$e2e/exhausted.err" 2>/dev/null)" \
   refused exhausted exhausted.err "quota exhausted"
+check "the renewal replaced the sealed blob (so the copy put back below is an older licence)" ran renewed_blob
 check "the device directory and /data/tee put back to their copy made after provisioning" ran restore
 check "the quota still holds after the normal world's files were put back (RPMB): $(tail -n1 "$e2e/restored.err" 2>/dev/null)" \
   refused restored restored.err "quota exhausted"
