@@ -25,6 +25,8 @@
 #   --module NAME    also load this kernel module (and what it depends on)
 #   --log FILE       keep the console output there (default: a file next to the initramfs)
 #   --shell          a shell on the console after the scenario instead of powering off
+#   --qmp SOCKET     QEMU's machine protocol (QMP) on this Unix socket, for the host to inspect
+#                    the running machine (e.g. save its normal-world RAM with pmemsave)
 #   --secure-world DIR  boot TrustZone's secure world first: DIR holds TF-A's bl1.bin, bl2.bin,
 #                    bl31.bin and OP-TEE's bl32*.bin (tools/optee/build.sh); the secure world's
 #                    console goes to a .secure.log file next to the console log
@@ -32,7 +34,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 
-cpu=max memory=2048 smp="" icount=0 timeout=1800 exchange="" net=0 log="" shell=0 secure="" extra_append=""
+cpu=max memory=2048 smp="" icount=0 timeout=1800 exchange="" net=0 log="" shell=0 secure="" extra_append="" qmp=""
 modules=()
 shares=()
 overlays=()
@@ -50,6 +52,7 @@ while [ $# -gt 0 ]; do
     --module) modules+=(--module "$2"); shift 2 ;;
     --log) log="$2"; shift 2 ;;
     --shell) shell=1; shift ;;
+    --qmp) qmp="$(realpath -m "$2")"; shift 2 ;;
     --secure-world) secure="$(cd "$2" && pwd)"; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "error: unknown option $1 (see --help)" >&2; exit 2 ;;
@@ -125,6 +128,7 @@ else
   cd "$secure"
 fi
 [ "$icount" = 0 ] || machine+=(-icount shift=0)
+[ -z "$qmp" ] || args+=(-qmp "unix:$qmp,server=on,wait=off")
 qemu=(qemu-system-aarch64 "${machine[@]}" -smp "$smp" -m "$memory" -nographic -no-reboot
   "${boot[@]}" "${args[@]}")
 if [ "$shell" = 1 ]; then

@@ -439,7 +439,7 @@ impl DeviceCommand {
     fn run(self) -> Result<()> {
         match self {
             DeviceCommand::Init(args) => device::init(args.dir, args.force, args.out.json),
-            DeviceCommand::Info(args) => device::info(args.device.dir, args.out.json),
+            DeviceCommand::Info(args) => device::info(args.device.dir, args.backend, args.out.json),
         }
     }
 }
@@ -449,6 +449,11 @@ impl DeviceCommand {
 pub(crate) struct InfoArgs {
     #[command(flatten)]
     pub device: DeviceDir,
+    /// Whose identity: `optee` (the attestation PTA's key and the TA's memory hash) or
+    /// `linux` (the device directory's key and the enclave image's measurement). Default:
+    /// optee when this build has it and /dev/tee0 exists, else linux.
+    #[arg(long, value_enum)]
+    pub backend: Option<backend::Backend>,
     #[command(flatten)]
     pub out: Json,
 }

@@ -87,7 +87,11 @@ pub(crate) fn parse_hex(s: &str, what: &str) -> Result<Vec<u8>> {
 
 #[derive(Serialize)]
 struct DeviceInfo {
+    /// The device directory (Linux), or where the key is kept (OP-TEE).
     dir: String,
+    /// Whether the key is OP-TEE's (not in a device directory).
+    #[serde(skip)]
+    optee: bool,
     ueid: String,
     attestation_public_key: String,
     enclave_measurement: String,
@@ -97,10 +101,14 @@ fn print_info(out: &DeviceInfo, json: bool) -> Result<()> {
     if json {
         println!("{}", serde_json::to_string(out)?);
     } else {
-        println!(
-            "device identity     {} (attestation.key and huk owner-only)",
-            out.dir
-        );
+        if out.optee {
+            println!("device identity     {}", out.dir);
+        } else {
+            println!(
+                "device identity     {} (attestation.key and huk owner-only)",
+                out.dir
+            );
+        }
         println!("UEID                {}", out.ueid);
         println!("attestation key     {}", out.attestation_public_key);
         println!("enclave measurement {}", out.enclave_measurement);
@@ -111,6 +119,7 @@ fn print_info(out: &DeviceInfo, json: bool) -> Result<()> {
 fn info_of(identity: &DeviceIdentity) -> Result<DeviceInfo> {
     Ok(DeviceInfo {
         dir: identity.dir().display().to_string(),
+        optee: false,
         ueid: hex(&identity.ueid()),
         attestation_public_key: hex(&identity.public_key()),
         enclave_measurement: hex(&enclave_measurement()?),
@@ -125,10 +134,39 @@ pub fn init(dir: Option<PathBuf>, force: bool, json: bool) -> Result<()> {
 }
 
 /// `omg device info`: the identity's public parts and the enclave measurement to put in a
-/// vendor policy.
-pub fn info(dir: Option<PathBuf>, json: bool) -> Result<()> {
-    let identity = crate::enclave::identity(&device_dir(dir)?)?;
-    print_info(&info_of(&identity)?, json)
+/// vendor policy. On OP-TEE: the attestation PTA's RSA key (DER, as `omg vendor enroll` takes
+/// it), the UEID made from it and the TA's memory hash (for `[backends.optee] measurements`),
+/// from a token the TA makes now, verified against that key.
+pub fn info(dir: Option<PathBuf>, backend: Option<Backend>, json: bool) -> Result<()> {
+    let backend = Backend::choose(backend);
+    crate::backend::available(backend)?;
+    match backend {
+        Backend::Linux => {
+            let identity = crate::enclave::identity(&device_dir(dir)?)?;
+            print_info(&info_of(&identity)?, json)
+        }
+        Backend::Optee => optee_info(json),
+    }
+}
+
+#[cfg(feature = "optee")]
+fn optee_info(json: bool) -> Result<()> {
+    let info = crate::optee::device_info()?;
+    print_info(
+        &DeviceInfo {
+            dir: "OP-TEE's attestation PTA (its key in secure storage)".into(),
+            optee: true,
+            ueid: hex(&info.key.ueid()),
+            attestation_public_key: hex(info.key.to_der()),
+            enclave_measurement: hex(&info.measurement),
+        },
+        json,
+    )
+}
+
+#[cfg(not(feature = "optee"))]
+fn optee_info(_json: bool) -> Result<()> {
+    bail!("this omg was built without the OP-TEE backend")
 }
 
 /// `omg attest`: the platform's token over `nonce` and the enclave image's measurement, for a

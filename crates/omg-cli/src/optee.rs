@@ -24,6 +24,8 @@ const TA_UUID: &str = include_str!("../../../optee/ta/uuid.txt");
 const ATTESTATION_PTA_UUID: &str = "39800861-182a-4720-9b67-2bcd622bc0b5";
 /// The PTA's command returning its public key (exponent, modulus, algorithm).
 const PTA_ATTESTATION_GET_PUBKEY: u32 = 0;
+/// The TA's command making an attestation token over a nonce for a key nobody holds.
+const CMD_SAMPLE_TOKEN: u32 = 8;
 /// Output buffer of a command; larger replies are drained with [`DRAIN_CAPACITY`].
 const CAPACITY: usize = 64 << 10;
 /// Output buffer of a drain.
@@ -144,6 +146,41 @@ impl OpteeLink {
             }
         }
     }
+}
+
+/// What `omg device info --backend optee` prints: the attestation PTA's public key, and the
+/// TA's memory hash from a token the TA makes now over a fresh nonce, verified against that
+/// key (the values a vendor enrolls and lists in its policy).
+pub struct DeviceInfo {
+    /// The attestation PTA's RSA public key.
+    pub key: omg_protocol::optee::DeviceKey,
+    /// The TA's measurement: the PTA's hash of its code and read-only data in memory.
+    pub measurement: [u8; 32],
+}
+
+/// Asks OP-TEE and the omg TA for [`DeviceInfo`].
+pub fn device_info() -> Result<DeviceInfo> {
+    use omg_protocol::rand_core::Rng as _;
+    let mut link = OpteeLink::open(None)?;
+    let der = link.device_public_key()?;
+    let key = omg_protocol::optee::DeviceKey::from_der(&der)
+        .map_err(|e| anyhow!("the attestation PTA's public key: {e}"))?;
+    let mut nonce = [0u8; 32];
+    omg_protocol::OsRng::default().fill_bytes(&mut nonce);
+    let token = link
+        .invoke(CMD_SAMPLE_TOKEN, &nonce, CAPACITY)
+        .map_err(|e| teec("the omg TA made no attestation token", e))?;
+    let claims = omg_protocol::optee::OpteeToken::verify(&token, &key)
+        .map_err(|e| anyhow!("the TA's token does not verify against the PTA's key: {e}"))?;
+    if claims.nonce != nonce {
+        bail!("the TA's token is over another nonce");
+    }
+    let measurement = match &claims.software_components[..] {
+        [one] => one.measurement_value.as_slice().try_into().ok(),
+        _ => None,
+    }
+    .ok_or_else(|| anyhow!("the TA's token does not hold one 32-byte measurement"))?;
+    Ok(DeviceInfo { key, measurement })
 }
 
 /// A `Failed` reply as an error.

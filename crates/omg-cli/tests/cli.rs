@@ -530,6 +530,7 @@ fn the_optee_backend_without_a_tee_is_a_clear_error() {
             &["--backend", "optee"],
         ]
         .concat(),
+        &["device", "info", "--backend", "optee"][..],
     ] {
         let r = omg().args(args).output().unwrap();
         let stderr = String::from_utf8_lossy(&r.stderr);
