@@ -1,28 +1,17 @@
 //! `omg`: the Offline Model Guard command-line tool.
 #![forbid(unsafe_code)]
 
-mod backend;
 mod bench;
-mod clock;
 #[cfg(feature = "vendor")]
 mod demo;
-mod device;
-mod enclave;
-mod identity;
 mod infer;
 mod keyargs;
 mod kws;
 mod maker;
-#[cfg(feature = "mic")]
-mod mic;
-#[cfg(feature = "optee")]
-mod optee;
 #[cfg(feature = "vendor")]
 mod package;
 mod platform;
-mod run;
 mod signals;
-mod stream;
 #[cfg(feature = "vendor")]
 mod vendor;
 
@@ -30,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use omg_cli::{audio, bundle, files, manifest};
+use omg_cli::{audio, backend, bundle, clock, device, enclave, files, identity, manifest, run, stream};
 
 /// Offline Model Guard: private, model-protecting, offline keyword spotting.
 ///
