@@ -19,7 +19,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use omg_cli::{audio, backend, bundle, clock, device, enclave, files, identity, manifest, run, stream};
+use omg_cli::{
+    audio, backend, bundle, clock, device, enclave, files, identity, manifest, run, stream,
+};
 
 /// Offline Model Guard: private, model-protecting, offline keyword spotting.
 ///

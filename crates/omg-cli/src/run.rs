@@ -475,7 +475,9 @@ pub fn start_embedded(
     let identity = crate::enclave::identity(dir)?;
     let mut enclave = omg_linux::launcher::launch(&image, identity, Some(audio))
         .context("cannot launch the enclave")?;
-    enclave.send(&start).context("the enclave refused to start")?;
+    enclave
+        .send(&start)
+        .context("the enclave refused to start")?;
     let ready = enclave.reply().context("the enclave refused to start")?;
     anyhow::ensure!(
         matches!(ready, EnclaveReply::Ready { .. }),
