@@ -32,6 +32,11 @@ pub enum OmgStatus {
     Pipeline = 8,
     /// omg panicked (a bug in omg); the handle involved should be freed and not used again.
     Panic = 9,
+    /// The protected path refused or ended: a package not provisioned on this device (or
+    /// provisioned for another one), a licence that ended or does not allow the source, a
+    /// vendor service that refused the activation, an enclave or platform service that stopped
+    /// the session.
+    Refused = 10,
 }
 
 /// A failed call: its status and the message `omg_last_error_message()` returns.

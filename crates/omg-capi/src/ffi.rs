@@ -28,6 +28,8 @@ use std::path::Path;
 use crate::error::{Failure, OmgStatus, guard, last_message_ptr};
 use crate::interpreter::{Interpreter, OMG_MAX_RANK, OmgType, TensorInfo};
 use crate::pipeline::{self, Event, Pipeline};
+use crate::protected::{self, Protected, ProtectedEvent};
+use crate::resample::Resampler;
 
 /// A loaded model ready to run (opaque). Opened by `omg_interpreter_open_memory` or
 /// `omg_interpreter_open_file`, freed by `omg_interpreter_free`.
@@ -804,6 +806,545 @@ pub extern "C" fn omg_samples_free(samples: *mut i16, count: usize) {
         // contract), freed once.
         drop(unsafe { Box::from_raw(slice) });
     }));
+}
+
+/// A session running a provisioned model package in an enclave (opaque), the protected path's
+/// app side. Opened by `omg_protected_open_service` or `omg_protected_open_embedded`, freed by
+/// `omg_protected_free`.
+pub struct OmgProtected {
+    inner: Protected,
+    callback: OmgProtectedEventCallback,
+    user_data: *mut c_void,
+}
+
+/// A keyword recognised by the enclave. The enclave sends labels, not indices, and a score
+/// only when the licence's output policy allows it.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct OmgProtectedEvent {
+    /// The keyword (NUL-terminated), valid until the session is freed.
+    pub label: *const c_char,
+    /// End of the audio that triggered the event, in milliseconds since the session started.
+    pub time_ms: u64,
+    /// True if the output policy reveals the score (`score` is then set).
+    pub has_score: bool,
+    /// The keyword's averaged score, 0 to 255; 0 when `has_score` is false.
+    pub score: u8,
+}
+
+/// Called for each event of a protected session, in order, on the thread that called
+/// `omg_protected_feed` or `omg_protected_finish`. `event` is valid only during the call. The
+/// callback may call `omg_protected_*` functions on the same session except
+/// `omg_protected_free`; it must not unwind (C++ exceptions, longjmp) through omg.
+pub type OmgProtectedEventCallback =
+    Option<unsafe extern "C" fn(event: *const OmgProtectedEvent, user_data: *mut c_void)>;
+
+/// What the enclave answered when the session started.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct OmgProtectedInfo {
+    /// The package's model id (NUL-terminated), valid until the session is freed.
+    pub model_id: *const c_char,
+    /// The package's model version.
+    pub version: u32,
+    /// The licence's output policy: 0 label only, 1 label and score, 2 all scores.
+    pub output_policy: u8,
+    /// The licence's end, in seconds since the Unix epoch.
+    pub not_after: u64,
+    /// True if the licence has a lease (`renew_after` and `lease_until` are then set).
+    pub has_lease: bool,
+    /// When the lease asks for an online renewal (seconds since the Unix epoch); 0 without one.
+    pub renew_after: u64,
+    /// The lease's last second (seconds since the Unix epoch); 0 without one.
+    pub lease_until: u64,
+}
+
+/// How a protected session ended.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct OmgProtectedSummary {
+    /// Samples the enclave read.
+    pub samples: u64,
+    /// Classifications it made.
+    pub classifications: u64,
+}
+
+/// What `omg_device_provision` stored.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct OmgProvisioned {
+    /// The model version provisioned.
+    pub version: u32,
+    /// The licence's end, in seconds since the Unix epoch.
+    pub not_after: u64,
+    /// True if the licence has a lease (`renew_after` and `lease_until` are then set).
+    pub has_lease: bool,
+    /// When the lease asks for an online renewal; 0 without one.
+    pub renew_after: u64,
+    /// The lease's last second; 0 without one.
+    pub lease_until: u64,
+    /// The measurement (SHA-256) of the enclave image that was attested and sealed the model.
+    pub measurement: [u8; 32],
+}
+
+fn prot<'a>(h: *mut OmgProtected) -> Result<&'a mut OmgProtected, Failure> {
+    // SAFETY: the caller passes NULL or a live handle from `omg_protected_open_*` (the
+    // header's contract), used by no other thread during the call.
+    unsafe { h.as_mut() }.ok_or_else(|| Failure::null("session"))
+}
+
+/// `size` bytes of a package at `data`, copied.
+fn package_bytes(data: *const u8, size: usize) -> Result<Vec<u8>, Failure> {
+    if data.is_null() {
+        return Err(Failure::null("package"));
+    }
+    if size == 0 {
+        return Err(Failure::invalid("the package holds no bytes"));
+    }
+    Ok(slice(data, size, "package")?.to_vec())
+}
+
+fn open_protected(
+    out: *mut *mut OmgProtected,
+    open: impl FnOnce() -> Result<Protected, Failure>,
+) -> OmgStatus {
+    clear(out);
+    guard(|| {
+        if out.is_null() {
+            return Err(Failure::null("out"));
+        }
+        let handle = Box::new(OmgProtected {
+            inner: open()?,
+            callback: None,
+            user_data: std::ptr::null_mut(),
+        });
+        put(out, Box::into_raw(handle), "out")
+    })
+}
+
+/// Runs the model package of `package_size` bytes at `package` (copied) through the platform
+/// service listening on the Unix socket `socket` (the service deployment, `omg platform
+/// serve`): the service, which alone reads the device's keys, checks that the package is
+/// provisioned on its device and launches the enclave. The audio is a stream this session
+/// sends with `omg_protected_feed` (the licence's `stdin` source); the service ends a session
+/// whose audio stays silent longer than its idle timeout (`--idle-timeout`, 30 s by default).
+///
+/// Returns once the enclave is ready (see `omg_protected_info`). A refusal gives
+/// `OMG_STATUS_REFUSED` with the service's reason (a package not provisioned on the device,
+/// another device's sealed blob, a licence that ended or does not allow a stream, the service
+/// busy); a socket nobody listens on gives `OMG_STATUS_IO`. On success `*out` is the new
+/// handle, to be freed with `omg_protected_free`; on failure it is NULL.
+///
+/// Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn omg_protected_open_service(
+    socket: *const c_char,
+    package: *const u8,
+    package_size: usize,
+    out: *mut *mut OmgProtected,
+) -> OmgStatus {
+    open_protected(out, || {
+        let socket = req_str(socket, "socket")?;
+        let package = package_bytes(package, package_size)?;
+        Protected::through_service(Path::new(socket), package)
+    })
+}
+
+/// Runs the model package of `package_size` bytes at `package` (copied) in the embedded
+/// launcher: this process starts the Linux enclave process itself, as `omg run` does, for the
+/// device directory `device_dir` (which it must be able to read: its identity and sealed
+/// blobs). `enclave_image` is the path of the enclave image (`omg-enclave`); NULL takes
+/// `$OMG_ENCLAVE_IMAGE`, else `omg-enclave` beside the running executable. The package must
+/// have been provisioned for this device (`omg provision`, or `omg_device_provision`).
+///
+/// Returns once the enclave is ready, or fails as `omg_protected_open_service` does
+/// (`OMG_STATUS_REFUSED` with the enclave's reason, `OMG_STATUS_IO` for an image or device
+/// directory that cannot be read). On success `*out` is the new handle, to be freed with
+/// `omg_protected_free`; on failure it is NULL.
+///
+/// Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn omg_protected_open_embedded(
+    device_dir: *const c_char,
+    enclave_image: *const c_char,
+    package: *const u8,
+    package_size: usize,
+    out: *mut *mut OmgProtected,
+) -> OmgStatus {
+    open_protected(out, || {
+        let dir = req_str(device_dir, "device_dir")?;
+        let image = opt_str(enclave_image, "enclave_image")?;
+        let package = package_bytes(package, package_size)?;
+        Protected::embedded(Path::new(dir), image.map(Path::new), package)
+    })
+}
+
+/// Ends and frees a session: its audio is closed (the enclave finishes what it holds, its
+/// events are discarded), the enclave stops, its labels and queued events are freed. NULL is
+/// ignored. Must not be called from the session's own event callback.
+///
+/// Not thread-safe for this handle: no other call may use it meanwhile or afterwards.
+#[unsafe(no_mangle)]
+pub extern "C" fn omg_protected_free(session: *mut OmgProtected) {
+    // SAFETY: a non-NULL handle comes from `Box::into_raw` in `open_protected` and is freed
+    // once (the header's contract).
+    unsafe { free_handle(session) }
+}
+
+/// What the enclave answered when the session started, in `*info`.
+///
+/// Not thread-safe for this handle.
+#[unsafe(no_mangle)]
+pub extern "C" fn omg_protected_info(
+    session: *mut OmgProtected,
+    info: *mut OmgProtectedInfo,
+) -> OmgStatus {
+    guard(|| {
+        let r = prot(session)?.inner.ready();
+        put(
+            info,
+            OmgProtectedInfo {
+                model_id: r.model_id.as_ptr(),
+                version: r.version,
+                output_policy: r.output_policy,
+                not_after: r.not_after,
+                has_lease: r.lease_until.is_some(),
+                renew_after: r.renew_after.unwrap_or(0),
+                lease_until: r.lease_until.unwrap_or(0),
+            },
+            "info",
+        )
+    })
+}
+
+/// Sets the function called for each event of the session (see `OmgProtectedEventCallback`),
+/// with `user_data` passed through untouched. NULL `callback` goes back to queueing events
+/// for `omg_protected_poll`. Events already queued stay queued.
+///
+/// Not thread-safe for this handle.
+#[unsafe(no_mangle)]
+pub extern "C" fn omg_protected_set_callback(
+    session: *mut OmgProtected,
+    callback: OmgProtectedEventCallback,
+    user_data: *mut c_void,
+) -> OmgStatus {
+    guard(|| {
+        let s = prot(session)?;
+        s.callback = callback;
+        s.user_data = user_data;
+        Ok(())
+    })
+}
+
+fn protected_event(p: &Protected, e: &ProtectedEvent) -> OmgProtectedEvent {
+    OmgProtectedEvent {
+        label: p.label(e.label).map_or(c"".as_ptr(), |l| l.as_ptr()),
+        time_ms: e.time_ms,
+        has_score: e.score.is_some(),
+        score: e.score.unwrap_or(0),
+    }
+}
+
+/// Runs `f` on the session, then hands the events it returns to the callback (outside any
+/// borrow of the handle: the callback may call back into omg) or to the poll queue.
+fn with_events(
+    session: *mut OmgProtected,
+    f: impl FnOnce(&mut Protected) -> (Vec<ProtectedEvent>, Result<(), Failure>),
+) -> OmgStatus {
+    let mut deliver: Vec<OmgProtectedEvent> = Vec::new();
+    let mut callback = None;
+    let mut user_data = std::ptr::null_mut();
+    let status = guard(|| {
+        let s = prot(session)?;
+        // Events that arrived before a failure are delivered too.
+        let (events, result) = f(&mut s.inner);
+        match s.callback {
+            Some(cb) => {
+                deliver = events
+                    .iter()
+                    .map(|e| protected_event(&s.inner, e))
+                    .collect();
+                callback = Some(cb);
+                user_data = s.user_data;
+            }
+            None => s.inner.enqueue(events),
+        }
+        result
+    });
+    if let Some(cb) = callback {
+        for e in &deliver {
+            // SAFETY: `cb` is the caller's callback with its contract (see
+            // `OmgProtectedEventCallback`); `e` outlives the call, its label points into the
+            // session, which the callback must not free.
+            unsafe { cb(e, user_data) };
+        }
+    }
+    status
+}
+
+/// Sends `count` samples at `samples` (signed 16-bit, mono, 16 kHz) to the enclave: any chunk
+/// size, in order, as they arrive. Events that arrived meanwhile go to the callback or the
+/// poll queue (up to `OMG_MAX_QUEUED_PROTECTED_EVENTS`; past that the oldest are dropped); the
+/// enclave works while the app does other things, so an event may come with a later call (or
+/// `omg_protected_finish`). Blocks while the enclave is behind. NULL `samples` is accepted
+/// only with `count` 0 (which just collects events). For other rates, resample first
+/// (`omg_resampler_*`).
+///
+/// A session the enclave or service ended gives `OMG_STATUS_REFUSED` with its reason; after
+/// `omg_protected_finish`, `OMG_STATUS_INVALID_ARGUMENT`.
+///
+/// Not thread-safe for this handle.
+#[unsafe(no_mangle)]
+pub extern "C" fn omg_protected_feed(
+    session: *mut OmgProtected,
+    samples: *const i16,
+    count: usize,
+) -> OmgStatus {
+    with_events(session, |p| match slice(samples, count, "samples") {
+        Ok(samples) => p.feed(samples),
+        Err(f) => (Vec::new(), Err(f)),
+    })
+}
+
+/// Ends the audio and waits for the enclave to process all of it: its last events go to the
+/// callback or the poll queue, and `*summary` (which may be NULL) says how much audio it read.
+/// The session then accepts no more audio; its queued events can still be polled. Calling it
+/// again gives the same summary.
+///
+/// Not thread-safe for this handle.
+#[unsafe(no_mangle)]
+pub extern "C" fn omg_protected_finish(
+    session: *mut OmgProtected,
+    summary: *mut OmgProtectedSummary,
+) -> OmgStatus {
+    let mut done = None;
+    let status = with_events(session, |p| {
+        let (events, result) = p.finish();
+        (events, result.map(|s| done = Some(s)))
+    });
+    if let (OmgStatus::Ok, Some(s), false) = (status, done, summary.is_null()) {
+        let value = OmgProtectedSummary {
+            samples: s.samples,
+            classifications: s.classifications,
+        };
+        return guard(|| put(summary, value, "summary"));
+    }
+    status
+}
+
+/// Takes the oldest queued event: `*has_event` is true and `*event` filled if there was one,
+/// else `*has_event` is false and `*event` untouched. It only looks at the queue: events the
+/// enclave sent since the last `omg_protected_feed` are collected by the next one (or by a
+/// feed of 0 samples).
+///
+/// Not thread-safe for this handle.
+#[unsafe(no_mangle)]
+pub extern "C" fn omg_protected_poll(
+    session: *mut OmgProtected,
+    event: *mut OmgProtectedEvent,
+    has_event: *mut bool,
+) -> OmgStatus {
+    guard(|| {
+        let s = prot(session)?;
+        if event.is_null() {
+            return Err(Failure::null("event"));
+        }
+        if has_event.is_null() {
+            return Err(Failure::null("has_event"));
+        }
+        match s.inner.poll() {
+            Some(e) => {
+                put(event, protected_event(&s.inner, &e), "event")?;
+                put(has_event, true, "has_event")
+            }
+            None => put(has_event, false, "has_event"),
+        }
+    })
+}
+
+/// Events dropped because the poll queue was full, in `*count`.
+///
+/// Not thread-safe for this handle.
+#[unsafe(no_mangle)]
+pub extern "C" fn omg_protected_dropped_events(
+    session: *mut OmgProtected,
+    count: *mut u64,
+) -> OmgStatus {
+    guard(|| put(count, prot(session)?.inner.dropped(), "count"))
+}
+
+/// Provisions a model package for the device in `device_dir`, as `omg provision --backend
+/// linux` does, for platform integrators: gets a challenge from the vendor service at
+/// `server` (an `http://` or `https://` URL; `ca_cert`, a PEM file of the certificate to
+/// trust, or NULL for the system's roots), has a fresh enclave attest itself with the device
+/// key, sends the token for activation, lets the enclave check the released key and licence,
+/// and stores the sealed blob in the device directory. `package` (`package_size` bytes) is
+/// the model package, `vendor_key` (`vendor_key_size` bytes) the vendor's public key, SEC1
+/// (the `vendor.pub` file). The enclave image is found as `omg` finds it
+/// (`$OMG_ENCLAVE_IMAGE`, else `omg-enclave` beside the executable). Nothing is stored
+/// unless everything checked out.
+///
+/// On success `*out` (which may be NULL) says what was stored. A vendor service that refuses
+/// (an unknown device, a measurement its policy does not list) gives `OMG_STATUS_REFUSED`
+/// with its reason; an unreachable service or unreadable directory `OMG_STATUS_IO`.
+///
+/// Thread-safe (for distinct device directories).
+#[unsafe(no_mangle)]
+pub extern "C" fn omg_device_provision(
+    device_dir: *const c_char,
+    package: *const u8,
+    package_size: usize,
+    vendor_key: *const u8,
+    vendor_key_size: usize,
+    server: *const c_char,
+    ca_cert: *const c_char,
+    out: *mut OmgProvisioned,
+) -> OmgStatus {
+    guard(|| {
+        let dir = req_str(device_dir, "device_dir")?;
+        let package = package_bytes(package, package_size)?;
+        if vendor_key.is_null() {
+            return Err(Failure::null("vendor_key"));
+        }
+        let key = slice(vendor_key, vendor_key_size, "vendor_key")?;
+        let server = req_str(server, "server")?;
+        let ca_cert = opt_str(ca_cert, "ca_cert")?;
+        let p = protected::provision(Path::new(dir), package, key, server, ca_cert.map(Path::new))?;
+        if out.is_null() {
+            return Ok(());
+        }
+        put(
+            out,
+            OmgProvisioned {
+                version: p.version,
+                not_after: p.not_after,
+                has_lease: p.lease_until.is_some(),
+                renew_after: p.renew_after.unwrap_or(0),
+                lease_until: p.lease_until.unwrap_or(0),
+                measurement: p.measurement,
+            },
+            "out",
+        )
+    })
+}
+
+/// A streaming resampler from any rate to 16 kHz (opaque), for PCM that does not come from a
+/// WAV file. Opened by `omg_resampler_open`, freed by `omg_resampler_free`.
+pub struct OmgResampler {
+    inner: Resampler,
+}
+
+fn resampler<'a>(h: *mut OmgResampler) -> Result<&'a mut Resampler, Failure> {
+    // SAFETY: the caller passes NULL or a live handle from `omg_resampler_open` (the header's
+    // contract), used by no other thread during the call.
+    unsafe { h.as_mut() }
+        .map(|h| &mut h.inner)
+        .ok_or_else(|| Failure::null("resampler"))
+}
+
+/// Hands out `samples` through the out-pointers `out` and `count`.
+fn give_view(samples: &[i16], out: *mut *const i16, count: *mut usize) -> Result<(), Failure> {
+    put(count, samples.len(), "count")?;
+    put(out, samples.as_ptr(), "out")
+}
+
+/// Opens a resampler from `rate` Hz (4000 to 384000) to 16 kHz for signed 16-bit mono PCM: the
+/// band-limited resampler `omg_wav_decode` converts WAV files with, streaming. Samples pushed
+/// in chunks of any size give the same output, sample for sample, as the whole buffer pushed
+/// at once; the output of a whole stream is what `omg_wav_decode` gives for a 16-bit mono WAV
+/// file holding it. At 16000 Hz samples pass through unchanged. A rate out of range gives
+/// `OMG_STATUS_INVALID_ARGUMENT`. On success `*out` is the new handle, to be freed with
+/// `omg_resampler_free`; on failure it is NULL.
+///
+/// Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn omg_resampler_open(rate: u32, out: *mut *mut OmgResampler) -> OmgStatus {
+    clear(out);
+    guard(|| {
+        if out.is_null() {
+            return Err(Failure::null("out"));
+        }
+        let handle = Box::new(OmgResampler {
+            inner: Resampler::new(rate)?,
+        });
+        put(out, Box::into_raw(handle), "out")
+    })
+}
+
+/// Frees a resampler and its output buffer. NULL is ignored.
+///
+/// Not thread-safe for this handle: no other call may use it meanwhile or afterwards.
+#[unsafe(no_mangle)]
+pub extern "C" fn omg_resampler_free(resampler: *mut OmgResampler) {
+    // SAFETY: a non-NULL handle comes from `Box::into_raw` in `omg_resampler_open` and is freed
+    // once (the header's contract).
+    unsafe { free_handle(resampler) }
+}
+
+/// Pushes `count` samples at `samples` (at the resampler's rate): `*out` points to the
+/// `*out_count` 16 kHz samples they complete (possibly none: the resampler works in blocks and
+/// has a delay), owned by the resampler and valid until its next call. NULL `samples` is
+/// accepted only with `count` 0. After `omg_resampler_finish`, `OMG_STATUS_INVALID_ARGUMENT`
+/// until `omg_resampler_reset`.
+///
+/// Not thread-safe for this handle.
+#[unsafe(no_mangle)]
+pub extern "C" fn omg_resampler_push(
+    resampler: *mut OmgResampler,
+    samples: *const i16,
+    count: usize,
+    out: *mut *const i16,
+    out_count: *mut usize,
+) -> OmgStatus {
+    guard(|| {
+        let r = self::resampler(resampler)?;
+        if out.is_null() {
+            return Err(Failure::null("out"));
+        }
+        if out_count.is_null() {
+            return Err(Failure::null("out_count"));
+        }
+        give_view(r.push(slice(samples, count, "samples")?)?, out, out_count)
+    })
+}
+
+/// Ends the stream: `*out` points to the `*out_count` last 16 kHz samples (the resampler's
+/// tail; the stream's output then holds `ceil(input samples * 16000 / rate)` samples), valid
+/// until the resampler's next call. Calling it again gives no more samples.
+///
+/// Not thread-safe for this handle.
+#[unsafe(no_mangle)]
+pub extern "C" fn omg_resampler_finish(
+    resampler: *mut OmgResampler,
+    out: *mut *const i16,
+    out_count: *mut usize,
+) -> OmgStatus {
+    guard(|| {
+        let r = self::resampler(resampler)?;
+        if out.is_null() {
+            return Err(Failure::null("out"));
+        }
+        if out_count.is_null() {
+            return Err(Failure::null("out_count"));
+        }
+        give_view(r.finish()?, out, out_count)
+    })
+}
+
+/// Starts a new stream at the same rate (the pending samples are dropped).
+///
+/// Not thread-safe for this handle.
+#[unsafe(no_mangle)]
+pub extern "C" fn omg_resampler_reset(resampler: *mut OmgResampler) -> OmgStatus {
+    guard(|| self::resampler(resampler)?.reset())
+}
+
+/// The rate the resampler takes, in Hz, in `*rate`.
+///
+/// Not thread-safe for this handle.
+#[unsafe(no_mangle)]
+pub extern "C" fn omg_resampler_rate(resampler: *mut OmgResampler, rate: *mut u32) -> OmgStatus {
+    guard(|| put(rate, self::resampler(resampler)?.rate(), "rate"))
 }
 
 #[cfg(test)]

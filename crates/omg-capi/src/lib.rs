@@ -6,11 +6,15 @@
 //!   Lite Micro), with its tensors' details, inputs, outputs and kernel level;
 //! * [`ffi::OmgPipeline`]: a keyword-spotting pipeline (the bundled `micro_speech` or a
 //!   manifest directory) fed with 16 kHz mono PCM, its keyword events delivered by callback
-//!   or by polling.
+//!   or by polling;
+//! * [`ffi::OmgProtected`]: the protected path, the app's side: a provisioned package run in
+//!   an enclave, through the platform service's socket or the embedded launcher, fed with PCM,
+//!   its events delivered the same way; with provisioning for platform integrators;
+//! * [`ffi::OmgResampler`]: a streaming resampler from any rate to 16 kHz for raw PCM.
 //!
-//! The safe core ([`interpreter`], [`pipeline`], [`error`]) wraps omg-engine, omg-kws,
-//! omg-enclave's pipeline builder and omg-cli's manifest loading; only [`ffi`] touches raw
-//! pointers, and every call there runs under `catch_unwind`, so no panic crosses into C. See
+//! The safe core ([`interpreter`], [`pipeline`], [`protected`], [`error`]) wraps omg-engine,
+//! omg-kws, omg-enclave's pipeline builder, omg-cli's manifest loading and omg-cli's sessions
+//! and provisioning; only [`ffi`] touches raw pointers, and every call there runs under `catch_unwind`, so no panic crosses into C. See
 //! docs/c-api.md.
 #![deny(unsafe_code)]
 
@@ -19,3 +23,5 @@ pub mod error;
 pub mod ffi;
 pub mod interpreter;
 pub mod pipeline;
+pub mod protected;
+pub mod resample;

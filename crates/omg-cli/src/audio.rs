@@ -20,7 +20,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use rubato::audioadapter_buffers::direct::InterleavedSlice;
-use rubato::{Fft, FixedSync, Indexing, Resampler};
+use rubato::{Fft, FixedSync, Indexing, Resampler as _};
 
 /// The sample rate every pipeline runs at.
 pub const RATE: u32 = 16_000;
@@ -179,11 +179,11 @@ impl<R: Read> WavStream<R> {
                 sink(&block)
             };
         }
-        let mut out = Converter::new(spec.sample_rate, &mut sink)?;
+        let mut out = Converter::new(spec.sample_rate)?;
         let channels = usize::from(spec.channels);
         let mut frame = Vec::with_capacity(channels);
         let mut mono = Vec::with_capacity(READ_FRAMES);
-        let mut push = |x: f32, mono: &mut Vec<f32>, out: &mut Converter<'_, _>| -> Result<()> {
+        let mut push = |x: f32, mono: &mut Vec<f32>, out: &mut Converter| -> Result<()> {
             // NaN or infinity would poison the resampler's FFT (rubato panics on it), and so
             // could huge finite values: refuse the former, clip the latter to full scale
             // (±1.0), where the 16-bit output clips anyway.
@@ -195,7 +195,7 @@ impl<R: Read> WavStream<R> {
                 mono.push(frame.iter().sum::<f32>() / f32::from(spec.channels));
                 frame.clear();
                 if mono.len() == READ_FRAMES {
-                    out.push(mono)?;
+                    out.push(mono, &mut sink)?;
                     mono.clear();
                 }
             }
@@ -211,16 +211,16 @@ impl<R: Read> WavStream<R> {
                 push(s.map_err(corrupt)? as f32 * scale, &mut mono, &mut out)?;
             }
         }
-        out.push(&mono)?;
-        out.finish()
+        out.push(&mono, &mut sink)?;
+        out.finish(&mut sink)
     }
 }
 
 /// Mono float audio at the source rate in, 16 kHz 16-bit blocks out: resampled chunk by chunk
 /// exactly as rubato's `process_all` does for a whole clip (the resampler's delay trimmed at
 /// the start, zeros pumped at the end and the output cut at the clip's length), then rounded.
-struct Converter<'a, S: FnMut(&[i16]) -> Result<()>> {
-    out: Output<'a, S>,
+struct Converter {
+    out: Output,
     /// `None` at 16 kHz: only rounding.
     resampler: Option<Fft<f32>>,
     /// Source frames waiting for a whole resampler chunk.
@@ -233,8 +233,7 @@ struct Converter<'a, S: FnMut(&[i16]) -> Result<()>> {
 
 /// Where converted frames go: rounded to 16 bits, in blocks, the resampler's delay dropped and
 /// nothing past `limit`.
-struct Output<'a, S: FnMut(&[i16]) -> Result<()>> {
-    sink: &'a mut S,
+struct Output {
     /// Frames still to drop (the resampler's delay).
     to_trim: usize,
     /// Frames handed on.
@@ -243,8 +242,8 @@ struct Output<'a, S: FnMut(&[i16]) -> Result<()>> {
     limit: u64,
 }
 
-impl<S: FnMut(&[i16]) -> Result<()>> Output<'_, S> {
-    fn emit(&mut self, frames: &[f32]) -> Result<()> {
+impl Output {
+    fn emit(&mut self, frames: &[f32], sink: &mut impl FnMut(&[i16]) -> Result<()>) -> Result<()> {
         let skip = self.to_trim.min(frames.len());
         self.to_trim -= skip;
         let room = usize::try_from(self.limit - self.sent).unwrap_or(usize::MAX);
@@ -254,15 +253,15 @@ impl<S: FnMut(&[i16]) -> Result<()>> Output<'_, S> {
             for (o, &x) in block.iter_mut().zip(part) {
                 *o = (x * 32768.0).round().clamp(-32768.0, 32767.0) as i16;
             }
-            (self.sink)(&block[..part.len()])?;
+            sink(&block[..part.len()])?;
         }
         self.sent += frames.len() as u64;
         Ok(())
     }
 }
 
-impl<'a, S: FnMut(&[i16]) -> Result<()>> Converter<'a, S> {
-    fn new(rate: u32, sink: &'a mut S) -> Result<Self> {
+impl Converter {
+    fn new(rate: u32) -> Result<Self> {
         let resampler = if rate == RATE {
             None
         } else {
@@ -280,7 +279,6 @@ impl<'a, S: FnMut(&[i16]) -> Result<()>> Converter<'a, S> {
         });
         Ok(Converter {
             out: Output {
-                sink,
                 to_trim,
                 sent: 0,
                 limit: u64::MAX,
@@ -293,7 +291,11 @@ impl<'a, S: FnMut(&[i16]) -> Result<()>> Converter<'a, S> {
     }
 
     /// Runs the resampler on the pending frames (`partial`: fewer than a chunk, zero-padded).
-    fn run(&mut self, resampler_partial: Option<usize>) -> Result<()> {
+    fn run(
+        &mut self,
+        resampler_partial: Option<usize>,
+        sink: &mut impl FnMut(&[i16]) -> Result<()>,
+    ) -> Result<()> {
         let Some(resampler) = self.resampler.as_mut() else {
             return Ok(());
         };
@@ -312,28 +314,32 @@ impl<'a, S: FnMut(&[i16]) -> Result<()>> Converter<'a, S> {
             .process_into_buffer(&input, &mut output, Some(&indexing))
             .map_err(|e| anyhow::anyhow!("resampling failed: {e}"))?;
         self.pending.clear();
-        self.out.emit(&self.resampled[..produced])
+        self.out.emit(&self.resampled[..produced], sink)
     }
 
     /// Takes source frames.
-    fn push(&mut self, mut frames: &[f32]) -> Result<()> {
+    fn push(
+        &mut self,
+        mut frames: &[f32],
+        sink: &mut impl FnMut(&[i16]) -> Result<()>,
+    ) -> Result<()> {
         self.frames_in += frames.len() as u64;
         let Some(chunk) = self.resampler.as_ref().map(|r| r.input_frames_next()) else {
-            return self.out.emit(frames);
+            return self.out.emit(frames, sink);
         };
         while !frames.is_empty() {
             let take = (chunk - self.pending.len()).min(frames.len());
             self.pending.extend_from_slice(&frames[..take]);
             frames = &frames[take..];
             if self.pending.len() == chunk {
-                self.run(None)?;
+                self.run(None, sink)?;
             }
         }
         Ok(())
     }
 
     /// Flushes the last partial chunk and the resampler's tail, up to the clip's length.
-    fn finish(mut self) -> Result<()> {
+    fn finish(&mut self, sink: &mut impl FnMut(&[i16]) -> Result<()>) -> Result<()> {
         let Some(ratio) = self.resampler.as_ref().map(|r| r.resample_ratio()) else {
             return Ok(());
         };
@@ -342,11 +348,81 @@ impl<'a, S: FnMut(&[i16]) -> Result<()>> Converter<'a, S> {
         }
         self.out.limit = (ratio * self.frames_in as f64).ceil() as u64;
         if !self.pending.is_empty() {
-            self.run(Some(self.pending.len()))?;
+            self.run(Some(self.pending.len()), sink)?;
         }
         while self.out.sent < self.out.limit {
-            self.run(Some(0))?;
+            self.run(Some(0), sink)?;
         }
+        Ok(())
+    }
+}
+
+/// A streaming resampler for raw PCM: signed 16-bit mono samples at any rate from 4 kHz to
+/// 384 kHz in, 16 kHz mono out, computed as `omg` converts a WAV clip (the same band-limited
+/// resampler, see [`WavStream::stream`]). Samples may be pushed in chunks of any size: the
+/// output is the same, sample for sample, as resampling the whole buffer at once (the
+/// resampler's delay trimmed at the start, its tail flushed by [`Resampler::finish`] and cut at
+/// the input's length times the ratio). At 16 kHz the samples pass through unchanged.
+pub struct Resampler {
+    converter: Converter,
+    rate: u32,
+    finished: bool,
+}
+
+impl Resampler {
+    /// A resampler from `rate` Hz (4 kHz to 384 kHz) to 16 kHz.
+    pub fn new(rate: u32) -> Result<Self> {
+        if !(4_000..=384_000).contains(&rate) {
+            bail!("a sample rate of {rate} Hz is not supported (4 kHz to 384 kHz)");
+        }
+        Ok(Self {
+            converter: Converter::new(rate)?,
+            rate,
+            finished: false,
+        })
+    }
+
+    /// The source rate, in Hz.
+    pub fn rate(&self) -> u32 {
+        self.rate
+    }
+
+    /// Takes `samples` at the source rate; appends to `out` the 16 kHz samples they complete.
+    pub fn push(&mut self, samples: &[i16], out: &mut Vec<i16>) -> Result<()> {
+        if self.finished {
+            bail!("the resampler is finished: reset it to start a new stream");
+        }
+        let mut sink = |b: &[i16]| {
+            out.extend_from_slice(b);
+            Ok(())
+        };
+        let mut frames = [0f32; READ_FRAMES];
+        for part in samples.chunks(READ_FRAMES) {
+            for (f, &s) in frames.iter_mut().zip(part) {
+                *f = f32::from(s) / 32768.0;
+            }
+            self.converter.push(&frames[..part.len()], &mut sink)?;
+        }
+        Ok(())
+    }
+
+    /// Ends the stream: appends to `out` the last samples (the resampler's tail). The
+    /// resampler then takes no more samples until [`Resampler::reset`].
+    pub fn finish(&mut self, out: &mut Vec<i16>) -> Result<()> {
+        if self.finished {
+            return Ok(());
+        }
+        self.finished = true;
+        self.converter.finish(&mut |b: &[i16]| {
+            out.extend_from_slice(b);
+            Ok(())
+        })
+    }
+
+    /// Starts a new stream at the same rate.
+    pub fn reset(&mut self) -> Result<()> {
+        self.converter = Converter::new(self.rate)?;
+        self.finished = false;
         Ok(())
     }
 }
@@ -478,13 +554,70 @@ mod tests {
                 got.extend_from_slice(b);
                 Ok(())
             };
-            let mut c = Converter::new(rate as u32, &mut sink).unwrap();
+            let mut c = Converter::new(rate as u32).unwrap();
             for part in mono.chunks(1000) {
-                c.push(part).unwrap();
+                c.push(part, &mut sink).unwrap();
             }
-            c.finish().unwrap();
+            c.finish(&mut sink).unwrap();
             assert_eq!(got, want, "{rate} Hz, {frames} frames");
         }
+    }
+
+    /// The public resampler: chunks of odd sizes give the samples of the whole buffer pushed
+    /// at once, which are the samples `decode_wav` gives for the same audio in a WAV file; at
+    /// 16 kHz it passes samples through; rates out of range and pushes after the end are
+    /// refused.
+    #[test]
+    fn resampler_chunks_equal_the_whole_buffer_and_the_wav_decoder() {
+        for (rate, frames) in [
+            (44_100u32, 30_001usize),
+            (48_000, 4_799),
+            (8_000, 7),
+            (22_050, 0),
+        ] {
+            let pcm: Vec<i16> = (0..frames)
+                .map(|i| ((i * 7919 % 4001) as i32 * 13 - 26_000) as i16)
+                .collect();
+            let mut whole = Vec::new();
+            let mut r = Resampler::new(rate).unwrap();
+            r.push(&pcm, &mut whole).unwrap();
+            r.finish(&mut whole).unwrap();
+            let expected_len = (f64::from(RATE) / f64::from(rate) * frames as f64).ceil() as usize;
+            assert_eq!(whole.len(), expected_len, "{rate} Hz");
+            for sizes in [[1usize, 2, 3], [1023, 1, 4097], [7, 333, 5000]] {
+                r.reset().unwrap();
+                let mut got = Vec::new();
+                let mut at = 0;
+                for n in sizes.iter().cycle() {
+                    if at >= pcm.len() {
+                        break;
+                    }
+                    let end = (at + n).min(pcm.len());
+                    r.push(&pcm[at..end], &mut got).unwrap();
+                    at = end;
+                }
+                r.finish(&mut got).unwrap();
+                assert_eq!(got, whole, "{rate} Hz in chunks of {sizes:?}");
+            }
+            let file = wav(spec(1, rate, 16, hound::SampleFormat::Int), |w| {
+                pcm.iter().for_each(|&s| w.write_sample(s).unwrap())
+            });
+            let decoded = decode_wav(std::io::Cursor::new(file)).unwrap();
+            assert_eq!(decoded.samples, whole, "{rate} Hz against the WAV decoder");
+            assert!(r.push(&pcm, &mut got_nothing()).is_err());
+        }
+        let pcm: Vec<i16> = (-500..500).collect();
+        let mut same = Vec::new();
+        let mut r = Resampler::new(RATE).unwrap();
+        r.push(&pcm, &mut same).unwrap();
+        r.finish(&mut same).unwrap();
+        assert_eq!(same, pcm);
+        assert!(Resampler::new(3_999).is_err());
+        assert!(Resampler::new(384_001).is_err());
+    }
+
+    fn got_nothing() -> Vec<i16> {
+        Vec::new()
     }
 
     /// A header announcing more sample data than a whole clip may hold is refused before any

@@ -80,7 +80,8 @@ pub fn read_public_key(path: &Path) -> Result<VerifyingKey> {
         .map_err(|_| anyhow::anyhow!("{} is not a P-256 public key (SEC1)", path.display()))
 }
 
-pub(crate) fn parse_hex(s: &str, what: &str) -> Result<Vec<u8>> {
+/// `s` (trimmed) as hexadecimal bytes; the error names `what`.
+pub fn parse_hex(s: &str, what: &str) -> Result<Vec<u8>> {
     omg_protocol::hex::decode(s.trim())
         .ok_or_else(|| anyhow::anyhow!("{what} must be hexadecimal digits, an even number of them"))
 }
@@ -406,25 +407,41 @@ fn b64(field: &str, s: &str) -> Result<Vec<u8>> {
     base64::decode(s).with_context(|| format!("the service's {field} is not base64"))
 }
 
-#[derive(Serialize)]
-struct Provisioned {
-    backend: &'static str,
-    model_id: String,
-    version: u32,
-    sealed: String,
-    measurement: String,
-    not_after: u64,
-    renew_after: Option<u64>,
-    lease_until: Option<u64>,
-    timings_ms: Timings,
+/// What a provisioning stored: the model version, where its sealed blob is, the enclave's
+/// measurement, the licence's validity and how long each step took.
+#[derive(Serialize, Debug, Clone)]
+pub struct Provisioned {
+    /// The backend whose enclave sealed the blob (`linux` or `optee`).
+    pub backend: &'static str,
+    /// The package's model id.
+    pub model_id: String,
+    /// The package's model version.
+    pub version: u32,
+    /// The sealed blob's path.
+    pub sealed: String,
+    /// The attested enclave's measurement (hex).
+    pub measurement: String,
+    /// The licence's end (seconds since the Unix epoch).
+    pub not_after: u64,
+    /// With a lease: when to renew it (seconds since the Unix epoch).
+    pub renew_after: Option<u64>,
+    /// With a lease: when it ends (seconds since the Unix epoch).
+    pub lease_until: Option<u64>,
+    /// How long each step took.
+    pub timings_ms: Timings,
 }
 
-#[derive(Serialize)]
-struct Timings {
-    challenge: f64,
-    attest: f64,
-    activate: f64,
-    seal: f64,
+/// The time of each provisioning step, in milliseconds.
+#[derive(Serialize, Debug, Clone, Copy)]
+pub struct Timings {
+    /// Getting the vendor service's challenge.
+    pub challenge: f64,
+    /// The enclave's attestation.
+    pub attest: f64,
+    /// The vendor service's activation.
+    pub activate: f64,
+    /// The enclave's checks and sealing, and storing the blob.
+    pub seal: f64,
 }
 
 /// `omg provision`: the preparation phase against the vendor service; stores the sealed blob.
@@ -518,6 +535,35 @@ fn activate(
     backend: Backend,
     json: bool,
 ) -> Result<()> {
+    let out = provision_package(
+        &package_path.display().to_string(),
+        package,
+        server,
+        vendor_key,
+        &dir,
+        ca_cert,
+        backend,
+    )?;
+    print_provisioned(&out, server, json)
+}
+
+/// The preparation phase for `package` (named `what` in errors) signed by `vendor_key`,
+/// against the vendor service at `server` (its certificate checked against `ca_cert` if
+/// given, else the system's roots), for the device in `dir` on `backend`: challenge,
+/// attestation, activation, sealing. Stores the vendor key and the sealed blob (replacing any
+/// earlier one) only once everything checked out, and says what it stored. This is
+/// `omg provision` without its output.
+pub fn provision_package(
+    what: &str,
+    package: Vec<u8>,
+    server: &str,
+    vendor_key: VerifyingKey,
+    dir: &Path,
+    ca_cert: Option<&Path>,
+    backend: Backend,
+) -> Result<Provisioned> {
+    crate::backend::available(backend)?;
+    let dir = dir.to_path_buf();
     let client = Client::new(server, ca_cert)?;
     let ms = |t: std::time::Instant| t.elapsed().as_secs_f64() * 1e3;
     let endorsement_path = dir.join(ENDORSEMENT_FILE);
@@ -549,7 +595,7 @@ fn activate(
             vendor_key: omg_protocol::public_key_sec1(&vendor_key).to_vec(),
             nonce,
         })
-        .with_context(|| format!("{}", package_path.display()))?
+        .with_context(|| what.to_string())?
     else {
         bail!("the enclave answered out of turn");
     };
@@ -614,6 +660,11 @@ fn activate(
             seal: t_seal,
         },
     };
+    Ok(out)
+}
+
+/// Prints what `omg provision` stored: one JSON object, or one line per step.
+fn print_provisioned(out: &Provisioned, server: &str, json: bool) -> Result<()> {
     if json {
         println!("{}", serde_json::to_string(&out)?);
     } else {

@@ -8,10 +8,16 @@ use anyhow::{Context, Result};
 use omg_linux::DeviceIdentity;
 use omg_linux::launcher::{EnclaveImage, RunningEnclave, launch};
 
-/// The enclave image, read and measured.
+/// The enclave image, read and measured: `$OMG_ENCLAVE_IMAGE`, else `omg-enclave` beside this
+/// executable.
 pub fn image() -> Result<EnclaveImage> {
     let path = EnclaveImage::locate().context("cannot locate the enclave image")?;
-    EnclaveImage::load(&path).with_context(|| {
+    image_at(&path)
+}
+
+/// The enclave image at `path`, read and measured.
+pub fn image_at(path: &Path) -> Result<EnclaveImage> {
+    EnclaveImage::load(path).with_context(|| {
         format!(
             "cannot read the enclave image {} (it is installed next to omg; from the sources: `cargo build --bin omg-enclave`)",
             path.display()

@@ -13,10 +13,10 @@ use serde::Serialize;
 use crate::files::{write_atomic, write_secret_atomic};
 
 /// Lowercase hex of `bytes`.
-pub(crate) use omg_protocol::hex::encode as hex;
+pub use omg_protocol::hex::encode as hex;
 
 /// The directory for key files: `--dir`, else `$OMG_HOME/NAME`, else `$HOME/.local/share/omg/NAME`.
-pub(crate) fn key_dir(dir: Option<PathBuf>, name: &str) -> Result<PathBuf> {
+pub fn key_dir(dir: Option<PathBuf>, name: &str) -> Result<PathBuf> {
     if let Some(d) = dir {
         return Ok(d);
     }

@@ -2,28 +2,17 @@
 #![forbid(unsafe_code)]
 
 mod args;
-mod backend;
 mod bench;
-mod clock;
 #[cfg(feature = "vendor")]
 mod demo;
-mod device;
-mod enclave;
-mod identity;
 mod infer;
 mod keyargs;
 mod kws;
 mod maker;
-#[cfg(feature = "mic")]
-mod mic;
-#[cfg(feature = "optee")]
-mod optee;
 #[cfg(feature = "vendor")]
 mod package;
 mod platform;
-mod run;
 mod signals;
-mod stream;
 #[cfg(feature = "vendor")]
 mod vendor;
 
@@ -32,7 +21,9 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::args::Cli;
-use omg_cli::{audio, bundle, files, manifest};
+use omg_cli::{
+    audio, backend, bundle, clock, device, enclave, files, identity, manifest, run, stream,
+};
 
 /// The command line, or exits with clap's usage error; `--mic` in a build without microphone
 /// support (where the flag does not exist) gets that reason instead of "unexpected argument".

@@ -54,7 +54,7 @@ impl Provisioner {
 /// header. The model's directory is then the one of that vendor and model id. The refusals tell
 /// apart a file that is not a package, a device directory that does not exist and a package
 /// that is not provisioned, and say who must act.
-pub(crate) fn provisioned_vendor_key(
+pub fn provisioned_vendor_key(
     dir: &Path,
     package: &[u8],
     who: Provisioner,
@@ -384,12 +384,6 @@ fn run_through_service(
     json: bool,
     started: Instant,
 ) -> Result<()> {
-    let stream = UnixStream::connect(socket).with_context(|| {
-        format!(
-            "cannot reach the platform service at {} (is `omg platform serve` running?)",
-            socket.display()
-        )
-    })?;
     // The service reads a clip itself from the descriptor (its own WAV decoder, so the
     // licence's "file" means a file) and relays a stream to the enclave, ending the session
     // when it stays silent.
@@ -404,25 +398,92 @@ fn run_through_service(
         Source::Stdin => Some(stdin.as_fd()),
         Source::Mic => None,
     };
+    let stream = connect_service(socket, package, source.input_source(), fd)?;
+    present(json, started, None, || service_reply(&stream))
+}
+
+/// Opens a session with the platform service listening at `socket` (the service deployment):
+/// asks it to run `package` on the audio of `source`, read from `fd` (a WAV file for
+/// [`InputSource::File`], a stream of raw s16le 16 kHz mono for [`InputSource::Stdin`], none
+/// for the microphone, which the platform opens). The session's replies are then read with
+/// [`service_reply`], `Ready` first; a service that refuses at once says why here.
+pub fn connect_service(
+    socket: &Path,
+    package: Vec<u8>,
+    source: InputSource,
+    fd: Option<std::os::fd::BorrowedFd<'_>>,
+) -> Result<UnixStream> {
+    let stream = UnixStream::connect(socket).with_context(|| {
+        format!(
+            "cannot reach the platform service at {} (is `omg platform serve` running?)",
+            socket.display()
+        )
+    })?;
     let request = AppRequest::Run {
         package,
-        source: source.input_source().bit(),
+        source: source.bit(),
     };
-    let mut replies = &stream;
     if let Err(e) = send_with_fd(&stream, &request, fd) {
         // A service that refuses at once (busy) answers before it has read the whole request.
+        let mut replies = &stream;
         if let Ok(Some(EnclaveReply::Failed { reason })) = recv::<EnclaveReply>(&mut replies) {
             bail!("{reason}");
         }
         return Err(e).context("cannot send the request to the platform service");
     }
-    present(json, started, None, || {
-        match recv::<EnclaveReply>(&mut replies).context("the platform service's channel")? {
-            Some(EnclaveReply::Failed { reason }) => bail!("{reason}"),
-            Some(reply) => Ok(reply),
-            None => bail!("the platform service closed the session"),
-        }
-    })
+    Ok(stream)
+}
+
+/// The next reply of a session with the platform service (see [`connect_service`]): `Ready`,
+/// then `Event`s, then `Finished`; the service's `Failed` is an error with its reason, and so
+/// is a session the service closed.
+pub fn service_reply(stream: &UnixStream) -> Result<EnclaveReply> {
+    let mut replies = stream;
+    match recv::<EnclaveReply>(&mut replies).context("the platform service's channel")? {
+        Some(EnclaveReply::Failed { reason }) => bail!("{reason}"),
+        Some(reply) => Ok(reply),
+        None => bail!("the platform service closed the session"),
+    }
+}
+
+/// Starts a session in the embedded launcher (the Linux enclave process, as `omg run` without
+/// `--socket` starts it) for the device in `dir`: checks that `package` is provisioned here,
+/// launches the enclave image at `image` (`None`: where `omg` finds it, see
+/// [`crate::enclave::image`]) with `audio` as its audio descriptor (raw s16le 16 kHz mono for
+/// [`InputSource::Stdin`]), and waits for its answer to `Start`. Returns the running enclave,
+/// whose next replies are the session's events and `Finished`, and its `Ready` reply; a
+/// refusal (another device's blob, a licence that ended or does not allow `source`) is an
+/// error with the enclave's reason.
+pub fn start_embedded(
+    dir: &Path,
+    image: Option<&Path>,
+    package: Vec<u8>,
+    source: InputSource,
+    audio: OwnedFd,
+) -> Result<(omg_linux::launcher::RunningEnclave, EnclaveReply)> {
+    let start = start_request(
+        dir,
+        package,
+        source,
+        Provisioner::DeviceUser,
+        Backend::Linux,
+    )?;
+    let image = match image {
+        Some(path) => crate::enclave::image_at(path)?,
+        None => crate::enclave::image()?,
+    };
+    let identity = crate::enclave::identity(dir)?;
+    let mut enclave = omg_linux::launcher::launch(&image, identity, Some(audio))
+        .context("cannot launch the enclave")?;
+    enclave
+        .send(&start)
+        .context("the enclave refused to start")?;
+    let ready = enclave.reply().context("the enclave refused to start")?;
+    anyhow::ensure!(
+        matches!(ready, EnclaveReply::Ready { .. }),
+        "the enclave answered out of turn"
+    );
+    Ok((enclave, ready))
 }
 
 #[cfg(test)]

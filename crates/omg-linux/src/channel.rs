@@ -12,6 +12,34 @@ pub(crate) fn invalid(e: impl std::fmt::Display) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e.to_string())
 }
 
+/// A Unix socket read and written as a byte stream, its writes sent with `MSG_NOSIGNAL`: a peer
+/// that closed its end is an [`io::ErrorKind::BrokenPipe`] error, never a `SIGPIPE`. A Rust
+/// program ignores that signal anyway; a C program hosting omg (the C API) does not, and must
+/// not be killed because an enclave or a service went away.
+pub struct NoSignal<'a>(pub &'a std::os::unix::net::UnixStream);
+
+impl Read for NoSignal<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut s = self.0;
+        s.read(buf)
+    }
+}
+
+impl Write for NoSignal<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        loop {
+            match rustix::net::send(self.0, buf, rustix::net::SendFlags::NOSIGNAL) {
+                Err(rustix::io::Errno::INTR) => {}
+                r => return r.map_err(io::Error::from),
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Writes one message as one frame.
 pub fn send<T: Serialize>(w: &mut impl Write, message: &T) -> io::Result<()> {
     let frame = encode(message).map_err(invalid)?;
@@ -60,4 +88,23 @@ pub(crate) fn read_frame_body<T: DeserializeOwned>(
         return Err(io::ErrorKind::UnexpectedEof.into());
     }
     decode(&body).map_err(invalid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A frame sent to a peer that closed its end is a broken pipe error; a frame sent to a
+    /// live peer arrives whole.
+    #[test]
+    fn no_signal_sends_frames_and_reports_a_closed_peer() {
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        send(&mut NoSignal(&a), &"hello".to_string()).unwrap();
+        let got: Option<String> = recv(&mut NoSignal(&b)).unwrap();
+        assert_eq!(got.as_deref(), Some("hello"));
+        drop(b);
+        let big = vec![7u8; 1 << 20];
+        let e = NoSignal(&a).write_all(&big).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
+    }
 }

@@ -267,7 +267,7 @@ pub fn launch(
     check_locked_memory_limit()?;
     let memfd = image.sealed_memfd()?;
     let (host, host_child) = UnixStream::pair()?;
-    let (mut platform_end, platform_child) = UnixStream::pair()?;
+    let (platform_end, platform_child) = UnixStream::pair()?;
     let mut mappings = vec![
         FdMapping {
             parent_fd: OwnedFd::from(host_child),
@@ -307,7 +307,10 @@ pub fn launch(
     let mut platform = LinuxPlatform::new(identity, image.measurement);
     let serve = std::thread::Builder::new()
         .name("omg-platform".into())
-        .spawn(move || crate::platform_server::serve(&mut platform, &mut platform_end))?;
+        .spawn(move || {
+            let mut channel = crate::channel::NoSignal(&platform_end);
+            crate::platform_server::serve(&mut platform, &mut channel)
+        })?;
     Ok(RunningEnclave {
         pid,
         measurement: image.measurement,
@@ -331,7 +334,7 @@ impl RunningEnclave {
 
     /// Sends a request.
     pub fn send(&mut self, request: &HostRequest) -> Result<(), EnclaveFailure> {
-        match send(&mut self.host, request) {
+        match send(&mut crate::channel::NoSignal(&self.host), request) {
             Ok(()) => Ok(()),
             Err(e) => Err(self.ended().unwrap_or(EnclaveFailure::Io(e))),
         }

@@ -70,9 +70,7 @@ pub fn send_with_fd<T: Serialize>(
             r => break r?,
         }
     };
-    let mut rest = stream;
-    rest.write_all(&frame[sent..])?;
-    rest.flush()
+    crate::channel::NoSignal(stream).write_all(&frame[sent..])
 }
 
 /// Reads one frame from `stream` with the descriptor attached to it, if any: `Ok(None)` at a

@@ -5,12 +5,16 @@
 //!   `get_output`, `get_input_details`, `get_output_details`, `reset`), numpy arrays in and out;
 //! * [`Pipeline`]: the keyword-spotting pipeline (the bundled `micro_speech` or a manifest
 //!   directory): `features`, `classify` and `stream` over int16 numpy audio or WAV files.
+//! * [`Resampler`]: a streaming resampler from any rate to 16 kHz for raw PCM;
 //! * [`verify_token`]: an attestation token checked against the device's public key, its claims
 //!   returned.
 //!
 //! The work is done by omg-capi's safe core (the same handles, error messages and panic
 //! catching as the C API); this crate only converts between it and Python objects. Every
-//! failure is an `omg.OmgError` (a `ValueError`), a panic included. See docs/python.md.
+//! failure is an `omg.OmgError` (a `ValueError`), a panic included; an argument of the wrong
+//! type is an `omg.OmgTypeError`, both an `OmgError` and a `TypeError`. Arguments are converted
+//! by this crate (`from_py_with`), and numpy's errors on what it is given are turned into
+//! `OmgError`s too. See docs/python.md.
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
@@ -19,9 +23,11 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use omg::error::{Failure, catch};
 use omg::interpreter::{OmgType, TensorInfo};
 use pyo3::create_exception;
+use pyo3::exceptions::PyTypeError;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyString, PyTuple};
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
 
 create_exception!(
     omg,
@@ -47,6 +53,161 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// A `OmgError` with `message`.
 fn error(message: impl Into<String>) -> PyErr {
     OmgError::new_err(message.into())
+}
+
+/// `omg.OmgTypeError`, made once: a subclass of both `OmgError` and `TypeError` (so code that
+/// catches either catches it).
+static TYPE_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+
+fn omg_type_error(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
+    TYPE_ERROR
+        .get_or_try_init(py, || {
+            let namespace = PyDict::new(py);
+            namespace.set_item("__module__", "omg")?;
+            namespace.set_item(
+                "__doc__",
+                "An argument of the wrong type was passed to omg: an OmgError and a TypeError.",
+            )?;
+            let bases = (py.get_type::<OmgError>(), py.get_type::<PyTypeError>());
+            let class = py
+                .get_type::<PyType>()
+                .call1(("OmgTypeError", bases, namespace))?;
+            Ok(class.cast_into::<PyType>()?.unbind())
+        })
+        .map(|t| t.bind(py))
+}
+
+/// An `OmgTypeError` with `message`.
+fn type_error(py: Python<'_>, message: impl Into<String>) -> PyErr {
+    match omg_type_error(py) {
+        Ok(t) => PyErr::from_type(t.clone(), message.into()),
+        Err(e) => e,
+    }
+}
+
+/// `e` if it is omg's, else an `OmgError` (an `OmgTypeError` for a `TypeError`) saying `what`
+/// failed and why: errors of numpy and of Python's conversions on what the caller gave.
+fn ours(py: Python<'_>, what: &str, e: PyErr) -> PyErr {
+    if e.is_instance_of::<OmgError>(py) {
+        e
+    } else if e.is_instance_of::<PyTypeError>(py) {
+        type_error(py, format!("{what}: {}", e.value(py)))
+    } else {
+        error(format!("{what}: {}", e.value(py)))
+    }
+}
+
+/// numpy, imported (its absence an `OmgError`).
+fn numpy(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
+    py.import("numpy")
+        .map_err(|e| ours(py, "omg needs numpy, which cannot be imported", e))
+}
+
+/// The name of `value`'s type, for messages.
+fn type_name(value: &Bound<'_, PyAny>) -> String {
+    value
+        .get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// A tensor index argument: a non-negative `int` (not a `bool`).
+fn index_arg(value: &Bound<'_, PyAny>) -> PyResult<usize> {
+    let py = value.py();
+    if value.is_instance_of::<PyBool>() {
+        return Err(type_error(py, "index must be an integer, got bool"));
+    }
+    let i: i64 = value.extract().map_err(|_| {
+        type_error(
+            py,
+            format!("index must be an integer, got {}", type_name(value)),
+        )
+    })?;
+    usize::try_from(i).map_err(|_| error(format!("index must be a non-negative integer, got {i}")))
+}
+
+/// A string argument named `what` (None: `None`).
+fn text_arg(value: &Bound<'_, PyAny>, what: &str) -> PyResult<Option<String>> {
+    if value.is_none() {
+        return Ok(None);
+    }
+    value.extract::<String>().map(Some).map_err(|_| {
+        type_error(
+            value.py(),
+            format!("{what} must be a str, got {}", type_name(value)),
+        )
+    })
+}
+
+/// The `kernels` argument: `None` or a level's name.
+fn kernels_arg(value: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
+    text_arg(value, "kernels")
+}
+
+/// The pipeline `spec` argument: a bundled name, a directory or a manifest file.
+fn spec_arg(value: &Bound<'_, PyAny>) -> PyResult<String> {
+    if value.hasattr("__fspath__").unwrap_or(false) {
+        let path: PathBuf = path_arg(value, "spec")?;
+        return Ok(path.to_string_lossy().into_owned());
+    }
+    text_arg(value, "spec")?.ok_or_else(|| {
+        type_error(
+            value.py(),
+            "spec must be a str (a bundled pipeline, a directory or a manifest), got NoneType",
+        )
+    })
+}
+
+/// A path argument named `what`: a `str` or an `os.PathLike`.
+fn path_arg(value: &Bound<'_, PyAny>, what: &str) -> PyResult<PathBuf> {
+    value.extract::<PathBuf>().map_err(|_| {
+        type_error(
+            value.py(),
+            format!(
+                "{what} must be a str or os.PathLike, got {}",
+                type_name(value)
+            ),
+        )
+    })
+}
+
+fn model_path_arg(value: &Bound<'_, PyAny>) -> PyResult<PathBuf> {
+    path_arg(value, "model_path")
+}
+
+fn wav_path_arg(value: &Bound<'_, PyAny>) -> PyResult<PathBuf> {
+    path_arg(value, "path")
+}
+
+/// A bytes argument named `what`: `bytes`, `bytearray` or a buffer (a memoryview).
+fn bytes_arg(value: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<u8>> {
+    if let Ok(b) = value.cast::<PyBytes>() {
+        return Ok(b.as_bytes().to_vec());
+    }
+    if let Ok(b) = value.cast::<PyByteArray>() {
+        return Ok(b.to_vec());
+    }
+    let py = value.py();
+    if value.is_none() || value.is_instance_of::<PyString>() || value.extract::<i64>().is_ok() {
+        return Err(type_error(
+            py,
+            format!("{what} must be bytes, got {}", type_name(value)),
+        ));
+    }
+    let b = py
+        .get_type::<PyBytes>()
+        .call1((value,))
+        .map_err(|e| ours(py, &format!("{what} must be bytes"), e))?;
+    Ok(b.cast_into::<PyBytes>()?.as_bytes().to_vec())
+}
+
+fn token_arg(value: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+    bytes_arg(value, "token")
+}
+
+fn device_key_arg(value: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+    bytes_arg(value, "device_public_key")
 }
 
 /// numpy's spelling of an element type: its dtype string in little-endian order (`<i2`; `|` for
@@ -88,7 +249,10 @@ fn as_array<'py>(
     np: &Bound<'py, PyModule>,
     value: &Bound<'py, PyAny>,
 ) -> PyResult<(Bound<'py, PyAny>, String, String, Vec<usize>)> {
-    let arr = np.call_method1("ascontiguousarray", (value,))?;
+    let py = value.py();
+    let arr = np
+        .call_method1("ascontiguousarray", (value,))
+        .map_err(|e| ours(py, "cannot make an array of it", e))?;
     let dtype = arr.getattr("dtype")?;
     let code: String = dtype.getattr("str")?.extract()?;
     let name: String = dtype.getattr("name")?.extract()?;
@@ -101,11 +265,6 @@ fn array_bytes<'py>(arr: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
     Ok(arr.call_method0("tobytes")?.cast_into::<PyBytes>()?)
 }
 
-/// A tensor index from Python: non-negative.
-fn index(i: i64) -> PyResult<usize> {
-    usize::try_from(i).map_err(|_| error(format!("index must be a non-negative integer, got {i}")))
-}
-
 /// Model bytes from `bytes`, `bytearray` or anything `bytes()` accepts (a memoryview, a numpy
 /// uint8 array).
 fn model_bytes(data: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
@@ -116,7 +275,8 @@ fn model_bytes(data: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
         return Ok(b.to_vec());
     }
     if data.is_none() || data.is_instance_of::<PyString>() {
-        return Err(error(
+        return Err(type_error(
+            data.py(),
             "the model must be bytes (a .tflite file's content), not None or a string; \
              use Interpreter.from_file for a path",
         ));
@@ -125,7 +285,7 @@ fn model_bytes(data: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
         .py()
         .get_type::<PyBytes>()
         .call1((data,))
-        .map_err(|e| error(format!("the model must be bytes: {e}")))?;
+        .map_err(|e| ours(data.py(), "the model must be bytes", e))?;
     Ok(b.cast_into::<PyBytes>()?.as_bytes().to_vec())
 }
 
@@ -133,7 +293,7 @@ fn model_bytes(data: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
 /// `shape` (int32 array), `quantization_parameters` (`scales` float32 array, `zero_points`
 /// int32 array, `quantized_dimension`); plus `name` and `index`.
 fn details<'py>(py: Python<'py>, t: &TensorInfo, i: usize) -> PyResult<Bound<'py, PyDict>> {
-    let np = py.import("numpy")?;
+    let np = numpy(py)?;
     let d = PyDict::new(py);
     d.set_item("dtype", numpy_scalar(&np, t.dtype)?)?;
     d.set_item(
@@ -195,7 +355,7 @@ impl Interpreter {
         arena_size: Option<&Bound<'_, PyAny>>,
         intrepreter_config: Option<&Bound<'_, PyAny>>,
         alt_decompression_memory_size: Option<&Bound<'_, PyAny>>,
-        kernels: Option<&str>,
+        #[pyo3(from_py_with = kernels_arg)] kernels: Option<String>,
     ) -> PyResult<Self> {
         let _ = (
             custom_op_registerers,
@@ -203,7 +363,7 @@ impl Interpreter {
             intrepreter_config,
             alt_decompression_memory_size,
         );
-        Self::load(model_bytes(model_data)?, kernels)
+        Self::load(model_bytes(model_data)?, kernels.as_deref())
     }
 
     /// Loads the `.tflite` file at `model_path` (a `str` or path-like); the other arguments as
@@ -212,12 +372,12 @@ impl Interpreter {
     #[pyo3(signature = (model_path, custom_op_registerers=None, arena_size=None,
         intrepreter_config=None, alt_decompression_memory_size=None, *, kernels=None))]
     fn from_file(
-        model_path: PathBuf,
+        #[pyo3(from_py_with = model_path_arg)] model_path: PathBuf,
         custom_op_registerers: Option<&Bound<'_, PyAny>>,
         arena_size: Option<&Bound<'_, PyAny>>,
         intrepreter_config: Option<&Bound<'_, PyAny>>,
         alt_decompression_memory_size: Option<&Bound<'_, PyAny>>,
-        kernels: Option<&str>,
+        #[pyo3(from_py_with = kernels_arg)] kernels: Option<String>,
     ) -> PyResult<Self> {
         let _ = (
             custom_op_registerers,
@@ -225,7 +385,7 @@ impl Interpreter {
             intrepreter_config,
             alt_decompression_memory_size,
         );
-        run(|| omg::interpreter::Interpreter::open(&model_path, kernels)).map(Self::wrap)
+        run(|| omg::interpreter::Interpreter::open(&model_path, kernels.as_deref())).map(Self::wrap)
     }
 
     /// Loads a model from its bytes (`bytes`, `bytearray`, a memoryview); the other arguments
@@ -239,7 +399,7 @@ impl Interpreter {
         arena_size: Option<&Bound<'_, PyAny>>,
         intrepreter_config: Option<&Bound<'_, PyAny>>,
         alt_decompression_memory_size: Option<&Bound<'_, PyAny>>,
-        kernels: Option<&str>,
+        #[pyo3(from_py_with = kernels_arg)] kernels: Option<String>,
     ) -> PyResult<Self> {
         Self::new(
             model_data,
@@ -253,14 +413,19 @@ impl Interpreter {
 
     /// Copies `input_data` (a numpy array of exactly the input's dtype and shape) into input
     /// `index`. Inputs are read by the next `invoke()`; set them before each one.
-    fn set_input(&self, py: Python<'_>, input_data: &Bound<'_, PyAny>, index: i64) -> PyResult<()> {
-        let i = self::index(index)?;
+    fn set_input(
+        &self,
+        py: Python<'_>,
+        input_data: &Bound<'_, PyAny>,
+        #[pyo3(from_py_with = index_arg)] index: usize,
+    ) -> PyResult<()> {
+        let i = index;
         if input_data.is_none() {
             return Err(error("input data must not be None"));
         }
         let want = run(|| lock(&self.inner).input(i).cloned())?;
         let (code, want_name) = numpy_type(want.dtype);
-        let np = py.import("numpy")?;
+        let np = numpy(py)?;
         let (arr, got_code, got_name, got_shape) = as_array(&np, input_data)?;
         // `=` and `<` are the same order on a little-endian machine; numpy writes `<` for
         // native multi-byte types, `|` for single bytes.
@@ -287,28 +452,40 @@ impl Interpreter {
     }
 
     /// Output `index` of the latest `invoke()`, as a new numpy array of its dtype and shape.
-    fn get_output<'py>(&self, py: Python<'py>, index: i64) -> PyResult<Bound<'py, PyAny>> {
-        let i = self::index(index)?;
+    fn get_output<'py>(
+        &self,
+        py: Python<'py>,
+        #[pyo3(from_py_with = index_arg)] index: usize,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let i = index;
         let info = run(|| lock(&self.inner).output(i).cloned())?;
         let buffer = PyByteArray::new_with(py, info.bytes, |out| {
             run(|| lock(&self.inner).read_output(i, out).map(|_| ()))
         })?;
-        let np = py.import("numpy")?;
+        let np = numpy(py)?;
         let flat = np.call_method1("frombuffer", (buffer, numpy_type(info.dtype).0))?;
         flat.call_method1("reshape", (PyTuple::new(py, &info.shape)?,))
     }
 
     /// Input `index`'s details, as tflite_micro gives them (`dtype`, `shape`,
     /// `quantization_parameters`), with its `name` and `index`.
-    fn get_input_details<'py>(&self, py: Python<'py>, index: i64) -> PyResult<Bound<'py, PyDict>> {
-        let i = self::index(index)?;
+    fn get_input_details<'py>(
+        &self,
+        py: Python<'py>,
+        #[pyo3(from_py_with = index_arg)] index: usize,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let i = index;
         let info = run(|| lock(&self.inner).input(i).cloned())?;
         details(py, &info, i)
     }
 
     /// Output `index`'s details (as for `get_input_details`).
-    fn get_output_details<'py>(&self, py: Python<'py>, index: i64) -> PyResult<Bound<'py, PyDict>> {
-        let i = self::index(index)?;
+    fn get_output_details<'py>(
+        &self,
+        py: Python<'py>,
+        #[pyo3(from_py_with = index_arg)] index: usize,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let i = index;
         let info = run(|| lock(&self.inner).output(i).cloned())?;
         details(py, &info, i)
     }
@@ -344,18 +521,23 @@ impl Interpreter {
 /// Audio from Python: a WAV file's path (any common rate and channel count, converted to 16 kHz
 /// mono as `omg classify` reads it), or a 1-D int16 numpy array of 16 kHz mono samples.
 fn audio(py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<Vec<i16>> {
-    if value.is_instance_of::<PyString>() || value.hasattr("__fspath__")? {
-        let path: PathBuf = value.extract()?;
+    if value.is_instance_of::<PyString>() || value.hasattr("__fspath__").unwrap_or(false) {
+        let path = path_arg(value, "audio")?;
         return run(|| omg::pipeline::read_wav(&path));
     }
-    let np = py.import("numpy")?;
+    int16_samples(
+        py,
+        value,
+        "audio must be a WAV file's path or a 1-D int16 array of 16 kHz mono samples",
+    )
+}
+
+/// `value` as a 1-D int16 array's samples; else an `OmgError` saying `want` and what it got.
+fn int16_samples(py: Python<'_>, value: &Bound<'_, PyAny>, want: &str) -> PyResult<Vec<i16>> {
+    let np = numpy(py)?;
     let (arr, code, name, shape) = as_array(&np, value)?;
     if code != "<i2" || shape.len() != 1 {
-        return Err(error(format!(
-            "audio must be a WAV file's path or a 1-D int16 array of 16 kHz mono samples, \
-             got {name} {}",
-            shape_text(&shape)
-        )));
+        return Err(error(format!("{want}, got {name} {}", shape_text(&shape))));
     }
     Ok(array_bytes(&arr)?
         .as_bytes()
@@ -382,9 +564,12 @@ impl Pipeline {
     /// Opens `spec` (`micro_speech`, a manifest directory or file) on `kernels` (`auto`
     /// when not given).
     #[new]
-    #[pyo3(signature = (spec="micro_speech", *, kernels=None))]
-    fn new(spec: &str, kernels: Option<&str>) -> PyResult<Self> {
-        let inner = run(|| omg::pipeline::Pipeline::open(spec, kernels))?;
+    #[pyo3(signature = (spec=String::from("micro_speech"), *, kernels=None))]
+    fn new(
+        #[pyo3(from_py_with = spec_arg)] spec: String,
+        #[pyo3(from_py_with = kernels_arg)] kernels: Option<String>,
+    ) -> PyResult<Self> {
+        let inner = run(|| omg::pipeline::Pipeline::open(&spec, kernels.as_deref()))?;
         Ok(Self {
             labels: inner
                 .labels()
@@ -429,7 +614,7 @@ impl Pipeline {
             .map_err(|e| OmgError::new_err(e.message))?;
         let frames = data.len() / channels.max(1);
         let bytes: Vec<u8> = data.iter().map(|&v| v as u8).collect();
-        let np = py.import("numpy")?;
+        let np = numpy(py)?;
         np.call_method1("frombuffer", (PyByteArray::new(py, &bytes), "|i1"))?
             .call_method1("reshape", ((frames, channels),))
     }
@@ -452,7 +637,7 @@ impl Pipeline {
             .fold(0, |b, (i, &s)| if s > scores[b] { i } else { b });
         let label = self.labels[best].clone();
         let bytes: Vec<u8> = scores.iter().map(|&v| v as u8).collect();
-        let np = py.import("numpy")?;
+        let np = numpy(py)?;
         let array = np.call_method1("frombuffer", (PyByteArray::new(py, &bytes), "|i1"))?;
         Ok((label, array))
     }
@@ -492,14 +677,90 @@ impl Pipeline {
     }
 }
 
+/// Samples as a new 1-D int16 numpy array.
+fn int16_array<'py>(py: Python<'py>, samples: &[i16]) -> PyResult<Bound<'py, PyAny>> {
+    let bytes: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+    numpy(py)?.call_method1("frombuffer", (PyByteArray::new(py, &bytes), "<i2"))
+}
+
+fn rate_arg(value: &Bound<'_, PyAny>) -> PyResult<u32> {
+    if value.is_instance_of::<PyBool>() {
+        return Err(type_error(value.py(), "rate must be an integer, got bool"));
+    }
+    let rate: i64 = value.extract().map_err(|_| {
+        type_error(
+            value.py(),
+            format!("rate must be an integer, got {}", type_name(value)),
+        )
+    })?;
+    u32::try_from(rate).map_err(|_| {
+        error(format!(
+            "a sample rate of {rate} Hz is not supported (4 kHz to 384 kHz)"
+        ))
+    })
+}
+
+/// A streaming resampler for raw mono PCM at any rate from 4 kHz to 384 kHz to the pipelines'
+/// 16 kHz: the one omg converts WAV files with, so a stream pushed in chunks of any size gives
+/// the same samples as the whole buffer pushed at once, and as `read_wav` gives for a 16-bit
+/// mono WAV file holding it.
+#[pyclass(module = "omg")]
+pub struct Resampler {
+    inner: Mutex<omg::resample::Resampler>,
+}
+
+#[pymethods]
+impl Resampler {
+    /// A resampler from `rate` Hz to 16 kHz.
+    #[new]
+    fn new(#[pyo3(from_py_with = rate_arg)] rate: u32) -> PyResult<Self> {
+        let inner = run(|| omg::resample::Resampler::new(rate))?;
+        Ok(Self {
+            inner: Mutex::new(inner),
+        })
+    }
+
+    /// Takes `samples` (a 1-D int16 array at the source rate); returns the 16 kHz samples they
+    /// complete (possibly none yet: the resampler has a delay), as a 1-D int16 array.
+    fn push<'py>(
+        &self,
+        py: Python<'py>,
+        samples: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let input = int16_samples(py, samples, "samples must be a 1-D int16 array")?;
+        let out = py
+            .detach(|| catch(|| lock(&self.inner).push(&input).map(<[i16]>::to_vec)))
+            .map_err(|e| OmgError::new_err(e.message))?;
+        int16_array(py, &out)
+    }
+
+    /// Ends the stream: the last 16 kHz samples (the resampler's tail), as a 1-D int16 array.
+    fn finish<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let out = run(|| lock(&self.inner).finish().map(<[i16]>::to_vec))?;
+        int16_array(py, &out)
+    }
+
+    /// Starts a new stream at the same rate.
+    fn reset(&self) -> PyResult<()> {
+        run(|| lock(&self.inner).reset())
+    }
+
+    /// The source rate, in Hz.
+    #[getter]
+    fn rate(&self) -> u32 {
+        lock(&self.inner).rate()
+    }
+}
+
 /// Decodes a WAV file (a path; any common rate, channel count and sample format) to a 1-D int16
 /// array of 16 kHz mono samples, as `omg classify` reads its clips.
 #[pyfunction]
-fn read_wav<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyAny>> {
+fn read_wav<'py>(
+    py: Python<'py>,
+    #[pyo3(from_py_with = wav_path_arg)] path: PathBuf,
+) -> PyResult<Bound<'py, PyAny>> {
     let samples = run(|| omg::pipeline::read_wav(&path))?;
-    let bytes: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
-    let np = py.import("numpy")?;
-    np.call_method1("frombuffer", (PyByteArray::new(py, &bytes), "<i2"))
+    int16_array(py, &samples)
 }
 
 /// Verifies an omg attestation token (the COSE_Sign1 bytes `omg attest` writes) against the
@@ -514,14 +775,14 @@ fn read_wav<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyAny>> 
 #[pyfunction]
 fn verify_token<'py>(
     py: Python<'py>,
-    token: &[u8],
-    device_public_key: &[u8],
+    #[pyo3(from_py_with = token_arg)] token: Vec<u8>,
+    #[pyo3(from_py_with = device_key_arg)] device_public_key: Vec<u8>,
 ) -> PyResult<Bound<'py, PyDict>> {
     use omg_protocol::token::Token;
     let claims = run(|| {
-        let key = omg_protocol::keys::verifying_key_from_sec1(device_public_key)
+        let key = omg_protocol::keys::verifying_key_from_sec1(&device_public_key)
             .map_err(|e| Failure::invalid(format!("the device public key: {e}")))?;
-        Token::verify(token, &key)
+        Token::verify(&token, &key)
             .map_err(|e| Failure::invalid(format!("the token does not verify: {e}")))
     })?;
     let d = PyDict::new(py);
@@ -558,8 +819,10 @@ fn verify_token<'py>(
 fn omg_python(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("OmgError", m.py().get_type::<OmgError>())?;
+    m.add("OmgTypeError", omg_type_error(m.py())?)?;
     m.add_class::<Interpreter>()?;
     m.add_class::<Pipeline>()?;
+    m.add_class::<Resampler>()?;
     m.add_function(wrap_pyfunction!(read_wav, m)?)?;
     m.add_function(wrap_pyfunction!(verify_token, m)?)?;
     Ok(())

@@ -673,6 +673,123 @@ static void test_wav(void) {
     omg_samples_free(yes, ny);
 }
 
+/* ---------------------------------------------------------------- streaming resampler */
+
+/* Resamples `n` samples at `rate` pushed in chunks of the sizes in `sizes` (cycling; NULL: all
+ * at once); returns the 16 kHz output (to free) and its length in `*out_n`. */
+static int16_t *resample(OmgResampler *r, const int16_t *in, size_t n, const size_t *sizes,
+                         size_t nsizes, size_t *out_n) {
+    int16_t *all = malloc((n + 64) * sizeof *all);
+    size_t total = 0, at = 0, k = 0;
+    const int16_t *out = NULL;
+    size_t count = 0;
+    OK(omg_resampler_reset(r));
+    while (at < n) {
+        size_t len = sizes == NULL ? n : sizes[k++ % nsizes];
+        if (len > n - at) len = n - at;
+        OK(omg_resampler_push(r, in + at, len, &out, &count));
+        CHECK(total + count <= n + 64);
+        if (count > 0 && total + count <= n + 64) memcpy(all + total, out, count * sizeof *out);
+        total += count;
+        at += len;
+    }
+    OK(omg_resampler_finish(r, &out, &count));
+    CHECK(total + count <= n + 64);
+    if (count > 0 && total + count <= n + 64) memcpy(all + total, out, count * sizeof *out);
+    total += count;
+    *out_n = total;
+    return all;
+}
+
+static void test_resampler(void) {
+    OmgResampler *r = (OmgResampler *)1;
+    EXPECT(omg_resampler_open(3999, &r), OMG_STATUS_INVALID_ARGUMENT, "3999 Hz");
+    CHECK(r == NULL);
+    EXPECT(omg_resampler_open(384001, &r), OMG_STATUS_INVALID_ARGUMENT, "384 kHz");
+    EXPECT(omg_resampler_open(44100, NULL), OMG_STATUS_NULL_ARGUMENT, "out");
+    const int16_t *out = NULL;
+    size_t count = 0;
+    uint32_t rate = 0;
+    int16_t one = 1;
+    EXPECT(omg_resampler_push(NULL, &one, 1, &out, &count), OMG_STATUS_NULL_ARGUMENT,
+           "resampler");
+    EXPECT(omg_resampler_finish(NULL, &out, &count), OMG_STATUS_NULL_ARGUMENT, "resampler");
+    EXPECT(omg_resampler_reset(NULL), OMG_STATUS_NULL_ARGUMENT, "resampler");
+    EXPECT(omg_resampler_rate(NULL, &rate), OMG_STATUS_NULL_ARGUMENT, "resampler");
+    omg_resampler_free(NULL);
+
+    OK(omg_resampler_open(44100, &r));
+    OK(omg_resampler_rate(r, &rate));
+    CHECK(rate == 44100);
+    EXPECT(omg_resampler_rate(r, NULL), OMG_STATUS_NULL_ARGUMENT, "rate");
+    EXPECT(omg_resampler_push(r, NULL, 3, &out, &count), OMG_STATUS_NULL_ARGUMENT, "samples");
+    EXPECT(omg_resampler_push(r, &one, 1, NULL, &count), OMG_STATUS_NULL_ARGUMENT, "out");
+    EXPECT(omg_resampler_push(r, &one, 1, &out, NULL), OMG_STATUS_NULL_ARGUMENT, "out_count");
+    EXPECT(omg_resampler_finish(r, NULL, &count), OMG_STATUS_NULL_ARGUMENT, "out");
+    OK(omg_resampler_push(r, NULL, 0, &out, &count));
+    CHECK(count == 0);
+
+    /* A second and a half at 44.1 kHz: the whole buffer at once, then odd chunk sizes, give
+     * the same samples, ceil(n * 16000 / 44100) of them. */
+    size_t n = 66150 + 17;
+    int16_t *in = malloc(n * sizeof *in);
+    for (size_t i = 0; i < n; i++) {
+        in[i] = (int16_t)((long)(i * 7919 % 4001) * 13 - 26000);
+    }
+    size_t whole_n = 0;
+    int16_t *whole = resample(r, in, n, NULL, 0, &whole_n);
+    CHECK(whole_n == (n * 16000 + 44099) / 44100);
+    const size_t odd[][3] = {{1, 2, 3}, {1023, 1, 4097}, {7, 333, 5001}};
+    for (size_t t = 0; t < 3; t++) {
+        size_t got_n = 0;
+        int16_t *got = resample(r, in, n, odd[t], 3, &got_n);
+        CHECK(got_n == whole_n && memcmp(got, whole, whole_n * sizeof *got) == 0);
+        free(got);
+    }
+    /* No more samples after the end, until a reset. */
+    EXPECT(omg_resampler_push(r, &one, 1, &out, &count), OMG_STATUS_INVALID_ARGUMENT,
+           "finished");
+    OK(omg_resampler_finish(r, &out, &count));
+    CHECK(count == 0);
+
+    /* The same samples as a 44.1 kHz mono 16-bit WAV file: omg_wav_decode gives the same. */
+    size_t data_bytes = n * 2;
+    unsigned char *wav = malloc(44 + data_bytes);
+    memcpy(wav, "RIFF", 4);
+    put32(wav + 4, 36 + data_bytes);
+    memcpy(wav + 8, "WAVEfmt ", 8);
+    put32(wav + 16, 16);
+    put16(wav + 20, 1);
+    put16(wav + 22, 1);
+    put32(wav + 24, 44100);
+    put32(wav + 28, 44100 * 2);
+    put16(wav + 32, 2);
+    put16(wav + 34, 16);
+    memcpy(wav + 36, "data", 4);
+    put32(wav + 40, data_bytes);
+    for (size_t i = 0; i < n; i++) {
+        put16(wav + 44 + 2 * i, (uint16_t)in[i]);
+    }
+    int16_t *decoded = NULL;
+    size_t decoded_n = 0;
+    OK(omg_wav_decode(wav, 44 + data_bytes, &decoded, &decoded_n));
+    CHECK(decoded_n == whole_n && memcmp(decoded, whole, whole_n * sizeof *decoded) == 0);
+    omg_samples_free(decoded, decoded_n);
+    free(wav);
+    free(whole);
+    omg_resampler_free(r);
+
+    /* At 16 kHz the samples pass through. */
+    OK(omg_resampler_open(16000, &r));
+    size_t same_n = 0;
+    const size_t chunks[] = {5, 1000};
+    int16_t *same = resample(r, in, 16000, chunks, 2, &same_n);
+    CHECK(same_n == 16000 && memcmp(same, in, 16000 * sizeof *in) == 0);
+    free(same);
+    free(in);
+    omg_resampler_free(r);
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: %s REPO_ROOT\n", argv[0]);
@@ -695,6 +812,7 @@ int main(int argc, char **argv) {
     test_pipeline_errors();
     test_pipeline();
     test_wav();
+    test_resampler();
     if (shared != NULL) {
         test_interpreter_reference();
         test_interpreter_stateful();
