@@ -13,7 +13,9 @@
 # its output is missing or its flags changed, so a second run builds nothing.
 # Prints the directory of the secure-world images (target/optee/images: bl1.bin, bl2.bin,
 # bl31.bin, bl32.bin, bl32_extra1.bin, bl32_extra2.bin), the form tools/arm/run.sh's
-# --secure-world takes.
+# --secure-world takes. Beside it, target/optee/images-other-huk: the same but for OP-TEE OS
+# built with another hardware-unique key (see below), for the check that sealed data does not
+# open on another device.
 #
 # The attestation PTA makes its key pair on first use and keeps it in secure storage, which
 # lives in the initramfs and thus is new at every boot: RSA-3072 takes 30-40 s under QEMU's
@@ -92,6 +94,27 @@ os_flags=(PLATFORM=vexpress-qemu_armv8a CFG_ARM64_core=y CFG_ARM_GICV3=y
 step optee_os "$out/optee_os/core/tee-pager_v2.bin" "${os_flags[*]}" \
   make -C "$src/optee_os-3.22.0" -j"$jobs" O="$out/optee_os" "${os_flags[@]}"
 
+# A second OP-TEE OS, the same but for its hardware-unique key: QEMU's platform has no fused
+# key, so OP-TEE takes the weak stub of core/kernel/otp_stubs.c, all zeros; the other build's
+# stub fills the key with 0x5a instead, as another device's fuses would differ. Booted with the
+# same TF-A, it is "another device" to the TA: its sealing keys and the RPMB key (both derived
+# from the HUK) differ. Only its core images are used. The patched copy of the source tree is
+# made once, and the build checks the patch took.
+other_huk_src="$src/optee_os-3.22.0-other-huk"
+if [ ! -f "$other_huk_src/.patched" ]; then
+  say "copying optee_os for the other-HUK build"
+  rm -rf "$other_huk_src" "$other_huk_src.tmp"
+  cp -a "$src/optee_os-3.22.0" "$other_huk_src.tmp"
+  stub="$other_huk_src.tmp/core/kernel/otp_stubs.c"
+  sed -i 's/memset(&hwkey->data\[0\], 0, sizeof(hwkey->data));/memset(\&hwkey->data[0], 0x5a, sizeof(hwkey->data));/' "$stub"
+  grep -q 'memset(&hwkey->data\[0\], 0x5a, sizeof(hwkey->data));' "$stub" ||
+    { echo "error: could not patch the HUK stub in $stub" >&2; exit 1; }
+  touch "$other_huk_src.tmp/.patched"
+  mv "$other_huk_src.tmp" "$other_huk_src"
+fi
+step optee_os_other_huk "$out/optee_os_other_huk/core/tee-pager_v2.bin" "${os_flags[*]} HUK=0x5a" \
+  make -C "$other_huk_src" -j"$jobs" O="$out/optee_os_other_huk" "${os_flags[@]}"
+
 core="$out/optee_os/core"
 # Flags of OP-TEE's own QEMU v8 set-up (optee_build's qemu_v8.mk), with Debian's kernel Image
 # as BL33; binutils 2.40 warns about TF-A 2.6's RWX segments, and TF-A links with
@@ -121,5 +144,15 @@ cp "$core/tee-pager_v2.bin" "$images.tmp/bl32_extra1.bin"
 cp "$core/tee-pageable_v2.bin" "$images.tmp/bl32_extra2.bin"
 rm -rf "$images"
 mv "$images.tmp" "$images"
+# The other-HUK machine's images: the same firmware, the other OP-TEE OS.
+other="$out/images-other-huk"
+other_core="$out/optee_os_other_huk/core"
+mkdir -p "$other.tmp"
+cp "$images"/bl1.bin "$images"/bl2.bin "$images"/bl31.bin "$other.tmp/"
+cp "$other_core/tee-header_v2.bin" "$other.tmp/bl32.bin"
+cp "$other_core/tee-pager_v2.bin" "$other.tmp/bl32_extra1.bin"
+cp "$other_core/tee-pageable_v2.bin" "$other.tmp/bl32_extra2.bin"
+rm -rf "$other"
+mv "$other.tmp" "$other"
 say "secure world ready in $((SECONDS - start)) s ($(( (SECONDS - start) / 60 )) min)"
 printf '%s\n' "$images"

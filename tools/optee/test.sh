@@ -30,104 +30,16 @@
 #        mapped or read through /dev/mem fails or gives no plaintext, where a normal-world
 #        device (a virtio-mmio transport) maps;
 #      a package whose policy lists another TA must be refused;
+#      then the machine boots again with OP-TEE built with another hardware-unique key
+#      (tools/optee/build.sh's images-other-huk) and the device directory made by the
+#      provisioning: `omg run --backend optee` there must fail to open the sealed blob;
 #   5. verifies the attestation evidence outside the machine (tools/optee/verify_attestation.py).
 # Exits with the machine's result (0: every check passed). Prints the TA's size and the minutes
 # the whole took. OMG_SHARED_DATA names the reference data (default ../shared/data).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-host_path="$PATH"
-data="${OMG_SHARED_DATA:-$root/../shared/data}"
-[ -d "$data/micro_speech" ] || { echo "error: no reference data at $data (set OMG_SHARED_DATA)" >&2; exit 1; }
-start=$SECONDS
-say() { printf '[optee test %4d s] %s\n' "$((SECONDS - start))" "$*" >&2; }
-
-out="$root/target/optee"
-mkdir -p "$out"
-# One test at a time: the TA, the host program, the overlay and the exchange directory are
-# shared (a second run waits).
-exec 9>"$out/test.lock"
-flock 9
-images="$("$root/tools/optee/build.sh")"
-
-# Debian's Rust with the aarch64 standard library (rustup's toolchain first on PATH has none).
-"$root/tools/debian-packages.sh" rustc-web cargo-web rust-web-clippy libstd-rust-web-dev:arm64 gcc-aarch64-linux-gnu
-export PATH="/usr/bin:/bin:$PATH" RUSTC=/usr/bin/rustc
-export TA_DEV_KIT_DIR="$out/optee_os/export-ta_arm64"
-export OPTEE_CLIENT_EXPORT="$out/optee_client/export"
-triple=aarch64-unknown-linux-gnu
-flags=(--release --locked --target "$triple" -j"${OMG_BUILD_JOBS:-2}"
-  --config "target.$triple.linker=\"aarch64-linux-gnu-gcc\"")
-cargo=(/usr/bin/cargo build "${flags[@]}")
-
-say "building the TA (optee/ta)"
-# The RustCrypto crates pick AES, GHASH and SHA-2 instructions at run time on aarch64 Linux with
-# glibc's getauxval, which a TA does not have (OP-TEE's loader refuses the TA's libc.so.6
-# dependency): the TA uses their portable software backends.
-ta_rustflags='--cfg aes_backend="soft" --cfg polyval_backend="soft" --cfg sha2_backend="soft"'
-export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUSTFLAGS="$ta_rustflags"
-"${cargo[@]}" --manifest-path "$root/optee/ta/Cargo.toml" --target-dir "$out/ta"
-unset CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUSTFLAGS
-uuid="$(tr -d '[:space:]' <"$root/optee/ta/uuid.txt")"
-elf="$out/ta/$triple/release/omg-optee-ta"
-aarch64-linux-gnu-objcopy --strip-unneeded "$elf" "$elf.stripped"
-if aarch64-linux-gnu-readelf -d "$elf.stripped" | grep -q NEEDED; then
-  echo "error: the TA needs a shared library, which OP-TEE cannot load:" >&2
-  aarch64-linux-gnu-readelf -d "$elf.stripped" | grep NEEDED >&2
-  exit 1
-fi
-overlay="$out/overlay"
-rm -rf "$overlay"
-mkdir -p "$overlay/lib/optee_armtz" "$overlay/usr/bin" "$overlay/usr/sbin"
-ta="$overlay/lib/optee_armtz/$uuid.ta"
-python3 "$TA_DEV_KIT_DIR/scripts/sign_encrypt.py" --uuid "$uuid" \
-  --key "$TA_DEV_KIT_DIR/keys/default_ta.pem" --in "$elf.stripped" --out "$ta"
-
-# Variants for the attacker checks in the machine: the TA with one byte of its read-only data
-# changed, re-signed with the development key; the TA signed with a key OP-TEE does not know.
-variants="$overlay/lib/optee_armtz/variants"
-mkdir -p "$variants"
-/usr/bin/python3 - "$elf.stripped" "$out/ta/changed.elf" "$out/ta/other_key.pem" <<'PY'
-import sys
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-data = bytearray(open(sys.argv[1], "rb").read())
-at = data.find(b"omg TA: model refused")
-if at < 0:
-    sys.exit("error: the TA's marker string is missing")
-data[at] ^= 0x20
-open(sys.argv[2], "wb").write(data)
-key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-open(sys.argv[3], "wb").write(key.private_bytes(serialization.Encoding.PEM,
-    serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()))
-PY
-python3 "$TA_DEV_KIT_DIR/scripts/sign_encrypt.py" --uuid "$uuid" \
-  --key "$TA_DEV_KIT_DIR/keys/default_ta.pem" --in "$out/ta/changed.elf" --out "$variants/changed.ta"
-python3 "$TA_DEV_KIT_DIR/scripts/sign_encrypt.py" --uuid "$uuid" \
-  --key "$out/ta/other_key.pem" --in "$elf.stripped" --out "$variants/foreign.ta"
-
-say "building the normal-world check (optee/host)"
-"${cargo[@]}" --manifest-path "$root/optee/host/Cargo.toml" --target-dir "$out/host"
-cp "$out/host/$triple/release/omg-optee-host" "$overlay/usr/bin/"
-# Lints of the two crates outside the workspace, for their target (warnings are errors).
-for crate in ta host; do
-  rustflags=""
-  [ "$crate" = ta ] && rustflags="$ta_rustflags"
-  CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUSTFLAGS="$rustflags" /usr/bin/cargo clippy \
-    "${flags[@]}" --manifest-path "$root/optee/$crate/Cargo.toml" \
-    --target-dir "$out/$crate" --quiet -- -D warnings
-done
-say "building omg for the machine (--features optee) and for this host"
-# The emulated profile (optimized, no LTO), in the target directory of tools/cross-aarch64.sh.
-CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar \
-  /usr/bin/cargo build --locked --target "$triple" -j"${OMG_BUILD_JOBS:-2}" \
-  --config "target.$triple.linker=\"aarch64-linux-gnu-gcc\"" --manifest-path "$root/Cargo.toml" \
-  --target-dir "$root/target/aarch64" --profile emulated -p omg-cli --bin omg --features omg-cli/optee
-cp "$root/target/aarch64/$triple/emulated/omg" "$overlay/usr/bin/"
-# The vendor service and the Linux backend here: the workspace's own toolchain.
-env -u RUSTC PATH="$host_path" cargo build --locked -j"${OMG_BUILD_JOBS:-2}" \
-  --manifest-path "$root/Cargo.toml" -p omg-cli -p omg-enclave-image --bin omg --bin omg-enclave
-cp "$OPTEE_CLIENT_EXPORT/usr/sbin/tee-supplicant" "$overlay/usr/sbin/"
-cp -d "$OPTEE_CLIENT_EXPORT"/usr/lib/libteec.so* "$overlay/lib/"
+# shellcheck source=tools/optee/prepare.sh
+. "$root/tools/optee/prepare.sh" test
 cat >"$overlay/scenario" <<'SCENARIO'
 #!/bin/sh
 # tee-supplicant serves OP-TEE's requests to the normal world: TA files from /lib/optee_armtz,
@@ -171,6 +83,8 @@ if wait_file $e2e/go; then
   mkdir -p /tmp/snapshot
   cp -a $dev /tmp/snapshot/device && cp -a /data/tee /tmp/snapshot/tee
   note snapshot $?
+  # The same device directory for the machine with another hardware-unique key (booted next).
+  cp -a $dev $e2e/provisioned_device
   for clip in yes no; do run optee_$clip $clip; done
   # The TA with one byte changed, re-signed with the development key (another measurement):
   # the sealed blob does not open, and the vendor releases no key to it.
@@ -275,6 +189,36 @@ touch "$exchange/e2e/done" 2>/dev/null
 wait "$vendor"
 vendor_status=$?
 set -e
+# Another device: the machine booted again with the OP-TEE OS whose hardware-unique key differs
+# (target/optee/images-other-huk), the same TA and the same normal-world files (the device
+# directory made by the provisioning above, the package). Its secure storage is empty (the RPMB
+# key derives from the HUK too), so the sealed blob alone decides: it must not open there.
+other_overlay="$out/overlay-other-huk"
+rm -rf "$other_overlay"
+mkdir -p "$other_overlay"
+cat >"$other_overlay/scenario" <<'SCENARIO'
+#!/bin/sh
+[ -e /dev/teepriv0 ] || { echo "omg-optee: no /dev/teepriv0 (OP-TEE driver not up)"; exit 1; }
+mkdir -p /data/tee
+/usr/sbin/tee-supplicant &
+e2e=/exchange/e2e
+[ -d $e2e/provisioned_device ] || { echo "omg-optee: no provisioned device directory"; exit 1; }
+cp -a $e2e/provisioned_device /tmp/omg-optee-device
+/usr/bin/omg run --backend optee --dir /tmp/omg-optee-device $e2e/micro_speech.omgpkg --json \
+  --wav /exchange/data/micro_speech/testdata/yes_1000ms.wav >$e2e/other_huk.json 2>$e2e/other_huk.err
+echo $? >$e2e/other_huk.status
+exit 0
+SCENARIO
+chmod +x "$other_overlay/scenario"
+other_start=$SECONDS
+say "booting the machine with another hardware-unique key"
+if ! "$root/tools/arm/run.sh" --secure-world "$out/images-other-huk" --exchange "$exchange" \
+  --module optee --timeout "${OMG_OPTEE_TIMEOUT:-1800}" --log "$out/console-other-huk.log" \
+  "$overlay" "$other_overlay"; then
+  echo "omg-optee e2e: FAIL the machine with another hardware-unique key did not run its scenario (console in target/optee/console-other-huk.log)"
+  status=1
+fi
+say "the other-HUK machine took $((SECONDS - other_start)) s"
 # The end-to-end results the machine left in the exchange directory.
 e2e_check() { # OK WHAT
   if [ "$1" = 0 ]; then echo "omg-optee e2e: ok   $2"; else echo "omg-optee e2e: FAIL $2"; status=1; fi
@@ -318,6 +262,10 @@ check "the quota still holds after the normal world's files were put back (RPMB)
   refused restored restored.err "quota exhausted"
 check "a package whose policy lists another TA is refused: $(tail -n1 "$e2e/impostor.out" 2>/dev/null)" \
   refused impostor impostor.out wrong_measurement
+# The failure must be the sealed blob's authentication, not the empty secure storage there.
+other_huk_refused() { refused other_huk other_huk.err seal && ! grep -qi "counter\|quota" "$e2e/other_huk.err"; }
+check "the sealed blob does not open on a machine with another hardware-unique key (the same TA and files): $(tail -n1 "$e2e/other_huk.err" 2>/dev/null)" \
+  other_huk_refused
 # The plaintext scan: no window of the package's model in the normal world's RAM (nor in any
 # file the machine wrote or was given here); the same scan finds them once the plaintext is
 # put there.
