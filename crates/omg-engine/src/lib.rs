@@ -27,6 +27,7 @@ pub mod memory;
 pub mod model;
 mod ops;
 pub mod planner;
+mod schema;
 
 pub use error::{Error, Result};
 pub use interpreter::{Interpreter, MAX_ARENA_BYTES};

@@ -10,6 +10,7 @@ use alloc::vec::Vec;
 
 use crate::error::{Error, Result, model_err};
 use crate::flatbuf::{Table, Tables};
+use crate::schema;
 
 /// Largest number of tensors or operators a model may declare.
 pub const MAX_ENTRIES: usize = 8192;
@@ -279,34 +280,10 @@ fn table_count(t: Option<Tables<'_>>, what: &str) -> Result<usize> {
 
 /// Human-readable name of a builtin operator code.
 pub fn builtin_name(code: i32) -> String {
-    let name = match code {
-        0 => "ADD",
-        1 => "AVERAGE_POOL_2D",
-        2 => "CONCATENATION",
-        3 => "CONV_2D",
-        4 => "DEPTHWISE_CONV_2D",
-        6 => "DEQUANTIZE",
-        9 => "FULLY_CONNECTED",
-        14 => "LOGISTIC",
-        17 => "MAX_POOL_2D",
-        18 => "MUL",
-        19 => "RELU",
-        22 => "RESHAPE",
-        25 => "SOFTMAX",
-        28 => "TANH",
-        32 => "CUSTOM",
-        34 => "PAD",
-        40 => "MEAN",
-        41 => "SUB",
-        42 => "DIV",
-        45 => "STRIDED_SLICE",
-        53 => "CAST",
-        55 => "MAXIMUM",
-        57 => "MINIMUM",
-        114 => "QUANTIZE",
-        other => return format!("builtin operator {other}"),
-    };
-    String::from(name)
+    match crate::ops::builtin_name(code) {
+        Some(name) => String::from(name),
+        None => format!("builtin operator {code}"),
+    }
 }
 
 impl OpCode<'_> {
@@ -665,7 +642,7 @@ fn parse_operator<'m>(
     let deprecated = i32::from(oc.scalar::<i8>(field::opcode::DEPRECATED_BUILTIN_CODE, 0)?);
     let builtin = oc.scalar::<i32>(field::opcode::BUILTIN_CODE, 0)?;
     let code_num = deprecated.max(builtin);
-    let code = if code_num == 32 {
+    let code = if code_num == schema::CUSTOM {
         OpCode::Custom(
             oc.string(field::opcode::CUSTOM_CODE)?
                 .ok_or_else(|| model_err!("operator {n} is CUSTOM without a name"))?,

@@ -159,10 +159,26 @@ fn operator_level_checks() {
     assert!(load_err(&m.build()).contains("operator code 5"));
     let mut m = reshape_model();
     m.opcodes[0].2 = 9;
-    assert!(load_err(&m.build()).contains("version 9"));
+    assert_eq!(
+        load_err(&m.build()),
+        "unsupported model: operator 0 (RESHAPE) version 9 (versions 1 to 1 are supported)"
+    );
     let mut m = reshape_model();
     m.opcodes[0].0 = 1000;
     assert!(load_err(&m.build()).contains("unsupported"));
+    // A builtin operator the engine knows by name but does not run.
+    let mut m = reshape_model();
+    m.opcodes[0].0 = 34;
+    assert_eq!(load_err(&m.build()), "unsupported model: operator 0 (PAD)");
+    // Options of another operator's union type (Conv2DOptions on SOFTMAX).
+    let mut m = reshape_model();
+    m.opcodes[0].0 = 25;
+    m.ops[0].inputs.truncate(1);
+    m.ops[0] = m.ops[0].clone().options(1, &[]);
+    assert_eq!(
+        load_err(&m.build()),
+        "invalid model: operator 0 (SOFTMAX): has builtin options of type 1, expected type 9"
+    );
     let mut m = reshape_model();
     m.ops.push(OpSpec::new(0, &[2], &[2]));
     assert!(load_err(&m.build()).contains("writes tensor 2"));

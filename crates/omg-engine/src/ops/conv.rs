@@ -17,8 +17,42 @@ use crate::ops::{
     BoxedKernel, Kernel, OpCtx, Prepared, activation, kernel_err, padding, shape4, weights_i8,
 };
 
-/// Schema field id of `DepthwiseConv2DOptions.depth_multiplier`.
-const DEPTH_MULTIPLIER: usize = 3;
+/// Schema field ids of the options tables the convolutions read.
+mod field {
+    /// `Conv2DOptions`.
+    pub mod conv_2d {
+        /// `padding`.
+        pub const PADDING: usize = 0;
+        /// `stride_w`.
+        pub const STRIDE_W: usize = 1;
+        /// `stride_h`.
+        pub const STRIDE_H: usize = 2;
+        /// `fused_activation_function`.
+        pub const ACTIVATION: usize = 3;
+        /// `dilation_w_factor`.
+        pub const DILATION_W: usize = 4;
+        /// `dilation_h_factor`.
+        pub const DILATION_H: usize = 5;
+    }
+
+    /// `DepthwiseConv2DOptions`.
+    pub mod depthwise_conv_2d {
+        /// `padding`.
+        pub const PADDING: usize = 0;
+        /// `stride_w`.
+        pub const STRIDE_W: usize = 1;
+        /// `stride_h`.
+        pub const STRIDE_H: usize = 2;
+        /// `depth_multiplier`.
+        pub const DEPTH_MULTIPLIER: usize = 3;
+        /// `fused_activation_function`.
+        pub const ACTIVATION: usize = 4;
+        /// `dilation_w_factor`.
+        pub const DILATION_W: usize = 5;
+        /// `dilation_h_factor`.
+        pub const DILATION_H: usize = 6;
+    }
+}
 
 /// What both convolutions share after prepare.
 struct Common<'m> {
@@ -133,9 +167,9 @@ fn prepare_common<'m>(ctx: &OpCtx<'_, 'm>, w: Window, channel_axis: usize) -> Re
     })
 }
 
-/// The builtin-options field ids a convolution reads (they differ between the two operators).
+/// The builtin-options field ids a convolution reads (they differ between the two operators;
+/// the options table is the one the operator's registry entry names).
 struct WindowFields {
-    options_type: u8,
     padding: usize,
     stride_w: usize,
     stride_h: usize,
@@ -145,7 +179,7 @@ struct WindowFields {
 }
 
 fn read_window(ctx: &OpCtx<'_, '_>, f: &WindowFields) -> Result<Window> {
-    let o = ctx.options(f.options_type)?;
+    let o = ctx.options()?;
     Ok(Window {
         padding: o.get(f.padding, 0i8)?,
         stride: (o.get(f.stride_h, 0i32)?, o.get(f.stride_w, 0i32)?),
@@ -237,14 +271,14 @@ struct Conv2d<'m> {
 
 /// Prepares CONV_2D.
 pub(crate) fn prepare_conv<'m>(ctx: &OpCtx<'_, 'm>) -> Result<BoxedKernel<'m>> {
+    use field::conv_2d as f;
     let fields = WindowFields {
-        options_type: 1,
-        padding: 0,
-        stride_w: 1,
-        stride_h: 2,
-        activation: 3,
-        dilation_w: 4,
-        dilation_h: 5,
+        padding: f::PADDING,
+        stride_w: f::STRIDE_W,
+        stride_h: f::STRIDE_H,
+        activation: f::ACTIVATION,
+        dilation_w: f::DILATION_W,
+        dilation_h: f::DILATION_H,
     };
     let w = read_window(ctx, &fields)?;
     let (stride, dilation) = (w.stride, w.dilation);
@@ -276,17 +310,17 @@ struct Depthwise<'m> {
 
 /// Prepares DEPTHWISE_CONV_2D (any depth multiplier).
 pub(crate) fn prepare_depthwise<'m>(ctx: &OpCtx<'_, 'm>) -> Result<BoxedKernel<'m>> {
+    use field::depthwise_conv_2d as f;
     let fields = WindowFields {
-        options_type: 2,
-        padding: 0,
-        stride_w: 1,
-        stride_h: 2,
-        activation: 4,
-        dilation_w: 5,
-        dilation_h: 6,
+        padding: f::PADDING,
+        stride_w: f::STRIDE_W,
+        stride_h: f::STRIDE_H,
+        activation: f::ACTIVATION,
+        dilation_w: f::DILATION_W,
+        dilation_h: f::DILATION_H,
     };
     let w = read_window(ctx, &fields)?;
-    let depth_multiplier = ctx.options(2)?.get(DEPTH_MULTIPLIER, 0i32)?;
+    let depth_multiplier = ctx.options()?.get(f::DEPTH_MULTIPLIER, 0i32)?;
     let (stride, dilation) = (w.stride, w.dilation);
     let c = prepare_common(ctx, w, 3)?;
     let (in_c, out_c) = (c.shapes.input[3], c.shapes.filter[3]);

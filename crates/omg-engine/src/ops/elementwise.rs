@@ -14,17 +14,13 @@ use crate::exec::{Memory, Slot};
 use crate::model::DType;
 use crate::ops::{BoxedKernel, Kernel, OpCtx, activation, kernel_err};
 
-/// Schema field id of the fused activation in `AddOptions`, `SubOptions`, `MulOptions`, `DivOptions`.
-const ACTIVATION: usize = 0;
-
-/// Schema union types of each operator's options.
-fn options_type(op: BinaryOp) -> u8 {
-    match op {
-        BinaryOp::Add => 11,
-        BinaryOp::Mul => 21,
-        BinaryOp::Sub => 28,
-        BinaryOp::Div => 29,
-        BinaryOp::Minimum | BinaryOp::Maximum => 39,
+/// Schema field ids of the options tables these operators read.
+mod field {
+    /// `AddOptions`, `SubOptions`, `MulOptions` and `DivOptions`, which begin alike
+    /// (`MaximumMinimumOptions` has no fields).
+    pub mod arithmetic {
+        /// `fused_activation_function`.
+        pub const ACTIVATION: usize = 0;
     }
 }
 
@@ -48,10 +44,10 @@ struct Binary {
 /// Prepares a binary elementwise operator.
 pub(crate) fn prepare<'m>(ctx: &OpCtx<'_, 'm>, op: BinaryOp) -> Result<BoxedKernel<'m>> {
     ctx.expect_arity(2, 2, 1)?;
-    let opts = ctx.options(options_type(op))?;
+    let opts = ctx.options()?;
     let act = match op {
         BinaryOp::Minimum | BinaryOp::Maximum => activation(ctx, 0)?,
-        _ => activation(ctx, opts.get(ACTIVATION, 0i8)?)?,
+        _ => activation(ctx, opts.get(field::arithmetic::ACTIVATION, 0i8)?)?,
     };
     let (a, b, out) = (ctx.input(0)?, ctx.input(1)?, ctx.output(0)?);
     if a.dtype != out.dtype || b.dtype != out.dtype {

@@ -15,10 +15,15 @@ use crate::memory::filled;
 use crate::model::DType;
 use crate::ops::{BoxedKernel, Kernel, OpCtx, Prepared, activation, kernel_err, weights_i8};
 
-/// Schema field ids of `FullyConnectedOptions`.
-mod opt {
-    pub const ACTIVATION: usize = 0;
-    pub const WEIGHTS_FORMAT: usize = 1;
+/// Schema field ids of the options table FULLY_CONNECTED reads.
+mod field {
+    /// `FullyConnectedOptions`.
+    pub mod fully_connected {
+        /// `fused_activation_function`.
+        pub const ACTIVATION: usize = 0;
+        /// `weights_format`.
+        pub const WEIGHTS_FORMAT: usize = 1;
+    }
 }
 
 enum Quant {
@@ -67,11 +72,11 @@ struct FullyConnected<'m> {
 /// Prepares FULLY_CONNECTED.
 pub(crate) fn prepare<'m>(ctx: &OpCtx<'_, 'm>) -> Result<BoxedKernel<'m>> {
     ctx.expect_arity(2, 3, 1)?;
-    let o = ctx.options(8)?;
-    if o.get(opt::WEIGHTS_FORMAT, 0i8)? != 0 {
+    let o = ctx.options()?;
+    if o.get(field::fully_connected::WEIGHTS_FORMAT, 0i8)? != 0 {
         return Err(ctx.err("only the default weights format is supported"));
     }
-    let act = activation(ctx, o.get(opt::ACTIVATION, 0i8)?)?;
+    let act = activation(ctx, o.get(field::fully_connected::ACTIVATION, 0i8)?)?;
     let (input, filter, output) = (ctx.input(0)?, ctx.input(1)?, ctx.output(0)?);
     ctx.expect_type("input", input, &[DType::I8])?;
     ctx.expect_type("filter", filter, &[DType::I8])?;

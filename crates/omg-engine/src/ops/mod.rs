@@ -1,4 +1,5 @@
-//! The operator registry: each operator's prepare step (checks, precomputation) and its kernel.
+//! The operators: each one's prepare step (checks, precomputation) and its kernel. `registry`
+//! holds one entry per builtin operator (code, name, versions, options type, prepare step).
 //!
 //! Prepare runs once when the interpreter is built. It validates the operator's tensors and options
 //! against what the kernel supports and returns a [`Kernel`] holding everything Eval needs, so that
@@ -14,10 +15,10 @@ use crate::error::{Error, Result};
 use crate::exec::{Memory, Slot};
 use crate::flatbuf::{Scalar, Table};
 use crate::memory::filled;
-use crate::model::{DType, OpCode, Operator, Tensor};
+use crate::model::{DType, Operator, Tensor};
+use crate::schema::options;
 use omg_kernels::KernelError;
 use omg_kernels::QuantizedMultiplier;
-use omg_kernels::elementwise::BinaryOp;
 use omg_kernels::fast::{Isa, Scratch, ScratchLen, WeightPlan};
 use omg_kernels::quant::{Activation, Padding};
 
@@ -39,10 +40,13 @@ mod convert;
 mod elementwise;
 mod fully_connected;
 mod pooling;
+mod registry;
 mod reshape;
 mod signal;
 mod slicing;
 mod softmax;
+
+pub(crate) use registry::{builtin_name, prepare};
 
 /// A prepared operator, ready to run.
 pub(crate) trait Kernel {
@@ -249,8 +253,10 @@ impl<'a, 'm> OpCtx<'a, 'm> {
         )))
     }
 
-    /// The builtin options, which must be of schema union type `ty` (or absent).
-    pub(crate) fn options(&self, ty: u8) -> Result<Options<'m>> {
+    /// The builtin options, which must be of the `BuiltinOptions` union type the operator's
+    /// registry entry names (or absent).
+    pub(crate) fn options(&self) -> Result<Options<'m>> {
+        let ty = registry::registration(self.op.code).map_or(options::NONE, |r| r.options);
         match (self.op.options_type, self.op.options) {
             (t, opts) if t == ty => Ok(Options(opts)),
             (0, None) => Ok(Options(None)),
@@ -406,91 +412,5 @@ pub(crate) fn weights_i8<'m>(ctx: &OpCtx<'_, 'm>, k: usize) -> Result<&'m [i8]> 
     match t.data {
         Some(d) if t.dtype == DType::I8 => Ok(bytemuck::cast_slice(d)),
         _ => Err(ctx.err(format!("input {k} must be constant int8 weights"))),
-    }
-}
-
-/// Builtin operator codes (schema `BuiltinOperator`).
-mod code {
-    pub const ADD: i32 = 0;
-    pub const AVERAGE_POOL_2D: i32 = 1;
-    pub const CONCATENATION: i32 = 2;
-    pub const CONV_2D: i32 = 3;
-    pub const DEPTHWISE_CONV_2D: i32 = 4;
-    pub const DEQUANTIZE: i32 = 6;
-    pub const FULLY_CONNECTED: i32 = 9;
-    pub const MAX_POOL_2D: i32 = 17;
-    pub const MUL: i32 = 18;
-    pub const RESHAPE: i32 = 22;
-    pub const SOFTMAX: i32 = 25;
-    pub const SUB: i32 = 41;
-    pub const DIV: i32 = 42;
-    pub const STRIDED_SLICE: i32 = 45;
-    pub const CAST: i32 = 53;
-    pub const MAXIMUM: i32 = 55;
-    pub const MINIMUM: i32 = 57;
-    pub const QUANTIZE: i32 = 114;
-}
-
-/// Highest version of each builtin operator the kernels implement.
-fn max_version(op: i32) -> Option<i32> {
-    Some(match op {
-        code::ADD => 5,
-        code::SUB => 3,
-        code::MUL => 6,
-        code::DIV => 2,
-        code::MINIMUM | code::MAXIMUM => 4,
-        code::CAST => 6,
-        code::CONCATENATION => 4,
-        code::STRIDED_SLICE => 8,
-        code::QUANTIZE => 3,
-        code::DEQUANTIZE => 5,
-        code::AVERAGE_POOL_2D | code::MAX_POOL_2D => 3,
-        code::CONV_2D => 5,
-        code::DEPTHWISE_CONV_2D => 6,
-        code::FULLY_CONNECTED => 9,
-        code::RESHAPE => 1,
-        code::SOFTMAX => 3,
-        _ => return None,
-    })
-}
-
-/// Prepares one operator.
-pub(crate) fn prepare<'m>(ctx: &OpCtx<'_, 'm>) -> Result<BoxedKernel<'m>> {
-    let unsupported =
-        || Error::Unsupported(format!("operator {} ({})", ctx.index, ctx.op.code.name()));
-    match ctx.op.code {
-        OpCode::Builtin(op) => {
-            let max = max_version(op).ok_or_else(unsupported)?;
-            if ctx.op.version < 1 || ctx.op.version > max {
-                return Err(Error::Unsupported(format!(
-                    "operator {} ({}) version {} (versions 1 to {max} are supported)",
-                    ctx.index,
-                    ctx.op.code.name(),
-                    ctx.op.version
-                )));
-            }
-            match op {
-                code::ADD => elementwise::prepare(ctx, BinaryOp::Add),
-                code::SUB => elementwise::prepare(ctx, BinaryOp::Sub),
-                code::MUL => elementwise::prepare(ctx, BinaryOp::Mul),
-                code::DIV => elementwise::prepare(ctx, BinaryOp::Div),
-                code::MINIMUM => elementwise::prepare(ctx, BinaryOp::Minimum),
-                code::MAXIMUM => elementwise::prepare(ctx, BinaryOp::Maximum),
-                code::CAST => convert::prepare_cast(ctx),
-                code::QUANTIZE => convert::prepare_quantize(ctx),
-                code::DEQUANTIZE => convert::prepare_dequantize(ctx),
-                code::CONCATENATION => slicing::prepare_concatenation(ctx),
-                code::STRIDED_SLICE => slicing::prepare_strided_slice(ctx),
-                code::AVERAGE_POOL_2D => pooling::prepare(ctx, pooling::Reduce::Average),
-                code::CONV_2D => conv::prepare_conv(ctx),
-                code::DEPTHWISE_CONV_2D => conv::prepare_depthwise(ctx),
-                code::FULLY_CONNECTED => fully_connected::prepare(ctx),
-                code::MAX_POOL_2D => pooling::prepare(ctx, pooling::Reduce::Max),
-                code::RESHAPE => reshape::prepare(ctx),
-                code::SOFTMAX => softmax::prepare(ctx),
-                _ => Err(unsupported()),
-            }
-        }
-        OpCode::Custom(name) => signal::prepare(ctx, name).unwrap_or_else(|| Err(unsupported())),
     }
 }

@@ -13,14 +13,23 @@ use crate::exec::{Memory, Slot};
 use crate::model::DType;
 use crate::ops::{BoxedKernel, Kernel, OpCtx, activation, kernel_err, padding, shape4};
 
-/// Schema field ids of `Pool2DOptions`.
-mod opt {
-    pub const PADDING: usize = 0;
-    pub const STRIDE_W: usize = 1;
-    pub const STRIDE_H: usize = 2;
-    pub const FILTER_W: usize = 3;
-    pub const FILTER_H: usize = 4;
-    pub const ACTIVATION: usize = 5;
+/// Schema field ids of the options table both pooling operators read.
+mod field {
+    /// `Pool2DOptions`.
+    pub mod pool_2d {
+        /// `padding`.
+        pub const PADDING: usize = 0;
+        /// `stride_w`.
+        pub const STRIDE_W: usize = 1;
+        /// `stride_h`.
+        pub const STRIDE_H: usize = 2;
+        /// `filter_width`.
+        pub const FILTER_W: usize = 3;
+        /// `filter_height`.
+        pub const FILTER_H: usize = 4;
+        /// `fused_activation_function`.
+        pub const ACTIVATION: usize = 5;
+    }
 }
 
 /// Which reduction a pooling operator applies.
@@ -43,7 +52,7 @@ struct Pool {
 /// Prepares AVERAGE_POOL_2D or MAX_POOL_2D.
 pub(crate) fn prepare<'m>(ctx: &OpCtx<'_, 'm>, reduce: Reduce) -> Result<BoxedKernel<'m>> {
     ctx.expect_arity(1, 1, 1)?;
-    let o = ctx.options(5)?;
+    let o = ctx.options()?;
     let (input, output) = (ctx.input(0)?, ctx.output(0)?);
     ctx.expect_type("input", input, &[DType::I8])?;
     ctx.expect_type("output", output, &[DType::I8])?;
@@ -60,12 +69,12 @@ pub(crate) fn prepare<'m>(ctx: &OpCtx<'_, 'm>, reduce: Reduce) -> Result<BoxedKe
             .ok_or_else(|| ctx.err(format!("{what} is {v}, must be at least 1")))
     };
     let (sh, sw) = (
-        dim(opt::STRIDE_H, "stride height")?,
-        dim(opt::STRIDE_W, "stride width")?,
+        dim(field::pool_2d::STRIDE_H, "stride height")?,
+        dim(field::pool_2d::STRIDE_W, "stride width")?,
     );
     let (fh, fw) = (
-        dim(opt::FILTER_H, "filter height")?,
-        dim(opt::FILTER_W, "filter width")?,
+        dim(field::pool_2d::FILTER_H, "filter height")?,
+        dim(field::pool_2d::FILTER_W, "filter width")?,
     );
     let g = compute_padding_height_width(
         sh,
@@ -76,7 +85,7 @@ pub(crate) fn prepare<'m>(ctx: &OpCtx<'_, 'm>, reduce: Reduce) -> Result<BoxedKe
         in_shape[2],
         fh,
         fw,
-        padding(ctx, o.get(opt::PADDING, 0i8)?)?,
+        padding(ctx, o.get(field::pool_2d::PADDING, 0i8)?)?,
     )
     .map_err(|e| kernel_err(ctx, e))?;
     if out_shape != [in_shape[0], g.out_height, g.out_width, in_shape[3]] {
@@ -86,7 +95,7 @@ pub(crate) fn prepare<'m>(ctx: &OpCtx<'_, 'm>, reduce: Reduce) -> Result<BoxedKe
         )));
     }
     let (act_min, act_max) = activation_range_i8(
-        activation(ctx, o.get(opt::ACTIVATION, 0i8)?)?,
+        activation(ctx, o.get(field::pool_2d::ACTIVATION, 0i8)?)?,
         out_scale,
         out_zp,
     )

@@ -12,20 +12,31 @@ use crate::exec::{Memory, Slot};
 use crate::ops::{BoxedKernel, Kernel, OpCtx, activation, kernel_err};
 use omg_kernels::quant::Activation;
 
-/// Schema field ids of `StridedSliceOptions`.
-mod ss_opt {
-    pub const BEGIN_MASK: usize = 0;
-    pub const END_MASK: usize = 1;
-    pub const ELLIPSIS_MASK: usize = 2;
-    pub const NEW_AXIS_MASK: usize = 3;
-    pub const SHRINK_AXIS_MASK: usize = 4;
-    pub const OFFSET: usize = 5;
-}
+/// Schema field ids of the options tables these operators read.
+mod field {
+    /// `StridedSliceOptions`.
+    pub mod strided_slice {
+        /// `begin_mask`.
+        pub const BEGIN_MASK: usize = 0;
+        /// `end_mask`.
+        pub const END_MASK: usize = 1;
+        /// `ellipsis_mask`.
+        pub const ELLIPSIS_MASK: usize = 2;
+        /// `new_axis_mask`.
+        pub const NEW_AXIS_MASK: usize = 3;
+        /// `shrink_axis_mask`.
+        pub const SHRINK_AXIS_MASK: usize = 4;
+        /// `offset`.
+        pub const OFFSET: usize = 5;
+    }
 
-/// Schema field ids of `ConcatenationOptions`.
-mod concat_opt {
-    pub const AXIS: usize = 0;
-    pub const ACTIVATION: usize = 1;
+    /// `ConcatenationOptions`.
+    pub mod concatenation {
+        /// `axis`.
+        pub const AXIS: usize = 0;
+        /// `fused_activation_function`.
+        pub const ACTIVATION: usize = 1;
+    }
 }
 
 /// `with_type!` over unsigned types by element width: data movement does not care what the
@@ -46,8 +57,8 @@ struct StridedSlice {
 /// Prepares STRIDED_SLICE (begin, end and strides must be constants).
 pub(crate) fn prepare_strided_slice<'m>(ctx: &OpCtx<'_, 'm>) -> Result<BoxedKernel<'m>> {
     ctx.expect_arity(4, 4, 1)?;
-    let o = ctx.options(32)?;
-    if o.flag(ss_opt::OFFSET)? {
+    let o = ctx.options()?;
+    if o.flag(field::strided_slice::OFFSET)? {
         return Err(ctx.err("the offset form of STRIDED_SLICE is not supported"));
     }
     let (input, output) = (ctx.input(0)?, ctx.output(0)?);
@@ -61,11 +72,11 @@ pub(crate) fn prepare_strided_slice<'m>(ctx: &OpCtx<'_, 'm>) -> Result<BoxedKern
         begin: &begin,
         end: &end,
         strides: &strides,
-        begin_mask: o.get(ss_opt::BEGIN_MASK, 0i32)?,
-        end_mask: o.get(ss_opt::END_MASK, 0i32)?,
-        shrink_axis_mask: o.get(ss_opt::SHRINK_AXIS_MASK, 0i32)?,
-        ellipsis_mask: o.get(ss_opt::ELLIPSIS_MASK, 0i32)?,
-        new_axis_mask: o.get(ss_opt::NEW_AXIS_MASK, 0i32)?,
+        begin_mask: o.get(field::strided_slice::BEGIN_MASK, 0i32)?,
+        end_mask: o.get(field::strided_slice::END_MASK, 0i32)?,
+        shrink_axis_mask: o.get(field::strided_slice::SHRINK_AXIS_MASK, 0i32)?,
+        ellipsis_mask: o.get(field::strided_slice::ELLIPSIS_MASK, 0i32)?,
+        new_axis_mask: o.get(field::strided_slice::NEW_AXIS_MASK, 0i32)?,
     };
     let plan = StridedSlicePlan::new(&input.shape, &params).map_err(|e| kernel_err(ctx, e))?;
     if plan.ignored_masks {
@@ -106,8 +117,8 @@ struct Concatenation {
 /// Prepares CONCATENATION.
 pub(crate) fn prepare_concatenation<'m>(ctx: &OpCtx<'_, 'm>) -> Result<BoxedKernel<'m>> {
     ctx.expect_arity(1, MAX_CONCAT_INPUTS, 1)?;
-    let o = ctx.options(10)?;
-    if activation(ctx, o.get(concat_opt::ACTIVATION, 0i8)?)? != Activation::None {
+    let o = ctx.options()?;
+    if activation(ctx, o.get(field::concatenation::ACTIVATION, 0i8)?)? != Activation::None {
         return Err(ctx.err("a fused activation is not supported"));
     }
     let output = ctx.output(0)?;
@@ -129,8 +140,12 @@ pub(crate) fn prepare_concatenation<'m>(ctx: &OpCtx<'_, 'm>) -> Result<BoxedKern
         inputs.push((ctx.input_slot(k)?, t.shape.clone()));
     }
     let shapes: Vec<&[usize]> = inputs.iter().map(|(_, s)| s.as_slice()).collect();
-    let axis = concatenation_check(&shapes, o.get(concat_opt::AXIS, 0i32)?, &output.shape)
-        .map_err(|e| kernel_err(ctx, e))?;
+    let axis = concatenation_check(
+        &shapes,
+        o.get(field::concatenation::AXIS, 0i32)?,
+        &output.shape,
+    )
+    .map_err(|e| kernel_err(ctx, e))?;
     Ok(Box::new(Concatenation {
         inputs,
         output: ctx.output_slot(0)?,

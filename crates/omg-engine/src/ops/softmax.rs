@@ -9,8 +9,14 @@ use crate::exec::{Memory, Slot};
 use crate::model::DType;
 use crate::ops::{BoxedKernel, Kernel, OpCtx, kernel_err};
 
-/// Schema field id of `SoftmaxOptions.beta`.
-const BETA: usize = 0;
+/// Schema field ids of the options table SOFTMAX reads.
+mod field {
+    /// `SoftmaxOptions`.
+    pub mod softmax {
+        /// `beta`.
+        pub const BETA: usize = 0;
+    }
+}
 
 struct Softmax {
     input: Slot,
@@ -22,7 +28,7 @@ struct Softmax {
 /// Prepares SOFTMAX.
 pub(crate) fn prepare<'m>(ctx: &OpCtx<'_, 'm>) -> Result<BoxedKernel<'m>> {
     ctx.expect_arity(1, 1, 1)?;
-    let beta = ctx.options(9)?.get(BETA, 0f32)?;
+    let beta = ctx.options()?.get(field::softmax::BETA, 0f32)?;
     let (input, output) = (ctx.input(0)?, ctx.output(0)?);
     ctx.expect_type("input", input, &[DType::I8])?;
     let out_type = match ctx.expect_type("output", output, &[DType::I8, DType::I16])? {
