@@ -676,6 +676,8 @@ fn short_scratch_and_bad_lengths_are_errors() {
     // Panels: one panel of 8 channels, 4 pairs of patch values, 2 bytes each; rows: the
     // filter as is (2 rows of 8 values, padded to 16).
     assert_eq!(plan.packed_len(Isa::Avx2), 8 * 4 * 2);
+    // Quads (VNNI): a header of 8 `i32`s, then 2 quads of patch values, 4 bytes each.
+    assert_eq!(plan.packed_len(Isa::AvxVnni), 8 * 4 + 8 * 2 * 4);
     assert_eq!(plan.packed_len(Isa::Portable), 2 * 16);
     let mut packed = vec![0i8; plan.packed_len(Isa::Portable)];
     assert!(plan.pack(Isa::Portable, &f[..15], &mut packed).is_err());
@@ -686,8 +688,10 @@ fn short_scratch_and_bad_lengths_are_errors() {
     );
     plan.prepare_channels(&f, None, &[unit; 2], &mut channels)
         .unwrap();
+    // The patches: `i16` scratch (pairs, rows) or `i8` (quads).
     assert_short_scratch(&plan, (&x, &f, &channels), 8, |l| ScratchLen {
-        i16: l.i16 - 1,
+        i16: l.i16.saturating_sub(1),
+        i8: l.i8.saturating_sub(1),
         ..l
     });
     for isa in Isa::supported() {

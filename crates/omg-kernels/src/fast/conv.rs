@@ -9,7 +9,7 @@ use super::{
 };
 use crate::conv::{ConvParams, ConvShapes};
 use crate::quant::QuantizedMultiplier;
-use crate::simd::{Channels, Clamp, Job, Kernels, PanelKernels, dispatch};
+use crate::simd::{Channels, Clamp, Job, Kernels, PanelKernels, PatchValue, dispatch, panel_len};
 use crate::{KernelError, Result};
 
 /// The patches of one group of a convolution, pixel by pixel from `at` on.
@@ -70,14 +70,17 @@ impl ConvJob<'_> {
             scratch,
         } = self;
         let oob = KernelError::Shape("conv index out of range");
-        let (len, per_group, pixels) = (g.patch_len(), g.per_group(), g.pixels());
-        let panel_len = g.panel_len();
+        // The layout of `P` (the level's, see `Geometry::pack_panels`).
+        let len = g.depth().div_ceil(P::GROUP) * P::GROUP;
+        let panel_len = panel_len::<P>(len).ok_or(oob)?;
+        let (per_group, pixels) = (g.per_group(), g.pixels());
         let group_len = per_group.div_ceil(8) * panel_len;
         let gather = Patches::new(g);
-        let patches = scratch.i16.get_mut(..MR * len).ok_or(oob)?;
+        let patches = P::Patch::buffer(scratch.i8, scratch.i16);
+        let patches = patches.get_mut(..MR * len).ok_or(oob)?;
         for p in patches.chunks_exact_mut(len.max(1)) {
-            // The odd last value of a patch stays zero.
-            p[g.depth()..].fill(0);
+            // The values past the depth stay zero (their weights are zero).
+            p[g.depth()..].fill(P::Patch::default());
         }
         for group in 0..g.groups {
             let oc0 = group * per_group;

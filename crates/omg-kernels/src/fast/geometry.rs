@@ -4,7 +4,7 @@ use super::conv::MR;
 use super::{Isa, ScratchLen, aligned, channels, origin, pack_rows, valid_taps};
 use crate::conv::ConvShapes;
 use crate::shape::count4;
-use crate::simd::{Channels, Clamp, Kernels};
+use crate::simd::{Channels, Clamp, Kernels, PatchValue};
 use crate::{KernelError, Result};
 
 /// Geometry of a convolution as the patch loops see it.
@@ -75,47 +75,81 @@ impl Geometry {
         self.f_h.saturating_mul(self.f_w).saturating_mul(self.f_c)
     }
 
-    /// Patch length: [`Self::depth`] rounded up to an even number (pairs of values).
-    pub(super) fn patch_len(&self) -> usize {
-        self.depth().div_ceil(2).saturating_mul(2)
-    }
-
     /// Output channels per group.
     pub(super) fn per_group(&self) -> usize {
         self.out_c / self.groups.max(1)
     }
 
-    /// Length of one packed panel (8 output channels, all pairs of patch values).
-    pub(super) fn panel_len(&self) -> usize {
-        self.patch_len().saturating_mul(8)
+    /// Patch values per group of weights in the panels of level `isa`: 4 for the quads of
+    /// `VPDPBUSD`, else 2.
+    pub(super) fn group_len(isa: Isa) -> usize {
+        if isa.quads() { 4 } else { 2 }
     }
 
-    /// Length of the packed weights: every group's channels in panels of 8.
-    pub(super) fn panels_len(&self) -> usize {
+    /// Bytes before the weights of each panel at level `isa` (see
+    /// [`PanelKernels`](crate::simd::PanelKernels)): 8 `i32` corrections for quads, else none.
+    pub(super) fn header_len(isa: Isa) -> usize {
+        if isa.quads() { 32 } else { 0 }
+    }
+
+    /// Patch length at level `isa`: [`Self::depth`] rounded up to a multiple of
+    /// [`Self::group_len`].
+    pub(super) fn patch_len(&self, isa: Isa) -> usize {
+        let group = Self::group_len(isa);
+        self.depth().div_ceil(group).saturating_mul(group)
+    }
+
+    /// Length of one packed panel at level `isa` (8 output channels: the header, then all
+    /// groups of patch values).
+    pub(super) fn panel_len(&self, isa: Isa) -> usize {
+        self.patch_len(isa)
+            .saturating_mul(8)
+            .saturating_add(Self::header_len(isa))
+    }
+
+    /// Length of the packed weights at level `isa`: every group's channels in panels of 8.
+    pub(super) fn panels_len(&self, isa: Isa) -> usize {
         let panels = self.groups.saturating_mul(self.per_group().div_ceil(8));
-        panels.saturating_mul(self.panel_len())
+        panels.saturating_mul(self.panel_len(isa))
     }
 
     /// Packs the weights (`weight(oc, k)` of output channel `oc`, patch value `k`) into
-    /// `packed` ([`Self::panels_len`] values): per group, panels of 8 output channels holding,
-    /// for each pair `j` of patch values, `[channel][pair member]`; zeros for missing channels
-    /// and the odd last value.
+    /// `packed` ([`Self::panels_len`] values) for level `isa`: per group, panels of 8 output
+    /// channels holding the header (quads: channel `c`'s `-128 * sum_k weight(c, k)`, wrapping,
+    /// as a little-endian `i32` at bytes `4c..4c + 4`), then, for each group `j` of
+    /// [`Self::group_len`] patch values, `[channel][group member]`; zeros for missing channels
+    /// and the values past the depth.
     pub(super) fn pack_panels(
         &self,
+        isa: Isa,
         packed: &mut [i8],
         weight: impl Fn(usize, usize) -> i8,
     ) -> Result<()> {
-        if packed.len() != self.panels_len() {
+        if packed.len() != self.panels_len(isa) {
             return Err(KernelError::Shape("packed weights length"));
         }
         packed.fill(0);
-        let (per_group, depth, panel_len) = (self.per_group(), self.depth(), self.panel_len());
+        let (per_group, depth, panel_len) = (self.per_group(), self.depth(), self.panel_len(isa));
+        let (group, header) = (Self::group_len(isa), Self::header_len(isa));
         let panels_per_group = per_group.div_ceil(8);
         for oc in 0..self.out_c {
-            let (group, c) = (oc / per_group, oc % per_group);
-            let panel = (group * panels_per_group + c / 8) * panel_len;
+            let (g, c) = (oc / per_group, oc % per_group);
+            let panel = (g * panels_per_group + c / 8) * panel_len;
+            let mut sum = 0i32;
             for k in 0..depth {
-                packed[panel + (k / 2) * 16 + 2 * (c % 8) + k % 2] = weight(oc, k);
+                let w = weight(oc, k);
+                sum = sum.wrapping_add(i32::from(w));
+                packed[panel + header + (k / group) * 8 * group + group * (c % 8) + k % group] = w;
+            }
+            if header > 0 {
+                // Quads multiply `x + 128`: the accumulator starts at `-128 * sum w`.
+                let correction = sum.wrapping_mul(-128).to_le_bytes();
+                for (d, &b) in packed[panel + 4 * (c % 8)..][..4]
+                    .iter_mut()
+                    .zip(&correction)
+                {
+                    *d = b as i8;
+                }
             }
         }
         Ok(())
@@ -124,7 +158,7 @@ impl Geometry {
     /// Length of the weights at level `isa`: panels, or rows padded to [`ROW_ALIGN`](super::ROW_ALIGN) values.
     pub(super) fn weights_len(&self, isa: Isa) -> usize {
         if isa.panels() {
-            self.panels_len()
+            self.panels_len(isa)
         } else {
             self.out_c.saturating_mul(aligned(self.depth()))
         }
@@ -138,7 +172,7 @@ impl Geometry {
         weight: impl Fn(usize, usize) -> i8,
     ) -> Result<()> {
         if isa.panels() {
-            self.pack_panels(packed, weight)
+            self.pack_panels(isa, packed, weight)
         } else {
             pack_rows(self.out_c, self.depth(), packed, weight)
         }
@@ -146,9 +180,14 @@ impl Geometry {
 
     /// Scratch memory of a patch convolution at level `isa`.
     pub(super) fn conv_scratch(&self, isa: Isa) -> ScratchLen {
-        if isa.panels() {
+        if isa.quads() {
             ScratchLen {
-                i16: MR.saturating_mul(self.patch_len()),
+                i8: MR.saturating_mul(self.patch_len(isa)),
+                ..ScratchLen::default()
+            }
+        } else if isa.panels() {
+            ScratchLen {
+                i16: MR.saturating_mul(self.patch_len(isa)),
                 ..ScratchLen::default()
             }
         } else {
@@ -269,7 +308,7 @@ pub(super) fn inner_range(
 }
 
 /// Gathers patches: for an output pixel, the raw input values under its window (the zero point
-/// at padded taps), in filter order.
+/// at padded taps), in filter order, as [`PatchValue`]s.
 pub(super) struct Patches<'a> {
     pub(super) g: &'a Geometry,
     /// Values per patch.
@@ -299,13 +338,13 @@ impl<'a> Patches<'a> {
 
     /// The patch of output pixel `px`, group `group`, into the first `depth` values of `dst`.
     #[inline(always)]
-    pub(super) fn gather<K: Kernels>(
+    pub(super) fn gather<K: Kernels, T: PatchValue>(
         &self,
         k: K,
         input: &[i8],
         px: Pixel,
         group: usize,
-        dst: &mut [i16],
+        dst: &mut [T],
     ) -> Result<()> {
         let oob = KernelError::Shape("conv index out of range");
         let g = self.g;
@@ -321,7 +360,7 @@ impl<'a> Patches<'a> {
             let x = ox * g.stride[1] - g.pad[1];
             let mut start = ((b * g.in_h + y) * g.in_w + x) * g.in_c;
             for row in patch.chunks_exact_mut(self.row_len) {
-                k.widen(row, input.get(start..start + self.row_len).ok_or(oob)?);
+                T::load(k, row, input.get(start..start + self.row_len).ok_or(oob)?);
                 start = start.wrapping_add(self.row_step);
             }
             return Ok(());
@@ -331,17 +370,17 @@ impl<'a> Patches<'a> {
 
     /// [`Self::gather`] for a window that may cross the input's border.
     #[inline(always)]
-    pub(super) fn gather_border<K: Kernels>(
+    pub(super) fn gather_border<K: Kernels, T: PatchValue>(
         &self,
         k: K,
         input: &[i8],
         px: Pixel,
         group: usize,
-        patch: &mut [i16],
+        patch: &mut [T],
     ) -> Result<()> {
         let oob = KernelError::Shape("conv index out of range");
         let g = self.g;
-        let zp = g.input_zero_point as i16;
+        let zp = T::of(g.input_zero_point as i8);
         let ([oy0, ox0], [(fy_lo, fy_hi), (fx_lo, fx_hi)]) = g.window(px);
         if patch.is_empty() || fy_lo >= fy_hi || fx_lo >= fx_hi {
             patch.fill(zp);
@@ -362,11 +401,11 @@ impl<'a> Patches<'a> {
             head.fill(zp);
             tail.fill(zp);
             if self.inner.is_some() {
-                k.widen(valid, input.get(start..start + valid.len()).ok_or(oob)?);
+                T::load(k, valid, input.get(start..start + valid.len()).ok_or(oob)?);
             } else {
                 for (t, d) in valid.chunks_exact_mut(f_c).enumerate() {
                     let at = start + t * g.dilation[1] * in_c;
-                    k.widen(d, input.get(at..at + f_c).ok_or(oob)?);
+                    T::load(k, d, input.get(at..at + f_c).ok_or(oob)?);
                 }
             }
             start = start.wrapping_add(self.row_step);

@@ -11,9 +11,11 @@
 //!
 //! * CONV_2D (any groups, strides, dilations, padding) and DEPTHWISE_CONV_2D with a single input
 //!   channel: per output pixel, a patch of the window's raw input values (int16; the input zero
-//!   point at padded taps). At levels with a panel kernel (AVX2) the weights are packed in
-//!   panels of 8 output channels, interleaved in pairs of patch values, and the inner kernel
-//!   takes four pixels times sixteen channels, requantizing straight from its accumulators; at
+//!   point at padded taps). At levels with a panel kernel (x86-64) the weights are packed in
+//!   panels of 8 output channels, interleaved in pairs of patch values (AVX2: `i16` patches)
+//!   or quads (VNNI: `VPDPBUSD` on patches of `x + 128` as `u8`, each panel headed by the
+//!   `-128 * sum w` that its accumulators start from), and the inner kernel takes four pixels
+//!   times sixteen channels, requantizing straight from its accumulators; at
 //!   the portable level they stay rows (padded to a multiple of 16 values) and each output is a
 //!   dot product that the compiler vectorizes.
 //! * FULLY_CONNECTED: dot products of the widened input row with the int8 weight rows, eight

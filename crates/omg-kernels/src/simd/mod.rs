@@ -14,11 +14,15 @@
 //! * `portable`: plain Rust, auto-vectorized for the compilation target; everywhere.
 //! * `avx2` (x86-64): 256-bit integer vectors and a panel kernel for convolutions (4 pixels
 //!   times 16 channels per call); detected at run time with CPUID, without `std`.
-//! * `avxvnni` (x86-64): `avx2` whose multiply-accumulates are the VEX-encoded `VPDPWSSD` of
-//!   AVX-VNNI (one instruction for `vpmaddwd` + `vpaddd`, same sums); detected with CPUID.
-//! * `avx512vnni` (x86-64): 512-bit `VPDPWSSD` (AVX-512 VNNI, with AVX-512 F/BW/VL) in the
-//!   convolution panel kernel (16 channels per register), its 256-bit EVEX form elsewhere;
-//!   detected with CPUID and XGETBV (the operating system saves the 512-bit state).
+//! * `avxvnni` (x86-64): a convolution panel kernel on the VEX-encoded `VPDPBUSD` of AVX-VNNI
+//!   (four `u8 * i8` products per lane: the patches hold `x + 128`, the panels quads of
+//!   weights after a header of `-128 * sum w` per channel, which the accumulators start
+//!   from); elsewhere `avx2` whose multiply-accumulates are the VEX-encoded `VPDPWSSD` (one
+//!   instruction for `vpmaddwd` + `vpaddd`, same sums); detected with CPUID.
+//! * `avx512vnni` (x86-64): 512-bit `VPDPBUSD` (AVX-512 VNNI, with AVX-512 F/BW/VL) in the
+//!   convolution panel kernel (16 channels per register, the `avxvnni` layout), the 256-bit
+//!   EVEX `VPDPWSSD` elsewhere; detected with CPUID and XGETBV (the operating system saves
+//!   the 512-bit state).
 //! * `neon` (aarch64): ARMv8.0 Advanced SIMD, present on every aarch64 CPU (available wherever
 //!   the build target enables it); convolutions on weight rows.
 //! * `dotprod` (aarch64): `neon` whose dot products use `SDOT` (ARMv8.2, optional). The crate
@@ -58,9 +62,10 @@ pub enum Isa {
     Portable,
     /// x86-64 AVX2 (256-bit integer vectors), detected at run time.
     Avx2,
-    /// x86-64 AVX2 with AVX-VNNI (256-bit `VPDPWSSD`, VEX), detected at run time.
+    /// x86-64 AVX2 with AVX-VNNI (256-bit `VPDPBUSD` and `VPDPWSSD`, VEX), detected at run
+    /// time.
     AvxVnni,
-    /// x86-64 AVX-512 VNNI (512-bit `VPDPWSSD`, with AVX-512 F/BW/VL), detected at run time.
+    /// x86-64 AVX-512 VNNI (512-bit `VPDPBUSD`, with AVX-512 F/BW/VL), detected at run time.
     Avx512Vnni,
     /// aarch64 NEON (ARMv8.0 Advanced SIMD, 128-bit vectors), on every aarch64 CPU.
     Neon,
@@ -139,6 +144,12 @@ impl Isa {
         matches!(self, Isa::Avx2 | Isa::AvxVnni | Isa::Avx512Vnni)
     }
 
+    /// Whether the level's panels hold quads of weights for `VPDPBUSD` (after a header per
+    /// panel; see [`PanelKernels`]) rather than pairs.
+    pub(crate) fn quads(self) -> bool {
+        matches!(self, Isa::AvxVnni | Isa::Avx512Vnni)
+    }
+
     /// The supported levels, in the order of [`Isa::ALL`] (for tests and benchmarks that compare
     /// them).
     pub fn supported() -> impl Iterator<Item = Isa> {
@@ -191,23 +202,31 @@ pub(crate) struct Channels<'a> {
     pub clamp: Clamp,
 }
 
-/// Checks the operands of [`Kernels::gemm`]: `Some(n)`, the number of channels, when every
-/// operand is long enough.
+/// Checks the operands of [`PanelKernels::gemm`] for a panel kernel `P`: `Some(n)`, the number
+/// of channels, when `len` is a multiple of [`PanelKernels::GROUP`] and every operand is long
+/// enough (`patches` the length of the patches, `panels` of the panels).
 #[inline(always)]
 #[cfg(target_arch = "x86_64")]
-pub(crate) fn gemm_shape(
+pub(crate) fn gemm_shape<P: PanelKernels>(
     (mr, nb): (usize, usize),
-    (patches, len): (&[i16], usize),
-    panels: &[i8],
+    (patches, len): (usize, usize),
+    panels: usize,
     ch: &Channels<'_>,
     (out, stride): (&[i8], usize),
 ) -> Option<usize> {
     let n = ch.len().min(8 * nb);
-    let ok = len.is_multiple_of(2)
-        && patches.len() >= mr.checked_mul(len)?
-        && panels.len() >= nb.checked_mul(len)?.checked_mul(8)?
+    let ok = len.is_multiple_of(P::GROUP)
+        && patches >= mr.checked_mul(len)?
+        && panels >= nb.checked_mul(panel_len::<P>(len)?)?
         && (mr == 0 || out.len() >= (mr - 1).checked_mul(stride)?.checked_add(n)?);
     ok.then_some(n)
+}
+
+/// Length of one panel of `P` for patches of `len` values: the header, then 8 weights per
+/// patch value.
+#[inline(always)]
+pub(crate) fn panel_len<P: PanelKernels>(len: usize) -> Option<usize> {
+    len.checked_mul(8)?.checked_add(P::HEADER)
 }
 
 /// The first `N` elements of `s` and the zeros after them, as an array (for the last elements
@@ -385,20 +404,84 @@ pub(crate) trait Kernels: Copy {
     fn add_i8(self, p: &AddParams, a: &[i8], b: &[i8], out: &mut [i8]);
 }
 
+/// A value of a convolution patch as a panel kernel takes it, made from an int8 input value.
+pub(crate) trait PatchValue: Copy + Default {
+    /// The patch value of input value `x`.
+    fn of(x: i8) -> Self;
+
+    /// `dst[i] = of(src[i])` over the common prefix, with the kernels of level `k`.
+    fn load<K: Kernels>(k: K, dst: &mut [Self], src: &[i8]);
+
+    /// The scratch buffer that holds patches of this type.
+    fn buffer<'a>(i8: &'a mut [i8], i16: &'a mut [i16]) -> &'a mut [Self];
+}
+
+/// The widened input value (pair kernels: `VPMADDWD`, `VPDPWSSD`).
+impl PatchValue for i16 {
+    #[inline(always)]
+    fn of(x: i8) -> i16 {
+        i16::from(x)
+    }
+
+    #[inline(always)]
+    fn load<K: Kernels>(k: K, dst: &mut [i16], src: &[i8]) {
+        k.widen(dst, src);
+    }
+
+    #[inline(always)]
+    fn buffer<'a>(_: &'a mut [i8], i16: &'a mut [i16]) -> &'a mut [i16] {
+        i16
+    }
+}
+
+/// The input value plus 128 as the bits of a `u8` (`x ^ 0x80`) (quad kernels: `VPDPBUSD`,
+/// whose first operand is unsigned).
+impl PatchValue for i8 {
+    #[inline(always)]
+    fn of(x: i8) -> i8 {
+        x ^ i8::MIN
+    }
+
+    #[inline(always)]
+    fn load<K: Kernels>(_: K, dst: &mut [i8], src: &[i8]) {
+        // Inlined into the level's job: vectorized with its target features.
+        for (d, &s) in dst.iter_mut().zip(src) {
+            *d = s ^ i8::MIN;
+        }
+    }
+
+    #[inline(always)]
+    fn buffer<'a>(i8: &'a mut [i8], _: &'a mut [i16]) -> &'a mut [i8] {
+        i8
+    }
+}
+
 /// A convolution kernel on weights packed in panels of 8 output channels.
+///
+/// Two layouts: pairs (`GROUP == 2`, `HEADER == 0`, `i16` patches) and quads (`GROUP == 4`,
+/// `HEADER == 32`, patches of `x + 128` as `u8` bits, see [`PatchValue`]).
 pub(crate) trait PanelKernels: Copy {
+    /// The patch values the kernel takes.
+    type Patch: PatchValue;
+    /// Patch values per group of weights of a channel (the patch length is a multiple).
+    const GROUP: usize;
+    /// Bytes before the weights of each panel: none for pairs; for quads the 8 channels'
+    /// `-128 * sum w` as little-endian `i32`s, the accumulators' initial values.
+    const HEADER: usize;
+
     /// A block of a convolution, `MR` pixels times `NB` panels of 8 output channels.
-    /// `patches` holds the `MR` pixels' patches of `len` values (an even number) one after the
-    /// other; `panels` holds `NB` panels of `8 * len` weights: for each pair `j` of patch
-    /// values, 8 channels times the pair's two weights. For pixel `m` and channel
-    /// `c < n = min(8 * NB, ch.len())` it computes (wrapping `i32`)
-    /// `acc = sum_j patch[m][2j] * panel[c / 8][16j + 2(c % 8)]
-    /// + patch[m][2j + 1] * panel[c / 8][16j + 2(c % 8) + 1]`
-    /// and stores the requantized `acc` to `out[m * stride + c]`. Nothing is written unless
-    /// every operand is long enough. `NB` is at most 4.
+    /// `patches` holds the `MR` pixels' patches of `len` values (a multiple of `GROUP`) one
+    /// after the other; `panels` holds `NB` panels of `HEADER + 8 * len` bytes: after the
+    /// header, for each group `j` of `GROUP` patch values, 8 channels times the group's
+    /// weights. For pixel `m` and channel `c < n = min(8 * NB, ch.len())` it computes
+    /// (wrapping `i32`) `acc = header[c / 8][c % 8] + sum_j sum_i
+    /// patch[m][GROUP j + i] * panel[c / 8][HEADER + 8 GROUP j + GROUP (c % 8) + i]`
+    /// (the patch values as `i16`, or as `u8`) and stores the requantized `acc` to
+    /// `out[m * stride + c]`. Nothing is written unless every operand is long enough. `NB` is
+    /// at most 4.
     fn gemm<const MR: usize, const NB: usize>(
         self,
-        patches: &[i16],
+        patches: &[Self::Patch],
         len: usize,
         panels: &[i8],
         ch: Channels<'_>,
@@ -412,6 +495,10 @@ pub(crate) trait PanelKernels: Copy {
 pub(crate) enum NoPanels {}
 
 impl PanelKernels for NoPanels {
+    type Patch = i16;
+    const GROUP: usize = 2;
+    const HEADER: usize = 0;
+
     fn gemm<const MR: usize, const NB: usize>(
         self,
         _: &[i16],

@@ -81,7 +81,7 @@ pub(super) fn load8(_: Avx2, s: &[i32; 8]) -> __m256i {
 
 /// Stores 8 `i32`s.
 #[inline(always)]
-fn store8(_: Avx2, v: __m256i, s: &mut [i32; 8]) {
+pub(super) fn store8(_: Avx2, v: __m256i, s: &mut [i32; 8]) {
     // SAFETY: AVX2 is available (token); `s` is 32 writable bytes.
     unsafe { _mm256_storeu_si256(s.as_mut_ptr().cast(), v) }
 }
@@ -368,6 +368,10 @@ impl Kernels for Avx2 {
 }
 
 impl PanelKernels for Avx2 {
+    type Patch = i16;
+    const GROUP: usize = 2;
+    const HEADER: usize = 0;
+
     #[inline(always)]
     fn gemm<const MR: usize, const NB: usize>(
         self,
@@ -503,7 +507,7 @@ pub(super) fn depthwise_with<M: Mac256>(
     }
 }
 
-/// [`PanelKernels::gemm`] with the multiply-accumulate `mac`.
+/// [`PanelKernels::gemm`] on pairs with the multiply-accumulate `mac`.
 #[inline(always)]
 pub(super) fn gemm_with<M: Mac256, const MR: usize, const NB: usize>(
     mac: M,
@@ -513,7 +517,8 @@ pub(super) fn gemm_with<M: Mac256, const MR: usize, const NB: usize>(
     (out, stride): (&mut [i8], usize),
 ) {
     let t = mac.avx2();
-    let Some(n) = gemm_shape((MR, NB), (patches, len), panels, &ch, (out, stride)) else {
+    let shape = ((patches.len(), len), panels.len(), (&*out, stride));
+    let Some(n) = gemm_shape::<Avx2>((MR, NB), shape.0, shape.1, &ch, shape.2) else {
         return;
     };
     let pairs = len / 2;

@@ -1,12 +1,12 @@
-//! The `avx512vnni` level: 512-bit `VPDPWSSD` (AVX-512 VNNI) for the convolution panel kernel
-//! (two panels, 16 output channels, per register); the 256-bit EVEX form of the same
-//! instruction for the dot products (FULLY_CONNECTED) and the depthwise kernel; the AVX2
-//! level's requantization, widening and ADD.
+//! The `avx512vnni` level: 512-bit `VPDPBUSD` (AVX-512 VNNI, four `u8 * i8` products per
+//! 32-bit lane) for the convolution panel kernel (two panels, 16 output channels, per
+//! register); the 256-bit EVEX form of `VPDPWSSD` for the dot products (FULLY_CONNECTED) and
+//! the depthwise kernel; the AVX2 level's requantization, widening and ADD.
 //!
-//! Exactness: `VPDPWSSD` (the non-saturating form) adds the two products of each pair of
-//! `i16` lanes to the 32-bit accumulator with wrapping arithmetic, exactly what `vpmaddwd`
-//! then `vpaddd` compute on int8 operands (no pair sum can overflow); lanes that only pad a
-//! register hold zeros and add nothing.
+//! Exactness: as for the `avxvnni` level (see its module): `VPDPWSSD` sums pairs of int8
+//! products exactly then wraps like `vpaddd`; the quad panel kernel multiplies `x + 128` from
+//! an accumulator started at `-128 * sum w`, which leaves `sum x w` modulo 2^32. Lanes that
+//! only pad a register start at zero and meet zero weights: they add nothing.
 
 use core::arch::x86_64::*;
 
@@ -56,53 +56,75 @@ impl Mac256 for Avx512Vnni {
 impl VnniLevel for Avx512Vnni {}
 
 impl PanelKernels for Avx512Vnni {
-    /// Two panels (16 channels) per 512-bit accumulator: for each pair of patch values, the
-    /// two panels' 16 weight bytes side by side, sign-extended, times the broadcast pair.
+    type Patch = i8;
+    const GROUP: usize = 4;
+    const HEADER: usize = 32;
+
+    /// Two panels (16 channels) per 512-bit accumulator: for each quad of patch values, the
+    /// two panels' 32 weight bytes side by side times the broadcast quad of `u8`s.
     #[inline(always)]
     fn gemm<const MR: usize, const NB: usize>(
         self,
-        patches: &[i16],
+        patches: &[i8],
         len: usize,
         panels: &[i8],
         ch: Channels<'_>,
         out: &mut [i8],
         stride: usize,
     ) {
-        let Some(n) = gemm_shape((MR, NB), (patches, len), panels, &ch, (out, stride)) else {
+        let shape = ((patches.len(), len), panels.len(), (&*out, stride));
+        let Some(n) = gemm_shape::<Self>((MR, NB), shape.0, shape.1, &ch, shape.2) else {
             return;
         };
-        let (t, pairs, quads) = (self.0, len / 2, NB.div_ceil(2));
-        let mut x: [&[[i16; 2]]; MR] = [&[]; MR];
+        let (t, quads, pairs) = (self.0, len / 4, NB.div_ceil(2));
+        let panel_len = 8 * len + Self::HEADER;
+        let mut x: [&[[i8; 4]]; MR] = [&[]; MR];
         for (m, x) in x.iter_mut().enumerate() {
-            *x = &patches[m * len..(m + 1) * len].as_chunks::<2>().0[..pairs];
+            *x = &patches[m * len..(m + 1) * len].as_chunks::<4>().0[..quads];
         }
-        let mut w: [&[[i8; 16]]; NB] = [&[]; NB];
-        for (nb, w) in w.iter_mut().enumerate() {
-            *w = &panels[nb * 8 * len..(nb + 1) * 8 * len].as_chunks::<16>().0[..pairs];
+        let mut w: [&[[i8; 32]]; NB] = [&[]; NB];
+        let mut head: [&[i8]; NB] = [&[]; NB];
+        for ((w, head), nb) in w.iter_mut().zip(&mut head).zip(0..) {
+            let (h, body) = panels[nb * panel_len..(nb + 1) * panel_len].split_at(32);
+            (*head, *w) = (h, &body.as_chunks::<32>().0[..quads]);
         }
-        // Accumulator `q` holds panels `2q` and `2q + 1` (only the first `quads` are used).
+        // Accumulator `q` holds panels `2q` and `2q + 1` (only the first `pairs` are used),
+        // starting at their headers (zero for a missing second panel).
         // SAFETY: AVX-512 F is available (token); register operation only.
-        let mut acc = unsafe { [[_mm512_setzero_si512(); NB]; MR] };
-        for j in 0..pairs {
-            // SAFETY: AVX-512 F, BW and VNNI are available (token). `j < pairs`, and every
-            // slice of `x` and `w` holds exactly `pairs` elements: the unchecked reads are in
+        let mut init = unsafe { [_mm512_setzero_si512(); NB] };
+        for (q, v) in init.iter_mut().enumerate().take(pairs) {
+            // SAFETY: AVX2 and AVX-512 F are available (token); each header is 32 readable
+            // bytes.
+            unsafe {
+                let lo = _mm256_loadu_si256(head[2 * q].as_ptr().cast());
+                let hi = match head.get(2 * q + 1) {
+                    Some(h) => _mm256_loadu_si256(h.as_ptr().cast()),
+                    None => _mm256_setzero_si256(),
+                };
+                *v = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi);
+            }
+        }
+        let mut acc = [init; MR];
+        for j in 0..quads {
+            // SAFETY: AVX-512 F and VNNI are available (token). `j < quads`, and every slice
+            // of `x` and `w` holds exactly `quads` elements: the unchecked reads are in
             // bounds; `2q + 1` is read only when below `NB`.
             unsafe {
                 let mut wv = [_mm512_setzero_si512(); NB];
-                for (q, v) in wv.iter_mut().enumerate().take(quads) {
-                    let lo = _mm_loadu_si128(w[2 * q].get_unchecked(j).as_ptr().cast());
+                for (q, v) in wv.iter_mut().enumerate().take(pairs) {
+                    let lo = _mm256_loadu_si256(w[2 * q].get_unchecked(j).as_ptr().cast());
                     let hi = match w.get(2 * q + 1) {
-                        Some(w) => _mm_loadu_si128(w.get_unchecked(j).as_ptr().cast()),
-                        None => _mm_setzero_si128(),
+                        Some(w) => _mm256_loadu_si256(w.get_unchecked(j).as_ptr().cast()),
+                        None => _mm256_setzero_si256(),
                     };
-                    *v = _mm512_cvtepi8_epi16(_mm256_set_m128i(hi, lo));
+                    *v = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi);
                 }
                 for (a, x) in acc.iter_mut().zip(&x) {
-                    // The pair as one 32-bit lane (4 readable bytes), broadcast.
-                    let pair = x.get_unchecked(j).as_ptr().cast::<i32>().read_unaligned();
-                    let b = _mm512_set1_epi32(pair);
-                    for (a, &w) in a.iter_mut().zip(&wv).take(quads) {
-                        *a = _mm512_dpwssd_epi32(*a, b, w);
+                    // The quad as one 32-bit lane, broadcast.
+                    let quad = i32::from_ne_bytes(x.get_unchecked(j).map(|b| b as u8));
+                    let b = _mm512_set1_epi32(quad);
+                    for (a, &w) in a.iter_mut().zip(&wv).take(pairs) {
+                        *a = _mm512_dpbusd_epi32(*a, b, w);
                     }
                 }
             }
@@ -110,14 +132,14 @@ impl PanelKernels for Avx512Vnni {
         // Through memory once, so that the accumulators above stay in registers.
         let mut lanes = [[[[0i32; 8]; 2]; NB]; MR];
         for (l, a) in lanes.iter_mut().zip(&acc) {
-            for (l, a) in l.iter_mut().zip(a).take(quads) {
+            for (l, a) in l.iter_mut().zip(a).take(pairs) {
                 // SAFETY: AVX-512 F is available (token); `l` is 64 writable bytes.
                 unsafe { _mm512_storeu_si512(l.as_mut_ptr().cast(), *a) };
             }
         }
         for (m, l) in lanes.iter().enumerate() {
             let o = &mut out[m * stride..m * stride + n];
-            for (q, l) in l.iter().enumerate().take(quads) {
+            for (q, l) in l.iter().enumerate().take(pairs) {
                 for (h, l) in l.iter().enumerate() {
                     let c = 16 * q + 8 * h;
                     if c < n {

@@ -1,16 +1,25 @@
-//! The `avxvnni` level: the AVX2 kernels with AVX-VNNI's VEX-encoded `VPDPWSSD` as their
-//! multiply-accumulate.
+//! The `avxvnni` level: a convolution panel kernel on AVX-VNNI's VEX-encoded `VPDPBUSD` (four
+//! `u8 * i8` products per 32-bit lane), and the AVX2 kernels with `VPDPWSSD` as their
+//! multiply-accumulate elsewhere.
 //!
-//! Exactness: `VPDPWSSD` (the non-saturating form) adds the two products of each pair of
-//! `i16` lanes to the 32-bit accumulator with wrapping arithmetic, exactly what `vpmaddwd`
-//! then `vpaddd` compute on int8 operands (no pair sum can overflow). Everything else
-//! (requantization, widening, ADD) is the AVX2 level's code.
+//! Exactness of `VPDPWSSD` (the non-saturating form): it adds the two products of each pair
+//! of `i16` lanes to the 32-bit accumulator with wrapping arithmetic, exactly what `vpmaddwd`
+//! then `vpaddd` compute on int8 operands (no pair sum can overflow).
+//!
+//! Exactness of the quad panel kernel: the patches hold `u = x + 128` (`x ^ 0x80`, in
+//! `0..=255`) and `VPDPBUSD` (the non-saturating form) adds `u0 w0 + u1 w1 + u2 w2 + u3 w3`,
+//! computed exactly (at most `4 * 255 * 128` in magnitude), to the 32-bit accumulator with
+//! wrapping arithmetic. The accumulator starts at the panel header's `-128 * sum w`
+//! (computed with wrapping at pack time), so it ends at
+//! `-128 sum w + sum (x + 128) w = sum x w` modulo 2^32: the pair kernels' sum, which is the
+//! reference's modulo 2^32 (all its adds wrap in `i32`). Values past the patch depth meet
+//! zero weights and add nothing. Requantization, widening and ADD are the AVX2 level's code.
 
 use core::arch::x86_64::*;
 
-use super::avx2::{Avx2, Mac256, depthwise_with, dot_with, gemm_with};
+use super::avx2::{Avx2, Mac256, depthwise_with, dot_with, load8, requantize_tail, store8};
 use crate::elementwise::AddParams;
-use crate::simd::{Channels, Job, Kernels, PanelKernels};
+use crate::simd::{Channels, Job, Kernels, PanelKernels, gemm_shape};
 
 /// Proof that the CPU supports AVX2 and AVX-VNNI: only [`AvxVnni::detect`] creates it.
 #[derive(Debug, Clone, Copy)]
@@ -103,16 +112,75 @@ impl<T: VnniLevel> Kernels for T {
 }
 
 impl PanelKernels for AvxVnni {
+    type Patch = i8;
+    const GROUP: usize = 4;
+    const HEADER: usize = 32;
+
+    /// One panel (8 channels) per 256-bit accumulator: for each quad of patch values, the
+    /// panel's 32 weight bytes times the broadcast quad of `u8`s.
     #[inline(always)]
     fn gemm<const MR: usize, const NB: usize>(
         self,
-        patches: &[i16],
+        patches: &[i8],
         len: usize,
         panels: &[i8],
         ch: Channels<'_>,
         out: &mut [i8],
         stride: usize,
     ) {
-        gemm_with::<_, MR, NB>(self, (patches, len), panels, ch, (out, stride));
+        let shape = ((patches.len(), len), panels.len(), (&*out, stride));
+        let Some(n) = gemm_shape::<Self>((MR, NB), shape.0, shape.1, &ch, shape.2) else {
+            return;
+        };
+        let (t, quads, panel_len) = (self.0, len / 4, 8 * len + Self::HEADER);
+        let mut x: [&[[i8; 4]]; MR] = [&[]; MR];
+        for (m, x) in x.iter_mut().enumerate() {
+            *x = &patches[m * len..(m + 1) * len].as_chunks::<4>().0[..quads];
+        }
+        let mut w: [&[[i8; 32]]; NB] = [&[]; NB];
+        // SAFETY: AVX2 is available (token); register operation only.
+        let mut init = unsafe { [_mm256_setzero_si256(); NB] };
+        for ((w, init), nb) in w.iter_mut().zip(&mut init).zip(0..) {
+            let (head, body) = panels[nb * panel_len..(nb + 1) * panel_len].split_at(32);
+            *w = &body.as_chunks::<32>().0[..quads];
+            // SAFETY: AVX2 is available (token); `head` is 32 readable bytes.
+            *init = unsafe { _mm256_loadu_si256(head.as_ptr().cast()) };
+        }
+        let mut acc = [init; MR];
+        for j in 0..quads {
+            // SAFETY: AVX2 and AVX-VNNI are available (token). `j < quads`, and every slice
+            // of `x` and `w` holds exactly `quads` elements: the unchecked reads are in
+            // bounds.
+            unsafe {
+                let mut wv = [_mm256_setzero_si256(); NB];
+                for (v, w) in wv.iter_mut().zip(&w) {
+                    *v = _mm256_loadu_si256(w.get_unchecked(j).as_ptr().cast());
+                }
+                for (a, x) in acc.iter_mut().zip(&x) {
+                    // The quad as one 32-bit lane, broadcast.
+                    let quad = i32::from_ne_bytes(x.get_unchecked(j).map(|b| b as u8));
+                    let b = _mm256_set1_epi32(quad);
+                    for (a, &w) in a.iter_mut().zip(&wv) {
+                        *a = _mm256_dpbusd_avx_epi32(*a, b, w);
+                    }
+                }
+            }
+        }
+        // Through memory once, so that the accumulators above stay in registers.
+        let mut sums = [[[0i32; 8]; NB]; MR];
+        for (s, a) in sums.iter_mut().zip(&acc) {
+            for (s, &a) in s.iter_mut().zip(a) {
+                store8(t, a, s);
+            }
+        }
+        for (m, a) in sums.iter().enumerate() {
+            let o = &mut out[m * stride..m * stride + n];
+            for (nb, v) in a.iter().enumerate() {
+                let c = 8 * nb;
+                if c < n {
+                    requantize_tail(t, load8(t, v), &ch, c, &mut o[c..]);
+                }
+            }
+        }
     }
 }
