@@ -365,7 +365,13 @@ fn conv2d_matches_reference() {
         let (in_hw, f_hw, w, batches) = geometry(&mut rng);
         let f_c = rng.pick(&[1, 2, 3, 4, 8, 9, 16, 17, 32, 40]);
         let groups = if rng.chance(20) { rng.usize(2, 3) } else { 1 };
-        let out_c = groups * rng.usize(1, 21);
+        // Sometimes more than 24 channels per group: blocks of 4 panels at the 512-bit level.
+        let per_group = if rng.chance(10) {
+            rng.usize(25, 40)
+        } else {
+            rng.usize(1, 21)
+        };
+        let out_c = groups * per_group;
         let shapes = ConvShapes {
             input: [batches, in_hw[0], in_hw[1], f_c * groups],
             filter: [out_c, f_hw[0], f_hw[1], f_c],

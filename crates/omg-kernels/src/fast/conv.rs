@@ -98,10 +98,10 @@ impl ConvJob<'_> {
                 let out = output
                     .get_mut(px * g.out_c + oc0..(px + mr) * g.out_c)
                     .ok_or(oob)?;
-                // Blocks of 16 output channels (two panels), then 8.
+                // Blocks of up to `P::MAX_NB` panels of 8 output channels.
                 let mut c = 0;
                 while c < per_group {
-                    let nb = if per_group - c > 8 { 2 } else { 1 };
+                    let nb = (per_group - c).div_ceil(8).min(P::MAX_NB);
                     let hi = (c + 8 * nb).min(per_group);
                     let w = panels
                         .get(c / 8 * panel_len..(c / 8 + nb) * panel_len)
@@ -109,6 +109,16 @@ impl ConvJob<'_> {
                     let (ch, out) = (ch.get(c..hi).ok_or(oob)?, out.get_mut(c..).ok_or(oob)?);
                     let (p, s) = (&*patches, g.out_c);
                     match (mr, nb) {
+                        // Three or four panels only where the kernel takes them (a constant:
+                        // the other kernels' code stays as small as before).
+                        (4, 4) if P::MAX_NB >= 4 => pk.gemm::<4, 4>(p, len, w, ch, out, s),
+                        (4, 3) if P::MAX_NB >= 3 => pk.gemm::<4, 3>(p, len, w, ch, out, s),
+                        (3, 4) if P::MAX_NB >= 4 => pk.gemm::<3, 4>(p, len, w, ch, out, s),
+                        (3, 3) if P::MAX_NB >= 3 => pk.gemm::<3, 3>(p, len, w, ch, out, s),
+                        (2, 4) if P::MAX_NB >= 4 => pk.gemm::<2, 4>(p, len, w, ch, out, s),
+                        (2, 3) if P::MAX_NB >= 3 => pk.gemm::<2, 3>(p, len, w, ch, out, s),
+                        (1, 4) if P::MAX_NB >= 4 => pk.gemm::<1, 4>(p, len, w, ch, out, s),
+                        (1, 3) if P::MAX_NB >= 3 => pk.gemm::<1, 3>(p, len, w, ch, out, s),
                         (4, 2) => pk.gemm::<4, 2>(p, len, w, ch, out, s),
                         (4, _) => pk.gemm::<4, 1>(p, len, w, ch, out, s),
                         (3, 2) => pk.gemm::<3, 2>(p, len, w, ch, out, s),

@@ -468,6 +468,9 @@ pub(crate) trait PanelKernels: Copy {
     /// Bytes before the weights of each panel: none for pairs; for quads the 8 channels'
     /// `-128 * sum w` as little-endian `i32`s, the accumulators' initial values.
     const HEADER: usize;
+    /// The most panels per call the caller should ask for (at most 4): enough independent
+    /// accumulators to hide the multiply-accumulate latency, few enough to stay in registers.
+    const MAX_NB: usize;
 
     /// A block of a convolution, `MR` pixels times `NB` panels of 8 output channels.
     /// `patches` holds the `MR` pixels' patches of `len` values (a multiple of `GROUP`) one
@@ -498,6 +501,7 @@ impl PanelKernels for NoPanels {
     type Patch = i16;
     const GROUP: usize = 2;
     const HEADER: usize = 0;
+    const MAX_NB: usize = 2;
 
     fn gemm<const MR: usize, const NB: usize>(
         self,

@@ -371,6 +371,7 @@ impl PanelKernels for Avx2 {
     type Patch = i16;
     const GROUP: usize = 2;
     const HEADER: usize = 0;
+    const MAX_NB: usize = 2;
 
     #[inline(always)]
     fn gemm<const MR: usize, const NB: usize>(

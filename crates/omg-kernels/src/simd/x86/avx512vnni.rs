@@ -59,6 +59,8 @@ impl PanelKernels for Avx512Vnni {
     type Patch = i8;
     const GROUP: usize = 4;
     const HEADER: usize = 32;
+    /// 8 accumulators (4 pixels times 2 registers of 2 panels).
+    const MAX_NB: usize = 4;
 
     /// Two panels (16 channels) per 512-bit accumulator: for each quad of patch values, the
     /// two panels' 32 weight bytes side by side times the broadcast quad of `u8`s.
