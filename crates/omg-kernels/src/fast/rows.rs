@@ -21,11 +21,11 @@ pub(super) fn store<const M: usize, const N: usize>(
 /// The `N` consecutive rows of `stride` values of `block`.
 #[inline(always)]
 pub(super) fn split_rows<const N: usize>(block: &[i8], stride: usize) -> [&[i8]; N] {
-    let mut rows: [&[i8]; N] = [&[]; N];
-    for (r, chunk) in rows.iter_mut().zip(block.chunks_exact(stride)) {
-        *r = chunk;
-    }
-    rows
+    // Not a loop over `chunks_exact`: with AVX-512 enabled, LLVM turned that loop into
+    // 512-bit scatters of the slices' pointers and lengths, which cost more than the dot
+    // products of a small FULLY_CONNECTED layer.
+    let mut chunks = block.chunks_exact(stride);
+    core::array::from_fn(|_| chunks.next().unwrap_or(&[]))
 }
 
 /// `acc[m][r] = patches[m] . row r` for the rows of `rows` (stride `stride`, at least as many
