@@ -378,6 +378,15 @@ pub(crate) trait Kernels: Copy {
     /// Sign-extends `src` into `dst` (the common prefix).
     fn widen(self, dst: &mut [i16], src: &[i8]);
 
+    /// `dst[i] = src[i] ^ 0x80` (the bits of `src[i] + 128` as a `u8`) over the common prefix:
+    /// the patch values of the quad panel kernels.
+    #[inline(always)]
+    fn flip(self, dst: &mut [i8], src: &[i8]) {
+        for (d, &s) in dst.iter_mut().zip(src) {
+            *d = s ^ i8::MIN;
+        }
+    }
+
     /// `out[c] = clamp(MBQM(acc[c] + ch.bias[c] + offset, ch[c]) + zero_point)` truncated to
     /// int8, for `c` below the shortest length.
     fn requantize(self, acc: &[i32], offset: i32, ch: Channels<'_>, out: &mut [i8]);
@@ -443,11 +452,8 @@ impl PatchValue for i8 {
     }
 
     #[inline(always)]
-    fn load<K: Kernels>(_: K, dst: &mut [i8], src: &[i8]) {
-        // Inlined into the level's job: vectorized with its target features.
-        for (d, &s) in dst.iter_mut().zip(src) {
-            *d = s ^ i8::MIN;
-        }
+    fn load<K: Kernels>(k: K, dst: &mut [i8], src: &[i8]) {
+        k.flip(dst, src);
     }
 
     #[inline(always)]

@@ -17,7 +17,7 @@
 
 use core::arch::x86_64::*;
 
-use super::avx2::{Avx2, Mac256, depthwise_with, dot_with, load8, requantize_tail, store8};
+use super::avx2::{Avx2, Mac256, depthwise_with, dot_with, flip, load8, requantize_tail, store8};
 use crate::elementwise::AddParams;
 use crate::simd::{Channels, Job, Kernels, PanelKernels, gemm_shape};
 
@@ -85,6 +85,11 @@ impl<T: VnniLevel> Kernels for T {
     #[inline(always)]
     fn widen(self, dst: &mut [i16], src: &[i8]) {
         self.avx2().widen(dst, src);
+    }
+
+    #[inline(always)]
+    fn flip(self, dst: &mut [i8], src: &[i8]) {
+        flip(self.avx2(), dst, src);
     }
 
     #[inline(always)]
