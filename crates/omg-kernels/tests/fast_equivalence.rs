@@ -441,6 +441,8 @@ fn fully_connected_matches_reference() {
         let accum_depth = match rng.next() % 20 {
             0 => 0,
             1..=5 => 16 * rng.usize(1, 40),
+            // Long rows of any length (the quad rows' padding to 32 values, several vectors).
+            6..=7 => rng.usize(81, 700),
             _ => rng.usize(1, 80),
         };
         let output_depth = match rng.next() % 30 {

@@ -1,4 +1,7 @@
-//! FULLY_CONNECTED: dot products of the widened input rows with the weight rows.
+//! FULLY_CONNECTED: dot products of the input rows with the weight rows: widened to `i16` at
+//! most levels; at the VNNI levels (quads, `VPDPBUSD`) the input row flipped to `x + 128` as
+//! `u8` bits against weight rows padded to [`QUAD_ROW_ALIGN`] values, after a header of each
+//! row's `-128 * sum w`, added to the row's sum (which leaves `sum x w` modulo 2^32).
 
 use super::rows::{RowSource, rows_by_two, two};
 use super::{
@@ -7,7 +10,7 @@ use super::{
 };
 use crate::fully_connected::{FcQuantization, FullyConnectedParams};
 use crate::quant::QuantizedMultiplier;
-use crate::simd::{Channels, Clamp, Job, Kernels, dispatch};
+use crate::simd::{Channels, Clamp, Job, Kernels, QUAD_ROW_ALIGN, dispatch};
 use crate::{KernelError, Result};
 
 /// A FULLY_CONNECTED prepared for [`WeightPlan::eval`] (bit-exact with
@@ -51,9 +54,37 @@ impl FcPlan {
     }
 }
 
+/// Row length of the quad layout: `depth` rounded up to a multiple of [`QUAD_ROW_ALIGN`]
+/// (saturating).
+fn quad_stride(depth: usize) -> usize {
+    depth.saturating_add(QUAD_ROW_ALIGN - 1) / QUAD_ROW_ALIGN * QUAD_ROW_ALIGN
+}
+
+impl FcPlan {
+    /// Length of the weights in the quad layout: `4 * n` bytes of corrections, then `n` rows
+    /// of [`quad_stride`] values.
+    fn quads_len(&self) -> usize {
+        let (n, k) = (self.p.output_depth, self.p.accum_depth);
+        n.saturating_mul(quad_stride(k))
+            .saturating_add(n.saturating_mul(4))
+    }
+
+    /// Length of the weights at level `isa` as eval takes them.
+    fn weights_len(&self, isa: Isa) -> usize {
+        if isa.quads() {
+            self.quads_len()
+        } else {
+            let (n, k) = (self.p.output_depth, self.p.accum_depth);
+            n.saturating_mul(aligned(k))
+        }
+    }
+}
+
 impl WeightPlan for FcPlan {
-    fn packed_len(&self, _: Isa) -> usize {
-        if self.p.accum_depth.is_multiple_of(ROW_ALIGN) {
+    fn packed_len(&self, isa: Isa) -> usize {
+        if isa.quads() {
+            self.quads_len()
+        } else if self.p.accum_depth.is_multiple_of(ROW_ALIGN) {
             0
         } else {
             self.p
@@ -62,10 +93,33 @@ impl WeightPlan for FcPlan {
         }
     }
 
-    fn pack(&self, _: Isa, filter: &[i8], packed: &mut [i8]) -> Result<()> {
+    /// The quad layout (VNNI levels): row `r`'s `-128 * sum w` (wrapping) as a little-endian
+    /// `i32` at bytes `4r..4r + 4`, then the rows padded with zeros to a multiple of 32
+    /// values; elsewhere rows padded with zeros to a multiple of 16 values.
+    fn pack(&self, isa: Isa, filter: &[i8], packed: &mut [i8]) -> Result<()> {
         let (n, k) = (self.p.output_depth, self.p.accum_depth);
         check_filter(filter, n, k)?;
-        pack_rows(n, k, packed, |r, i| filter[r * k + i])
+        if !isa.quads() {
+            return pack_rows(n, k, packed, |r, i| filter[r * k + i]);
+        }
+        if packed.len() != self.quads_len() {
+            return Err(KernelError::Shape("packed weights length"));
+        }
+        let (corrections, rows) = packed.split_at_mut(4 * n);
+        for (r, c) in corrections.as_chunks_mut::<4>().0.iter_mut().enumerate() {
+            // The accumulator multiplies `x + 128`: it starts at `-128 * sum w`.
+            let sum = row_sum(&filter[r * k..(r + 1) * k]).wrapping_mul(-128);
+            *c = sum.to_le_bytes().map(|b| b as i8);
+        }
+        rows.fill(0);
+        let stride = quad_stride(k);
+        for (row, w) in rows
+            .chunks_exact_mut(stride.max(1))
+            .zip(filter.chunks_exact(k.max(1)))
+        {
+            row[..k].copy_from_slice(w);
+        }
+        Ok(())
     }
 
     fn channels_len(&self) -> usize {
@@ -90,7 +144,14 @@ impl WeightPlan for FcPlan {
         fill_channels(out, (1, n), bias, multipliers, input_offset, constant, sum)
     }
 
-    fn scratch_len(&self, _: Isa) -> ScratchLen {
+    fn scratch_len(&self, isa: Isa) -> ScratchLen {
+        if isa.quads() {
+            return ScratchLen {
+                i8: quad_stride(self.p.accum_depth),
+                i32: self.p.output_depth,
+                ..ScratchLen::default()
+            };
+        }
         ScratchLen {
             i16: 2 * aligned(self.p.accum_depth),
             i32: 2 * self.p.output_depth,
@@ -112,7 +173,7 @@ impl WeightPlan for FcPlan {
         if input.len() != p.batches * p.accum_depth || output.len() != p.batches * p.output_depth {
             return Err(KernelError::Shape("input or output length"));
         }
-        if weights.len() != p.output_depth * aligned(p.accum_depth) {
+        if weights.len() != self.weights_len(isa) {
             return Err(KernelError::Shape("packed weights length"));
         }
         let ch = channels(channel_data, (1, p.output_depth), self.clamp)?;
@@ -122,6 +183,7 @@ impl WeightPlan for FcPlan {
         }
         let job = FcJob {
             plan: self,
+            quads: isa.quads(),
             input,
             weights,
             ch,
@@ -135,6 +197,8 @@ impl WeightPlan for FcPlan {
 /// A fully connected layer, up to two input rows at a time.
 pub(super) struct FcJob<'a> {
     plan: &'a FcPlan,
+    /// Whether `weights` has the quad layout (see [`FcPlan::pack`]).
+    quads: bool,
     input: &'a [i8],
     weights: &'a [i8],
     ch: Channels<'a>,
@@ -172,8 +236,12 @@ impl Job for FcJob<'_> {
 
     #[inline(always)]
     fn run<K: Kernels>(self, k: K) -> Result<()> {
+        if self.quads {
+            return self.run_quads(k);
+        }
         let FcJob {
             plan,
+            quads: _,
             input,
             weights,
             ch,
@@ -197,5 +265,44 @@ impl Job for FcJob<'_> {
             &mut source,
             (output, |b| b * n..(b + 1) * n),
         )
+    }
+}
+
+impl FcJob<'_> {
+    /// [`Job::run`] on the quad layout: per input row, the row flipped to `x + 128` into the
+    /// scratch (its padding zero), [`Kernels::quad_rows`], then the requantization with the
+    /// row's offset.
+    #[inline(always)]
+    fn run_quads<K: Kernels>(self, k: K) -> Result<()> {
+        let FcJob {
+            plan,
+            quads: _,
+            input,
+            weights,
+            ch,
+            output,
+            scratch,
+        } = self;
+        let oob = KernelError::Shape("fully connected index out of range");
+        let (n, depth) = (plan.p.output_depth, plan.p.accum_depth);
+        let stride = quad_stride(depth);
+        let x = scratch.i8.get_mut(..stride).ok_or(oob)?;
+        let acc = scratch.i32.get_mut(..n).ok_or(oob)?;
+        let (corrections, rows) = weights.split_at_checked(4 * n).ok_or(oob)?;
+        // The padding past the depth stays zero (its weights are zero too).
+        x[depth..].fill(0);
+        for b in 0..plan.p.batches {
+            let row = input.get(b * depth..(b + 1) * depth).ok_or(oob)?;
+            k.flip(&mut x[..depth], row);
+            k.quad_rows(x, rows, stride, corrections, acc);
+            let offset = if plan.filter_offset == 0 {
+                0
+            } else {
+                plan.filter_offset.wrapping_mul(row_sum(row))
+            };
+            let out = output.get_mut(b * n..(b + 1) * n).ok_or(oob)?;
+            k.requantize(acc, offset, ch, out);
+        }
+        Ok(())
     }
 }

@@ -20,7 +20,10 @@
 //!   dot product that the compiler vectorizes.
 //! * FULLY_CONNECTED: dot products of the widened input row with the int8 weight rows, eight
 //!   rows at a time, on the model's own weights (copied, padded to a multiple of 16 values,
-//!   only when a row is not).
+//!   only when a row is not). At the VNNI levels the rows are copied, padded to a multiple of
+//!   32 values, after a header of each row's `-128 * sum w`; the input row is flipped to
+//!   `x + 128` as `u8` once per row and each input vector feeds `VPDPBUSD` for eight weight
+//!   rows; adding the header to the sums leaves `sum x w` (modulo 2^32, as the reference).
 //! * DEPTHWISE_CONV_2D with more input channels: one output row at a time, channels vectorized,
 //!   taps in pairs whose weights are interleaved at prepare time; the input rows under the
 //!   filter are copied into zero-point-padded rows when the window crosses the border (or the

@@ -17,11 +17,13 @@
 //! * `avxvnni` (x86-64): a convolution panel kernel on the VEX-encoded `VPDPBUSD` of AVX-VNNI
 //!   (four `u8 * i8` products per lane: the patches hold `x + 128`, the panels quads of
 //!   weights after a header of `-128 * sum w` per channel, which the accumulators start
-//!   from); elsewhere `avx2` whose multiply-accumulates are the VEX-encoded `VPDPWSSD` (one
+//!   from) and FULLY_CONNECTED rows on it too (rows padded to 32 values, the input flipped
+//!   likewise, each row's `-128 * sum w` added to its sum); elsewhere `avx2` whose multiply-accumulates are the VEX-encoded `VPDPWSSD` (one
 //!   instruction for `vpmaddwd` + `vpaddd`, same sums); detected with CPUID.
 //! * `avx512vnni` (x86-64): 512-bit `VPDPBUSD` (AVX-512 VNNI, with AVX-512 F/BW/VL) in the
-//!   convolution panel kernel (16 channels per register, the `avxvnni` layout), the 256-bit
-//!   EVEX `VPDPWSSD` elsewhere; detected with CPUID and XGETBV (the operating system saves
+//!   convolution panel kernel (16 channels per register, the `avxvnni` layout), 256-bit EVEX
+//!   `VPDPBUSD` for FULLY_CONNECTED (the `avxvnni` layout), the 256-bit EVEX `VPDPWSSD`
+//!   elsewhere; detected with CPUID and XGETBV (the operating system saves
 //!   the 512-bit state).
 //! * `neon` (aarch64): ARMv8.0 Advanced SIMD, present on every aarch64 CPU (available wherever
 //!   the build target enables it); convolutions on weight rows.
@@ -223,6 +225,26 @@ pub(crate) fn gemm_shape<P: PanelKernels>(
     ok.then_some(n)
 }
 
+/// FULLY_CONNECTED weight rows in the quad layout (see [`Kernels::quad_rows`]) are padded to a
+/// multiple of this many values (one 256-bit vector).
+pub(crate) const QUAD_ROW_ALIGN: usize = 32;
+
+/// Whether the operands of [`Kernels::quad_rows`] fit: `x` of length `x_len`, `n` rows of
+/// `stride` values in `rows_len` values (`stride` a multiple of [`QUAD_ROW_ALIGN`]) and `n`
+/// corrections of 4 bytes in `corrections_len`.
+#[inline(always)]
+pub(crate) fn quad_rows_shape(
+    x_len: usize,
+    (rows_len, stride): (usize, usize),
+    corrections_len: usize,
+    n: usize,
+) -> bool {
+    stride.is_multiple_of(QUAD_ROW_ALIGN)
+        && x_len >= stride
+        && n.checked_mul(stride).is_some_and(|len| rows_len >= len)
+        && n.checked_mul(4).is_some_and(|len| corrections_len >= len)
+}
+
 /// Length of one panel of `P` for patches of `len` values: the header, then 8 weights per
 /// patch value.
 #[inline(always)]
@@ -385,6 +407,28 @@ pub(crate) trait Kernels: Copy {
     fn flip(self, dst: &mut [i8], src: &[i8]) {
         for (d, &s) in dst.iter_mut().zip(src) {
             *d = s ^ i8::MIN;
+        }
+    }
+
+    /// FULLY_CONNECTED on quads (the layout of the levels whose [`Isa::quads`] holds): for
+    /// `r < acc.len()`, `acc[r] = corrections[r] + sum_k (x[k] as u8) * rows[r * stride + k]`
+    /// (wrapping `i32`) over `k < stride`, `x` holding input values plus 128 as `u8` bits (see
+    /// [`Kernels::flip`]) and `corrections` the rows' `-128 * sum w` as little-endian `i32`s.
+    /// `stride` must be a multiple of [`QUAD_ROW_ALIGN`]; nothing is written unless it is and
+    /// `x`, `rows` and `corrections` are long enough.
+    #[inline(always)]
+    fn quad_rows(self, x: &[i8], rows: &[i8], stride: usize, corrections: &[i8], acc: &mut [i32]) {
+        let n = acc.len();
+        if !quad_rows_shape(x.len(), (rows.len(), stride), corrections.len(), n) {
+            return;
+        }
+        for (r, a) in acc.iter_mut().enumerate() {
+            let c = &corrections[4 * r..4 * r + 4];
+            let mut sum = i32::from_le_bytes([c[0] as u8, c[1] as u8, c[2] as u8, c[3] as u8]);
+            for (&u, &w) in x[..stride].iter().zip(&rows[r * stride..(r + 1) * stride]) {
+                sum = sum.wrapping_add(i32::from(u as u8) * i32::from(w));
+            }
+            *a = sum;
         }
     }
 

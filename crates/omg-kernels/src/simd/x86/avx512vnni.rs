@@ -1,7 +1,8 @@
 //! The `avx512vnni` level: 512-bit `VPDPBUSD` (AVX-512 VNNI, four `u8 * i8` products per
 //! 32-bit lane) for the convolution panel kernel (two panels, 16 output channels, per
-//! register); the 256-bit EVEX form of `VPDPWSSD` for the dot products (FULLY_CONNECTED) and
-//! the depthwise kernel; the AVX2 level's requantization, widening and ADD.
+//! register); 256-bit EVEX `VPDPBUSD` for FULLY_CONNECTED (the `avxvnni` kernel); the 256-bit
+//! EVEX form of `VPDPWSSD` for the other dot products and the depthwise kernel; the AVX2
+//! level's requantization, widening and ADD.
 //!
 //! Exactness: as for the `avxvnni` level (see its module): `VPDPWSSD` sums pairs of int8
 //! products exactly then wraps like `vpaddd`; the quad panel kernel multiplies `x + 128` from
@@ -53,7 +54,14 @@ impl Mac256 for Avx512Vnni {
     }
 }
 
-impl VnniLevel for Avx512Vnni {}
+impl VnniLevel for Avx512Vnni {
+    /// `vpdpbusd` (EVEX, 256-bit).
+    #[inline(always)]
+    fn dpbusd(self, acc: __m256i, u: __m256i, w: __m256i) -> __m256i {
+        // SAFETY: AVX-512 VNNI and VL are available (token); register operation only.
+        unsafe { _mm256_dpbusd_epi32(acc, u, w) }
+    }
+}
 
 impl PanelKernels for Avx512Vnni {
     type Patch = i8;

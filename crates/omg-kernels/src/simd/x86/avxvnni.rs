@@ -1,6 +1,6 @@
-//! The `avxvnni` level: a convolution panel kernel on AVX-VNNI's VEX-encoded `VPDPBUSD` (four
-//! `u8 * i8` products per 32-bit lane), and the AVX2 kernels with `VPDPWSSD` as their
-//! multiply-accumulate elsewhere.
+//! The `avxvnni` level: a convolution panel kernel and FULLY_CONNECTED rows on AVX-VNNI's
+//! VEX-encoded `VPDPBUSD` (four `u8 * i8` products per 32-bit lane), and the AVX2 kernels with
+//! `VPDPWSSD` as their multiply-accumulate elsewhere.
 //!
 //! Exactness of `VPDPWSSD` (the non-saturating form): it adds the two products of each pair
 //! of `i16` lanes to the 32-bit accumulator with wrapping arithmetic, exactly what `vpmaddwd`
@@ -19,7 +19,7 @@ use core::arch::x86_64::*;
 
 use super::avx2::{Avx2, Mac256, depthwise_with, dot_with, flip, load8, requantize_tail, store8};
 use crate::elementwise::AddParams;
-use crate::simd::{Channels, Job, Kernels, PanelKernels, gemm_shape};
+use crate::simd::{Channels, Job, Kernels, PanelKernels, gemm_shape, quad_rows_shape};
 
 /// Proof that the CPU supports AVX2 and AVX-VNNI: only [`AvxVnni::detect`] creates it.
 #[derive(Debug, Clone, Copy)]
@@ -62,9 +62,142 @@ impl Mac256 for AvxVnni {
 
 /// A VNNI level: the AVX2 level's kernels with the level's multiply-accumulate, plus its own
 /// panel kernel. Implemented by [`AvxVnni`] and [`super::Avx512Vnni`].
-pub(super) trait VnniLevel: Mac256 + PanelKernels {}
+pub(super) trait VnniLevel: Mac256 + PanelKernels {
+    /// 256-bit `VPDPBUSD` (non-saturating): each 32-bit lane of `acc` plus the four products
+    /// of the `u8`s of `u` and the `i8`s of `w` in that lane, wrapping.
+    fn dpbusd(self, acc: __m256i, u: __m256i, w: __m256i) -> __m256i;
+}
 
-impl VnniLevel for AvxVnni {}
+impl VnniLevel for AvxVnni {
+    /// `vpdpbusd` (VEX).
+    #[inline(always)]
+    fn dpbusd(self, acc: __m256i, u: __m256i, w: __m256i) -> __m256i {
+        // SAFETY: AVX-VNNI is available (token); register operation only.
+        unsafe { _mm256_dpbusd_avx_epi32(acc, u, w) }
+    }
+}
+
+/// Rows of a FULLY_CONNECTED per pass over the input in [`quad_rows_with`]: 8 accumulators,
+/// the input vector and a weight vector stay in the 16 registers of AVX2.
+const QUAD_ROWS: usize = 8;
+
+/// [`Kernels::quad_rows`] on `VPDPBUSD`: `R` rows (at most [`QUAD_ROWS`]) per pass over the
+/// input, one 256-bit accumulator each (each input vector load feeds `R` multiply-accumulates),
+/// then horizontal sums; 8 rows at a time, then 4, then the rest.
+#[inline(always)]
+fn quad_rows_with<T: VnniLevel>(
+    t: T,
+    x: &[i8],
+    rows: &[i8],
+    stride: usize,
+    corrections: &[i8],
+    acc: &mut [i32],
+) {
+    let n = acc.len();
+    if !quad_rows_shape(x.len(), (rows.len(), stride), corrections.len(), n) || stride == 0 {
+        return;
+    }
+    let x = &x[..stride].as_chunks::<32>().0;
+    let mut r = 0;
+    while r + QUAD_ROWS <= n {
+        quad_block::<T, QUAD_ROWS, 1>(t, x, rows, r, corrections, acc);
+        r += QUAD_ROWS;
+    }
+    if r + 4 <= n {
+        quad_block::<T, 4, 2>(t, x, rows, r, corrections, acc);
+        r += 4;
+    }
+    match n - r {
+        3 => quad_block::<T, 3, 2>(t, x, rows, r, corrections, acc),
+        2 => quad_block::<T, 2, 4>(t, x, rows, r, corrections, acc),
+        1 => quad_block::<T, 1, 4>(t, x, rows, r, corrections, acc),
+        _ => {}
+    }
+}
+
+/// Rows `r..r + R` of [`quad_rows_with`] (the caller checked the shapes: `x` holds
+/// `stride / 32` vectors, `rows` at least `n * stride` values, `corrections` `4 n` bytes, and
+/// `r + R <= n = acc.len()`), `U` input vectors per step with an accumulator each per row
+/// (`R * U` at most 8: enough independent multiply-accumulates to hide their latency when
+/// there are few rows).
+#[inline(always)]
+fn quad_block<T: VnniLevel, const R: usize, const U: usize>(
+    t: T,
+    x: &[[i8; 32]],
+    rows: &[i8],
+    r: usize,
+    corrections: &[i8],
+    acc: &mut [i32],
+) {
+    let vecs = x.len();
+    // Row `r + i`'s vector `j` is chunk `i * vecs + j`; indexing one slice (rather than
+    // splitting it into `R` row slices) keeps LLVM from building the row slices with
+    // scatters.
+    let Some(block) = rows.get(r * 32 * vecs..(r + R) * 32 * vecs) else {
+        return;
+    };
+    let block = block.as_chunks::<32>().0;
+    // SAFETY: AVX2 is available (token); register operation only.
+    let zero = unsafe { _mm256_setzero_si256() };
+    let mut au = [[zero; R]; U];
+    let (steps, _) = x.as_chunks::<U>();
+    for (s, xs) in steps.iter().enumerate() {
+        for (u, (xj, a)) in xs.iter().zip(&mut au).enumerate() {
+            let j = s * U + u;
+            // SAFETY: AVX2 is available (token); `xj` is 32 readable bytes, and `block` holds
+            // `R * vecs` chunks with `i < R` and `j < vecs`, so `i * vecs + j` is in bounds.
+            unsafe {
+                let xv = _mm256_loadu_si256(xj.as_ptr().cast());
+                for (i, a) in a.iter_mut().enumerate() {
+                    let w = _mm256_loadu_si256(block.get_unchecked(i * vecs + j).as_ptr().cast());
+                    *a = t.dpbusd(*a, xv, w);
+                }
+            }
+        }
+    }
+    // The vectors past the last whole step, into the first accumulators.
+    for (j, xj) in x.iter().enumerate().skip(steps.len() * U) {
+        // SAFETY: as above (`j < vecs`).
+        unsafe {
+            let xv = _mm256_loadu_si256(xj.as_ptr().cast());
+            for (i, a) in au[0].iter_mut().enumerate() {
+                let w = _mm256_loadu_si256(block.get_unchecked(i * vecs + j).as_ptr().cast());
+                *a = t.dpbusd(*a, xv, w);
+            }
+        }
+    }
+    // Row `i`'s accumulators summed into `a[i]`; zero past `R`.
+    let mut a = [zero; QUAD_ROWS];
+    for (i, a) in a.iter_mut().enumerate().take(R) {
+        for au in &au {
+            // SAFETY: AVX2 is available (token); register operation only.
+            *a = unsafe { _mm256_add_epi32(*a, au[i]) };
+        }
+    }
+    // SAFETY: AVX2 is available (token); register operations only (the accumulators past `R`
+    // are zero).
+    let sums = unsafe {
+        let h = [
+            _mm256_hadd_epi32(a[0], a[1]),
+            _mm256_hadd_epi32(a[2], a[3]),
+            _mm256_hadd_epi32(a[4], a[5]),
+            _mm256_hadd_epi32(a[6], a[7]),
+        ];
+        // Rows 0..4 and 4..8, each 128-bit half holding half of each row's sum.
+        let q0 = _mm256_hadd_epi32(h[0], h[1]);
+        let q1 = _mm256_hadd_epi32(h[2], h[3]);
+        _mm256_add_epi32(
+            _mm256_permute2x128_si256::<0x20>(q0, q1),
+            _mm256_permute2x128_si256::<0x31>(q0, q1),
+        )
+    };
+    let mut s = [0i32; 8];
+    store8(t.avx2(), sums, &mut s);
+    let c = &corrections[4 * r..4 * (r + R)];
+    for ((a, s), c) in acc[r..r + R].iter_mut().zip(s).zip(c.as_chunks::<4>().0) {
+        *a = s.wrapping_add(i32::from_le_bytes(c.map(|b| b as u8)));
+    }
+}
 
 impl<T: VnniLevel> Kernels for T {
     type Panels = T;
@@ -90,6 +223,11 @@ impl<T: VnniLevel> Kernels for T {
     #[inline(always)]
     fn flip(self, dst: &mut [i8], src: &[i8]) {
         flip(self.avx2(), dst, src);
+    }
+
+    #[inline(always)]
+    fn quad_rows(self, x: &[i8], rows: &[i8], stride: usize, corrections: &[i8], acc: &mut [i32]) {
+        quad_rows_with(self, x, rows, stride, corrections, acc);
     }
 
     #[inline(always)]
