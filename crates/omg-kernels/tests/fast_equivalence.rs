@@ -365,7 +365,8 @@ fn conv2d_matches_reference() {
         let (in_hw, f_hw, w, batches) = geometry(&mut rng);
         let f_c = rng.pick(&[1, 2, 3, 4, 8, 9, 16, 17, 32, 40]);
         let groups = if rng.chance(20) { rng.usize(2, 3) } else { 1 };
-        // Sometimes more than 24 channels per group: blocks of 4 panels at the 512-bit level.
+        // Sometimes more than 24 channels per group: blocks of 4 or 5 panels at the 512-bit
+        // level.
         let per_group = if rng.chance(10) {
             rng.usize(25, 40)
         } else {

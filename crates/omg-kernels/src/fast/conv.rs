@@ -98,10 +98,12 @@ impl ConvJob<'_> {
                 let out = output
                     .get_mut(px * g.out_c + oc0..(px + mr) * g.out_c)
                     .ok_or(oob)?;
-                // Blocks of up to `P::MAX_NB` panels of 8 output channels.
+                // Blocks of up to `P::MAX_NB` panels of 8 output channels, as even as they
+                // come (40 channels on 4 panels a call: 3 + 2, not 4 + 1).
                 let mut c = 0;
                 while c < per_group {
-                    let nb = (per_group - c).div_ceil(8).min(P::MAX_NB);
+                    let left = (per_group - c).div_ceil(8);
+                    let nb = left.div_ceil(left.div_ceil(P::MAX_NB));
                     let hi = (c + 8 * nb).min(per_group);
                     let w = panels
                         .get(c / 8 * panel_len..(c / 8 + nb) * panel_len)
@@ -109,8 +111,12 @@ impl ConvJob<'_> {
                     let (ch, out) = (ch.get(c..hi).ok_or(oob)?, out.get_mut(c..).ok_or(oob)?);
                     let (p, s) = (&*patches, g.out_c);
                     match (mr, nb) {
-                        // Three or four panels only where the kernel takes them (a constant:
+                        // Three to five panels only where the kernel takes them (a constant:
                         // the other kernels' code stays as small as before).
+                        (4, 5) if P::MAX_NB >= 5 => pk.gemm::<4, 5>(p, len, w, ch, out, s),
+                        (3, 5) if P::MAX_NB >= 5 => pk.gemm::<3, 5>(p, len, w, ch, out, s),
+                        (2, 5) if P::MAX_NB >= 5 => pk.gemm::<2, 5>(p, len, w, ch, out, s),
+                        (1, 5) if P::MAX_NB >= 5 => pk.gemm::<1, 5>(p, len, w, ch, out, s),
                         (4, 4) if P::MAX_NB >= 4 => pk.gemm::<4, 4>(p, len, w, ch, out, s),
                         (4, 3) if P::MAX_NB >= 3 => pk.gemm::<4, 3>(p, len, w, ch, out, s),
                         (3, 4) if P::MAX_NB >= 4 => pk.gemm::<3, 4>(p, len, w, ch, out, s),

@@ -81,9 +81,13 @@ impl Geometry {
     }
 
     /// Patch values per group of weights in the panels of level `isa`: 4 for the quads of
-    /// `VPDPBUSD`, else 2.
+    /// `VPDPBUSD` (8, two quads, for the 512-bit kernel), else 2.
     pub(super) fn group_len(isa: Isa) -> usize {
-        if isa.quads() { 4 } else { 2 }
+        match isa {
+            Isa::Avx512Vnni => 8,
+            _ if isa.quads() => 4,
+            _ => 2,
+        }
     }
 
     /// Bytes before the weights of each panel at level `isa` (see

@@ -510,7 +510,8 @@ impl PatchValue for i8 {
 /// A convolution kernel on weights packed in panels of 8 output channels.
 ///
 /// Two layouts: pairs (`GROUP == 2`, `HEADER == 0`, `i16` patches) and quads (`GROUP == 4`,
-/// `HEADER == 32`, patches of `x + 128` as `u8` bits, see [`PatchValue`]).
+/// or 8 for two quads per step, `HEADER == 32`, patches of `x + 128` as `u8` bits, see
+/// [`PatchValue`]).
 pub(crate) trait PanelKernels: Copy {
     /// The patch values the kernel takes.
     type Patch: PatchValue;
@@ -519,7 +520,7 @@ pub(crate) trait PanelKernels: Copy {
     /// Bytes before the weights of each panel: none for pairs; for quads the 8 channels'
     /// `-128 * sum w` as little-endian `i32`s, the accumulators' initial values.
     const HEADER: usize;
-    /// The most panels per call the caller should ask for (at most 4): enough independent
+    /// The most panels per call the caller should ask for (at most 5): enough independent
     /// accumulators to hide the multiply-accumulate latency, few enough to stay in registers.
     const MAX_NB: usize;
 
@@ -532,7 +533,7 @@ pub(crate) trait PanelKernels: Copy {
     /// patch[m][GROUP j + i] * panel[c / 8][HEADER + 8 GROUP j + GROUP (c % 8) + i]`
     /// (the patch values as `i16`, or as `u8`) and stores the requantized `acc` to
     /// `out[m * stride + c]`. Nothing is written unless every operand is long enough. `NB` is
-    /// at most 4.
+    /// at most `MAX_NB`.
     fn gemm<const MR: usize, const NB: usize>(
         self,
         patches: &[Self::Patch],

@@ -173,31 +173,25 @@ fn rdbpot(_: Avx2, x: __m256i, exponent: __m256i, mask: __m256i, half: __m256i) 
     }
 }
 
-/// [`rdbpot`] with one exponent (`0..=31`) for every lane.
-#[inline(always)]
-fn rdbpot_uniform(t: Avx2, x: __m256i, exponent: i32) -> __m256i {
-    let mask = 1i32.wrapping_shl(exponent as u32).wrapping_sub(1);
-    // SAFETY: AVX2 is available (token); register operations only.
-    let (e, m, h) = unsafe {
-        (
-            _mm256_set1_epi32(exponent),
-            _mm256_set1_epi32(mask),
-            _mm256_set1_epi32(mask >> 1),
-        )
-    };
-    rdbpot(t, x, e, m, h)
-}
-
 /// Adds the zero point, clamps, and stores the low byte of each lane to `out`.
 #[inline(always)]
-fn store_i8(_: Avx2, v: __m256i, clamp: Clamp, out: &mut [i8; 8]) {
-    // SAFETY: AVX2 is available (token); `out` is 8 writable bytes.
-    unsafe {
+fn store_i8(t: Avx2, v: __m256i, clamp: Clamp, out: &mut [i8; 8]) {
+    // SAFETY: AVX2 is available (token); register operations only.
+    let v = unsafe {
         let v = _mm256_add_epi32(v, _mm256_set1_epi32(clamp.zero_point));
-        let v = _mm256_min_epi32(
+        _mm256_min_epi32(
             _mm256_max_epi32(v, _mm256_set1_epi32(clamp.min)),
             _mm256_set1_epi32(clamp.max),
-        );
+        )
+    };
+    pack_store_i8(t, v, out);
+}
+
+/// Stores the low byte of each lane to `out`.
+#[inline(always)]
+fn pack_store_i8(_: Avx2, v: __m256i, out: &mut [i8; 8]) {
+    // SAFETY: AVX2 is available (token); `out` is 8 writable bytes.
+    unsafe {
         // Byte 0 of each lane to the low 4 bytes of each 128-bit half, then both halves together.
         let bytes = _mm256_shuffle_epi8(
             v,
@@ -382,14 +376,16 @@ impl Kernels for Avx2 {
     #[inline(always)]
     fn add_i8(self, p: &AddParams, a: &[i8], b: &[i8], out: &mut [i8]) {
         let n = a.len().min(b.len()).min(out.len());
+        // SAFETY: AVX2 is available (token); register operation only.
+        let v = AddVectors::new(p, |x| unsafe { _mm256_set1_epi32(x) });
         let (a8, b8) = (a[..n].as_chunks::<8>().0, b[..n].as_chunks::<8>().0);
         for ((x, y), o) in a8.iter().zip(b8).zip(out[..n].as_chunks_mut::<8>().0) {
-            add8(self, p, x, y, o);
+            add8(self, &v, x, y, o);
         }
         let full = n / 8 * 8;
         if full < n {
             let mut o = [0i8; 8];
-            add8(self, p, &padded(&a[full..n]), &padded(&b[full..n]), &mut o);
+            add8(self, &v, &padded(&a[full..n]), &padded(&b[full..n]), &mut o);
             out[full..n].copy_from_slice(&o[..n - full]);
         }
     }
@@ -599,54 +595,85 @@ pub(super) fn gemm_with<M: Mac256, const MR: usize, const NB: usize>(
     }
 }
 
+/// ADD's parameters as vectors of some width `V`, built once per call: the inputs' zero
+/// points and left shift, the three multipliers (input 1, input 2, output) with their right
+/// shifts as `rdbpot` takes them, and the output's zero point and clamp.
+#[derive(Clone, Copy)]
+pub(super) struct AddVectors<V> {
+    /// Input 1 and input 2 zero points.
+    pub(super) zero_points: [V; 2],
+    /// The left shift of both inputs (`0..=31`).
+    pub(super) left_shift: V,
+    /// Input 1, input 2 and output multipliers.
+    pub(super) multipliers: [V; 3],
+    /// Whether each multiplier is `i32::MIN` (its doubling high multiply may saturate).
+    pub(super) saturating: [bool; 3],
+    /// Each multiplier's right shift: exponent, mask and half (see `rdbpot`).
+    pub(super) shifts: [[V; 3]; 3],
+    /// Output zero point, lower and upper clamp.
+    pub(super) clamp: [V; 3],
+}
+
+impl<V: Copy> AddVectors<V> {
+    /// The vectors of `p`, each value broadcast with `splat`.
+    #[inline(always)]
+    pub(super) fn new(p: &AddParams, splat: impl Fn(i32) -> V) -> Self {
+        let m = [p.input1, p.input2, p.output];
+        let shift = |i: usize| {
+            // The multipliers' shifts are <= 0: right shifts, clamped as in the reference.
+            let e = m[i].shift.wrapping_neg().clamp(0, 31);
+            let mask = 1i32.wrapping_shl(e as u32).wrapping_sub(1);
+            [splat(e), splat(mask), splat(mask >> 1)]
+        };
+        AddVectors {
+            zero_points: [splat(p.input1_zero_point), splat(p.input2_zero_point)],
+            left_shift: splat(p.left_shift & 31),
+            multipliers: m.map(|m| splat(m.multiplier)),
+            saturating: m.map(|m| m.multiplier == i32::MIN),
+            shifts: [shift(0), shift(1), shift(2)],
+            clamp: [p.output_zero_point, p.act_min, p.act_max].map(splat),
+        }
+    }
+}
+
 /// TFLM `AddFunc` on 8 pairs of values.
 #[inline(always)]
-fn add8(t: Avx2, p: &AddParams, a: &[i8; 8], b: &[i8; 8], out: &mut [i8; 8]) {
-    // The multipliers' shifts are <= 0: right shifts, clamped as in the reference.
-    let right = |s: i32| s.wrapping_neg().clamp(0, 31);
-    let (a, b) = (load_i8x8(t, a), load_i8x8(t, b));
-    // SAFETY: AVX2 is available (token); register operations only.
-    let (sa, sb, m_out) = unsafe {
-        let shift = _mm256_set1_epi32(p.left_shift & 31);
-        let x = _mm256_sllv_epi32(
-            _mm256_sub_epi32(
-                _mm256_cvtepi8_epi32(a),
-                _mm256_set1_epi32(p.input1_zero_point),
-            ),
-            shift,
-        );
-        let y = _mm256_sllv_epi32(
-            _mm256_sub_epi32(
-                _mm256_cvtepi8_epi32(b),
-                _mm256_set1_epi32(p.input2_zero_point),
-            ),
-            shift,
-        );
-        let saturating = |m: i32| m == i32::MIN;
-        let sa = srdhm(
-            t,
-            x,
-            _mm256_set1_epi32(p.input1.multiplier),
-            saturating(p.input1.multiplier),
-        );
-        let sb = srdhm(
-            t,
-            y,
-            _mm256_set1_epi32(p.input2.multiplier),
-            saturating(p.input2.multiplier),
-        );
-        (sa, sb, _mm256_set1_epi32(p.output.multiplier))
-    };
-    let sa = rdbpot_uniform(t, sa, right(p.input1.shift));
-    let sb = rdbpot_uniform(t, sb, right(p.input2.shift));
+fn add8(t: Avx2, v: &AddVectors<__m256i>, a: &[i8; 8], b: &[i8; 8], out: &mut [i8; 8]) {
+    let (sa, sb) = (add_input(t, v, a, 0), add_input(t, v, b, 1));
     // SAFETY: AVX2 is available (token); register operation only.
     let sum = unsafe { _mm256_add_epi32(sa, sb) };
-    let sum = srdhm(t, sum, m_out, p.output.multiplier == i32::MIN);
-    let v = rdbpot_uniform(t, sum, right(p.output.shift));
-    let clamp = Clamp {
-        zero_point: p.output_zero_point,
-        min: p.act_min,
-        max: p.act_max,
+    let [e, mask, half] = v.shifts[2];
+    let sum = rdbpot(
+        t,
+        srdhm(t, sum, v.multipliers[2], v.saturating[2]),
+        e,
+        mask,
+        half,
+    );
+    let [zp, min, max] = v.clamp;
+    // SAFETY: AVX2 is available (token); register operations only.
+    let r = unsafe { _mm256_min_epi32(_mm256_max_epi32(_mm256_add_epi32(sum, zp), min), max) };
+    pack_store_i8(t, r, out);
+}
+
+/// Input `i` (0 or 1) of ADD rescaled: `x` less its zero point, shifted left, times its
+/// multiplier.
+#[inline(always)]
+fn add_input(t: Avx2, v: &AddVectors<__m256i>, x: &[i8; 8], i: usize) -> __m256i {
+    let x = load_i8x8(t, x);
+    // SAFETY: AVX2 is available (token); register operations only.
+    let x = unsafe {
+        _mm256_sllv_epi32(
+            _mm256_sub_epi32(_mm256_cvtepi8_epi32(x), v.zero_points[i]),
+            v.left_shift,
+        )
     };
-    store_i8(t, v, clamp, out);
+    let [e, mask, half] = v.shifts[i];
+    rdbpot(
+        t,
+        srdhm(t, x, v.multipliers[i], v.saturating[i]),
+        e,
+        mask,
+        half,
+    )
 }

@@ -1,18 +1,23 @@
 //! The `avx512vnni` level: 512-bit `VPDPBUSD` (AVX-512 VNNI, four `u8 * i8` products per
-//! 32-bit lane) for the convolution panel kernel (two panels, 16 output channels, per
-//! register); 256-bit EVEX `VPDPBUSD` for FULLY_CONNECTED (the `avxvnni` kernel); the 256-bit
-//! EVEX form of `VPDPWSSD` for the other dot products and the depthwise kernel; the AVX2
-//! level's requantization, widening and ADD.
+//! 32-bit lane) for the convolution panel kernel (one panel of 8 output channels per
+//! register, two quads of patch values per step: its panels hold octets); 256-bit EVEX
+//! `VPDPBUSD` for FULLY_CONNECTED (the `avxvnni` kernel); the 256-bit EVEX form of `VPDPWSSD`
+//! for the other dot products and the depthwise kernel; 16-lane requantization (the panel
+//! kernel's, two pixels per register) and ADD (see `fixed512`); the AVX2 level's widening and
+//! other requantization.
 //!
 //! Exactness: as for the `avxvnni` level (see its module): `VPDPWSSD` sums pairs of int8
 //! products exactly then wraps like `vpaddd`; the quad panel kernel multiplies `x + 128` from
-//! an accumulator started at `-128 * sum w`, which leaves `sum x w` modulo 2^32. Lanes that
-//! only pad a register start at zero and meet zero weights: they add nothing.
+//! an accumulator started at `-128 * sum w`, which leaves `sum x w` modulo 2^32; the panel
+//! kernel's second lane per channel starts at zero, and the two lanes' sum (wrapping) is that
+//! channel's.
 
 use core::arch::x86_64::*;
 
-use super::avx2::{Avx2, Mac256, load8, requantize_tail};
+use super::avx2::{Avx2, Mac256};
 use super::avxvnni::VnniLevel;
+use super::fixed512::{add_i8, requantize_pair};
+use crate::elementwise::AddParams;
 use crate::simd::{Channels, Job, PanelKernels, gemm_shape};
 
 /// Proof that the CPU supports AVX2, AVX-512 F/BW/VL and AVX-512 VNNI (with the operating
@@ -61,17 +66,26 @@ impl VnniLevel for Avx512Vnni {
         // SAFETY: AVX-512 VNNI and VL are available (token); register operation only.
         unsafe { _mm256_dpbusd_epi32(acc, u, w) }
     }
+
+    /// 16 lanes at a time.
+    #[inline(always)]
+    fn add(self, p: &AddParams, a: &[i8], b: &[i8], out: &mut [i8]) {
+        add_i8(self, p, a, b, out);
+    }
 }
 
 impl PanelKernels for Avx512Vnni {
     type Patch = i8;
-    const GROUP: usize = 4;
+    const GROUP: usize = 8;
     const HEADER: usize = 32;
-    /// 8 accumulators (4 pixels times 2 registers of 2 panels).
-    const MAX_NB: usize = 4;
+    /// 20 accumulators (4 pixels times 5 panels), 5 weight registers and a broadcast: 26 of
+    /// the 32 vector registers.
+    const MAX_NB: usize = 5;
 
-    /// Two panels (16 channels) per 512-bit accumulator: for each quad of patch values, the
-    /// two panels' 32 weight bytes side by side times the broadcast quad of `u8`s.
+    /// One panel (8 channels) per 512-bit accumulator, two quads at a time: for each octet of
+    /// patch values, the panel's 64 weight bytes (channel `c`'s 8 bytes in lanes `2c`, `2c +
+    /// 1`) times the octet broadcast as a 64-bit value; lane `2c` sums the even quads of
+    /// channel `c`, lane `2c + 1` the odd ones, added at the end.
     #[inline(always)]
     fn gemm<const MR: usize, const NB: usize>(
         self,
@@ -86,75 +100,80 @@ impl PanelKernels for Avx512Vnni {
         let Some(n) = gemm_shape::<Self>((MR, NB), shape.0, shape.1, &ch, shape.2) else {
             return;
         };
-        let (t, quads, pairs) = (self.0, len / 4, NB.div_ceil(2));
+        let octets = len / 8;
         let panel_len = 8 * len + Self::HEADER;
-        let mut x: [&[[i8; 4]]; MR] = [&[]; MR];
+        let mut x: [&[[i8; 8]]; MR] = [&[]; MR];
         for (m, x) in x.iter_mut().enumerate() {
-            *x = &patches[m * len..(m + 1) * len].as_chunks::<4>().0[..quads];
+            *x = &patches[m * len..(m + 1) * len].as_chunks::<8>().0[..octets];
         }
-        let mut w: [&[[i8; 32]]; NB] = [&[]; NB];
-        let mut head: [&[i8]; NB] = [&[]; NB];
-        for ((w, head), nb) in w.iter_mut().zip(&mut head).zip(0..) {
-            let (h, body) = panels[nb * panel_len..(nb + 1) * panel_len].split_at(32);
-            (*head, *w) = (h, &body.as_chunks::<32>().0[..quads]);
-        }
-        // Accumulator `q` holds panels `2q` and `2q + 1` (only the first `pairs` are used),
-        // starting at their headers (zero for a missing second panel).
+        let mut w: [&[[i8; 64]]; NB] = [&[]; NB];
         // SAFETY: AVX-512 F is available (token); register operation only.
         let mut init = unsafe { [_mm512_setzero_si512(); NB] };
-        for (q, v) in init.iter_mut().enumerate().take(pairs) {
-            // SAFETY: AVX2 and AVX-512 F are available (token); each header is 32 readable
-            // bytes.
-            unsafe {
-                let lo = _mm256_loadu_si256(head[2 * q].as_ptr().cast());
-                let hi = match head.get(2 * q + 1) {
-                    Some(h) => _mm256_loadu_si256(h.as_ptr().cast()),
-                    None => _mm256_setzero_si256(),
-                };
-                *v = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi);
-            }
+        for ((w, init), nb) in w.iter_mut().zip(&mut init).zip(0..) {
+            let (head, body) = panels[nb * panel_len..(nb + 1) * panel_len].split_at(32);
+            *w = &body.as_chunks::<64>().0[..octets];
+            // The header's corrections in the even lanes (the odd ones start at zero).
+            // SAFETY: AVX2 and AVX-512 F are available (token); `head` is 32 readable bytes.
+            *init = unsafe { _mm512_cvtepu32_epi64(_mm256_loadu_si256(head.as_ptr().cast())) };
         }
         let mut acc = [init; MR];
-        for j in 0..quads {
-            // SAFETY: AVX-512 F and VNNI are available (token). `j < quads`, and every slice
-            // of `x` and `w` holds exactly `quads` elements: the unchecked reads are in
-            // bounds; `2q + 1` is read only when below `NB`.
+        for j in 0..octets {
+            // SAFETY: AVX-512 F and VNNI are available (token). `j < octets`, and every slice
+            // of `x` and `w` holds exactly `octets` elements: the unchecked reads are in
+            // bounds.
             unsafe {
                 let mut wv = [_mm512_setzero_si512(); NB];
-                for (q, v) in wv.iter_mut().enumerate().take(pairs) {
-                    let lo = _mm256_loadu_si256(w[2 * q].get_unchecked(j).as_ptr().cast());
-                    let hi = match w.get(2 * q + 1) {
-                        Some(w) => _mm256_loadu_si256(w.get_unchecked(j).as_ptr().cast()),
-                        None => _mm256_setzero_si256(),
-                    };
-                    *v = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi);
+                for (v, w) in wv.iter_mut().zip(&w) {
+                    *v = _mm512_loadu_si512(w.get_unchecked(j).as_ptr().cast());
                 }
                 for (a, x) in acc.iter_mut().zip(&x) {
-                    // The quad as one 32-bit lane, broadcast.
-                    let quad = i32::from_ne_bytes(x.get_unchecked(j).map(|b| b as u8));
-                    let b = _mm512_set1_epi32(quad);
-                    for (a, &w) in a.iter_mut().zip(&wv).take(pairs) {
+                    // The octet as one 64-bit lane, broadcast.
+                    let octet = i64::from_ne_bytes(x.get_unchecked(j).map(|b| b as u8));
+                    let b = _mm512_set1_epi64(octet);
+                    for (a, &w) in a.iter_mut().zip(&wv) {
                         *a = _mm512_dpbusd_epi32(*a, b, w);
                     }
                 }
             }
         }
-        // Through memory once, so that the accumulators above stay in registers.
-        let mut lanes = [[[[0i32; 8]; 2]; NB]; MR];
+        // Each channel's two lanes added (wrapping), then through memory once, so that the
+        // accumulators above stay in registers.
+        let mut lanes = [[[0i32; 8]; NB]; MR];
         for (l, a) in lanes.iter_mut().zip(&acc) {
-            for (l, a) in l.iter_mut().zip(a).take(pairs) {
-                // SAFETY: AVX-512 F is available (token); `l` is 64 writable bytes.
-                unsafe { _mm512_storeu_si512(l.as_mut_ptr().cast(), *a) };
+            for (l, &a) in l.iter_mut().zip(a) {
+                // SAFETY: AVX-512 F is available (token); `l` is 32 writable bytes.
+                unsafe {
+                    let sum = _mm512_add_epi32(a, _mm512_srli_epi64::<32>(a));
+                    _mm256_storeu_si256(l.as_mut_ptr().cast(), _mm512_cvtepi64_epi32(sum));
+                }
             }
         }
-        for (m, l) in lanes.iter().enumerate() {
-            let o = &mut out[m * stride..m * stride + n];
-            for (q, l) in l.iter().enumerate().take(pairs) {
-                for (h, l) in l.iter().enumerate() {
-                    let c = 16 * q + 8 * h;
-                    if c < n {
-                        requantize_tail(t, load8(t, l), &ch, c, &mut o[c..]);
-                    }
+        // Requantized two pixels at a time (the same channels in both halves).
+        let flags = (ch.saturating, ch.shifts_left);
+        for nb in 0..NB {
+            let c = 8 * nb;
+            let Some(block) = ch.block(c) else {
+                break;
+            };
+            let k = (n - c).min(8);
+            for m in (0..MR).step_by(2) {
+                // SAFETY: AVX2 and AVX-512 F are available (token); each row of `lanes` is 32
+                // readable bytes.
+                let acc = unsafe {
+                    let lo = _mm256_loadu_si256(lanes[m][nb].as_ptr().cast());
+                    let hi = match lanes.get(m + 1) {
+                        Some(l) => _mm256_loadu_si256(l[nb].as_ptr().cast()),
+                        None => _mm256_setzero_si256(),
+                    };
+                    _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi)
+                };
+                let mut bytes = [0i8; 16];
+                let v = requantize_pair(self, acc, block, flags, ch.clamp);
+                // SAFETY: SSE2 is available (x86-64); `bytes` is 16 writable bytes.
+                unsafe { _mm_storeu_si128(bytes.as_mut_ptr().cast(), v) };
+                for (h, b) in bytes.as_chunks::<8>().0.iter().enumerate().take(MR - m) {
+                    let at = (m + h) * stride + c;
+                    out[at..at + k].copy_from_slice(&b[..k]);
                 }
             }
         }

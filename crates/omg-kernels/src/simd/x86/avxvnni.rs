@@ -66,6 +66,13 @@ pub(super) trait VnniLevel: Mac256 + PanelKernels {
     /// 256-bit `VPDPBUSD` (non-saturating): each 32-bit lane of `acc` plus the four products
     /// of the `u8`s of `u` and the `i8`s of `w` in that lane, wrapping.
     fn dpbusd(self, acc: __m256i, u: __m256i, w: __m256i) -> __m256i;
+
+    /// Same-shape quantized ADD (see [`Kernels::add_i8`]); the AVX2 kernel unless the level
+    /// has a wider one.
+    #[inline(always)]
+    fn add(self, p: &AddParams, a: &[i8], b: &[i8], out: &mut [i8]) {
+        self.avx2().add_i8(p, a, b, out);
+    }
 }
 
 impl VnniLevel for AvxVnni {
@@ -250,7 +257,7 @@ impl<T: VnniLevel> Kernels for T {
 
     #[inline(always)]
     fn add_i8(self, p: &AddParams, a: &[i8], b: &[i8], out: &mut [i8]) {
-        self.avx2().add_i8(p, a, b, out);
+        self.add(p, a, b, out);
     }
 }
 

@@ -1,0 +1,154 @@
+//! TFLM's fixed-point requantization and ADD on 16 lanes (AVX-512 F and BW), for the
+//! `avx512vnni` level: the AVX2 level's arithmetic (see its module) with 512-bit registers and
+//! mask registers in place of blends and comparison vectors.
+
+use core::arch::x86_64::*;
+
+use super::avx2::AddVectors;
+use super::avx512vnni::Avx512Vnni;
+use crate::elementwise::AddParams;
+use crate::simd::{BIAS, Block, Clamp, HALF, LEFT, MASK, MULTIPLIER, RIGHT, padded};
+
+/// `floor((a * b + 2^30) / 2^31)` per lane (gemmlowp's `SaturatingRoundingDoublingHighMul`);
+/// the saturating case `a == b == i32::MIN` is patched only when `saturating`.
+#[inline(always)]
+fn srdhm(_: Avx512Vnni, a: __m512i, b: __m512i, saturating: bool) -> __m512i {
+    // SAFETY: AVX-512 F is available (token); register operations only.
+    unsafe {
+        let nudge = _mm512_set1_epi64(1 << 30);
+        let even = _mm512_add_epi64(_mm512_mul_epi32(a, b), nudge);
+        let odd = _mm512_add_epi64(
+            _mm512_mul_epi32(_mm512_srli_epi64::<32>(a), _mm512_srli_epi64::<32>(b)),
+            nudge,
+        );
+        // Bits 31..62 of each 64-bit sum: to the low half for even lanes, the high half for odd.
+        let r = _mm512_mask_blend_epi32(
+            0xaaaa,
+            _mm512_srli_epi64::<31>(even),
+            _mm512_slli_epi64::<1>(odd),
+        );
+        if !saturating {
+            return r;
+        }
+        let min = _mm512_set1_epi32(i32::MIN);
+        let both = _mm512_cmpeq_epi32_mask(a, min) & _mm512_cmpeq_epi32_mask(b, min);
+        _mm512_mask_mov_epi32(r, both, _mm512_set1_epi32(i32::MAX))
+    }
+}
+
+/// gemmlowp `RoundingDivideByPOT` per lane: `[exponent, mask, half]` with
+/// `mask = (1 << exponent) - 1` and `half = mask >> 1`.
+#[inline(always)]
+fn rdbpot(_: Avx512Vnni, x: __m512i, [exponent, mask, half]: [__m512i; 3]) -> __m512i {
+    // SAFETY: AVX-512 F is available (token); register operations only.
+    unsafe {
+        let remainder = _mm512_and_si512(x, mask);
+        // half + (x < 0): subtracting x >> 31 (0 or -1) adds the sign bit.
+        let threshold = _mm512_sub_epi32(half, _mm512_srai_epi32::<31>(x));
+        let up = _mm512_cmpgt_epi32_mask(remainder, threshold);
+        let shifted = _mm512_srav_epi32(x, exponent);
+        _mm512_mask_add_epi32(shifted, up, shifted, _mm512_set1_epi32(1))
+    }
+}
+
+/// Adds the zero point, clamps (`[zero_point, min, max]`) and narrows each lane to a byte.
+#[inline(always)]
+fn clamp_narrow(_: Avx512Vnni, v: __m512i, [zero_point, min, max]: [__m512i; 3]) -> __m128i {
+    // SAFETY: AVX-512 F is available (token); register operations only.
+    unsafe {
+        let v = _mm512_add_epi32(v, zero_point);
+        _mm512_cvtepi32_epi8(_mm512_min_epi32(_mm512_max_epi32(v, min), max))
+    }
+}
+
+/// The requantization of 16 accumulators, two pixels' 8 channels of one [`Block`] (`flags`:
+/// whether a multiplier may saturate, whether some channel shifts left), as 16 bytes.
+#[inline(always)]
+pub(super) fn requantize_pair(
+    t: Avx512Vnni,
+    acc: __m512i,
+    block: &Block,
+    (saturating, shifts_left): (bool, bool),
+    clamp: Clamp,
+) -> __m128i {
+    // SAFETY: AVX-512 F is available (token); register operations only.
+    let (x, clamp) = unsafe {
+        let x = _mm512_add_epi32(acc, both_halves(t, &block[BIAS]));
+        let x = if shifts_left {
+            _mm512_sllv_epi32(x, both_halves(t, &block[LEFT]))
+        } else {
+            x
+        };
+        let clamp = [
+            _mm512_set1_epi32(clamp.zero_point),
+            _mm512_set1_epi32(clamp.min),
+            _mm512_set1_epi32(clamp.max),
+        ];
+        (x, clamp)
+    };
+    let x = srdhm(t, x, both_halves(t, &block[MULTIPLIER]), saturating);
+    let shifts = [
+        both_halves(t, &block[RIGHT]),
+        both_halves(t, &block[MASK]),
+        both_halves(t, &block[HALF]),
+    ];
+    let x = rdbpot(t, x, shifts);
+    clamp_narrow(t, x, clamp)
+}
+
+/// The 8 values in both halves of a 512-bit vector.
+#[inline(always)]
+fn both_halves(_: Avx512Vnni, v: &[i32; 8]) -> __m512i {
+    // SAFETY: AVX2 and AVX-512 F are available (token); `v` is 32 readable bytes.
+    unsafe { _mm512_broadcast_i64x4(_mm256_loadu_si256(v.as_ptr().cast())) }
+}
+
+/// Same-shape quantized ADD (TFLM `AddFunc`) on 16 pairs at a time.
+#[inline(always)]
+pub(super) fn add_i8(t: Avx512Vnni, p: &AddParams, a: &[i8], b: &[i8], out: &mut [i8]) {
+    let n = a.len().min(b.len()).min(out.len());
+    // SAFETY: AVX-512 F is available (token); register operation only.
+    let v = AddVectors::new(p, |x| unsafe { _mm512_set1_epi32(x) });
+    let (a16, b16) = (a[..n].as_chunks::<16>().0, b[..n].as_chunks::<16>().0);
+    for ((x, y), o) in a16.iter().zip(b16).zip(out[..n].as_chunks_mut::<16>().0) {
+        add16(t, &v, x, y, o);
+    }
+    let full = n / 16 * 16;
+    if full < n {
+        let mut o = [0i8; 16];
+        add16(t, &v, &padded(&a[full..n]), &padded(&b[full..n]), &mut o);
+        out[full..n].copy_from_slice(&o[..n - full]);
+    }
+}
+
+/// TFLM `AddFunc` on 16 pairs of values.
+#[inline(always)]
+fn add16(t: Avx512Vnni, v: &AddVectors<__m512i>, a: &[i8; 16], b: &[i8; 16], out: &mut [i8; 16]) {
+    let (sa, sb) = (add_input(t, v, a, 0), add_input(t, v, b, 1));
+    // SAFETY: AVX-512 F is available (token); register operation only.
+    let sum = unsafe { _mm512_add_epi32(sa, sb) };
+    let sum = rdbpot(
+        t,
+        srdhm(t, sum, v.multipliers[2], v.saturating[2]),
+        v.shifts[2],
+    );
+    let bytes = clamp_narrow(t, sum, v.clamp);
+    // SAFETY: SSE2 is available (x86-64); `out` is 16 writable bytes.
+    unsafe { _mm_storeu_si128(out.as_mut_ptr().cast(), bytes) };
+}
+
+/// Input `i` (0 or 1) of ADD rescaled: `x` less its zero point, shifted left, times its
+/// multiplier.
+#[inline(always)]
+fn add_input(t: Avx512Vnni, v: &AddVectors<__m512i>, x: &[i8; 16], i: usize) -> __m512i {
+    // SAFETY: AVX-512 F is available (token); `x` is 16 readable bytes.
+    let x = unsafe {
+        let x = _mm512_cvtepi8_epi32(_mm_loadu_si128(x.as_ptr().cast()));
+        _mm512_sllv_epi32(_mm512_sub_epi32(x, v.zero_points[i]), v.left_shift)
+    };
+    rdbpot(
+        t,
+        srdhm(t, x, v.multipliers[i], v.saturating[i]),
+        v.shifts[i],
+    )
+}
