@@ -16,7 +16,8 @@ use core::arch::x86_64::*;
 
 use super::avx2::{Avx2, Mac256};
 use super::avxvnni::VnniLevel;
-use super::fixed512::{add_i8, requantize_pair};
+use super::depthwise512::depthwise;
+use super::fixed512::{add_i8, requantize_pair, store_pair};
 use crate::elementwise::AddParams;
 use crate::simd::{Channels, Job, PanelKernels, gemm_shape};
 
@@ -71,6 +72,19 @@ impl VnniLevel for Avx512Vnni {
     #[inline(always)]
     fn add(self, p: &AddParams, a: &[i8], b: &[i8], out: &mut [i8]) {
         add_i8(self, p, a, b, out);
+    }
+
+    /// 16 channels per register (see `depthwise512`).
+    #[inline(always)]
+    fn depthwise_row(
+        self,
+        (base, taps): (&[i8], &[usize]),
+        step: usize,
+        weights: &[i8],
+        ch: Channels<'_>,
+        out: &mut [i8],
+    ) {
+        depthwise(self, (base, taps), step, weights, ch, out);
     }
 }
 
@@ -167,14 +181,9 @@ impl PanelKernels for Avx512Vnni {
                     };
                     _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi)
                 };
-                let mut bytes = [0i8; 16];
                 let v = requantize_pair(self, acc, block, flags, ch.clamp);
-                // SAFETY: SSE2 is available (x86-64); `bytes` is 16 writable bytes.
-                unsafe { _mm_storeu_si128(bytes.as_mut_ptr().cast(), v) };
-                for (h, b) in bytes.as_chunks::<8>().0.iter().enumerate().take(MR - m) {
-                    let at = (m + h) * stride + c;
-                    out[at..at + k].copy_from_slice(&b[..k]);
-                }
+                let at = m * stride + c;
+                store_pair(v, out, [at, at + stride], (MR - m).min(2), k);
             }
         }
     }

@@ -73,6 +73,20 @@ pub(super) trait VnniLevel: Mac256 + PanelKernels {
     fn add(self, p: &AddParams, a: &[i8], b: &[i8], out: &mut [i8]) {
         self.avx2().add_i8(p, a, b, out);
     }
+
+    /// A depthwise row (see [`Kernels::depthwise`]); the AVX2 kernel with this level's
+    /// multiply-accumulate unless the level has a wider one.
+    #[inline(always)]
+    fn depthwise_row(
+        self,
+        (base, taps): (&[i8], &[usize]),
+        step: usize,
+        weights: &[i8],
+        ch: Channels<'_>,
+        out: &mut [i8],
+    ) {
+        depthwise_with(self, (base, taps), step, weights, ch, out);
+    }
 }
 
 impl VnniLevel for AvxVnni {
@@ -252,7 +266,7 @@ impl<T: VnniLevel> Kernels for T {
         ch: Channels<'_>,
         out: &mut [i8],
     ) {
-        depthwise_with(self, (base, taps), step, weights, ch, out);
+        self.depthwise_row((base, taps), step, weights, ch, out);
     }
 
     #[inline(always)]

@@ -96,6 +96,23 @@ pub(super) fn requantize_pair(
     clamp_narrow(t, x, clamp)
 }
 
+/// Stores the first `k` (at most 8) bytes of each half of `v` (two rows of 8 requantized
+/// values, see [`requantize_pair`]) to `out` at `at[0]` and, for `rows == 2`, at `at[1]`.
+#[inline(always)]
+pub(super) fn store_pair(v: __m128i, out: &mut [i8], at: [usize; 2], rows: usize, k: usize) {
+    let mut bytes = [0i8; 16];
+    // SAFETY: SSE2 is available (x86-64); `bytes` is 16 writable bytes.
+    unsafe { _mm_storeu_si128(bytes.as_mut_ptr().cast(), v) };
+    for (b, &at) in bytes.as_chunks::<8>().0.iter().zip(&at).take(rows) {
+        let o = &mut out[at..at + k];
+        match o.first_chunk_mut::<8>() {
+            // A whole row: one 8-byte store, not a call to `memcpy`.
+            Some(o) => *o = *b,
+            None => o.copy_from_slice(&b[..k]),
+        }
+    }
+}
+
 /// The 8 values in both halves of a 512-bit vector.
 #[inline(always)]
 fn both_halves(_: Avx512Vnni, v: &[i32; 8]) -> __m512i {

@@ -5,6 +5,7 @@
 mod avx2;
 mod avx512vnni;
 mod avxvnni;
+mod depthwise512;
 mod fixed512;
 
 use core::sync::atomic::{AtomicU8, Ordering};
