@@ -10,7 +10,7 @@
 use core::arch::x86_64::*;
 
 use super::avx512vnni::Avx512Vnni;
-use super::fixed512::{requantize_pair, store_pair};
+use super::fixed512::{requantize_16, requantize_pair, store_pair};
 use crate::simd::{Channels, depthwise_shape};
 
 /// A row of a depthwise convolution, as [`Kernels::depthwise`](crate::simd::Kernels::depthwise)
@@ -68,14 +68,33 @@ pub(super) fn depthwise(
             // Even and odd taps added; channels `c0..c0 + 8` of both pixels, then
             // `c0 + 8..c0 + 16`.
             // SAFETY: AVX-512 F is available (token); register operations only.
-            let halves = unsafe {
+            let (a, halves) = unsafe {
                 let a = _mm512_add_epi32(acc[0][0], acc[0][1]);
                 let b = _mm512_add_epi32(acc[1][0], acc[1][1]);
-                [
+                let halves = [
                     _mm512_shuffle_i64x2::<0x44>(a, b),
                     _mm512_shuffle_i64x2::<0xee>(a, b),
-                ]
+                ];
+                (a, halves)
             };
+            if pixels == 1 {
+                // One pixel: its 16 channels in one requantization.
+                let Some(lo) = ch.block(c0) else {
+                    break;
+                };
+                // Without a second block, the upper lanes are not stored.
+                let hi = ch.block(c0 + 8).unwrap_or(lo);
+                let bytes = requantize_16(t, a, [lo, hi], flags, ch.clamp);
+                let mut b = [0i8; 16];
+                // SAFETY: SSE2 is available (x86-64); `b` is 16 writable bytes.
+                unsafe { _mm_storeu_si128(b.as_mut_ptr().cast(), bytes) };
+                let o = &mut out[j * c + c0..][..k];
+                match o.first_chunk_mut::<16>() {
+                    Some(o) => *o = b,
+                    None => o.copy_from_slice(&b[..k]),
+                }
+                continue;
+            }
             for (h, v) in halves.into_iter().enumerate() {
                 let Some(block) = ch.block(c0 + 8 * h) else {
                     break;

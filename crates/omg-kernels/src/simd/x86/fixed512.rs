@@ -61,21 +61,22 @@ fn clamp_narrow(_: Avx512Vnni, v: __m512i, [zero_point, min, max]: [__m512i; 3])
     }
 }
 
-/// The requantization of 16 accumulators, two pixels' 8 channels of one [`Block`] (`flags`:
-/// whether a multiplier may saturate, whether some channel shifts left), as 16 bytes.
+/// The requantization of 16 accumulators with the channel data `fields` (a [`Block`]'s
+/// fields, `BIAS`..`HALF`, 16 lanes each; `flags`: whether a multiplier may saturate, whether
+/// some channel shifts left), as 16 bytes.
 #[inline(always)]
-pub(super) fn requantize_pair(
+fn requantize16(
     t: Avx512Vnni,
     acc: __m512i,
-    block: &Block,
+    fields: &[__m512i; 6],
     (saturating, shifts_left): (bool, bool),
     clamp: Clamp,
 ) -> __m128i {
     // SAFETY: AVX-512 F is available (token); register operations only.
     let (x, clamp) = unsafe {
-        let x = _mm512_add_epi32(acc, both_halves(t, &block[BIAS]));
+        let x = _mm512_add_epi32(acc, fields[BIAS]);
         let x = if shifts_left {
-            _mm512_sllv_epi32(x, both_halves(t, &block[LEFT]))
+            _mm512_sllv_epi32(x, fields[LEFT])
         } else {
             x
         };
@@ -86,14 +87,62 @@ pub(super) fn requantize_pair(
         ];
         (x, clamp)
     };
-    let x = srdhm(t, x, both_halves(t, &block[MULTIPLIER]), saturating);
-    let shifts = [
+    let x = srdhm(t, x, fields[MULTIPLIER], saturating);
+    let x = rdbpot(t, x, [fields[RIGHT], fields[MASK], fields[HALF]]);
+    clamp_narrow(t, x, clamp)
+}
+
+/// The requantization of two pixels' accumulators of the 8 channels of `block` (one pixel per
+/// half of `acc`), as 16 bytes.
+#[inline(always)]
+pub(super) fn requantize_pair(
+    t: Avx512Vnni,
+    acc: __m512i,
+    block: &Block,
+    flags: (bool, bool),
+    clamp: Clamp,
+) -> __m128i {
+    let fields = [
+        both_halves(t, &block[BIAS]),
+        both_halves(t, &block[MULTIPLIER]),
+        both_halves(t, &block[LEFT]),
         both_halves(t, &block[RIGHT]),
         both_halves(t, &block[MASK]),
         both_halves(t, &block[HALF]),
     ];
-    let x = rdbpot(t, x, shifts);
-    clamp_narrow(t, x, clamp)
+    requantize16(t, acc, &fields, flags, clamp)
+}
+
+/// The requantization of one pixel's accumulators of 16 channels, those of `lo` then those of
+/// `hi`, as 16 bytes.
+#[inline(always)]
+pub(super) fn requantize_16(
+    t: Avx512Vnni,
+    acc: __m512i,
+    [lo, hi]: [&Block; 2],
+    flags: (bool, bool),
+    clamp: Clamp,
+) -> __m128i {
+    let fields = [
+        halves(t, &lo[BIAS], &hi[BIAS]),
+        halves(t, &lo[MULTIPLIER], &hi[MULTIPLIER]),
+        halves(t, &lo[LEFT], &hi[LEFT]),
+        halves(t, &lo[RIGHT], &hi[RIGHT]),
+        halves(t, &lo[MASK], &hi[MASK]),
+        halves(t, &lo[HALF], &hi[HALF]),
+    ];
+    requantize16(t, acc, &fields, flags, clamp)
+}
+
+/// `lo` and `hi` as the two halves of a 512-bit vector.
+#[inline(always)]
+fn halves(_: Avx512Vnni, lo: &[i32; 8], hi: &[i32; 8]) -> __m512i {
+    // SAFETY: AVX2 and AVX-512 F are available (token); `lo` and `hi` are 32 readable bytes.
+    unsafe {
+        let lo = _mm256_loadu_si256(lo.as_ptr().cast());
+        let hi = _mm256_loadu_si256(hi.as_ptr().cast());
+        _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi)
+    }
 }
 
 /// Stores the first `k` (at most 8) bytes of each half of `v` (two rows of 8 requantized
