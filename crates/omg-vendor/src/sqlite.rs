@@ -22,10 +22,10 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::types::{ToSqlOutput, ValueRef};
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 
 use crate::pool::Pool;
 use crate::sql::{Arg, Mode, Row, Tx, Value};
@@ -89,16 +89,36 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+/// Pause between attempts to switch a busy database to WAL mode.
+const WAL_RETRY: Duration = Duration::from_millis(5);
+
+/// Switches the database to WAL mode (a no-op once it is). The switch takes an exclusive
+/// lock, and SQLite reports another connection's lock on it at once (`SQLITE_BUSY`) instead
+/// of through the busy handler: when several processes open a new database together, the
+/// switch is retried until [`BUSY_TIMEOUT`].
+fn enable_wal(conn: &Connection) -> Result<(), StoreError> {
+    let deadline = Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0)) {
+            Ok(mode) if mode.eq_ignore_ascii_case("wal") => return Ok(()),
+            Ok(_) => return Err(StoreError::Corrupt("journal mode (WAL not available)")),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == ErrorCode::DatabaseBusy && Instant::now() < deadline =>
+            {
+                std::thread::sleep(WAL_RETRY);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 impl Sqlite {
     /// Opens (creating if needed) the database file, switches it to WAL mode and starts its
     /// writer thread.
     pub(crate) fn open(path: &Path) -> Result<Self, StoreError> {
         create_owner_only(path)?;
         let conn = open_connection(path)?;
-        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::Corrupt("journal mode (WAL not available)"));
-        }
+        enable_wal(&conn)?;
         let writer = Arc::new(Mutex::new(()));
         let batch_sizes = Histogram::new(BATCH_SIZE_BUCKETS);
         let batcher = Batcher::start(
