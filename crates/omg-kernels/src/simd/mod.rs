@@ -21,10 +21,11 @@
 //!   likewise, each row's `-128 * sum w` added to its sum); elsewhere `avx2` whose multiply-accumulates are the VEX-encoded `VPDPWSSD` (one
 //!   instruction for `vpmaddwd` + `vpaddd`, same sums); detected with CPUID.
 //! * `avx512vnni` (x86-64): 512-bit `VPDPBUSD` (AVX-512 VNNI, with AVX-512 F/BW/VL) in the
-//!   convolution panel kernel (16 channels per register, the `avxvnni` layout), 256-bit EVEX
-//!   `VPDPBUSD` for FULLY_CONNECTED (the `avxvnni` layout), the 256-bit EVEX `VPDPWSSD`
-//!   elsewhere; detected with CPUID and XGETBV (the operating system saves
-//!   the 512-bit state).
+//!   convolution panel kernel (one panel of 8 channels per register, two quads of patch values
+//!   per step: its panels hold octets), 256-bit EVEX `VPDPBUSD` for FULLY_CONNECTED (the
+//!   `avxvnni` layout), 16-channel depthwise rows on 512-bit `VPDPWSSD`, requantization and ADD
+//!   16 lanes at a time, the 256-bit EVEX `VPDPWSSD` elsewhere; detected with CPUID and XGETBV
+//!   (the operating system saves the 512-bit state).
 //! * `neon` (aarch64): ARMv8.0 Advanced SIMD, present on every aarch64 CPU (available wherever
 //!   the build target enables it); convolutions on weight rows.
 //! * `dotprod` (aarch64): `neon` whose dot products use `SDOT` (ARMv8.2, optional). The crate
@@ -79,10 +80,9 @@ pub enum Isa {
 impl Isa {
     /// Every level, in increasing order of preference: [`Isa::detect`] picks the last one the
     /// CPU supports. On the AVX-512 CPU the x86-64 levels were measured on (which also has
-    /// AVX-VNNI), `avx512vnni` was the fastest or within noise of it on the MLPerf Tiny
-    /// networks (0.84 of `avxvnni`'s time on the large ResNet) and about 5 % slower only on
-    /// micro_speech, and `avxvnni` beat `avx2` on all of them; so `auto` picks `avx512vnni`,
-    /// then `avxvnni`, then `avx2`.
+    /// AVX-VNNI), `avx512vnni` was the fastest on every network (0.61 of `avxvnni`'s time on
+    /// the large ResNet, tied on the autoencoder) and `avxvnni` beat `avx2` on all of them; so
+    /// `auto` picks `avx512vnni`, then `avxvnni`, then `avx2`.
     pub const ALL: [Isa; 6] = [
         Isa::Portable,
         Isa::Avx2,
