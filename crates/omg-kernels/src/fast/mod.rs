@@ -44,7 +44,10 @@
 //! length is a [`KernelError::Shape`].
 
 use crate::quant::QuantizedMultiplier;
-use crate::simd::{BIAS, Block, Channels, Clamp, HALF, LEFT, MASK, MULTIPLIER, RIGHT};
+use crate::simd::{
+    BIAS, Block, Channels, Clamp, FIELDS, HALF, LEFT, MASK, MULTIPLIER, ODD_MULTIPLIER, RIGHT,
+    ROUND, SHIFT, THRESHOLD, one_step,
+};
 use crate::{KernelError, Result};
 
 pub use crate::simd::Isa;
@@ -156,7 +159,7 @@ fn row_sum(row: &[i8]) -> i32 {
 }
 
 /// Length of the prepared channel data of `groups` groups of `per_group` output channels: a
-/// [`Block`] (48 values) per 8 channels of each group.
+/// [`Block`] (`8 * FIELDS` values) per 8 channels of each group.
 fn channels_len(groups: usize, per_group: usize) -> usize {
     blocks_len(groups, per_group).saturating_add(FLAGS)
 }
@@ -165,7 +168,7 @@ fn channels_len(groups: usize, per_group: usize) -> usize {
 fn blocks_len(groups: usize, per_group: usize) -> usize {
     groups
         .saturating_mul(per_group.div_ceil(8))
-        .saturating_mul(8 * 6)
+        .saturating_mul(8 * FIELDS)
 }
 
 /// Values after the blocks: whether some multiplier is `i32::MIN`, whether some left shift is
@@ -184,7 +187,7 @@ fn channels(
     }
     let (blocks, flags) = buf.split_at(blocks_len(groups, per_group));
     Ok(Channels {
-        blocks: blocks.as_chunks::<8>().0.as_chunks::<6>().0,
+        blocks: blocks.as_chunks::<8>().0.as_chunks::<FIELDS>().0,
         len: groups * per_group,
         saturating: flags[0] != 0,
         shifts_left: flags[1] != 0,
@@ -221,7 +224,7 @@ fn fill_channels(
     }
     out.fill(0);
     let (blocks, flags) = out.split_at_mut(blocks_len(groups, per_group));
-    let blocks: &mut [Block] = blocks.as_chunks_mut::<8>().0.as_chunks_mut::<6>().0;
+    let blocks: &mut [Block] = blocks.as_chunks_mut::<8>().0.as_chunks_mut::<FIELDS>().0;
     for oc in 0..n {
         let bias_c = bias.map_or(0, |b| b[oc]);
         let qm = multipliers[if multipliers.len() == 1 { 0 } else { oc }];
@@ -239,6 +242,17 @@ fn fill_channels(
         block[RIGHT][lane] = right;
         block[MASK][lane] = mask;
         block[HALF][lane] = mask >> 1;
+        // The 64-bit constants of the one-step form, in the 64-bit lane of the channel's pair.
+        let (parity, at) = (lane % 2, lane / 2 * 2);
+        if parity == 1 {
+            block[ODD_MULTIPLIER][at] = qm.multiplier;
+        }
+        let (round, shift, threshold) = one_step(right);
+        for (field, v) in [(ROUND, round), (SHIFT, shift), (THRESHOLD, threshold)] {
+            // Low half, then high half (little-endian lanes).
+            block[field[parity]][at] = v as i32;
+            block[field[parity]][at + 1] = (v >> 32) as i32;
+        }
     }
     let lanes = |field: usize| blocks.iter().flat_map(move |b| b[field]);
     flags[0] = i32::from(lanes(MULTIPLIER).any(|m| m == i32::MIN));

@@ -161,8 +161,8 @@ impl Isa {
 }
 
 /// The requantization data of 8 consecutive output channels, one array per field (see the
-/// `BIAS`..`HALF` indices).
-pub(crate) type Block = [[i32; 8]; 6];
+/// `BIAS`..`THRESHOLD` indices).
+pub(crate) type Block = [[i32; 8]; FIELDS];
 
 /// Field of a [`Block`]: bias, with the constant terms of the zero points folded in.
 pub(crate) const BIAS: usize = 0;
@@ -176,6 +176,41 @@ pub(crate) const RIGHT: usize = 3;
 pub(crate) const MASK: usize = 4;
 /// Field of a [`Block`]: `mask >> 1`.
 pub(crate) const HALF: usize = 5;
+/// Field of a [`Block`]: the multipliers of the odd channels `2i + 1` in lanes `2i` (the low
+/// halves of 64-bit lanes, as `VPMULDQ` reads them; the odd lanes are zero).
+pub(crate) const ODD_MULTIPLIER: usize = 6;
+/// Fields of a [`Block`] (even channels, odd channels): as a 64-bit value in lanes `2i, 2i +
+/// 1` for channel `2i` (even) or `2i + 1` (odd), the rounding constant of the one-step
+/// requantization: `2^30 + 2^(30 + right)`, or `2^30` without a right shift (see
+/// [`one_step`]).
+pub(crate) const ROUND: [usize; 2] = [7, 8];
+/// Fields of a [`Block`] (even, odd channels; 64-bit values as in [`ROUND`]): `31 + right`.
+pub(crate) const SHIFT: [usize; 2] = [9, 10];
+/// Fields of a [`Block`] (even, odd channels; 64-bit values as in [`ROUND`]): the product
+/// below which the doubling high multiply is negative, `-2^30`, or `i64::MIN` without a right
+/// shift (where the sign does not matter).
+pub(crate) const THRESHOLD: [usize; 2] = [11, 12];
+/// Fields per [`Block`].
+pub(crate) const FIELDS: usize = 13;
+
+/// The constants of TFLM's double-rounding requantization as one rounding of a 64-bit product,
+/// `(ROUND, SHIFT, THRESHOLD)` for a right shift of `right` (`0..=31`).
+///
+/// With `P = x * M` (64-bit), `h = floor((P + 2^30) / 2^31)` is the doubling high multiply
+/// (but for `x == M == i32::MIN`) and, for `right = s > 0`, `RoundingDivideByPOT(h, s) =
+/// floor((h + 2^(s - 1) - [h < 0]) / 2^s)`. Nested floors of integer divisions fold (`floor((
+/// floor(A / m) + c) / n) = floor((A + c m) / (m n))`), so the result is `floor((P + 2^30 +
+/// 2^(30 + s) - [P < -2^30] 2^31) / 2^(31 + s))`: one add, one conditional subtract and one
+/// arithmetic shift of the product. `|P| <= 2^62` and the constants stay below `2^62`, so
+/// nothing overflows.
+pub(crate) fn one_step(right: i32) -> (i64, i64, i64) {
+    let s = i64::from(right.clamp(0, 31));
+    if s == 0 {
+        (1 << 30, 31, i64::MIN)
+    } else {
+        ((1 << 30) + (1 << (30 + s)), 31 + s, -(1 << 30))
+    }
+}
 
 /// Per-output-channel requantization data of a row of accumulators: the accumulator of
 /// channel `c` becomes `clamp(MultiplyByQuantizedMultiplier(acc + bias[c] + offset) +

@@ -612,6 +612,8 @@ pub(super) struct AddVectors<V> {
     pub(super) shifts: [[V; 3]; 3],
     /// Output zero point, lower and upper clamp.
     pub(super) clamp: [V; 3],
+    /// Whether the clamp is the whole `i8` range.
+    pub(super) full_range: bool,
 }
 
 impl<V: Copy> AddVectors<V> {
@@ -632,6 +634,7 @@ impl<V: Copy> AddVectors<V> {
             saturating: m.map(|m| m.multiplier == i32::MIN),
             shifts: [shift(0), shift(1), shift(2)],
             clamp: [p.output_zero_point, p.act_min, p.act_max].map(splat),
+            full_range: p.act_min == i32::from(i8::MIN) && p.act_max == i32::from(i8::MAX),
         }
     }
 }

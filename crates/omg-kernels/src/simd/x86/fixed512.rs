@@ -7,7 +7,9 @@ use core::arch::x86_64::*;
 use super::avx2::AddVectors;
 use super::avx512vnni::Avx512Vnni;
 use crate::elementwise::AddParams;
-use crate::simd::{BIAS, Block, Clamp, HALF, LEFT, MASK, MULTIPLIER, RIGHT, padded};
+use crate::simd::{
+    BIAS, Block, Clamp, LEFT, MULTIPLIER, ODD_MULTIPLIER, ROUND, SHIFT, THRESHOLD, padded,
+};
 
 /// `floor((a * b + 2^30) / 2^31)` per lane (gemmlowp's `SaturatingRoundingDoublingHighMul`);
 /// the saturating case `a == b == i32::MIN` is patched only when `saturating`.
@@ -51,45 +53,89 @@ fn rdbpot(_: Avx512Vnni, x: __m512i, [exponent, mask, half]: [__m512i; 3]) -> __
     }
 }
 
-/// Adds the zero point, clamps (`[zero_point, min, max]`) and narrows each lane to a byte.
+/// Adds the zero point, clamps (`[zero_point, min, max]`) and narrows each lane to a byte;
+/// `full`: the clamp is the whole `i8` range, which the saturating narrow alone applies.
 #[inline(always)]
-fn clamp_narrow(_: Avx512Vnni, v: __m512i, [zero_point, min, max]: [__m512i; 3]) -> __m128i {
+fn clamp_narrow(
+    _: Avx512Vnni,
+    v: __m512i,
+    [zero_point, min, max]: [__m512i; 3],
+    full: bool,
+) -> __m128i {
     // SAFETY: AVX-512 F is available (token); register operations only.
     unsafe {
         let v = _mm512_add_epi32(v, zero_point);
-        _mm512_cvtepi32_epi8(_mm512_min_epi32(_mm512_max_epi32(v, min), max))
+        if full {
+            _mm512_cvtsepi32_epi8(v)
+        } else {
+            _mm512_cvtepi32_epi8(_mm512_min_epi32(_mm512_max_epi32(v, min), max))
+        }
     }
 }
 
-/// The requantization of 16 accumulators with the channel data `fields` (a [`Block`]'s
-/// fields, `BIAS`..`HALF`, 16 lanes each; `flags`: whether a multiplier may saturate, whether
-/// some channel shifts left), as 16 bytes.
+/// The [`Block`] fields [`requantize16`] reads, in the order it takes them.
+const USED: [usize; 10] = [
+    BIAS,
+    MULTIPLIER,
+    ODD_MULTIPLIER,
+    LEFT,
+    ROUND[0],
+    ROUND[1],
+    SHIFT[0],
+    SHIFT[1],
+    THRESHOLD[0],
+    THRESHOLD[1],
+];
+
+/// The requantization of 16 accumulators with the channel data `f` (the [`USED`] fields, 16
+/// lanes each; `flags`: whether a multiplier may saturate, whether some channel shifts left),
+/// as 16 bytes: TFLM's two roundings as one rounding of each 64-bit product (see
+/// [`one_step`](crate::simd::one_step)), the even lanes' products and the odd lanes' apart.
 #[inline(always)]
 fn requantize16(
     t: Avx512Vnni,
     acc: __m512i,
-    fields: &[__m512i; 6],
+    f: &[__m512i; 10],
     (saturating, shifts_left): (bool, bool),
     clamp: Clamp,
 ) -> __m128i {
+    let full = clamp.min == i32::from(i8::MIN) && clamp.max == i32::from(i8::MAX);
     // SAFETY: AVX-512 F is available (token); register operations only.
-    let (x, clamp) = unsafe {
-        let x = _mm512_add_epi32(acc, fields[BIAS]);
+    let (v, clamp) = unsafe {
+        let x = _mm512_add_epi32(acc, f[0]);
         let x = if shifts_left {
-            _mm512_sllv_epi32(x, fields[LEFT])
+            _mm512_sllv_epi32(x, f[3])
         } else {
             x
         };
-        let clamp = [
+        let two_31 = _mm512_set1_epi64(1 << 31);
+        let products = [
+            _mm512_mul_epi32(x, f[1]),
+            _mm512_mul_epi32(_mm512_srli_epi64::<32>(x), f[2]),
+        ];
+        let mut r = [_mm512_setzero_si512(); 2];
+        for (p, (r, mut product)) in r.iter_mut().zip(products).enumerate() {
+            if saturating {
+                // `x == M == i32::MIN`, the only product of 2^62: the doubling high multiply
+                // saturates to `i32::MAX`, which the product `2^62 - 2^31` gives.
+                let max = _mm512_cmpeq_epi64_mask(product, _mm512_set1_epi64(1 << 62));
+                product = _mm512_mask_sub_epi64(product, max, product, two_31);
+            }
+            let negative = _mm512_cmplt_epi64_mask(product, f[8 + p]);
+            let sum = _mm512_add_epi64(product, f[4 + p]);
+            let sum = _mm512_mask_sub_epi64(sum, negative, sum, two_31);
+            *r = _mm512_srav_epi64(sum, f[6 + p]);
+        }
+        // The odd lanes' results (each in its 64-bit lane's low half) to the odd lanes.
+        let v = _mm512_mask_shuffle_epi32::<_MM_PERM_CCAA>(r[0], 0xaaaa, r[1]);
+        let clamp_v = [
             _mm512_set1_epi32(clamp.zero_point),
             _mm512_set1_epi32(clamp.min),
             _mm512_set1_epi32(clamp.max),
         ];
-        (x, clamp)
+        (v, clamp_v)
     };
-    let x = srdhm(t, x, fields[MULTIPLIER], saturating);
-    let x = rdbpot(t, x, [fields[RIGHT], fields[MASK], fields[HALF]]);
-    clamp_narrow(t, x, clamp)
+    clamp_narrow(t, v, clamp, full)
 }
 
 /// The requantization of two pixels' accumulators of the 8 channels of `block` (one pixel per
@@ -102,14 +148,11 @@ pub(super) fn requantize_pair(
     flags: (bool, bool),
     clamp: Clamp,
 ) -> __m128i {
-    let fields = [
-        both_halves(t, &block[BIAS]),
-        both_halves(t, &block[MULTIPLIER]),
-        both_halves(t, &block[LEFT]),
-        both_halves(t, &block[RIGHT]),
-        both_halves(t, &block[MASK]),
-        both_halves(t, &block[HALF]),
-    ];
+    // A loop, not `map`: a closure would not inherit the target features.
+    let mut fields = [both_halves(t, &block[BIAS]); 10];
+    for (v, f) in fields.iter_mut().zip(USED) {
+        *v = both_halves(t, &block[f]);
+    }
     requantize16(t, acc, &fields, flags, clamp)
 }
 
@@ -123,14 +166,10 @@ pub(super) fn requantize_16(
     flags: (bool, bool),
     clamp: Clamp,
 ) -> __m128i {
-    let fields = [
-        halves(t, &lo[BIAS], &hi[BIAS]),
-        halves(t, &lo[MULTIPLIER], &hi[MULTIPLIER]),
-        halves(t, &lo[LEFT], &hi[LEFT]),
-        halves(t, &lo[RIGHT], &hi[RIGHT]),
-        halves(t, &lo[MASK], &hi[MASK]),
-        halves(t, &lo[HALF], &hi[HALF]),
-    ];
+    let mut fields = [halves(t, &lo[BIAS], &hi[BIAS]); 10];
+    for (v, f) in fields.iter_mut().zip(USED) {
+        *v = halves(t, &lo[f], &hi[f]);
+    }
     requantize16(t, acc, &fields, flags, clamp)
 }
 
@@ -198,7 +237,7 @@ fn add16(t: Avx512Vnni, v: &AddVectors<__m512i>, a: &[i8; 16], b: &[i8; 16], out
         srdhm(t, sum, v.multipliers[2], v.saturating[2]),
         v.shifts[2],
     );
-    let bytes = clamp_narrow(t, sum, v.clamp);
+    let bytes = clamp_narrow(t, sum, v.clamp, v.full_range);
     // SAFETY: SSE2 is available (x86-64); `out` is 16 writable bytes.
     unsafe { _mm_storeu_si128(out.as_mut_ptr().cast(), bytes) };
 }
