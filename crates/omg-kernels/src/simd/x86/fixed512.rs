@@ -92,7 +92,7 @@ const USED: [usize; 10] = [
 /// as 16 bytes: TFLM's two roundings as one rounding of each 64-bit product (see
 /// [`one_step`](crate::simd::one_step)), the even lanes' products and the odd lanes' apart.
 #[inline(always)]
-fn requantize16(
+pub(super) fn requantize16(
     t: Avx512Vnni,
     acc: __m512i,
     f: &[__m512i; 10],
@@ -156,21 +156,16 @@ pub(super) fn requantize_pair(
     requantize16(t, acc, &fields, flags, clamp)
 }
 
-/// The requantization of one pixel's accumulators of 16 channels, those of `lo` then those of
-/// `hi`, as 16 bytes.
+/// The channel data of 16 channels, those of `lo` then those of `hi`, as
+/// [`requantize16`] takes it (for one pixel's accumulators of the 16 channels).
 #[inline(always)]
-pub(super) fn requantize_16(
-    t: Avx512Vnni,
-    acc: __m512i,
-    [lo, hi]: [&Block; 2],
-    flags: (bool, bool),
-    clamp: Clamp,
-) -> __m128i {
+pub(super) fn fields_16(t: Avx512Vnni, [lo, hi]: [&Block; 2]) -> [__m512i; 10] {
+    // A loop, not `map`: a closure would not inherit the target features.
     let mut fields = [halves(t, &lo[BIAS], &hi[BIAS]); 10];
     for (v, f) in fields.iter_mut().zip(USED) {
         *v = halves(t, &lo[f], &hi[f]);
     }
-    requantize16(t, acc, &fields, flags, clamp)
+    fields
 }
 
 /// `lo` and `hi` as the two halves of a 512-bit vector.
