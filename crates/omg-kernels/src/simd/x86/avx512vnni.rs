@@ -17,7 +17,7 @@ use core::arch::x86_64::*;
 use super::avx2::{Avx2, Mac256};
 use super::avxvnni::VnniLevel;
 use super::depthwise512::depthwise;
-use super::fixed512::{add_i8, requantize_pair, store_pair};
+use super::fixed512::{add_i8, fields_16, requantize16};
 use crate::elementwise::AddParams;
 use crate::simd::{Channels, Job, PanelKernels, gemm_shape};
 
@@ -150,40 +150,42 @@ impl PanelKernels for Avx512Vnni {
                 }
             }
         }
-        // Each channel's two lanes added (wrapping), then through memory once, so that the
-        // accumulators above stay in registers.
-        let mut lanes = [[[0i32; 8]; NB]; MR];
-        for (l, a) in lanes.iter_mut().zip(&acc) {
-            for (l, &a) in l.iter_mut().zip(a) {
-                // SAFETY: AVX-512 F is available (token); `l` is 32 writable bytes.
-                unsafe {
-                    let sum = _mm512_add_epi32(a, _mm512_srli_epi64::<32>(a));
-                    _mm256_storeu_si256(l.as_mut_ptr().cast(), _mm512_cvtepi64_epi32(sum));
-                }
-            }
-        }
-        // Requantized two pixels at a time (the same channels in both halves).
+        // Two panels (16 channels) at a time, pixel by pixel: each channel's two lanes added
+        // (wrapping) as the even lanes of both panels plus their odd lanes, requantized with
+        // the channel data loaded once per two panels, stored with one masked store.
         let flags = (ch.saturating, ch.shifts_left);
-        for nb in 0..NB {
+        // SAFETY: AVX-512 F is available (token); register operations only.
+        let (even, odd, zero) = unsafe {
+            let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+            (
+                even,
+                _mm512_add_epi32(even, _mm512_set1_epi32(1)),
+                _mm512_setzero_si512(),
+            )
+        };
+        for nb in (0..NB).step_by(2) {
             let c = 8 * nb;
-            let Some(block) = ch.block(c) else {
+            let Some(lo) = ch.block(c) else {
                 break;
             };
-            let k = (n - c).min(8);
-            for m in (0..MR).step_by(2) {
-                // SAFETY: AVX2 and AVX-512 F are available (token); each row of `lanes` is 32
-                // readable bytes.
-                let acc = unsafe {
-                    let lo = _mm256_loadu_si256(lanes[m][nb].as_ptr().cast());
-                    let hi = match lanes.get(m + 1) {
-                        Some(l) => _mm256_loadu_si256(l[nb].as_ptr().cast()),
-                        None => _mm256_setzero_si256(),
-                    };
-                    _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi)
+            // Without a second panel, the upper lanes are not stored.
+            let fields = fields_16(self, [lo, ch.block(c + 8).unwrap_or(lo)]);
+            let k = (n - c).min(16);
+            let mask = ((1u32 << k) - 1) as __mmask16;
+            for (m, a) in acc.iter().enumerate() {
+                let (a0, a1) = (a[nb], a.get(nb + 1).copied().unwrap_or(zero));
+                // SAFETY: AVX-512 F is available (token); register operations only.
+                let sum = unsafe {
+                    _mm512_add_epi32(
+                        _mm512_permutex2var_epi32(a0, even, a1),
+                        _mm512_permutex2var_epi32(a0, odd, a1),
+                    )
                 };
-                let v = requantize_pair(self, acc, block, flags, ch.clamp);
-                let at = m * stride + c;
-                store_pair(v, out, [at, at + stride], (MR - m).min(2), k);
+                let bytes = requantize16(self, sum, &fields, flags, ch.clamp);
+                let o = &mut out[m * stride + c..][..k];
+                // SAFETY: AVX-512 BW and VL are available (token); the mask selects the `k`
+                // bytes of `o`, and a masked store writes nothing else.
+                unsafe { _mm_mask_storeu_epi8(o.as_mut_ptr().cast(), mask, bytes) };
             }
         }
     }

@@ -138,24 +138,6 @@ pub(super) fn requantize16(
     clamp_narrow(t, v, clamp, full)
 }
 
-/// The requantization of two pixels' accumulators of the 8 channels of `block` (one pixel per
-/// half of `acc`), as 16 bytes.
-#[inline(always)]
-pub(super) fn requantize_pair(
-    t: Avx512Vnni,
-    acc: __m512i,
-    block: &Block,
-    flags: (bool, bool),
-    clamp: Clamp,
-) -> __m128i {
-    // A loop, not `map`: a closure would not inherit the target features.
-    let mut fields = [both_halves(t, &block[BIAS]); 10];
-    for (v, f) in fields.iter_mut().zip(USED) {
-        *v = both_halves(t, &block[f]);
-    }
-    requantize16(t, acc, &fields, flags, clamp)
-}
-
 /// The channel data of 16 channels, those of `lo` then those of `hi`, as
 /// [`requantize16`] takes it (for one pixel's accumulators of the 16 channels).
 #[inline(always)]
@@ -177,30 +159,6 @@ fn halves(_: Avx512Vnni, lo: &[i32; 8], hi: &[i32; 8]) -> __m512i {
         let hi = _mm256_loadu_si256(hi.as_ptr().cast());
         _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi)
     }
-}
-
-/// Stores the first `k` (at most 8) bytes of each half of `v` (two rows of 8 requantized
-/// values, see [`requantize_pair`]) to `out` at `at[0]` and, for `rows == 2`, at `at[1]`.
-#[inline(always)]
-pub(super) fn store_pair(v: __m128i, out: &mut [i8], at: [usize; 2], rows: usize, k: usize) {
-    let mut bytes = [0i8; 16];
-    // SAFETY: SSE2 is available (x86-64); `bytes` is 16 writable bytes.
-    unsafe { _mm_storeu_si128(bytes.as_mut_ptr().cast(), v) };
-    for (b, &at) in bytes.as_chunks::<8>().0.iter().zip(&at).take(rows) {
-        let o = &mut out[at..at + k];
-        match o.first_chunk_mut::<8>() {
-            // A whole row: one 8-byte store, not a call to `memcpy`.
-            Some(o) => *o = *b,
-            None => o.copy_from_slice(&b[..k]),
-        }
-    }
-}
-
-/// The 8 values in both halves of a 512-bit vector.
-#[inline(always)]
-fn both_halves(_: Avx512Vnni, v: &[i32; 8]) -> __m512i {
-    // SAFETY: AVX2 and AVX-512 F are available (token); `v` is 32 readable bytes.
-    unsafe { _mm512_broadcast_i64x4(_mm256_loadu_si256(v.as_ptr().cast())) }
 }
 
 /// Same-shape quantized ADD (TFLM `AddFunc`) on 16 pairs at a time.
