@@ -9,7 +9,9 @@ use super::{
 };
 use crate::conv::{ConvParams, ConvShapes};
 use crate::quant::QuantizedMultiplier;
-use crate::simd::{Channels, Clamp, Job, Kernels, PanelKernels, PatchValue, dispatch, panel_len};
+use crate::simd::{
+    Channels, Clamp, Job, Kernels, PanelKernels, PatchRuns, PatchValue, dispatch, panel_len,
+};
 use crate::{KernelError, Result};
 
 /// The patches of one group of a convolution, pixel by pixel from `at` on.
@@ -58,9 +60,30 @@ impl Job for ConvJob<'_> {
 }
 
 impl ConvJob<'_> {
-    /// The convolution on packed panels with panel kernel `pk`.
+    /// The convolution on packed panels with panel kernel `pk`: the patches read in place from
+    /// a padded copy of the input where [`Geometry::image`] allows, else copied four at a time.
     #[inline(always)]
     pub(super) fn on_panels<K: Kernels, P: PanelKernels>(self, k: K, pk: P) -> Result<()> {
+        let g = self.g;
+        let oob = KernelError::Shape("conv index out of range");
+        // The layout of `P` (the level's, see `Geometry::pack_panels`).
+        let len = g.depth().div_ceil(P::GROUP) * P::GROUP;
+        let panel_len = panel_len::<P>(len).ok_or(oob)?;
+        match g.image(P::GROUP) {
+            Some(dims) => self.in_place(k, pk, dims, panel_len),
+            None => self.copied(k, pk, len, panel_len),
+        }
+    }
+
+    /// [`Self::on_panels`] with the patches copied, `MR` at a time, `len` values each.
+    #[inline(always)]
+    fn copied<K: Kernels, P: PanelKernels>(
+        self,
+        k: K,
+        pk: P,
+        len: usize,
+        panel_len: usize,
+    ) -> Result<()> {
         let ConvJob {
             g,
             input,
@@ -70,9 +93,6 @@ impl ConvJob<'_> {
             scratch,
         } = self;
         let oob = KernelError::Shape("conv index out of range");
-        // The layout of `P` (the level's, see `Geometry::pack_panels`).
-        let len = g.depth().div_ceil(P::GROUP) * P::GROUP;
-        let panel_len = panel_len::<P>(len).ok_or(oob)?;
         let (per_group, pixels) = (g.per_group(), g.pixels());
         let group_len = per_group.div_ceil(8) * panel_len;
         let gather = Patches::new(g);
@@ -82,6 +102,7 @@ impl ConvJob<'_> {
             // The values past the depth stay zero (their weights are zero).
             p[g.depth()..].fill(P::Patch::default());
         }
+        let starts: [usize; MR] = core::array::from_fn(|m| m * len);
         for group in 0..g.groups {
             let oc0 = group * per_group;
             let panels = weights
@@ -98,44 +119,81 @@ impl ConvJob<'_> {
                 let out = output
                     .get_mut(px * g.out_c + oc0..(px + mr) * g.out_c)
                     .ok_or(oob)?;
-                // Blocks of up to `P::MAX_NB` panels of 8 output channels, as even as they
-                // come (40 channels on 4 panels a call: 3 + 2, not 4 + 1).
-                let mut c = 0;
-                while c < per_group {
-                    let left = (per_group - c).div_ceil(8);
-                    let nb = left.div_ceil(left.div_ceil(P::MAX_NB));
-                    let hi = (c + 8 * nb).min(per_group);
-                    let w = panels
-                        .get(c / 8 * panel_len..(c / 8 + nb) * panel_len)
-                        .ok_or(oob)?;
-                    let (ch, out) = (ch.get(c..hi).ok_or(oob)?, out.get_mut(c..).ok_or(oob)?);
-                    let (p, s) = (&*patches, g.out_c);
-                    match (mr, nb) {
-                        // Three to five panels only where the kernel takes them (a constant:
-                        // the other kernels' code stays as small as before).
-                        (4, 5) if P::MAX_NB >= 5 => pk.gemm::<4, 5>(p, len, w, ch, out, s),
-                        (3, 5) if P::MAX_NB >= 5 => pk.gemm::<3, 5>(p, len, w, ch, out, s),
-                        (2, 5) if P::MAX_NB >= 5 => pk.gemm::<2, 5>(p, len, w, ch, out, s),
-                        (1, 5) if P::MAX_NB >= 5 => pk.gemm::<1, 5>(p, len, w, ch, out, s),
-                        (4, 4) if P::MAX_NB >= 4 => pk.gemm::<4, 4>(p, len, w, ch, out, s),
-                        (4, 3) if P::MAX_NB >= 3 => pk.gemm::<4, 3>(p, len, w, ch, out, s),
-                        (3, 4) if P::MAX_NB >= 4 => pk.gemm::<3, 4>(p, len, w, ch, out, s),
-                        (3, 3) if P::MAX_NB >= 3 => pk.gemm::<3, 3>(p, len, w, ch, out, s),
-                        (2, 4) if P::MAX_NB >= 4 => pk.gemm::<2, 4>(p, len, w, ch, out, s),
-                        (2, 3) if P::MAX_NB >= 3 => pk.gemm::<2, 3>(p, len, w, ch, out, s),
-                        (1, 4) if P::MAX_NB >= 4 => pk.gemm::<1, 4>(p, len, w, ch, out, s),
-                        (1, 3) if P::MAX_NB >= 3 => pk.gemm::<1, 3>(p, len, w, ch, out, s),
-                        (4, 2) => pk.gemm::<4, 2>(p, len, w, ch, out, s),
-                        (4, _) => pk.gemm::<4, 1>(p, len, w, ch, out, s),
-                        (3, 2) => pk.gemm::<3, 2>(p, len, w, ch, out, s),
-                        (3, _) => pk.gemm::<3, 1>(p, len, w, ch, out, s),
-                        (2, 2) => pk.gemm::<2, 2>(p, len, w, ch, out, s),
-                        (2, _) => pk.gemm::<2, 1>(p, len, w, ch, out, s),
-                        (_, 2) => pk.gemm::<1, 2>(p, len, w, ch, out, s),
-                        _ => pk.gemm::<1, 1>(p, len, w, ch, out, s),
-                    }
-                    c = hi;
+                let p = PatchRuns {
+                    data: &*patches,
+                    starts: &starts,
+                    runs: 1,
+                    run: len,
+                    step: 0,
+                };
+                on_channels(pk, (p, mr), (panels, panel_len), ch, (out, g.out_c))?;
+                px += mr;
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Self::on_panels`] with the patches read in place from the padded image of each batch
+    /// (`[rows, cols]` pixels, see [`Geometry::image`]): one run of `f_w * in_c` values per
+    /// row of taps, no copy per pixel.
+    #[inline(always)]
+    fn in_place<K: Kernels, P: PanelKernels>(
+        self,
+        k: K,
+        pk: P,
+        [rows, cols]: [usize; 2],
+        panel_len: usize,
+    ) -> Result<()> {
+        let ConvJob {
+            g,
+            input,
+            weights,
+            ch,
+            output,
+            scratch,
+        } = self;
+        let oob = KernelError::Shape("conv index out of range");
+        let (c, row_len) = (g.in_c, cols * g.in_c);
+        let image = P::Patch::buffer(scratch.i8, scratch.i16);
+        let image = image.get_mut(..rows * row_len).ok_or(oob)?;
+        let zp = P::Patch::of(g.input_zero_point as i8);
+        let per_image = g.out_h * g.out_w;
+        let mut starts = [0; MR];
+        for b in 0..g.batches {
+            for (y, row) in image.chunks_exact_mut(row_len.max(1)).enumerate() {
+                let iy = y.wrapping_sub(g.pad[0]);
+                if y < g.pad[0] || iy >= g.in_h {
+                    row.fill(zp);
+                    continue;
                 }
+                // `cols >= pad + in_w` (`Geometry::image`).
+                let (left, rest) = row.split_at_mut(g.pad[1] * c);
+                let (mid, right) = rest.split_at_mut(g.in_w * c);
+                left.fill(zp);
+                right.fill(zp);
+                let at = (b * g.in_h + iy) * g.in_w * c;
+                P::Patch::load(k, mid, input.get(at..at + g.in_w * c).ok_or(oob)?);
+            }
+            let (mut px, mut oy, mut ox) = (0, 0, 0);
+            while px < per_image {
+                let mr = (per_image - px).min(MR);
+                for start in starts.iter_mut().take(mr) {
+                    *start = oy * g.stride[0] * row_len + ox * g.stride[1] * c;
+                    ox += 1;
+                    if ox == g.out_w {
+                        (oy, ox) = (oy + 1, 0);
+                    }
+                }
+                let p = PatchRuns {
+                    data: &*image,
+                    starts: &starts,
+                    runs: g.f_h,
+                    run: g.f_w * c,
+                    step: g.dilation[0] * row_len,
+                };
+                let at = (b * per_image + px) * g.out_c;
+                let out = output.get_mut(at..at + mr * g.out_c).ok_or(oob)?;
+                on_channels(pk, (p, mr), (weights, panel_len), ch, (out, g.out_c))?;
                 px += mr;
             }
         }
@@ -187,6 +245,57 @@ impl ConvJob<'_> {
         }
         Ok(())
     }
+}
+
+/// Up to `MR` pixels (`mr`, their patches `p`) on the packed panels of the channels `ch` (each
+/// `panel_len` bytes): the channels in calls of up to `P::MAX_NB` panels, as even as they come
+/// (40 channels on 4 panels a call: 3 + 2, not 4 + 1); pixel `m`'s outputs at `out[m * s]`.
+#[inline(always)]
+fn on_channels<P: PanelKernels>(
+    pk: P,
+    (p, mr): (PatchRuns<'_, P::Patch>, usize),
+    (panels, panel_len): (&[i8], usize),
+    ch: Channels<'_>,
+    (out, s): (&mut [i8], usize),
+) -> Result<()> {
+    let oob = KernelError::Shape("conv index out of range");
+    let per_group = ch.len();
+    let mut c = 0;
+    while c < per_group {
+        let left = (per_group - c).div_ceil(8);
+        let nb = left.div_ceil(left.div_ceil(P::MAX_NB));
+        let hi = (c + 8 * nb).min(per_group);
+        let w = panels
+            .get(c / 8 * panel_len..(c / 8 + nb) * panel_len)
+            .ok_or(oob)?;
+        let (ch, out) = (ch.get(c..hi).ok_or(oob)?, out.get_mut(c..).ok_or(oob)?);
+        match (mr, nb) {
+            // Three to five panels only where the kernel takes them (a constant: the other
+            // kernels' code stays as small as before).
+            (4, 5) if P::MAX_NB >= 5 => pk.gemm::<4, 5>(p, w, ch, out, s),
+            (3, 5) if P::MAX_NB >= 5 => pk.gemm::<3, 5>(p, w, ch, out, s),
+            (2, 5) if P::MAX_NB >= 5 => pk.gemm::<2, 5>(p, w, ch, out, s),
+            (1, 5) if P::MAX_NB >= 5 => pk.gemm::<1, 5>(p, w, ch, out, s),
+            (4, 4) if P::MAX_NB >= 4 => pk.gemm::<4, 4>(p, w, ch, out, s),
+            (4, 3) if P::MAX_NB >= 3 => pk.gemm::<4, 3>(p, w, ch, out, s),
+            (3, 4) if P::MAX_NB >= 4 => pk.gemm::<3, 4>(p, w, ch, out, s),
+            (3, 3) if P::MAX_NB >= 3 => pk.gemm::<3, 3>(p, w, ch, out, s),
+            (2, 4) if P::MAX_NB >= 4 => pk.gemm::<2, 4>(p, w, ch, out, s),
+            (2, 3) if P::MAX_NB >= 3 => pk.gemm::<2, 3>(p, w, ch, out, s),
+            (1, 4) if P::MAX_NB >= 4 => pk.gemm::<1, 4>(p, w, ch, out, s),
+            (1, 3) if P::MAX_NB >= 3 => pk.gemm::<1, 3>(p, w, ch, out, s),
+            (4, 2) => pk.gemm::<4, 2>(p, w, ch, out, s),
+            (4, _) => pk.gemm::<4, 1>(p, w, ch, out, s),
+            (3, 2) => pk.gemm::<3, 2>(p, w, ch, out, s),
+            (3, _) => pk.gemm::<3, 1>(p, w, ch, out, s),
+            (2, 2) => pk.gemm::<2, 2>(p, w, ch, out, s),
+            (2, _) => pk.gemm::<2, 1>(p, w, ch, out, s),
+            (_, 2) => pk.gemm::<1, 2>(p, w, ch, out, s),
+            _ => pk.gemm::<1, 1>(p, w, ch, out, s),
+        }
+        c = hi;
+    }
+    Ok(())
 }
 
 /// Checks the prepared operands of a patch convolution and runs it.

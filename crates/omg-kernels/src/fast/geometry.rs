@@ -182,16 +182,45 @@ impl Geometry {
         }
     }
 
-    /// Scratch memory of a patch convolution at level `isa`.
+    /// The padded image a convolution on panels reads its patches from in place (see
+    /// `ConvJob::on_panels`), `[rows, cols]` pixels of `in_c` values per batch: every window
+    /// inside it, the padding holding the zero point. `Some` for kernels taking patch values
+    /// in groups of `group` when each row of taps is one run there (one group, no horizontal
+    /// dilation) a whole number of groups long, and the filter has more than one tap (a 1x1
+    /// filter's patch is one input pixel, copied as cheaply: measured no faster in place).
+    pub(super) fn image(&self, group: usize) -> Option<[usize; 2]> {
+        let run = self.f_w.saturating_mul(self.in_c);
+        let one_tap = self.f_h == 1 && self.f_w == 1;
+        if self.groups != 1 || self.dilation[1] != 1 || one_tap || !run.is_multiple_of(group) {
+            return None;
+        }
+        let extent = |out: usize, stride: usize, f: usize, d: usize, len: usize, pad: usize| {
+            let reach = out.saturating_sub(1).saturating_mul(stride);
+            let reach = reach.saturating_add(f.saturating_sub(1).saturating_mul(d));
+            len.saturating_add(pad).max(reach.saturating_add(1))
+        };
+        let [s, d, p] = [self.stride, self.dilation, self.pad];
+        Some([
+            extent(self.out_h, s[0], self.f_h, d[0], self.in_h, p[0]),
+            extent(self.out_w, s[1], self.f_w, d[1], self.in_w, p[1]),
+        ])
+    }
+
+    /// Scratch memory of a patch convolution at level `isa`: the patches, or the padded image
+    /// (see [`Self::image`]).
     pub(super) fn conv_scratch(&self, isa: Isa) -> ScratchLen {
+        let buffer = match self.image(Self::group_len(isa)) {
+            Some([rows, cols]) => rows.saturating_mul(cols).saturating_mul(self.in_c),
+            None => MR.saturating_mul(self.patch_len(isa)),
+        };
         if isa.quads() {
             ScratchLen {
-                i8: MR.saturating_mul(self.patch_len(isa)),
+                i8: buffer,
                 ..ScratchLen::default()
             }
         } else if isa.panels() {
             ScratchLen {
-                i16: MR.saturating_mul(self.patch_len(isa)),
+                i16: buffer,
                 ..ScratchLen::default()
             }
         } else {

@@ -241,21 +241,22 @@ pub(crate) struct Channels<'a> {
 }
 
 /// Checks the operands of [`PanelKernels::gemm`] for a panel kernel `P`: `Some(n)`, the number
-/// of channels, when `len` is a multiple of [`PanelKernels::GROUP`] and every operand is long
-/// enough (`patches` the length of the patches, `panels` of the panels).
+/// of channels, when the runs of the patches are a multiple of [`PanelKernels::GROUP`] long
+/// and lie inside their data, and every other operand is long enough (`panels` the length of
+/// the panels).
 #[inline(always)]
 #[cfg(target_arch = "x86_64")]
-pub(crate) fn gemm_shape<P: PanelKernels>(
+pub(crate) fn gemm_shape<P: PanelKernels, T>(
     (mr, nb): (usize, usize),
-    (patches, len): (usize, usize),
+    patches: &PatchRuns<'_, T>,
     panels: usize,
     ch: &Channels<'_>,
     (out, stride): (&[i8], usize),
 ) -> Option<usize> {
     let n = ch.len().min(8 * nb);
-    let ok = len.is_multiple_of(P::GROUP)
-        && patches >= mr.checked_mul(len)?
-        && panels >= nb.checked_mul(panel_len::<P>(len)?)?
+    let ok = patches.run.is_multiple_of(P::GROUP)
+        && patches.fits(mr)
+        && panels >= nb.checked_mul(panel_len::<P>(patches.len())?)?
         && (mr == 0 || out.len() >= (mr - 1).checked_mul(stride)?.checked_add(n)?);
     ok.then_some(n)
 }
@@ -560,8 +561,8 @@ pub(crate) trait PanelKernels: Copy {
     const MAX_NB: usize;
 
     /// A block of a convolution, `MR` pixels times `NB` panels of 8 output channels.
-    /// `patches` holds the `MR` pixels' patches of `len` values (a multiple of `GROUP`) one
-    /// after the other; `panels` holds `NB` panels of `HEADER + 8 * len` bytes: after the
+    /// `patches` holds the `MR` pixels' patches of `len = patches.len()` values, in runs of a
+    /// multiple of `GROUP` values; `panels` holds `NB` panels of `HEADER + 8 * len` bytes: after the
     /// header, for each group `j` of `GROUP` patch values, 8 channels times the group's
     /// weights. For pixel `m` and channel `c < n = min(8 * NB, ch.len())` it computes
     /// (wrapping `i32`) `acc = header[c / 8][c % 8] + sum_j sum_i
@@ -571,13 +572,64 @@ pub(crate) trait PanelKernels: Copy {
     /// at most `MAX_NB`.
     fn gemm<const MR: usize, const NB: usize>(
         self,
-        patches: &[Self::Patch],
-        len: usize,
+        patches: PatchRuns<'_, Self::Patch>,
         panels: &[i8],
         ch: Channels<'_>,
         out: &mut [i8],
         stride: usize,
     );
+}
+
+/// Where the patches of a [`PanelKernels::gemm`] call lie: patch `m` is `runs` runs of `run`
+/// values, run `r` at `starts[m] + r * step` in `data`. Patches copied side by side are one run
+/// each, at `m * len`; patches read in place from a padded image are one run per row of taps.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PatchRuns<'a, T> {
+    /// The values.
+    pub data: &'a [T],
+    /// Where each patch starts.
+    pub starts: &'a [usize],
+    /// Runs per patch.
+    pub runs: usize,
+    /// Values per run.
+    pub run: usize,
+    /// Distance from one run of a patch to the next.
+    pub step: usize,
+}
+
+#[cfg_attr(
+    not(target_arch = "x86_64"),
+    expect(dead_code, reason = "only x86-64 levels have panel kernels that read patches")
+)]
+impl<'a, T> PatchRuns<'a, T> {
+    /// Values per patch.
+    pub fn len(&self) -> usize {
+        self.runs.saturating_mul(self.run)
+    }
+
+    /// Run `r` of patch `m`, if it lies inside `data`.
+    #[inline(always)]
+    pub fn get(&self, m: usize, r: usize) -> Option<&'a [T]> {
+        let at = self.starts.get(m)?.checked_add(r.checked_mul(self.step)?)?;
+        self.data.get(at..at.checked_add(self.run)?)
+    }
+
+    /// Whether every run of the first `mr` patches lies inside `data` (the last one does).
+    #[inline(always)]
+    fn fits(&self, mr: usize) -> bool {
+        if self.starts.len() < mr {
+            return false;
+        }
+        if self.runs > 0 {
+            // A loop, not `all`: the closure's fold was not inlined.
+            for m in 0..mr {
+                if self.get(m, self.runs - 1).is_none() {
+                    return false;
+                }
+            }
+        }
+        true
+    }
 }
 
 /// The panel kernel of a level without one: a type without values.
@@ -592,8 +644,7 @@ impl PanelKernels for NoPanels {
 
     fn gemm<const MR: usize, const NB: usize>(
         self,
-        _: &[i16],
-        _: usize,
+        _: PatchRuns<'_, i16>,
         _: &[i8],
         _: Channels<'_>,
         _: &mut [i8],

@@ -20,8 +20,8 @@ use core::arch::x86_64::*;
 
 use crate::elementwise::AddParams;
 use crate::simd::{
-    BIAS, Block, Channels, Clamp, HALF, Job, Kernels, LEFT, MASK, MULTIPLIER, PanelKernels, RIGHT,
-    depthwise_shape, gemm_shape, padded,
+    BIAS, Block, Channels, Clamp, HALF, Job, Kernels, LEFT, MASK, MULTIPLIER, PanelKernels,
+    PatchRuns, RIGHT, depthwise_shape, gemm_shape, padded,
 };
 
 /// Proof that the CPU supports AVX2: only [`Avx2::detect`] creates it.
@@ -400,14 +400,13 @@ impl PanelKernels for Avx2 {
     #[inline(always)]
     fn gemm<const MR: usize, const NB: usize>(
         self,
-        patches: &[i16],
-        len: usize,
+        patches: PatchRuns<'_, i16>,
         panels: &[i8],
         ch: Channels<'_>,
         out: &mut [i8],
         stride: usize,
     ) {
-        gemm_with::<_, MR, NB>(self, (patches, len), panels, ch, (out, stride))
+        gemm_with::<_, MR, NB>(self, patches, panels, ch, (out, stride))
     }
 }
 
@@ -536,43 +535,53 @@ pub(super) fn depthwise_with<M: Mac256>(
 #[inline(always)]
 pub(super) fn gemm_with<M: Mac256, const MR: usize, const NB: usize>(
     mac: M,
-    (patches, len): (&[i16], usize),
+    patches: PatchRuns<'_, i16>,
     panels: &[i8],
     ch: Channels<'_>,
     (out, stride): (&mut [i8], usize),
 ) {
     let t = mac.avx2();
-    let shape = ((patches.len(), len), panels.len(), (&*out, stride));
-    let Some(n) = gemm_shape::<Avx2>((MR, NB), shape.0, shape.1, &ch, shape.2) else {
+    let Some(n) = gemm_shape::<Avx2, _>((MR, NB), &patches, panels.len(), &ch, (&*out, stride))
+    else {
         return;
     };
-    let pairs = len / 2;
-    let mut x: [&[[i16; 2]]; MR] = [&[]; MR];
-    for (m, x) in x.iter_mut().enumerate() {
-        *x = &patches[m * len..(m + 1) * len].as_chunks::<2>().0[..pairs];
-    }
-    let mut w: [&[[i8; 16]]; NB] = [&[]; NB];
-    for (nb, w) in w.iter_mut().enumerate() {
-        *w = &panels[nb * 8 * len..(nb + 1) * 8 * len].as_chunks::<16>().0[..pairs];
+    let (len, pairs) = (patches.len(), patches.run / 2);
+    let mut all: [&[[i8; 16]]; NB] = [&[]; NB];
+    for (nb, w) in all.iter_mut().enumerate() {
+        *w = &panels[nb * 8 * len..(nb + 1) * 8 * len].as_chunks::<16>().0[..len / 2];
     }
     // SAFETY: AVX2 is available (token); register operation only.
     let mut acc = unsafe { [[_mm256_setzero_si256(); NB]; MR] };
-    for j in 0..pairs {
-        // SAFETY: AVX2 is available (token). `j < pairs`, and every slice of `x` and `w`
-        // holds exactly `pairs` elements: the unchecked reads are in bounds (checked
-        // indexing here costs 15 % of the instructions of a typical layer).
-        unsafe {
-            let mut wv = [_mm256_setzero_si256(); NB];
-            for (v, w) in wv.iter_mut().zip(&w) {
-                let p = w.get_unchecked(j);
-                *v = _mm256_cvtepi8_epi16(_mm_loadu_si128(p.as_ptr().cast()));
-            }
-            for (a, x) in acc.iter_mut().zip(&x) {
-                // The pair as one 32-bit lane (4 readable bytes), broadcast.
-                let pair = x.get_unchecked(j).as_ptr().cast::<i32>().read_unaligned();
-                let b = _mm256_set1_epi32(pair);
-                for (a, &w) in a.iter_mut().zip(&wv) {
-                    *a = mac.mac(*a, b, w);
+    for r in 0..patches.runs {
+        let mut x: [&[[i16; 2]]; MR] = [&[]; MR];
+        for (m, x) in x.iter_mut().enumerate() {
+            // Inside the data (`gemm_shape`), `run` values.
+            let Some(run) = patches.get(m, r) else {
+                return;
+            };
+            *x = &run.as_chunks::<2>().0[..pairs];
+        }
+        let mut w = all;
+        for w in &mut w {
+            *w = &w[r * pairs..(r + 1) * pairs];
+        }
+        for j in 0..pairs {
+            // SAFETY: AVX2 is available (token). `j < pairs`, and every slice of `x` and `w`
+            // holds exactly `pairs` elements: the unchecked reads are in bounds (checked
+            // indexing here costs 15 % of the instructions of a typical layer).
+            unsafe {
+                let mut wv = [_mm256_setzero_si256(); NB];
+                for (v, w) in wv.iter_mut().zip(&w) {
+                    let p = w.get_unchecked(j);
+                    *v = _mm256_cvtepi8_epi16(_mm_loadu_si128(p.as_ptr().cast()));
+                }
+                for (a, x) in acc.iter_mut().zip(&x) {
+                    // The pair as one 32-bit lane (4 readable bytes), broadcast.
+                    let pair = x.get_unchecked(j).as_ptr().cast::<i32>().read_unaligned();
+                    let b = _mm256_set1_epi32(pair);
+                    for (a, &w) in a.iter_mut().zip(&wv) {
+                        *a = mac.mac(*a, b, w);
+                    }
                 }
             }
         }

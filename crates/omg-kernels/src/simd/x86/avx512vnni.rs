@@ -19,7 +19,7 @@ use super::avxvnni::VnniLevel;
 use super::depthwise512::depthwise;
 use super::fixed512::{add_i8, fields_16, requantize16};
 use crate::elementwise::AddParams;
-use crate::simd::{Channels, Job, PanelKernels, gemm_shape};
+use crate::simd::{Channels, Job, PanelKernels, PatchRuns, gemm_shape};
 
 /// Proof that the CPU supports AVX2, AVX-512 F/BW/VL and AVX-512 VNNI (with the operating
 /// system saving the 512-bit state): only [`Avx512Vnni::detect`] creates it.
@@ -103,50 +103,58 @@ impl PanelKernels for Avx512Vnni {
     #[inline(always)]
     fn gemm<const MR: usize, const NB: usize>(
         self,
-        patches: &[i8],
-        len: usize,
+        patches: PatchRuns<'_, i8>,
         panels: &[i8],
         ch: Channels<'_>,
         out: &mut [i8],
         stride: usize,
     ) {
-        let shape = ((patches.len(), len), panels.len(), (&*out, stride));
-        let Some(n) = gemm_shape::<Self>((MR, NB), shape.0, shape.1, &ch, shape.2) else {
+        let Some(n) = gemm_shape::<Self, _>((MR, NB), &patches, panels.len(), &ch, (&*out, stride))
+        else {
             return;
         };
-        let octets = len / 8;
+        let (len, octets) = (patches.len(), patches.run / 8);
         let panel_len = 8 * len + Self::HEADER;
-        let mut x: [&[[i8; 8]]; MR] = [&[]; MR];
-        for (m, x) in x.iter_mut().enumerate() {
-            *x = &patches[m * len..(m + 1) * len].as_chunks::<8>().0[..octets];
-        }
-        let mut w: [&[[i8; 64]]; NB] = [&[]; NB];
+        let mut all: [&[[i8; 64]]; NB] = [&[]; NB];
         // SAFETY: AVX-512 F is available (token); register operation only.
         let mut init = unsafe { [_mm512_setzero_si512(); NB] };
-        for ((w, init), nb) in w.iter_mut().zip(&mut init).zip(0..) {
+        for ((w, init), nb) in all.iter_mut().zip(&mut init).zip(0..) {
             let (head, body) = panels[nb * panel_len..(nb + 1) * panel_len].split_at(32);
-            *w = &body.as_chunks::<64>().0[..octets];
+            *w = &body.as_chunks::<64>().0[..len / 8];
             // The header's corrections in the even lanes (the odd ones start at zero).
             // SAFETY: AVX2 and AVX-512 F are available (token); `head` is 32 readable bytes.
             *init = unsafe { _mm512_cvtepu32_epi64(_mm256_loadu_si256(head.as_ptr().cast())) };
         }
         let mut acc = [init; MR];
-        for j in 0..octets {
-            // SAFETY: AVX-512 F and VNNI are available (token). `j < octets`, and every slice
-            // of `x` and `w` holds exactly `octets` elements: the unchecked reads are in
-            // bounds.
-            unsafe {
-                let mut wv = [_mm512_setzero_si512(); NB];
-                for (v, w) in wv.iter_mut().zip(&w) {
-                    *v = _mm512_loadu_si512(w.get_unchecked(j).as_ptr().cast());
-                }
-                for (a, x) in acc.iter_mut().zip(&x) {
-                    // The octet as one 64-bit lane, broadcast.
-                    let octet = i64::from_ne_bytes(x.get_unchecked(j).map(|b| b as u8));
-                    let b = _mm512_set1_epi64(octet);
-                    for (a, &w) in a.iter_mut().zip(&wv) {
-                        *a = _mm512_dpbusd_epi32(*a, b, w);
-                    }
+        let data = patches.data.as_ptr();
+        // SAFETY (of every `octet` call below): AVX-512 F and VNNI are available (token); `j <
+        // len / 8`, and every slice of `all` holds exactly `len / 8` elements; `off` is `r *
+        // step + 8 i` for a run `r < runs` and an octet `i < octets` of it, so `starts[m] +
+        // off + 8 <= starts[m] + (runs - 1) step + run <= data.len()` for `m < MR`
+        // (`gemm_shape`).
+        let mut x = [data; MR];
+        for (x, &start) in x.iter_mut().zip(patches.starts) {
+            // SAFETY: `start <= data.len()` (`gemm_shape`).
+            *x = unsafe { data.add(start) };
+        }
+        if patches.runs == 1 {
+            for j in 0..octets {
+                // SAFETY: see above (`off = 8 j`, one run).
+                unsafe { octet(&mut acc, &all, j, x, 8 * j) };
+            }
+        } else {
+            // One loop over all octets (nested loops over runs and octets cost register moves
+            // of the accumulators in every step): `off` walks each patch's runs, jumping the
+            // gap from one run's end to the next run.
+            let gap = patches.step.wrapping_sub(patches.run);
+            let (mut off, mut left) = (0usize, octets);
+            for j in 0..len / 8 {
+                // SAFETY: see above.
+                unsafe { octet(&mut acc, &all, j, x, off) };
+                off = off.wrapping_add(8);
+                left -= 1;
+                if left == 0 {
+                    (off, left) = (off.wrapping_add(gap), octets);
                 }
             }
         }
@@ -186,6 +194,36 @@ impl PanelKernels for Avx512Vnni {
                 // SAFETY: AVX-512 BW and VL are available (token); the mask selects the `k`
                 // bytes of `o`, and a masked store writes nothing else.
                 unsafe { _mm_mask_storeu_epi8(o.as_mut_ptr().cast(), mask, bytes) };
+            }
+        }
+    }
+}
+
+/// One step of the `avx512vnni` panel kernel: octet `j` of the weights of every panel of
+/// `all` times the octet at `x[m] + off` of every patch `m`, into `acc`.
+///
+/// # Safety
+/// AVX-512 F and VNNI must be available; `j` must be inside every slice of `all`, and the 8
+/// bytes at `x[m] + off` readable for every `m`.
+#[inline(always)]
+unsafe fn octet<const MR: usize, const NB: usize>(
+    acc: &mut [[__m512i; NB]; MR],
+    all: &[&[[i8; 64]]; NB],
+    j: usize,
+    x: [*const i8; MR],
+    off: usize,
+) {
+    // SAFETY: as the caller promises.
+    unsafe {
+        let mut wv = [_mm512_setzero_si512(); NB];
+        for (v, w) in wv.iter_mut().zip(all) {
+            *v = _mm512_loadu_si512(w.get_unchecked(j).as_ptr().cast());
+        }
+        for (a, x) in acc.iter_mut().zip(x) {
+            // The octet as one 64-bit lane, broadcast.
+            let b = _mm512_set1_epi64(x.add(off).cast::<i64>().read_unaligned());
+            for (a, &w) in a.iter_mut().zip(&wv) {
+                *a = _mm512_dpbusd_epi32(*a, b, w);
             }
         }
     }

@@ -19,7 +19,7 @@ use core::arch::x86_64::*;
 
 use super::avx2::{Avx2, Mac256, depthwise_with, dot_with, flip, load8, requantize_tail, store8};
 use crate::elementwise::AddParams;
-use crate::simd::{Channels, Job, Kernels, PanelKernels, gemm_shape, quad_rows_shape};
+use crate::simd::{Channels, Job, Kernels, PanelKernels, PatchRuns, gemm_shape, quad_rows_shape};
 
 /// Proof that the CPU supports AVX2 and AVX-VNNI: only [`AvxVnni::detect`] creates it.
 #[derive(Debug, Clone, Copy)]
@@ -288,47 +288,57 @@ impl PanelKernels for AvxVnni {
     #[inline(always)]
     fn gemm<const MR: usize, const NB: usize>(
         self,
-        patches: &[i8],
-        len: usize,
+        patches: PatchRuns<'_, i8>,
         panels: &[i8],
         ch: Channels<'_>,
         out: &mut [i8],
         stride: usize,
     ) {
-        let shape = ((patches.len(), len), panels.len(), (&*out, stride));
-        let Some(n) = gemm_shape::<Self>((MR, NB), shape.0, shape.1, &ch, shape.2) else {
+        let Some(n) = gemm_shape::<Self, _>((MR, NB), &patches, panels.len(), &ch, (&*out, stride))
+        else {
             return;
         };
-        let (t, quads, panel_len) = (self.0, len / 4, 8 * len + Self::HEADER);
-        let mut x: [&[[i8; 4]]; MR] = [&[]; MR];
-        for (m, x) in x.iter_mut().enumerate() {
-            *x = &patches[m * len..(m + 1) * len].as_chunks::<4>().0[..quads];
-        }
-        let mut w: [&[[i8; 32]]; NB] = [&[]; NB];
+        let len = patches.len();
+        let (t, quads, panel_len) = (self.0, patches.run / 4, 8 * len + Self::HEADER);
+        let mut all: [&[[i8; 32]]; NB] = [&[]; NB];
         // SAFETY: AVX2 is available (token); register operation only.
         let mut init = unsafe { [_mm256_setzero_si256(); NB] };
-        for ((w, init), nb) in w.iter_mut().zip(&mut init).zip(0..) {
+        for ((w, init), nb) in all.iter_mut().zip(&mut init).zip(0..) {
             let (head, body) = panels[nb * panel_len..(nb + 1) * panel_len].split_at(32);
-            *w = &body.as_chunks::<32>().0[..quads];
+            *w = &body.as_chunks::<32>().0[..len / 4];
             // SAFETY: AVX2 is available (token); `head` is 32 readable bytes.
             *init = unsafe { _mm256_loadu_si256(head.as_ptr().cast()) };
         }
         let mut acc = [init; MR];
-        for j in 0..quads {
-            // SAFETY: AVX2 and AVX-VNNI are available (token). `j < quads`, and every slice
-            // of `x` and `w` holds exactly `quads` elements: the unchecked reads are in
-            // bounds.
-            unsafe {
-                let mut wv = [_mm256_setzero_si256(); NB];
-                for (v, w) in wv.iter_mut().zip(&w) {
-                    *v = _mm256_loadu_si256(w.get_unchecked(j).as_ptr().cast());
-                }
-                for (a, x) in acc.iter_mut().zip(&x) {
-                    // The quad as one 32-bit lane, broadcast.
-                    let quad = i32::from_ne_bytes(x.get_unchecked(j).map(|b| b as u8));
-                    let b = _mm256_set1_epi32(quad);
-                    for (a, &w) in a.iter_mut().zip(&wv) {
-                        *a = _mm256_dpbusd_avx_epi32(*a, b, w);
+        for r in 0..patches.runs {
+            let mut x: [&[[i8; 4]]; MR] = [&[]; MR];
+            for (m, x) in x.iter_mut().enumerate() {
+                // Inside the data (`gemm_shape`), `run` values.
+                let Some(run) = patches.get(m, r) else {
+                    return;
+                };
+                *x = &run.as_chunks::<4>().0[..quads];
+            }
+            let mut w = all;
+            for w in &mut w {
+                *w = &w[r * quads..(r + 1) * quads];
+            }
+            for j in 0..quads {
+                // SAFETY: AVX2 and AVX-VNNI are available (token). `j < quads`, and every slice
+                // of `x` and `w` holds exactly `quads` elements: the unchecked reads are in
+                // bounds.
+                unsafe {
+                    let mut wv = [_mm256_setzero_si256(); NB];
+                    for (v, w) in wv.iter_mut().zip(&w) {
+                        *v = _mm256_loadu_si256(w.get_unchecked(j).as_ptr().cast());
+                    }
+                    for (a, x) in acc.iter_mut().zip(&x) {
+                        // The quad as one 32-bit lane, broadcast.
+                        let quad = i32::from_ne_bytes(x.get_unchecked(j).map(|b| b as u8));
+                        let b = _mm256_set1_epi32(quad);
+                        for (a, &w) in a.iter_mut().zip(&wv) {
+                            *a = _mm256_dpbusd_avx_epi32(*a, b, w);
+                        }
                     }
                 }
             }
