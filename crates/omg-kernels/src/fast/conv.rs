@@ -144,17 +144,10 @@ impl ConvJob<'_> {
         [rows, cols]: [usize; 2],
         panel_len: usize,
     ) -> Result<()> {
-        let ConvJob {
-            g,
-            input,
-            weights,
-            ch,
-            output,
-            scratch,
-        } = self;
+        let (g, input, output) = (self.g, self.input, self.output);
         let oob = KernelError::Shape("conv index out of range");
         let (c, row_len) = (g.in_c, cols * g.in_c);
-        let image = P::Patch::buffer(scratch.i8, scratch.i16);
+        let image = P::Patch::buffer(self.scratch.i8, self.scratch.i16);
         let image = image.get_mut(..rows * row_len).ok_or(oob)?;
         let zp = P::Patch::of(g.input_zero_point as i8);
         let per_image = g.out_h * g.out_w;
@@ -193,7 +186,13 @@ impl ConvJob<'_> {
                 };
                 let at = (b * per_image + px) * g.out_c;
                 let out = output.get_mut(at..at + mr * g.out_c).ok_or(oob)?;
-                on_channels(pk, (p, mr), (weights, panel_len), ch, (out, g.out_c))?;
+                on_channels(
+                    pk,
+                    (p, mr),
+                    (self.weights, panel_len),
+                    self.ch,
+                    (out, g.out_c),
+                )?;
                 px += mr;
             }
         }

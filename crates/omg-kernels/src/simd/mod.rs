@@ -580,6 +580,11 @@ pub(crate) trait PanelKernels: Copy {
     );
 }
 
+/// A run of `MR` patches in units of `U` values, and the weights that meet it (see
+/// [`PatchRuns::units`]).
+pub(crate) type RunUnits<'a, 'w, T, const U: usize, const MR: usize, W, const NB: usize> =
+    ([&'a [[T; U]]; MR], [&'w [W]; NB]);
+
 /// Where the patches of a [`PanelKernels::gemm`] call lie: patch `m` is `runs` runs of `run`
 /// values, run `r` at `starts[m] + r * step` in `data`. Patches copied side by side are one run
 /// each, at `m * len`; patches read in place from a padded image are one run per row of taps.
@@ -599,7 +604,10 @@ pub(crate) struct PatchRuns<'a, T> {
 
 #[cfg_attr(
     not(target_arch = "x86_64"),
-    expect(dead_code, reason = "only x86-64 levels have panel kernels that read patches")
+    expect(
+        dead_code,
+        reason = "only x86-64 levels have panel kernels that read patches"
+    )
 )]
 impl<'a, T> PatchRuns<'a, T> {
     /// Values per patch.
@@ -612,6 +620,27 @@ impl<'a, T> PatchRuns<'a, T> {
     pub fn get(&self, m: usize, r: usize) -> Option<&'a [T]> {
         let at = self.starts.get(m)?.checked_add(r.checked_mul(self.step)?)?;
         self.data.get(at..at.checked_add(self.run)?)
+    }
+
+    /// Run `r` of each of the first `MR` patches as `n` units of `U` values, with the units
+    /// of the weight slices `all` that meet them (`n` from unit `r * n` on); `None` where a run
+    /// lies outside the data or is not `n` units long.
+    #[inline(always)]
+    pub fn units<'w, const U: usize, const MR: usize, W, const NB: usize>(
+        &self,
+        r: usize,
+        n: usize,
+        all: &[&'w [W]; NB],
+    ) -> Option<RunUnits<'a, 'w, T, U, MR, W, NB>> {
+        let mut x: [&[[T; U]]; MR] = [&[]; MR];
+        for (m, x) in x.iter_mut().enumerate() {
+            *x = self.get(m, r)?.as_chunks::<U>().0.get(..n)?;
+        }
+        let mut w = *all;
+        for w in &mut w {
+            *w = w.get(r * n..(r + 1) * n)?;
+        }
+        Some((x, w))
     }
 
     /// Whether every run of the first `mr` patches lies inside `data` (the last one does).

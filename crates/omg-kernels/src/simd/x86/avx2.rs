@@ -553,18 +553,10 @@ pub(super) fn gemm_with<M: Mac256, const MR: usize, const NB: usize>(
     // SAFETY: AVX2 is available (token); register operation only.
     let mut acc = unsafe { [[_mm256_setzero_si256(); NB]; MR] };
     for r in 0..patches.runs {
-        let mut x: [&[[i16; 2]]; MR] = [&[]; MR];
-        for (m, x) in x.iter_mut().enumerate() {
-            // Inside the data (`gemm_shape`), `run` values.
-            let Some(run) = patches.get(m, r) else {
-                return;
-            };
-            *x = &run.as_chunks::<2>().0[..pairs];
-        }
-        let mut w = all;
-        for w in &mut w {
-            *w = &w[r * pairs..(r + 1) * pairs];
-        }
+        let Some((x, w)) = patches.units::<2, MR, _, NB>(r, pairs, &all) else {
+            // Never: `gemm_shape` checked every run.
+            return;
+        };
         for j in 0..pairs {
             // SAFETY: AVX2 is available (token). `j < pairs`, and every slice of `x` and `w`
             // holds exactly `pairs` elements: the unchecked reads are in bounds (checked

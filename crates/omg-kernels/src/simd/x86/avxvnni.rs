@@ -311,18 +311,10 @@ impl PanelKernels for AvxVnni {
         }
         let mut acc = [init; MR];
         for r in 0..patches.runs {
-            let mut x: [&[[i8; 4]]; MR] = [&[]; MR];
-            for (m, x) in x.iter_mut().enumerate() {
-                // Inside the data (`gemm_shape`), `run` values.
-                let Some(run) = patches.get(m, r) else {
-                    return;
-                };
-                *x = &run.as_chunks::<4>().0[..quads];
-            }
-            let mut w = all;
-            for w in &mut w {
-                *w = &w[r * quads..(r + 1) * quads];
-            }
+            let Some((x, w)) = patches.units::<4, MR, _, NB>(r, quads, &all) else {
+                // Never: `gemm_shape` checked every run.
+                return;
+            };
             for j in 0..quads {
                 // SAFETY: AVX2 and AVX-VNNI are available (token). `j < quads`, and every slice
                 // of `x` and `w` holds exactly `quads` elements: the unchecked reads are in
