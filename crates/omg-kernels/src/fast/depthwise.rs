@@ -281,7 +281,14 @@ impl Job for DepthwiseJob<'_> {
         let direct = dm == 1 && g.pad[1] == 0 && padded_width(g) <= g.in_w;
         let input_taps = tap_offsets(g, g.dilation[0] * g.in_w * c, col_step, input_taps);
         let (step, row_out) = (g.stride[1] * c, g.out_w * c);
-        for (r, out) in output.chunks_exact_mut(row_out.max(1)).enumerate() {
+        // Whether all taps of output row `oy` lie inside the input (no vertical padding).
+        let inside = |oy: usize| {
+            let oy0 = origin(oy, g.stride[0], g.pad[0]);
+            valid_taps(oy0, g.dilation[0], g.f_h, g.in_h) == (0, g.f_h)
+        };
+        let total = output.len() / row_out.max(1);
+        let mut r = 0;
+        while r < total {
             let (b, oy) = (r / g.out_h, r % g.out_h);
             let oy0 = origin(oy, g.stride[0], g.pad[0]);
             let (fy_lo, fy_hi) = valid_taps(oy0, g.dilation[0], g.f_h, g.in_h);
@@ -289,10 +296,26 @@ impl Job for DepthwiseJob<'_> {
                 (b * g.in_h + (oy0 + (g.dilation[0] * fy) as i64) as usize) * g.in_w * in_c
             };
             if direct && fy_lo == 0 && fy_hi == g.f_h {
+                // Rows one pixel wide: the next rows of the batch with all taps inside too,
+                // as the pixels of one call (their inputs `stride * in_w * c` apart), so that
+                // the kernel's work per call is spread over them.
+                let mut end = r + 1;
+                while g.out_w == 1 && end < total && end / g.out_h == b && inside(end % g.out_h) {
+                    end += 1;
+                }
+                let step = if end > r + 1 {
+                    g.stride[0] * g.in_w * c
+                } else {
+                    step
+                };
                 let base = input.get(input_row(0)..).ok_or(oob)?;
+                let out = output.get_mut(r * row_out..end * row_out).ok_or(oob)?;
                 k.depthwise(base, input_taps, step, weights, ch, out);
+                r = end;
                 continue;
             }
+            let out = output.get_mut(r * row_out..(r + 1) * row_out).ok_or(oob)?;
+            r += 1;
             for (fy, row) in rows.chunks_exact_mut(width.max(1)).enumerate() {
                 if !(fy_lo..fy_hi).contains(&fy) {
                     row.fill(zp);
