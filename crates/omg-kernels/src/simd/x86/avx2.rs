@@ -100,7 +100,7 @@ fn load_i8x16(_: Avx2, s: &[i8; 16]) -> __m128i {
     unsafe { _mm_loadu_si128(s.as_ptr().cast()) }
 }
 
-/// [`Kernels::flip`] in 32-byte vectors, then 8-byte words, then bytes (the loop that LLVM
+/// [`Kernels::flip`] in 32-byte vectors, then 8-byte and 4-byte words, then bytes (the loop that LLVM
 /// vectorized on its own ran byte by byte on short rows at the AVX-512 level).
 #[inline(always)]
 pub(super) fn flip(_: Avx2, dst: &mut [i8], src: &[i8]) {
@@ -121,6 +121,13 @@ pub(super) fn flip(_: Avx2, dst: &mut [i8], src: &[i8]) {
     let (s8, s_rest) = s_rest.as_chunks::<8>();
     for (d, s) in d8.iter_mut().zip(s8) {
         let v = u64::from_ne_bytes(s.map(|b| b as u8)) ^ 0x8080_8080_8080_8080;
+        *d = v.to_ne_bytes().map(|b| b as i8);
+    }
+    // At most one word of 4 (rows of 4 values are common: a 4-wide filter on one channel).
+    let (d4, d_rest) = d_rest.as_chunks_mut::<4>();
+    let (s4, s_rest) = s_rest.as_chunks::<4>();
+    for (d, s) in d4.iter_mut().zip(s4) {
+        let v = u32::from_ne_bytes(s.map(|b| b as u8)) ^ 0x8080_8080;
         *d = v.to_ne_bytes().map(|b| b as i8);
     }
     for (d, &s) in d_rest.iter_mut().zip(s_rest) {
