@@ -213,21 +213,11 @@ pub(super) struct DepthwiseJob<'a> {
     scratch: Scratch<'a>,
 }
 
-/// Width in pixels of a padded input row: the left padding, the input and every column a tap
-/// reads.
-pub(super) fn padded_width(g: &Geometry) -> usize {
-    let last_tap = g.f_w.saturating_sub(1).saturating_mul(g.dilation[1]);
-    let reach = g.out_w.saturating_sub(1).saturating_mul(g.stride[1]);
-    g.in_w
-        .saturating_add(g.pad[1])
-        .max(reach.saturating_add(last_tap).saturating_add(1))
-}
-
 /// Scratch of the depthwise job, `(i8, usize)` elements: the padded rows under the filter,
 /// and the tap offsets in the padded rows and in the input (the taps, plus one to pair an odd
 /// last tap).
 pub(super) fn depthwise_scratch(g: &Geometry) -> (usize, usize) {
-    let row = padded_width(g).saturating_mul(g.out_c);
+    let row = g.padded_extent(1).saturating_mul(g.out_c);
     let taps = g.f_h.saturating_mul(g.f_w).saturating_add(1);
     (row.saturating_mul(g.f_h), taps.saturating_mul(2))
 }
@@ -274,11 +264,11 @@ impl Job for DepthwiseJob<'_> {
         let (rows_len, taps_len) = depthwise_scratch(g);
         let rows = scratch.i8.get_mut(..rows_len).ok_or(oob)?;
         let (padded_taps, input_taps) = two(scratch.usize, taps_len / 2)?;
-        let width = padded_width(g) * c;
+        let width = g.padded_extent(1) * c;
         let col_step = g.dilation[1] * c;
         let padded_taps = tap_offsets(g, width, col_step, padded_taps);
         // The input serves directly when no padding or repetition is needed.
-        let direct = dm == 1 && g.pad[1] == 0 && padded_width(g) <= g.in_w;
+        let direct = dm == 1 && g.pad[1] == 0 && g.padded_extent(1) <= g.in_w;
         let input_taps = tap_offsets(g, g.dilation[0] * g.in_w * c, col_step, input_taps);
         let (step, row_out) = (g.stride[1] * c, g.out_w * c);
         // Whether all taps of output row `oy` lie inside the input (no vertical padding).

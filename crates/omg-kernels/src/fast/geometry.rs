@@ -194,16 +194,21 @@ impl Geometry {
         if self.groups != 1 || self.dilation[1] != 1 || one_tap || !run.is_multiple_of(group) {
             return None;
         }
-        let extent = |out: usize, stride: usize, f: usize, d: usize, len: usize, pad: usize| {
-            let reach = out.saturating_sub(1).saturating_mul(stride);
-            let reach = reach.saturating_add(f.saturating_sub(1).saturating_mul(d));
-            len.saturating_add(pad).max(reach.saturating_add(1))
-        };
-        let [s, d, p] = [self.stride, self.dilation, self.pad];
-        Some([
-            extent(self.out_h, s[0], self.f_h, d[0], self.in_h, p[0]),
-            extent(self.out_w, s[1], self.f_w, d[1], self.in_w, p[1]),
-        ])
+        Some([self.padded_extent(0), self.padded_extent(1)])
+    }
+
+    /// Rows (`axis` 0) or columns (1) of the input with its leading padding and every position
+    /// a tap reads: the leading padding, the input, and whatever the last window reaches past
+    /// it.
+    pub(super) fn padded_extent(&self, axis: usize) -> usize {
+        let [out, f, len] = [
+            [self.out_h, self.f_h, self.in_h],
+            [self.out_w, self.f_w, self.in_w],
+        ][axis];
+        let last_tap = f.saturating_sub(1).saturating_mul(self.dilation[axis]);
+        let reach = out.saturating_sub(1).saturating_mul(self.stride[axis]);
+        len.saturating_add(self.pad[axis])
+            .max(reach.saturating_add(last_tap).saturating_add(1))
     }
 
     /// Scratch memory of a patch convolution at level `isa`: the patches, or the padded image
