@@ -10,7 +10,7 @@ use super::{
 use crate::conv::{ConvParams, ConvShapes};
 use crate::quant::QuantizedMultiplier;
 use crate::simd::{
-    Channels, Clamp, Job, Kernels, PanelKernels, PatchRuns, PatchValue, dispatch, panel_len,
+    Channels, Clamp, Job, Kernels, MAX_MR, PanelKernels, PatchRuns, PatchValue, dispatch, panel_len,
 };
 use crate::{KernelError, Result};
 
@@ -44,9 +44,6 @@ pub(super) struct ConvJob<'a> {
     scratch: Scratch<'a>,
 }
 
-/// Output pixels per panel kernel call.
-pub(super) const MR: usize = 4;
-
 impl Job for ConvJob<'_> {
     type Output = Result<()>;
 
@@ -61,7 +58,7 @@ impl Job for ConvJob<'_> {
 
 impl ConvJob<'_> {
     /// The convolution on packed panels with panel kernel `pk`: the patches read in place from
-    /// a padded copy of the input where [`Geometry::image`] allows, else copied four at a time.
+    /// a padded copy of the input where [`Geometry::image`] allows, else copied `P::MR` at a time.
     #[inline(always)]
     pub(super) fn on_panels<K: Kernels, P: PanelKernels>(self, k: K, pk: P) -> Result<()> {
         let g = self.g;
@@ -75,7 +72,7 @@ impl ConvJob<'_> {
         }
     }
 
-    /// [`Self::on_panels`] with the patches copied, `MR` at a time, `len` values each.
+    /// [`Self::on_panels`] with the patches copied, `P::MR` at a time, `len` values each.
     #[inline(always)]
     fn copied<K: Kernels, P: PanelKernels>(
         self,
@@ -97,12 +94,12 @@ impl ConvJob<'_> {
         let group_len = per_group.div_ceil(8) * panel_len;
         let gather = Patches::new(g);
         let patches = P::Patch::buffer(scratch.i8, scratch.i16);
-        let patches = patches.get_mut(..MR * len).ok_or(oob)?;
+        let patches = patches.get_mut(..P::MR * len).ok_or(oob)?;
         for p in patches.chunks_exact_mut(len.max(1)) {
             // The values past the depth stay zero (their weights are zero).
             p[g.depth()..].fill(P::Patch::default());
         }
-        let starts: [usize; MR] = core::array::from_fn(|m| m * len);
+        let starts: [usize; MAX_MR] = core::array::from_fn(|m| m * len);
         for group in 0..g.groups {
             let oc0 = group * per_group;
             let panels = weights
@@ -111,7 +108,7 @@ impl ConvJob<'_> {
             let ch = ch.group(group, per_group).ok_or(oob)?;
             let (mut px, mut at) = (0, (0, 0, 0));
             while px < pixels {
-                let mr = (pixels - px).min(MR);
+                let mr = (pixels - px).min(P::MR);
                 for p in patches.chunks_exact_mut(len.max(1)).take(mr) {
                     gather.gather(k, input, at, group, p)?;
                     at = g.next(at);
@@ -151,7 +148,7 @@ impl ConvJob<'_> {
         let image = image.get_mut(..rows * row_len).ok_or(oob)?;
         let zp = P::Patch::of(g.input_zero_point as i8);
         let per_image = g.out_h * g.out_w;
-        let mut starts = [0; MR];
+        let mut starts = [0; MAX_MR];
         for b in 0..g.batches {
             for (y, row) in image.chunks_exact_mut(row_len.max(1)).enumerate() {
                 let iy = y.wrapping_sub(g.pad[0]);
@@ -169,7 +166,7 @@ impl ConvJob<'_> {
             }
             let (mut px, mut oy, mut ox) = (0, 0, 0);
             while px < per_image {
-                let mr = (per_image - px).min(MR);
+                let mr = (per_image - px).min(P::MR);
                 for start in starts.iter_mut().take(mr) {
                     *start = oy * g.stride[0] * row_len + ox * g.stride[1] * c;
                     ox += 1;
@@ -246,9 +243,9 @@ impl ConvJob<'_> {
     }
 }
 
-/// Up to `MR` pixels (`mr`, their patches `p`) on the packed panels of the channels `ch` (each
-/// `panel_len` bytes): the channels in calls of up to `P::MAX_NB` panels, as even as they come
-/// (40 channels on 4 panels a call: 3 + 2, not 4 + 1); pixel `m`'s outputs at `out[m * s]`.
+/// Up to `P::MR` pixels (`mr`, their patches `p`) on the packed panels of the channels `ch`
+/// (each `panel_len` bytes): the channels in calls of up to `P::MAX_NB` panels, as even as they
+/// come (40 channels on 4 panels a call: 3 + 2, not 4 + 1); pixel `m`'s outputs at `out[m * s]`.
 #[inline(always)]
 fn on_channels<P: PanelKernels>(
     pk: P,
@@ -268,33 +265,43 @@ fn on_channels<P: PanelKernels>(
             .get(c / 8 * panel_len..(c / 8 + nb) * panel_len)
             .ok_or(oob)?;
         let (ch, out) = (ch.get(c..hi).ok_or(oob)?, out.get_mut(c..).ok_or(oob)?);
-        match (mr, nb) {
-            // Three to five panels only where the kernel takes them (a constant: the other
-            // kernels' code stays as small as before).
-            (4, 5) if P::MAX_NB >= 5 => pk.gemm::<4, 5>(p, w, ch, out, s),
-            (3, 5) if P::MAX_NB >= 5 => pk.gemm::<3, 5>(p, w, ch, out, s),
-            (2, 5) if P::MAX_NB >= 5 => pk.gemm::<2, 5>(p, w, ch, out, s),
-            (1, 5) if P::MAX_NB >= 5 => pk.gemm::<1, 5>(p, w, ch, out, s),
-            (4, 4) if P::MAX_NB >= 4 => pk.gemm::<4, 4>(p, w, ch, out, s),
-            (4, 3) if P::MAX_NB >= 3 => pk.gemm::<4, 3>(p, w, ch, out, s),
-            (3, 4) if P::MAX_NB >= 4 => pk.gemm::<3, 4>(p, w, ch, out, s),
-            (3, 3) if P::MAX_NB >= 3 => pk.gemm::<3, 3>(p, w, ch, out, s),
-            (2, 4) if P::MAX_NB >= 4 => pk.gemm::<2, 4>(p, w, ch, out, s),
-            (2, 3) if P::MAX_NB >= 3 => pk.gemm::<2, 3>(p, w, ch, out, s),
-            (1, 4) if P::MAX_NB >= 4 => pk.gemm::<1, 4>(p, w, ch, out, s),
-            (1, 3) if P::MAX_NB >= 3 => pk.gemm::<1, 3>(p, w, ch, out, s),
-            (4, 2) => pk.gemm::<4, 2>(p, w, ch, out, s),
-            (4, _) => pk.gemm::<4, 1>(p, w, ch, out, s),
-            (3, 2) => pk.gemm::<3, 2>(p, w, ch, out, s),
-            (3, _) => pk.gemm::<3, 1>(p, w, ch, out, s),
-            (2, 2) => pk.gemm::<2, 2>(p, w, ch, out, s),
-            (2, _) => pk.gemm::<2, 1>(p, w, ch, out, s),
-            (_, 2) => pk.gemm::<1, 2>(p, w, ch, out, s),
-            _ => pk.gemm::<1, 1>(p, w, ch, out, s),
+        let call = (pk, p, w, ch, out, s);
+        // Five pixels only where the kernel takes them (a constant: the other kernels' code
+        // stays as small as before).
+        match mr {
+            5 if P::MR >= 5 => gemm_call::<P, 5>(nb, call),
+            4 => gemm_call::<P, 4>(nb, call),
+            3 => gemm_call::<P, 3>(nb, call),
+            2 => gemm_call::<P, 2>(nb, call),
+            _ => gemm_call::<P, 1>(nb, call),
         }
         c = hi;
     }
     Ok(())
+}
+
+/// The operands of one [`PanelKernels::gemm`] call: the kernel, the patches, the panels, the
+/// channels, the output and its pixel stride.
+type GemmCall<'a, P> = (
+    P,
+    PatchRuns<'a, <P as PanelKernels>::Patch>,
+    &'a [i8],
+    Channels<'a>,
+    &'a mut [i8],
+    usize,
+);
+
+/// One [`PanelKernels::gemm`] call of `MR` pixels on `nb` panels.
+#[inline(always)]
+fn gemm_call<P: PanelKernels, const MR: usize>(nb: usize, (pk, p, w, ch, out, s): GemmCall<'_, P>) {
+    // Three to five panels only where the kernel takes them.
+    match nb {
+        5 if P::MAX_NB >= 5 => pk.gemm::<MR, 5>(p, w, ch, out, s),
+        4 if P::MAX_NB >= 4 => pk.gemm::<MR, 4>(p, w, ch, out, s),
+        3 if P::MAX_NB >= 3 => pk.gemm::<MR, 3>(p, w, ch, out, s),
+        2 => pk.gemm::<MR, 2>(p, w, ch, out, s),
+        _ => pk.gemm::<MR, 1>(p, w, ch, out, s),
+    }
 }
 
 /// Checks the prepared operands of a patch convolution and runs it.

@@ -1,10 +1,9 @@
 //! The geometry of a convolution and the gathering of its patches.
 
-use super::conv::MR;
 use super::{Isa, ScratchLen, aligned, channels, origin, pack_rows, valid_taps};
 use crate::conv::ConvShapes;
 use crate::shape::count4;
-use crate::simd::{Channels, Clamp, Kernels, PatchValue};
+use crate::simd::{Channels, Clamp, Kernels, MAX_MR, PatchValue};
 use crate::{KernelError, Result};
 
 /// Geometry of a convolution as the patch loops see it.
@@ -216,7 +215,7 @@ impl Geometry {
     pub(super) fn conv_scratch(&self, isa: Isa) -> ScratchLen {
         let buffer = match self.image(Self::group_len(isa)) {
             Some([rows, cols]) => rows.saturating_mul(cols).saturating_mul(self.in_c),
-            None => MR.saturating_mul(self.patch_len(isa)),
+            None => MAX_MR.saturating_mul(self.patch_len(isa)),
         };
         if isa.quads() {
             ScratchLen {

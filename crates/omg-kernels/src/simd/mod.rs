@@ -543,6 +543,9 @@ impl PatchValue for i8 {
     }
 }
 
+/// The most output pixels any level's panel kernel takes per call (see [`PanelKernels::MR`]).
+pub(crate) const MAX_MR: usize = 5;
+
 /// A convolution kernel on weights packed in panels of 8 output channels.
 ///
 /// Two layouts: pairs (`GROUP == 2`, `HEADER == 0`, `i16` patches) and quads (`GROUP == 4`,
@@ -559,6 +562,9 @@ pub(crate) trait PanelKernels: Copy {
     /// The most panels per call the caller should ask for (at most 5): enough independent
     /// accumulators to hide the multiply-accumulate latency, few enough to stay in registers.
     const MAX_NB: usize;
+    /// Output pixels per call the caller should ask for (at most [`MAX_MR`]): with `MAX_NB`,
+    /// the kernel's register blocking.
+    const MR: usize;
 
     /// A block of a convolution, `MR` pixels times `NB` panels of 8 output channels.
     /// `patches` holds the `MR` pixels' patches of `len = patches.len()` values, in runs of a
@@ -569,7 +575,7 @@ pub(crate) trait PanelKernels: Copy {
     /// patch[m][GROUP j + i] * panel[c / 8][HEADER + 8 GROUP j + GROUP (c % 8) + i]`
     /// (the patch values as `i16`, or as `u8`) and stores the requantized `acc` to
     /// `out[m * stride + c]`. Nothing is written unless every operand is long enough. `NB` is
-    /// at most `MAX_NB`.
+    /// at most `MAX_NB` and `MR` at most [`Self::MR`].
     fn gemm<const MR: usize, const NB: usize>(
         self,
         patches: PatchRuns<'_, Self::Patch>,
@@ -670,6 +676,7 @@ impl PanelKernels for NoPanels {
     const GROUP: usize = 2;
     const HEADER: usize = 0;
     const MAX_NB: usize = 2;
+    const MR: usize = 4;
 
     fn gemm<const MR: usize, const NB: usize>(
         self,
