@@ -14,8 +14,10 @@
 //!   point at padded taps). At levels with a panel kernel (x86-64) the weights are packed in
 //!   panels of 8 output channels, interleaved in pairs of patch values (AVX2: `i16` patches)
 //!   or quads (VNNI: `VPDPBUSD` on patches of `x + 128` as `u8`, each panel headed by the
-//!   `-128 * sum w` that its accumulators start from), and the inner kernel takes four pixels
-//!   times sixteen channels, requantizing straight from its accumulators; at
+//!   `-128 * sum w` that its accumulators start from), and the inner kernel takes each
+//!   level's number of pixels (`PanelKernels::MR`: 4 at AVX2, 5 at the VNNI levels) times up to
+//!   16 (AVX2, AVX-VNNI) or 32 (AVX-512 VNNI) channels, requantizing straight from its
+//!   accumulators; at
 //!   the portable level they stay rows (padded to a multiple of 16 values) and each output is a
 //!   dot product that the compiler vectorizes.
 //! * FULLY_CONNECTED: dot products of the widened input row with the int8 weight rows, eight

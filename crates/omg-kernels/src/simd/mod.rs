@@ -14,15 +14,15 @@
 //! * `portable`: plain Rust, auto-vectorized for the compilation target; everywhere.
 //! * `avx2` (x86-64): 256-bit integer vectors and a panel kernel for convolutions (4 pixels
 //!   times 16 channels per call); detected at run time with CPUID, without `std`.
-//! * `avxvnni` (x86-64): a convolution panel kernel on the VEX-encoded `VPDPBUSD` of AVX-VNNI
-//!   (four `u8 * i8` products per lane: the patches hold `x + 128`, the panels quads of
+//! * `avxvnni` (x86-64): a convolution panel kernel (5 pixels times 16 channels per call) on
+//!   the VEX-encoded `VPDPBUSD` of AVX-VNNI (four `u8 * i8` products per lane: the patches hold `x + 128`, the panels quads of
 //!   weights after a header of `-128 * sum w` per channel, which the accumulators start
 //!   from) and FULLY_CONNECTED rows on it too (rows padded to 32 values, the input flipped
 //!   likewise, each row's `-128 * sum w` added to its sum); elsewhere `avx2` whose multiply-accumulates are the VEX-encoded `VPDPWSSD` (one
 //!   instruction for `vpmaddwd` + `vpaddd`, same sums); detected with CPUID.
 //! * `avx512vnni` (x86-64): 512-bit `VPDPBUSD` (AVX-512 VNNI, with AVX-512 F/BW/VL) in the
 //!   convolution panel kernel (one panel of 8 channels per register, two quads of patch values
-//!   per step: its panels hold octets), 256-bit EVEX `VPDPBUSD` for FULLY_CONNECTED (the
+//!   per step: its panels hold octets; 5 pixels times up to 32 channels per call), 256-bit EVEX `VPDPBUSD` for FULLY_CONNECTED (the
 //!   `avxvnni` layout), 16-channel depthwise rows on 512-bit `VPDPWSSD`, requantization and ADD
 //!   16 lanes at a time, the 256-bit EVEX `VPDPWSSD` elsewhere; detected with CPUID and XGETBV
 //!   (the operating system saves the 512-bit state).
