@@ -271,26 +271,32 @@ impl Job for DepthwiseJob<'_> {
         let direct = dm == 1 && g.pad[1] == 0 && g.padded_extent(1) <= g.in_w;
         let input_taps = tap_offsets(g, g.dilation[0] * g.in_w * c, col_step, input_taps);
         let (step, row_out) = (g.stride[1] * c, g.out_w * c);
-        // Whether all taps of output row `oy` lie inside the input (no vertical padding).
-        let inside = |oy: usize| {
+        // The filter rows inside the input for output row `oy`, and all of them (no vertical
+        // padding).
+        let rows_in = |oy: usize| {
             let oy0 = origin(oy, g.stride[0], g.pad[0]);
-            valid_taps(oy0, g.dilation[0], g.f_h, g.in_h) == (0, g.f_h)
+            valid_taps(oy0, g.dilation[0], g.f_h, g.in_h)
         };
+        let all = (0, g.f_h);
         let total = output.len() / row_out.max(1);
         let mut r = 0;
         while r < total {
             let (b, oy) = (r / g.out_h, r % g.out_h);
             let oy0 = origin(oy, g.stride[0], g.pad[0]);
-            let (fy_lo, fy_hi) = valid_taps(oy0, g.dilation[0], g.f_h, g.in_h);
+            let (fy_lo, fy_hi) = rows_in(oy);
             let input_row = |fy: usize| {
                 (b * g.in_h + (oy0 + (g.dilation[0] * fy) as i64) as usize) * g.in_w * in_c
             };
-            if direct && fy_lo == 0 && fy_hi == g.f_h {
+            if direct && (fy_lo, fy_hi) == all {
                 // Rows one pixel wide: the next rows of the batch with all taps inside too,
                 // as the pixels of one call (their inputs `stride * in_w * c` apart), so that
                 // the kernel's work per call is spread over them.
                 let mut end = r + 1;
-                while g.out_w == 1 && end < total && end / g.out_h == b && inside(end % g.out_h) {
+                while g.out_w == 1
+                    && end < total
+                    && end / g.out_h == b
+                    && rows_in(end % g.out_h) == all
+                {
                     end += 1;
                 }
                 let step = if end > r + 1 {

@@ -17,7 +17,7 @@ use core::arch::x86_64::*;
 use super::avx2::{Avx2, Mac256};
 use super::avxvnni::VnniLevel;
 use super::depthwise512::depthwise;
-use super::fixed512::{add_i8, fields_16, requantize16};
+use super::fixed512::{Narrow, add_i8, fields_16, requantize16};
 use crate::elementwise::AddParams;
 use crate::simd::{Channels, Job, PanelKernels, PatchRuns, gemm_shape};
 
@@ -164,7 +164,7 @@ impl PanelKernels for Avx512Vnni {
         // Two panels (16 channels) at a time, pixel by pixel: each channel's two lanes added
         // (wrapping) as the even lanes of both panels plus their odd lanes, requantized with
         // the channel data loaded once per two panels, stored with one masked store.
-        let flags = (ch.saturating, ch.shifts_left);
+        let (flags, narrow) = ((ch.saturating, ch.shifts_left), Narrow::new(self, ch.clamp));
         // SAFETY: AVX-512 F is available (token); register operations only.
         let (even, odd, zero) = unsafe {
             let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
@@ -192,7 +192,7 @@ impl PanelKernels for Avx512Vnni {
                         _mm512_permutex2var_epi32(a0, odd, a1),
                     )
                 };
-                let bytes = requantize16(self, sum, &fields, flags, ch.clamp);
+                let bytes = requantize16(self, sum, &fields, flags, &narrow);
                 let o = &mut out[m * stride + c..][..k];
                 // SAFETY: AVX-512 BW and VL are available (token); the mask selects the `k`
                 // bytes of `o`, and a masked store writes nothing else.

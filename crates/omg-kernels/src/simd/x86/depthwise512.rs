@@ -10,8 +10,8 @@
 use core::arch::x86_64::*;
 
 use super::avx512vnni::Avx512Vnni;
-use super::fixed512::{fields_16, requantize16};
-use crate::simd::{Channels, Clamp, depthwise_shape};
+use super::fixed512::{Narrow, fields_16, requantize16};
+use crate::simd::{Channels, depthwise_shape};
 
 /// Output pixels per pass over the taps (8 accumulators): each tap pair's weights are
 /// widened once per pass. Five pixels left take one pass of 5 (10 accumulators; rows of 5
@@ -47,7 +47,7 @@ pub(super) fn depthwise(
             k: (c - c0).min(16),
             fields,
             flags: (ch.saturating, ch.shifts_left),
-            clamp: ch.clamp,
+            narrow: Narrow::new(t, ch.clamp),
         };
         let mut j = 0;
         while j < n {
@@ -72,7 +72,7 @@ struct Run {
     k: usize,
     fields: [__m512i; 10],
     flags: (bool, bool),
-    clamp: Clamp,
+    narrow: Narrow,
 }
 
 impl Run {
@@ -121,7 +121,7 @@ impl Run {
         for (q, [even, odd]) in acc.into_iter().enumerate() {
             // SAFETY: AVX-512 F is available (token); register operation only.
             let sum = unsafe { _mm512_add_epi32(even, odd) };
-            let bytes = requantize16(t, sum, &self.fields, self.flags, self.clamp);
+            let bytes = requantize16(t, sum, &self.fields, self.flags, &self.narrow);
             let o = &mut out[(j + q) * c + c0..][..k];
             // SAFETY: AVX-512 BW and VL are available (token); the mask selects the `k`
             // bytes of `o`, and a masked store writes nothing else.

@@ -73,6 +73,33 @@ fn clamp_narrow(
     }
 }
 
+/// The output zero point, lower and upper clamp as vectors, and whether the clamp is the whole
+/// `i8` range (see [`clamp_narrow`]): what [`requantize16`] ends with, made once per call.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Narrow {
+    v: [__m512i; 3],
+    full: bool,
+}
+
+impl Narrow {
+    /// The vectors of `clamp`.
+    #[inline(always)]
+    pub(super) fn new(_: Avx512Vnni, clamp: Clamp) -> Self {
+        // SAFETY: AVX-512 F is available (token); register operations only.
+        let v = unsafe {
+            [
+                _mm512_set1_epi32(clamp.zero_point),
+                _mm512_set1_epi32(clamp.min),
+                _mm512_set1_epi32(clamp.max),
+            ]
+        };
+        Narrow {
+            v,
+            full: clamp.min == i32::from(i8::MIN) && clamp.max == i32::from(i8::MAX),
+        }
+    }
+}
+
 /// The [`Block`] fields [`requantize16`] reads, in the order it takes them.
 const USED: [usize; 10] = [
     BIAS,
@@ -89,7 +116,7 @@ const USED: [usize; 10] = [
 
 /// The requantization of 16 accumulators with the channel data `f` (the [`USED`] fields, 16
 /// lanes each; `flags`: whether a multiplier may saturate, whether some channel shifts left),
-/// as 16 bytes: TFLM's two roundings as one rounding of each 64-bit product (see
+/// narrowed by `narrow`, as 16 bytes: TFLM's two roundings as one rounding of each 64-bit product (see
 /// [`one_step`](crate::simd::one_step)), the even lanes' products and the odd lanes' apart.
 #[inline(always)]
 pub(super) fn requantize16(
@@ -97,11 +124,10 @@ pub(super) fn requantize16(
     acc: __m512i,
     f: &[__m512i; 10],
     (saturating, shifts_left): (bool, bool),
-    clamp: Clamp,
+    narrow: &Narrow,
 ) -> __m128i {
-    let full = clamp.min == i32::from(i8::MIN) && clamp.max == i32::from(i8::MAX);
     // SAFETY: AVX-512 F is available (token); register operations only.
-    let (v, clamp) = unsafe {
+    let v = unsafe {
         let x = _mm512_add_epi32(acc, f[0]);
         let x = if shifts_left {
             _mm512_sllv_epi32(x, f[3])
@@ -127,15 +153,9 @@ pub(super) fn requantize16(
             *r = _mm512_srav_epi64(sum, f[6 + p]);
         }
         // The odd lanes' results (each in its 64-bit lane's low half) to the odd lanes.
-        let v = _mm512_mask_shuffle_epi32::<_MM_PERM_CCAA>(r[0], 0xaaaa, r[1]);
-        let clamp_v = [
-            _mm512_set1_epi32(clamp.zero_point),
-            _mm512_set1_epi32(clamp.min),
-            _mm512_set1_epi32(clamp.max),
-        ];
-        (v, clamp_v)
+        _mm512_mask_shuffle_epi32::<_MM_PERM_CCAA>(r[0], 0xaaaa, r[1])
     };
-    clamp_narrow(t, v, clamp, full)
+    clamp_narrow(t, v, narrow.v, narrow.full)
 }
 
 /// The channel data of 16 channels, those of `lo` then those of `hi`, as
